@@ -1,0 +1,41 @@
+"""Fixtures every test tier shares: free loopback ports and the real `dynomesh` command.
+
+Component-specific factories live in tests/<component>/conftest.py.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on `host` (loopback only; never a default port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def unused_port() -> int:
+    return free_port()
+
+
+def dynomesh_argv(*args: str) -> list[str]:
+    """argv that runs this checkout's `dynomesh` command in a subprocess."""
+    return [sys.executable, "-m", "dynomesh", *args]
+
+
+def dynomesh_env(**extra: str) -> dict[str, str]:
+    """Environment for a `dynomesh` subprocess: this checkout first on the import path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env

@@ -1,0 +1,18 @@
+import subprocess
+
+from tests.conftest import dynomesh_argv, dynomesh_env
+
+
+def test_help_lists_the_process_commands():
+    result = subprocess.run(dynomesh_argv("--help"), env=dynomesh_env(), capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 0
+    for command in ("up", "control", "router", "dynomgr"):
+        assert f"\n  {command} " in result.stdout
+
+
+def test_no_arguments_prints_usage_and_fails():
+    result = subprocess.run(dynomesh_argv(), env=dynomesh_env(), capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 2
+    assert "usage: dynomesh" in result.stdout
