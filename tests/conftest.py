@@ -39,3 +39,39 @@ def dynomesh_env(**extra: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
+
+
+# --- PostgreSQL: one throwaway server per test session (the control plane's store tests) ---
+
+@pytest.fixture(scope="session")
+def postgres_server_url():
+    """URL of a PostgreSQL server's admin database: $DYNOMESH_TEST_DATABASE_URL if set, else a
+    throwaway cluster from the installed server binaries (a missing server fails, never skips)."""
+    from tests.pgcluster import PostgresCluster, find_bindir
+
+    configured = os.environ.get("DYNOMESH_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.fail("no PostgreSQL server binaries (initdb, pg_ctl): install the `postgresql` "
+                    "package or set DYNOMESH_TEST_DATABASE_URL")
+    cluster = PostgresCluster(bindir, free_port()).start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+async def postgres_url(postgres_server_url):
+    """URL of a fresh, empty database on the test server, dropped after the test."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from tests.pgcluster import create_database, drop_database
+
+    name = await create_database(postgres_server_url)
+    url = urlunsplit(urlsplit(postgres_server_url)._replace(path=f"/{name}"))
+    yield url
+    await drop_database(postgres_server_url, name)

@@ -1,0 +1,72 @@
+"""The control plane's durable state: one `Store` over one `Database` (SQLite or PostgreSQL).
+
+    store = await Store.open("postgresql://...")  # or None for SQLite under the home dir
+    app = await store.apps.create("hello")
+    await store.close()
+
+`store.apps`, `store.releases` and `store.tokens` group the operations by concept; each runs
+in its own transaction and raises only `store.errors` classes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controlplane.store import errors
+from controlplane.store.apps import FEATURES, AppStore
+from controlplane.store.database import DEFAULT_HISTORY, Database
+from controlplane.store.migrations import migrate
+from controlplane.store.releases import ReleaseStore
+from controlplane.store.revision import ChangeLog, Feed
+from controlplane.store.tokens import TokenStore
+
+__all__ = ["Store", "open_database", "errors", "Feed", "ChangeLog", "FEATURES"]
+
+SQLITE_FILE = "control.db"
+
+
+def open_database(url: str | None, *, home: Path, history: int = DEFAULT_HISTORY) -> Database:
+    """The backend for `url`: None or sqlite:PATH for SQLite, postgresql://... for PostgreSQL."""
+    if url is None:
+        from controlplane.store.sqlite import SqliteDatabase
+        return SqliteDatabase(home / SQLITE_FILE, history=history)
+    if url.startswith(("postgresql://", "postgres://")):
+        from controlplane.store.postgres import PostgresDatabase
+        return PostgresDatabase(url, history=history)
+    if url.startswith("sqlite:"):
+        from controlplane.store.sqlite import SqliteDatabase
+        path = url.removeprefix("sqlite:").removeprefix("//")
+        return SqliteDatabase(Path(path).expanduser(), history=history)
+    raise ValueError(f"unsupported database URL {url!r}: use postgresql://... or sqlite:PATH")
+
+
+class Store:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.apps = AppStore(db)
+        self.releases = ReleaseStore(db)
+        self.tokens = TokenStore(db)
+
+    @classmethod
+    async def open(cls, db: Database) -> "Store":
+        """Connect, apply pending migrations, and learn the current revision."""
+        await db.open()
+        try:
+            await migrate(db)
+            store = cls(db)
+            await db.signal.advance(await store.revision())
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def revision(self) -> int:
+        async with self.db.read() as tx:
+            return await tx.current_revision()
+
+    async def changes_since(self, feed: Feed, since: int) -> ChangeLog:
+        async with self.db.read() as tx:
+            return await tx.changes_since(feed, since)

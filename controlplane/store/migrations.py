@@ -1,0 +1,155 @@
+"""Versioned schema migrations, applied in order at start-up, each in its own transaction.
+
+To change the schema, append a `Migration` with the next version; never edit one that has
+shipped. A statement is plain SQL both backends accept, or a `{dialect: sql}` dict where they
+differ. The schema keeps to portable types: TEXT, INTEGER/BIGINT, 0/1 for booleans, JSON and
+ISO 8601 timestamps as TEXT.
+
+With PostgreSQL several control nodes may start at once: `Database.migration()` holds an
+advisory lock, so one node migrates and the others find the work done.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Union
+
+from controlplane.store import errors
+from controlplane.store.database import Database
+
+log = logging.getLogger(__name__)
+
+Statement = Union[str, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[Statement, ...]
+
+    def sql_for(self, dialect: str) -> list[str]:
+        return [s if isinstance(s, str) else s[dialect] for s in self.statements]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "revision counter, change log, apps, slugs, releases, config, formation, "
+                 "domains, features, tokens", (
+        # The global revision (one locked row) and what changed at each revision.
+        """CREATE TABLE revision (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            value BIGINT NOT NULL,
+            pruned_through BIGINT NOT NULL)""",
+        "INSERT INTO revision (id, value, pruned_through) VALUES (1, 0, 0)",
+        """CREATE TABLE changes (
+            revision BIGINT NOT NULL,
+            feed TEXT NOT NULL,
+            key TEXT NOT NULL,
+            PRIMARY KEY (revision, feed, key))""",
+        "CREATE INDEX changes_by_feed ON changes (feed, revision)",
+        """CREATE TABLE apps (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            maintenance INTEGER NOT NULL DEFAULT 0 CHECK (maintenance IN (0, 1)),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL)""",
+        """CREATE TABLE slugs (
+            id TEXT PRIMARY KEY,
+            app_id TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+            checksum TEXT NOT NULL,
+            size BIGINT NOT NULL CHECK (size >= 0),
+            process_types TEXT NOT NULL,
+            created_at TEXT NOT NULL)""",
+        "CREATE INDEX slugs_by_app ON slugs (app_id)",
+        """CREATE TABLE releases (
+            id TEXT PRIMARY KEY,
+            app_id TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+            version INTEGER NOT NULL CHECK (version > 0),
+            slug_id TEXT REFERENCES slugs (id) ON DELETE CASCADE,
+            description TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
+            config TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (app_id, version))""",
+        """CREATE TABLE config_vars (
+            app_id TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (app_id, key))""",
+        """CREATE TABLE formation (
+            app_id TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+            type TEXT NOT NULL,
+            quantity INTEGER NOT NULL CHECK (quantity >= 0),
+            size TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (app_id, type))""",
+        """CREATE TABLE domains (
+            id TEXT PRIMARY KEY,
+            app_id TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+            hostname TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL)""",
+        "CREATE INDEX domains_by_app ON domains (app_id)",
+        """CREATE TABLE app_features (
+            app_id TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            enabled INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (app_id, name))""",
+        """CREATE TABLE tokens (
+            id TEXT PRIMARY KEY,
+            role TEXT NOT NULL CHECK (role IN ('user', 'router', 'dynomgr')),
+            vm_id TEXT,
+            digest TEXT NOT NULL UNIQUE,
+            description TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            CHECK ((role = 'dynomgr') = (vm_id IS NOT NULL)))""",
+    )),
+)
+
+LATEST = MIGRATIONS[-1].version
+
+_CREATE_LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at TEXT NOT NULL)"""
+
+
+def _check_sequence(migrations: tuple[Migration, ...]) -> None:
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise RuntimeError(f"migration versions must be 1, 2, 3, ... in order; got {versions}")
+
+
+async def schema_version(db: Database) -> int:
+    async with db.migration() as tx:
+        await tx.execute(_CREATE_LEDGER)
+        return int(await tx.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"))
+
+
+async def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
+    """Apply the migrations this database lacks; return the versions applied."""
+    _check_sequence(migrations)
+    applied: list[int] = []
+    for migration in migrations:
+        async with db.migration() as tx:
+            await tx.execute(_CREATE_LEDGER)
+            current = int(await tx.fetchval(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"))
+            if current > migrations[-1].version:
+                raise errors.SchemaTooNew(
+                    f"the database is at schema version {current}, newer than this dynomesh "
+                    f"knows ({migrations[-1].version}); run a newer dynomesh")
+            if migration.version <= current:
+                continue
+            for statement in migration.sql_for(db.dialect):
+                await tx.execute(statement)
+            await tx.execute(
+                "INSERT INTO schema_migrations (version, description, applied_at) "
+                "VALUES ($1, $2, $3)", migration.version, migration.description,
+                datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            log.info("store: applied migration %d (%s)", migration.version, migration.description)
+            applied.append(migration.version)
+    return applied

@@ -1,0 +1,153 @@
+"""What the store hands out: frozen records, one per concept, built from rows."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+
+def now_iso() -> str:
+    """ISO 8601 UTC to the second, as Heroku's API shows timestamps: 2026-11-26T12:00:00Z."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ReleaseStatus(str, enum.Enum):
+    """A release starts `pending` while a build or release phase gates it, then settles."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    def can_become(self, other: "ReleaseStatus") -> bool:
+        return other in _RELEASE_TRANSITIONS[self]
+
+
+_RELEASE_TRANSITIONS: dict[ReleaseStatus, frozenset[ReleaseStatus]] = {
+    ReleaseStatus.PENDING: frozenset({ReleaseStatus.SUCCEEDED, ReleaseStatus.FAILED}),
+    ReleaseStatus.SUCCEEDED: frozenset(),
+    ReleaseStatus.FAILED: frozenset(),
+}
+
+
+class Role(str, enum.Enum):
+    """Who a token speaks for (see docs/api.md, "Tokens and roles")."""
+
+    USER = "user"        # the operator: every app and every token
+    ROUTER = "router"    # follows the route feed, ships router log lines
+    DYNOMGR = "dynomgr"  # one VM's dyno manager: its assignments, reports, slugs
+
+
+@dataclass(frozen=True)
+class App:
+    id: str
+    name: str
+    maintenance: bool
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "App":
+        return cls(row["id"], row["name"], bool(row["maintenance"]), row["created_at"],
+                   row["updated_at"])
+
+
+@dataclass(frozen=True)
+class Slug:
+    id: str
+    app_id: str
+    checksum: str  # "sha256:<hex>"
+    size: int
+    process_types: dict[str, str]
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Slug":
+        return cls(row["id"], row["app_id"], row["checksum"], int(row["size"]),
+                   json.loads(row["process_types"]), row["created_at"])
+
+
+@dataclass(frozen=True)
+class Release:
+    id: str
+    app_id: str
+    version: int
+    slug_id: str | None
+    description: str
+    status: ReleaseStatus
+    config: dict[str, str]
+    created_at: str
+    updated_at: str
+    current: bool = False
+    process_types: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], *, current_version: int | None) -> "Release":
+        types = row.get("process_types")
+        return cls(row["id"], row["app_id"], int(row["version"]), row["slug_id"],
+                   row["description"], ReleaseStatus(row["status"]), json.loads(row["config"]),
+                   row["created_at"], row["updated_at"],
+                   current=int(row["version"]) == current_version,
+                   process_types=json.loads(types) if types else {})
+
+
+@dataclass(frozen=True)
+class FormationEntry:
+    app_id: str
+    type: str
+    quantity: int
+    size: str
+    command: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class FormationUpdate:
+    """One item of a batch scale: leave `quantity` or `size` None to keep it."""
+
+    type: str
+    quantity: int | None = None
+    size: str | None = None
+
+
+@dataclass(frozen=True)
+class Domain:
+    id: str
+    app_id: str
+    hostname: str
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Domain":
+        return cls(row["id"], row["app_id"], row["hostname"], row["created_at"])
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    description: str
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class Token:
+    id: str
+    role: Role
+    vm_id: str | None
+    description: str
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Token":
+        return cls(row["id"], Role(row["role"]), row["vm_id"], row["description"],
+                   row["created_at"])
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token as created: the secret is shown once and never stored."""
+
+    token: Token
+    secret: str

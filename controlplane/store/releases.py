@@ -1,0 +1,281 @@
+"""Slugs, releases, config vars and formation: what an app runs, and how much of it.
+
+A release pairs a slug (the code) with a snapshot of the config vars. Every config change and
+every rollback makes a new release, as on Heroku, so `releases` is the app's whole history.
+The current release is the newest one that succeeded; its slug's process types decide which
+formation entries exist.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+
+from controlplane import sizes
+from controlplane.store import errors
+from controlplane.store.apps import require_app, touch_routes
+from controlplane.store.database import Database, Transaction
+from controlplane.store.models import (App, FormationEntry, FormationUpdate, Release,
+                                       ReleaseStatus, Slug, now_iso)
+
+_RELEASE_COLUMNS = ("SELECT releases.*, slugs.process_types FROM releases "
+                    "LEFT JOIN slugs ON slugs.id = releases.slug_id ")
+
+
+async def current_version(tx: Transaction, app: App) -> int | None:
+    value = await tx.fetchval(
+        "SELECT MAX(version) FROM releases WHERE app_id = $1 AND status = 'succeeded'", app.id)
+    return None if value is None else int(value)
+
+
+async def current_release(tx: Transaction, app: App) -> Release | None:
+    version = await current_version(tx, app)
+    if version is None:
+        return None
+    row = await tx.fetchrow(_RELEASE_COLUMNS + "WHERE releases.app_id = $1 AND version = $2",
+                            app.id, version)
+    return Release.from_row(row, current_version=version)
+
+
+async def _config(tx: Transaction, app: App) -> dict[str, str]:
+    rows = await tx.fetch("SELECT key, value FROM config_vars WHERE app_id = $1 ORDER BY key",
+                          app.id)
+    return {r["key"]: r["value"] for r in rows}
+
+
+async def _require_slug(tx: Transaction, app: App, slug_id: str) -> Slug:
+    row = await tx.fetchrow("SELECT * FROM slugs WHERE id = $1 AND app_id = $2", slug_id, app.id)
+    if row is None:
+        raise errors.NotFound(f"slug {slug_id!r} not found on app {app.name!r}: upload it first")
+    return Slug.from_row(row)
+
+
+async def _require_release(tx: Transaction, app: App, ref: str | int) -> Release:
+    text = str(ref).lstrip("vV")
+    if text.isdigit():
+        row = await tx.fetchrow(_RELEASE_COLUMNS + "WHERE releases.app_id = $1 AND version = $2",
+                                app.id, int(text))
+    else:
+        row = await tx.fetchrow(_RELEASE_COLUMNS + "WHERE releases.app_id = $1 AND releases.id = $2",
+                                app.id, str(ref))
+    if row is None:
+        raise errors.NotFound(f"release {ref!r} not found on app {app.name!r}: "
+                              f"`dynomesh releases --app {app.name}` lists them")
+    return Release.from_row(row, current_version=await current_version(tx, app))
+
+
+async def _sync_formation(tx: Transaction, app: App, process_types: Mapping[str, str]) -> None:
+    """Make formation entries match the current release's process types.
+
+    New types start at 0 dynos, except `web`, which starts at 1 (Heroku scales web to one dyno
+    on the first deploy); existing types keep their quantity and size.
+    """
+    existing = {r["type"] for r in
+                await tx.fetch("SELECT type FROM formation WHERE app_id = $1", app.id)}
+    now = now_iso()
+    for type_ in process_types:
+        if type_ not in existing:
+            await tx.execute(
+                "INSERT INTO formation (app_id, type, quantity, size, updated_at) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                app.id, type_, 1 if type_ == "web" else 0, sizes.DEFAULT_SIZE, now)
+    for type_ in existing - set(process_types):
+        await tx.execute("DELETE FROM formation WHERE app_id = $1 AND type = $2", app.id, type_)
+
+
+async def _insert_release(tx: Transaction, app: App, *, slug: Slug | None,
+                          config: Mapping[str, str], description: str,
+                          status: ReleaseStatus) -> Release:
+    version = int(await tx.fetchval(
+        "SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app_id = $1", app.id))
+    now = now_iso()
+    release_id = str(uuid.uuid4())
+    await tx.execute(
+        "INSERT INTO releases (id, app_id, version, slug_id, description, status, config, "
+        "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        release_id, app.id, version, slug.id if slug else None, description, status.value,
+        json.dumps(dict(config), sort_keys=True), now, now)
+    if status is ReleaseStatus.SUCCEEDED and slug is not None:
+        await _sync_formation(tx, app, slug.process_types)
+    await touch_routes(tx, app)
+    return await _require_release(tx, app, version)
+
+
+def _config_description(set_keys: Sequence[str], removed: Sequence[str]) -> str:
+    # Heroku's wording: "Set GREETING config vars", "Remove GREETING config vars".
+    parts = []
+    if set_keys:
+        parts.append(f"Set {', '.join(set_keys)} config vars")
+    if removed:
+        parts.append(f"{'remove' if parts else 'Remove'} {', '.join(removed)} config vars")
+    return " and ".join(parts)
+
+
+class ReleaseStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # Slugs.
+
+    async def add_slug(self, ident: str, *, slug_id: str, checksum: str, size: int,
+                       process_types: Mapping[str, str]) -> Slug:
+        """Record a slug whose file is already durably in place."""
+        slug = Slug(slug_id, "", checksum, size, dict(process_types), now_iso())
+        async with self._db.write() as tx:
+            app = await require_app(tx, ident)
+            await tx.execute(
+                "INSERT INTO slugs (id, app_id, checksum, size, process_types, created_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6)", slug.id, app.id, checksum, size,
+                json.dumps(slug.process_types), slug.created_at)
+        return Slug(slug.id, app.id, checksum, size, slug.process_types, slug.created_at)
+
+    async def get_slug(self, ident: str, slug_id: str) -> Slug:
+        async with self._db.read() as tx:
+            return await _require_slug(tx, await require_app(tx, ident), slug_id)
+
+    # Releases.
+
+    async def create(self, ident: str, slug_id: str, *, description: str | None = None,
+                     status: ReleaseStatus = ReleaseStatus.SUCCEEDED) -> Release:
+        """A new release of `slug_id` with the app's current config vars."""
+        async with self._db.write() as tx:
+            app = await require_app(tx, ident)
+            slug = await _require_slug(tx, app, slug_id)
+            text = description or f"Deploy {slug.checksum.removeprefix('sha256:')[:8]}"
+            return await _insert_release(tx, app, slug=slug, config=await _config(tx, app),
+                                         description=text, status=status)
+
+    async def rollback(self, ident: str, target: str | int) -> Release:
+        """A new release with the slug and config vars of release `target`."""
+        async with self._db.write() as tx:
+            app = await require_app(tx, ident)
+            old = await _require_release(tx, app, target)
+            if old.status is not ReleaseStatus.SUCCEEDED:
+                raise errors.Invalid(f"release v{old.version} {old.status.value}; roll back to a "
+                                     "release that succeeded")
+            await tx.execute("DELETE FROM config_vars WHERE app_id = $1", app.id)
+            for key, value in old.config.items():
+                await tx.execute("INSERT INTO config_vars (app_id, key, value) VALUES ($1, $2, $3)",
+                                 app.id, key, value)
+            slug = await _require_slug(tx, app, old.slug_id) if old.slug_id else None
+            return await _insert_release(tx, app, slug=slug, config=old.config,
+                                         description=f"Rollback to v{old.version}",
+                                         status=ReleaseStatus.SUCCEEDED)
+
+    async def set_status(self, ident: str, ref: str | int, status: ReleaseStatus) -> Release:
+        """Settle a pending release (its build or release phase finished)."""
+        async with self._db.write() as tx:
+            app = await require_app(tx, ident)
+            release = await _require_release(tx, app, ref)
+            if release.status is status:
+                return release
+            if not release.status.can_become(status):
+                raise errors.Invalid(f"release v{release.version} is {release.status.value}; "
+                                     f"it cannot become {status.value}")
+            await tx.execute("UPDATE releases SET status = $1, updated_at = $2 WHERE id = $3",
+                             status.value, now_iso(), release.id)
+            if status is ReleaseStatus.SUCCEEDED and release.slug_id:
+                current = await current_version(tx, app)
+                if current == release.version:
+                    await _sync_formation(tx, app, release.process_types)
+            await touch_routes(tx, app)
+            return await _require_release(tx, app, release.version)
+
+    async def get(self, ident: str, ref: str | int) -> Release:
+        async with self._db.read() as tx:
+            return await _require_release(tx, await require_app(tx, ident), ref)
+
+    async def current(self, ident: str) -> Release | None:
+        async with self._db.read() as tx:
+            return await current_release(tx, await require_app(tx, ident))
+
+    async def list(self, ident: str, *, limit: int = 100) -> list[Release]:
+        """Newest first."""
+        async with self._db.read() as tx:
+            app = await require_app(tx, ident)
+            version = await current_version(tx, app)
+            rows = await tx.fetch(_RELEASE_COLUMNS + "WHERE releases.app_id = $1 "
+                                  "ORDER BY version DESC LIMIT $2", app.id, limit)
+            return [Release.from_row(r, current_version=version) for r in rows]
+
+    # Config vars.
+
+    async def config(self, ident: str) -> dict[str, str]:
+        async with self._db.read() as tx:
+            return await _config(tx, await require_app(tx, ident))
+
+    async def update_config(self, ident: str, changes: Mapping[str, str | None]
+                            ) -> tuple[dict[str, str], Release | None]:
+        """Apply `changes` (None deletes a key); a real change makes a new release."""
+        async with self._db.write() as tx:
+            app = await require_app(tx, ident)
+            old = await _config(tx, app)
+            new = dict(old)
+            for key, value in changes.items():
+                if value is None:
+                    new.pop(key, None)
+                else:
+                    new[key] = value
+            if new == old:
+                return old, None
+            set_keys = sorted(k for k, v in changes.items() if v is not None and old.get(k) != v)
+            removed = sorted(k for k, v in changes.items() if v is None and k in old)
+            for key in removed:
+                await tx.execute("DELETE FROM config_vars WHERE app_id = $1 AND key = $2",
+                                 app.id, key)
+            for key in set_keys:
+                await tx.execute(
+                    "INSERT INTO config_vars (app_id, key, value) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (app_id, key) DO UPDATE SET value = excluded.value",
+                    app.id, key, new[key])
+            base = await current_release(tx, app)
+            slug = (await _require_slug(tx, app, base.slug_id)
+                    if base is not None and base.slug_id else None)
+            release = await _insert_release(tx, app, slug=slug, config=new,
+                                            description=_config_description(set_keys, removed),
+                                            status=ReleaseStatus.SUCCEEDED)
+            return new, release
+
+    # Formation.
+
+    async def formation(self, ident: str) -> list[FormationEntry]:
+        async with self._db.read() as tx:
+            return await self._formation(tx, await require_app(tx, ident))
+
+    @staticmethod
+    async def _formation(tx: Transaction, app: App) -> list[FormationEntry]:
+        release = await current_release(tx, app)
+        commands = release.process_types if release else {}
+        rows = await tx.fetch("SELECT * FROM formation WHERE app_id = $1 ORDER BY type", app.id)
+        return [FormationEntry(app.id, r["type"], int(r["quantity"]), r["size"],
+                               commands.get(r["type"], ""), r["updated_at"]) for r in rows]
+
+    async def scale(self, ident: str, updates: Sequence[FormationUpdate]) -> list[FormationEntry]:
+        """Apply a batch of formation updates atomically; all are checked before any applies."""
+        async with self._db.write() as tx:
+            app = await require_app(tx, ident)
+            entries = {e.type: e for e in await self._formation(tx, app)}
+            if not entries:
+                raise errors.NotFound(f"app {app.name!r} has no process types yet: deploy a "
+                                      "slug with a Procfile first (`dynomesh deploy`)")
+            for update in updates:
+                if update.type not in entries:
+                    raise errors.NotFound(
+                        f"no process type {update.type!r} in {app.name}'s current release "
+                        f"(it has: {', '.join(sorted(entries))})")
+            now = now_iso()
+            changed = False
+            for update in updates:
+                entry = entries[update.type]
+                quantity = entry.quantity if update.quantity is None else update.quantity
+                size = entry.size if update.size is None else update.size
+                if (quantity, size) != (entry.quantity, entry.size):
+                    changed = True
+                    await tx.execute(
+                        "UPDATE formation SET quantity = $1, size = $2, updated_at = $3 "
+                        "WHERE app_id = $4 AND type = $5", quantity, size, now, app.id,
+                        update.type)
+            if changed:
+                await touch_routes(tx, app)
+            return await self._formation(tx, app)
