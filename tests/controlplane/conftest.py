@@ -28,7 +28,7 @@ def database_url(request, tmp_path):
 
 
 @pytest.fixture
-def open_store(database_url, tmp_path):
+async def open_store(database_url, tmp_path):
     """Factory: open (or reopen) a Store on this test's database; all are closed at teardown."""
     opened: list[Store] = []
 
@@ -39,12 +39,7 @@ def open_store(database_url, tmp_path):
 
     yield factory
     for store in opened:
-        if store.db is not None:
-            asyncio.run(_close_quietly(store))
-
-
-async def _close_quietly(store: Store) -> None:
-    await store.close()
+        await store.close()  # closing twice is harmless; a test may have closed it already
 
 
 @pytest.fixture
