@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import io
+import tarfile
+from dataclasses import dataclass, field
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from controlplane.api import ApiContext, make_app
+from controlplane.config import ControlConfig
+from controlplane.slugstore import SlugStorage
 from controlplane.store import Store, open_database
+from controlplane.store.models import Role
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -45,3 +54,87 @@ async def open_store(database_url, tmp_path):
 @pytest.fixture
 async def store(open_store) -> Store:
     return await open_store()
+
+
+# --- the API in-process, on a real loopback socket ---
+
+def slug_bytes(files: dict[str, bytes | str]) -> bytes:
+    """A .tar.gz slug holding `files` (path -> content)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, content in files.items():
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def checksum(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+HELLO_SLUG = {"Procfile": "web: python web.py\nworker: python worker.py\n",
+              "web.py": "print('hi')\n", "worker.py": "print('working')\n"}
+
+
+@dataclass
+class Api:
+    """An API server on loopback with one token per role; `call` returns (status, json)."""
+
+    client: TestClient
+    store: Store
+    config: ControlConfig
+    tokens: dict[Role, str] = field(default_factory=dict)
+
+    def auth(self, role: Role | None = Role.USER) -> dict[str, str]:
+        return {} if role is None else {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    async def call(self, method: str, path: str, *, role: Role | None = Role.USER,
+                   json=None, data=None, headers: dict[str, str] | None = None):
+        response = await self.client.request(method, path, json=json, data=data,
+                                             headers={**self.auth(role), **(headers or {})})
+        body = await response.json() if response.content_type == "application/json" else None
+        return response.status, body, response
+
+    async def deploy(self, app: str, files: dict[str, bytes | str] = HELLO_SLUG):
+        data = slug_bytes(files)
+        status, slug, _ = await self.call("POST", f"/apps/{app}/slugs", data=data,
+                                          headers={"X-Slug-Checksum": checksum(data)})
+        assert status == 201, slug
+        status, release, _ = await self.call("POST", f"/apps/{app}/releases",
+                                             json={"slug": slug["id"]})
+        assert status == 201, release
+        return release
+
+
+@pytest.fixture
+async def api_factory(tmp_path):
+    started: list[tuple[TestClient, Store]] = []
+
+    async def factory(**overrides) -> Api:
+        home = tmp_path / f"home{len(started)}"
+        config = ControlConfig(home=home, **overrides)
+        store = await Store.open(open_database(config.database_url, home=home))
+        slugs = SlugStorage(config.slug_dir)
+        slugs.prepare()
+        client = TestClient(TestServer(make_app(ApiContext(config, store, slugs)),
+                                       host="127.0.0.1"))
+        await client.start_server()
+        started.append((client, store))
+        api = Api(client, store, config)
+        api.tokens[Role.USER] = (await store.tokens.create(Role.USER)).secret
+        api.tokens[Role.ROUTER] = (await store.tokens.create(Role.ROUTER)).secret
+        api.tokens[Role.DYNOMGR] = (await store.tokens.create(Role.DYNOMGR, vm_id="vm-1")).secret
+        return api
+
+    yield factory
+    for client, store in started:
+        await client.close()
+        await store.close()
+
+
+@pytest.fixture
+async def api(api_factory) -> Api:
+    return await api_factory()

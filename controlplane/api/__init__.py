@@ -1,0 +1,51 @@
+"""The control plane's REST API (aiohttp), shaped after Heroku's Platform API; see docs/api.md."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from controlplane.api import apps, releases, tokens
+from controlplane.api.auth import auth_middleware
+from controlplane.api.context import CONTEXT, ApiContext
+from controlplane.api.errors import error_middleware
+
+__all__ = ["make_app", "ApiContext"]
+
+_APP = "/apps/{app}"
+
+
+def make_app(context: ApiContext) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware(context.store)],
+        client_max_size=context.config.max_body_bytes)
+    app[CONTEXT] = context
+    app.router.add_routes([
+        web.get("/healthz", tokens.healthz),
+        web.get("/account", tokens.whoami),
+        web.get("/tokens", tokens.list_tokens),
+        web.post("/tokens", tokens.create_token),
+        web.delete("/tokens/{token}", tokens.revoke_token),
+        web.get("/apps", apps.list_apps),
+        web.post("/apps", apps.create_app),
+        web.get(_APP, apps.get_app),
+        web.patch(_APP, apps.update_app),
+        web.delete(_APP, apps.delete_app),
+        web.get(_APP + "/domains", apps.list_domains),
+        web.post(_APP + "/domains", apps.add_domain),
+        web.delete(_APP + "/domains/{hostname}", apps.remove_domain),
+        web.get(_APP + "/features", apps.list_features),
+        web.get(_APP + "/features/{feature}", apps.get_feature),
+        web.patch(_APP + "/features/{feature}", apps.update_feature),
+        web.get(_APP + "/config-vars", releases.get_config),
+        web.patch(_APP + "/config-vars", releases.update_config),
+        web.post(_APP + "/slugs", releases.upload_slug),
+        web.get(_APP + "/slugs/{slug}", releases.get_slug),
+        web.get(_APP + "/releases", releases.list_releases),
+        web.post(_APP + "/releases", releases.create_release),
+        web.get(_APP + "/releases/{release}", releases.get_release),
+        web.get(_APP + "/formation", releases.list_formation),
+        web.patch(_APP + "/formation", releases.batch_update_formation),
+        web.get(_APP + "/formation/{type}", releases.get_formation),
+        web.patch(_APP + "/formation/{type}", releases.update_formation),
+    ])
+    return app

@@ -1,0 +1,86 @@
+"""JSON errors, Heroku style: `{"id": "not_found", "message": "..."}` with the matching status.
+
+This is the one place errors become HTTP: typed store errors, request-body problems and
+aiohttp's own HTTP exceptions all leave through `error_middleware`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from controlplane.store import errors
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error with its HTTP status and machine-readable id; the message is for the user."""
+
+    def __init__(self, status: int, error_id: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_id = error_id
+        self.message = message
+        self.headers = headers or {}
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError(422, "invalid_params", message)
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "bad_request", message)
+
+
+_STORE_ERRORS: tuple[tuple[type[errors.StoreError], int, str], ...] = (
+    (errors.NotFound, 404, "not_found"),
+    (errors.Conflict, 409, "conflict"),
+    (errors.Invalid, 422, "invalid_params"),
+    (errors.HistoryExpired, 410, "history_expired"),
+    (errors.Busy, 503, "busy"),
+    (errors.Unavailable, 503, "store_unavailable"),
+)
+
+_HTTP_IDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+             405: "method_not_allowed", 409: "conflict", 413: "request_too_large",
+             415: "unsupported_media_type", 422: "invalid_params"}
+
+
+def from_store_error(exc: errors.StoreError) -> ApiError:
+    for kind, status, error_id in _STORE_ERRORS:
+        if isinstance(exc, kind):
+            headers = {"Retry-After": "1"} if status == 503 else None
+            return ApiError(status, error_id, str(exc), headers)
+    return ApiError(500, "internal_error", str(exc))
+
+
+def render(error: ApiError) -> web.Response:
+    return web.json_response({"id": error.error_id, "message": error.message},
+                             status=error.status, headers=error.headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return render(exc)
+    except errors.StoreError as exc:
+        error = from_store_error(exc)
+        if error.status >= 500:
+            log.warning("api: %s %s: store error: %s", request.method, request.path, exc)
+        return render(error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and the like are not errors
+        message = {404: f"no such endpoint: {request.method} {request.path} (see docs/api.md)",
+                   405: f"{request.method} is not allowed on {request.path}",
+                   413: "the request body is too large"}.get(exc.status, exc.reason)
+        return render(ApiError(exc.status, _HTTP_IDS.get(exc.status, "error"), message))
+    except Exception:
+        log.exception("api: %s %s failed", request.method, request.path)
+        return render(ApiError(500, "internal_error",
+                               "the control plane failed on this request; see its log"))

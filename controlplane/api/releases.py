@@ -1,0 +1,205 @@
+"""Slugs, releases (deploy and rollback), config vars and formation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from controlplane import names, sizes
+from controlplane.api import bodies, render
+from controlplane.api.auth import allow
+from controlplane.api.context import context
+from controlplane.api.errors import ApiError, invalid
+from controlplane.slugstore import ChecksumMismatch, SlugRejected, SlugTooLarge, parse_checksum
+from controlplane.store import errors
+from controlplane.store.models import FormationUpdate, Role
+
+SLUG_CHUNK = 256 * 1024
+RELEASE_HEADER = "Dynomesh-Release"  # the version a config change created, if any
+MAX_CONFIG_VALUE = 32 * 1024  # Heroku's limit for all of an app's config vars together
+
+
+# Slugs: the body is the .tar.gz itself; X-Slug-Checksum says what its SHA-256 must be.
+
+@allow(Role.USER)
+async def upload_slug(request: web.Request) -> web.Response:
+    ctx = context(request)
+    app = await ctx.store.apps.get(request.match_info["app"])
+    try:
+        expected = parse_checksum(request.headers.get("X-Slug-Checksum"))
+    except SlugRejected as exc:
+        raise invalid(str(exc)) from exc
+    bodies.content_length_within(request, ctx.config.max_slug_bytes)
+    try:
+        received = await ctx.slugs.receive(request.content.iter_chunked(SLUG_CHUNK),
+                                           expected_sha256=expected,
+                                           max_bytes=ctx.config.max_slug_bytes)
+    except SlugTooLarge as exc:
+        raise ApiError(413, "request_too_large", str(exc)) from exc
+    except ChecksumMismatch as exc:
+        raise ApiError(422, "checksum_mismatch", str(exc)) from exc
+    except SlugRejected as exc:
+        raise ApiError(422, "invalid_slug", str(exc)) from exc
+    try:
+        slug = await ctx.store.releases.add_slug(
+            app.id, slug_id=received.id, checksum=received.checksum, size=received.size,
+            process_types=received.process_types)
+    except errors.StoreError:
+        ctx.slugs.remove([received.id])  # not recorded, so nothing may point at the file
+        raise
+    return web.json_response(render.slug(app, slug), status=201)
+
+
+@allow(Role.USER)
+async def get_slug(request: web.Request) -> web.Response:
+    ctx = context(request)
+    app = await ctx.store.apps.get(request.match_info["app"])
+    slug = await ctx.store.releases.get_slug(app.id, request.match_info["slug"])
+    return web.json_response(render.slug(app, slug))
+
+
+# Releases.
+
+@allow(Role.USER)
+async def list_releases(request: web.Request) -> web.Response:
+    ctx = context(request)
+    limit_text = request.query.get("limit", "100")
+    if not limit_text.isdigit():
+        raise invalid("'limit' must be a whole number")
+    limit = bodies.integer(int(limit_text), "limit", low=1, high=1000)
+    app = await ctx.store.apps.get(request.match_info["app"])
+    releases = await ctx.store.releases.list(app.id, limit=limit)
+    return web.json_response([render.release(app, r) for r in releases])
+
+
+@allow(Role.USER)
+async def get_release(request: web.Request) -> web.Response:
+    ctx = context(request)
+    app = await ctx.store.apps.get(request.match_info["app"])
+    release = await ctx.store.releases.get(app.id, request.match_info["release"])
+    return web.json_response(render.release(app, release))
+
+
+@allow(Role.USER)
+async def create_release(request: web.Request) -> web.Response:
+    """{"slug": id} deploys a slug; {"release": id or version} rolls back to that release."""
+    ctx = context(request)
+    body = await bodies.json_object(request, allowed={"slug", "release", "description"})
+    if ("slug" in body) == ("release" in body):
+        raise invalid("give either 'slug' (to deploy it) or 'release' (to roll back to it)")
+    app = await ctx.store.apps.get(request.match_info["app"])
+    if "slug" in body:
+        description = bodies.string(body, "description", max_length=200) \
+            if "description" in body else None
+        release = await ctx.store.releases.create(app.id, bodies.string(body, "slug"),
+                                                  description=description)
+    else:
+        if "description" in body:
+            raise invalid("a rollback's description is always 'Rollback to vN'")
+        target = body["release"]
+        if isinstance(target, bool) or not isinstance(target, (str, int)):
+            raise invalid("'release' must be a release id or version number")
+        release = await ctx.store.releases.rollback(app.id, target)
+    return web.json_response(render.release(app, release), status=201)
+
+
+# Config vars: PATCH with a null value deletes the key; a real change is a new release.
+
+@allow(Role.USER)
+async def get_config(request: web.Request) -> web.Response:
+    return web.json_response(await context(request).store.releases.config(
+        request.match_info["app"]))
+
+
+@allow(Role.USER)
+async def update_config(request: web.Request) -> web.Response:
+    ctx = context(request)
+    raw = await request.read()
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "bad_request", f"the body is not valid JSON ({exc})") from exc
+    if not isinstance(body, dict) or not body:
+        raise invalid('send a JSON object of config vars, e.g. {"GREETING": "hi", "OLD": null}')
+    changes: dict[str, str | None] = {}
+    for key, value in body.items():
+        bodies.named(names.config_key, key)
+        if value is not None and not isinstance(value, str):
+            raise invalid(f"the value of {key} must be a string (or null to remove it)")
+        if value is not None and len(value) > MAX_CONFIG_VALUE:
+            raise invalid(f"the value of {key} is longer than {MAX_CONFIG_VALUE} characters")
+        changes[key] = value
+    config, release = await ctx.store.releases.update_config(request.match_info["app"], changes)
+    headers = {RELEASE_HEADER: str(release.version)} if release else {}
+    return web.json_response(config, headers=headers)
+
+
+# Formation.
+
+def _formation_update(item: Any, where: str) -> FormationUpdate:
+    if not isinstance(item, dict):
+        raise invalid(f"{where} must be an object like {{\"type\": \"web\", \"quantity\": 2}}")
+    unknown = sorted(set(item) - {"type", "quantity", "size"})
+    if unknown:
+        raise invalid(f"{where}: unknown field {unknown[0]!r}; fields: quantity, size, type")
+    if "type" not in item:
+        raise invalid(f"{where}: missing field 'type'")
+    type_ = bodies.named(names.process_type, item["type"])
+    if "quantity" not in item and "size" not in item:
+        raise invalid(f"{where}: give 'quantity', 'size' or both")
+    quantity = (bodies.integer(item["quantity"], "quantity", low=0, high=sizes.MAX_QUANTITY)
+                if "quantity" in item else None)
+    size = None
+    if "size" in item:
+        if not isinstance(item["size"], str) or sizes.lookup(item["size"]) is None:
+            raise invalid(f"unknown dyno size {item['size']!r}; sizes: {', '.join(sizes.SIZES)}")
+        size = sizes.lookup(item["size"]).name
+    return FormationUpdate(type_, quantity, size)
+
+
+@allow(Role.USER)
+async def list_formation(request: web.Request) -> web.Response:
+    ctx = context(request)
+    app = await ctx.store.apps.get(request.match_info["app"])
+    entries = await ctx.store.releases.formation(app.id)
+    return web.json_response([render.formation(app, e) for e in entries])
+
+
+@allow(Role.USER)
+async def get_formation(request: web.Request) -> web.Response:
+    ctx = context(request)
+    app = await ctx.store.apps.get(request.match_info["app"])
+    wanted = request.match_info["type"]
+    for entry in await ctx.store.releases.formation(app.id):
+        if entry.type == wanted:
+            return web.json_response(render.formation(app, entry))
+    raise errors.NotFound(f"no process type {wanted!r} in {app.name}'s current release")
+
+
+@allow(Role.USER)
+async def batch_update_formation(request: web.Request) -> web.Response:
+    ctx = context(request)
+    body = await bodies.json_object(request, allowed={"updates"}, required={"updates"})
+    items = body["updates"]
+    if not isinstance(items, list) or not items:
+        raise invalid("'updates' must be a non-empty list")
+    updates = [_formation_update(item, f"updates[{i}]") for i, item in enumerate(items)]
+    types = [u.type for u in updates]
+    if len(set(types)) != len(types):
+        raise invalid("each process type may appear once in 'updates'")
+    app = await ctx.store.apps.get(request.match_info["app"])
+    entries = await ctx.store.releases.scale(app.id, updates)
+    return web.json_response([render.formation(app, e) for e in entries])
+
+
+@allow(Role.USER)
+async def update_formation(request: web.Request) -> web.Response:
+    ctx = context(request)
+    body = await bodies.json_object(request, allowed={"quantity", "size"})
+    update = _formation_update({"type": request.match_info["type"], **body}, "the body")
+    app = await ctx.store.apps.get(request.match_info["app"])
+    entries = await ctx.store.releases.scale(app.id, [update])
+    entry = next(e for e in entries if e.type == update.type)
+    return web.json_response(render.formation(app, entry))
