@@ -105,8 +105,8 @@ class SlugStorage:
                 async for chunk in chunks:
                     size += len(chunk)
                     if size > max_bytes:
-                        raise SlugTooLarge(f"the slug is larger than the {max_bytes // 2**20} MiB "
-                                           "limit: list big files you do not need in .slugignore")
+                        raise SlugTooLarge(f"the slug is over the {max_bytes}-byte limit: list "
+                                           "what it need not carry in .slugignore")
                     digest.update(chunk)
                     handle.write(chunk)  # page-cache writes; the fsync below runs on a thread
                 actual = digest.hexdigest()

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from controlplane import names
-from controlplane.api.errors import ApiError, bad_request, invalid
+from controlplane.api.errors import bad_request, invalid
 
 
 async def json_object(request: web.Request, *, allowed: Iterable[str],
@@ -67,8 +67,3 @@ def named(check, value: Any) -> str:
     except names.InvalidName as exc:
         raise invalid(str(exc)) from exc
 
-
-def content_length_within(request: web.Request, limit: int) -> None:
-    if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, "request_too_large",
-                       f"the body is {request.content_length} bytes; the limit is {limit}")

@@ -31,7 +31,10 @@ async def upload_slug(request: web.Request) -> web.Response:
         expected = parse_checksum(request.headers.get("X-Slug-Checksum"))
     except SlugRejected as exc:
         raise invalid(str(exc)) from exc
-    bodies.content_length_within(request, ctx.config.max_slug_bytes)
+    limit = ctx.config.max_slug_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "request_too_large", f"the slug is {request.content_length} bytes, "
+                       f"over the {limit}-byte limit: list what it need not carry in .slugignore")
     try:
         received = await ctx.slugs.receive(request.content.iter_chunked(SLUG_CHUNK),
                                            expected_sha256=expected,
