@@ -1,0 +1,137 @@
+"""deploy, releases, releases:info, rollback."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from controlplane.cli.commands.apps import app_path
+from controlplane.cli.context import link
+from controlplane.cli.errors import CliError, Exit, usage
+from controlplane.cli.output import Progress, emit_json, human_size, table
+from controlplane.cli.pack import NotDeployable, pack
+from controlplane.cli.registry import command, runs
+
+UPLOAD_CHUNK = 256 * 1024
+
+
+@command("deploy", "pack a directory into a slug, upload it and release it",
+         example="dynomesh deploy examples/hello --app hello\n"
+                 "dynomesh deploy            # this directory, to its linked app", json=True)
+def deploy(parser):
+    parser.add_argument("directory", nargs="?", default=".",
+                        help="the app's directory, with a Procfile (default: this directory)")
+    parser.add_argument("--description", help="the release's description "
+                        "(default: 'Deploy <checksum>')")
+
+
+async def _chunks(path: Path, progress: Progress):
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(UPLOAD_CHUNK), b""):
+            yield block
+            progress.advance(len(block))
+
+
+@runs(deploy)
+async def _(args, session):
+    directory = (session.env.cwd / args.directory).resolve()
+    name = session.app(start=directory)
+    try:
+        slug = pack(directory)
+    except NotDeployable as exc:
+        raise usage(str(exc)) from exc
+    try:
+        print(f"Packed {directory}: {slug.files} files, {human_size(slug.size)}, "
+              f"process types {', '.join(slug.process_types)}", file=sys.stderr)
+        progress = Progress("Uploading slug", slug.size)
+        uploaded, _ = await session.api.call(
+            "POST", app_path(name) + "/slugs", data=_chunks(slug.path, progress),
+            headers={"X-Slug-Checksum": f"sha256:{slug.sha256}",
+                     "Content-Type": "application/gzip", "Content-Length": str(slug.size)})
+        progress.finish()
+    finally:
+        slug.path.unlink(missing_ok=True)
+    if uploaded["checksum"] != f"sha256:{slug.sha256}":
+        raise CliError(Exit.REFUSED, "the control plane stored a different checksum than the "
+                                     "slug's; deploy again")
+    print(f"Verified sha256:{slug.sha256[:12]}... on the control plane", file=sys.stderr)
+    body = {"slug": uploaded["id"]}
+    if args.description:
+        body["description"] = args.description
+    release, _ = await session.api.call("POST", app_path(name) + "/releases", json_body=body)
+    link(directory, name, home=session.env.home)
+    if args.json:
+        return emit_json(release)
+    print(f"Released v{release['version']} of {name} ({release['status']}): "
+          f"{release['description']}")
+
+
+@command("releases", "list an app's releases, newest first",
+         example="dynomesh releases --app hello\ndynomesh releases -n 5 --json", json=True)
+def releases(parser):
+    parser.add_argument("-n", "--num", type=int, default=15, metavar="N",
+                        help="how many (default 15)")
+
+
+@runs(releases)
+async def _(args, session):
+    if not 1 <= args.num <= 1000:
+        raise usage("--num must be between 1 and 1000")
+    name = session.app()
+    listed = await session.api.get(f"{app_path(name)}/releases?limit={args.num}")
+    if args.json:
+        return emit_json(listed)
+    if not listed:
+        print(f"{name} has no releases yet: `dynomesh deploy` makes the first one")
+        return
+    table(["VERSION", "STATUS", "DESCRIPTION", "CREATED"],
+          [[f"v{r['version']}" + (" (current)" if r["current"] else ""), r["status"],
+            r["description"], r["created_at"]] for r in listed])
+
+
+@command("releases:info", "show one release",
+         example="dynomesh releases:info v2 --app hello", json=True)
+def releases_info(parser):
+    parser.add_argument("release", help="version (v2 or 2) or release id")
+
+
+@runs(releases_info)
+async def _(args, session):
+    release = await session.api.get(f"{app_path(session.app())}/releases/{args.release}")
+    if args.json:
+        return emit_json(release)
+    for label, value in (("Version", f"v{release['version']}"), ("Status", release["status"]),
+                         ("Current", "yes" if release["current"] else "no"),
+                         ("Description", release["description"]),
+                         ("Slug", (release["slug"] or {}).get("id", "none")),
+                         ("Process types", ", ".join(release["process_types"]) or "none"),
+                         ("Created", release["created_at"])):
+        print(f"{label + ':':<15}{value}")
+
+
+@command("rollback", "release an earlier release's slug and config vars again",
+         example="dynomesh rollback v1 --app hello\n"
+                 "dynomesh rollback          # to the release before the current one", json=True)
+def rollback(parser):
+    parser.add_argument("release", nargs="?", help="version (v1 or 1) or release id "
+                        "(default: the one before the current release)")
+
+
+@runs(rollback)
+async def _(args, session):
+    name = session.app()
+    target = args.release
+    if target is None:
+        listed = await session.api.get(f"{app_path(name)}/releases?limit=1000")
+        current = next((r for r in listed if r["current"]), None)
+        earlier = [r for r in listed if current and r["version"] < current["version"]
+                   and r["status"] == "succeeded"]
+        if not earlier:
+            raise CliError(Exit.NOT_FOUND, f"{name} has no earlier release to roll back to")
+        target = str(earlier[0]["version"])
+    release, _ = await session.api.call("POST", app_path(name) + "/releases",
+                                        json_body={"release": target.lstrip("vV")
+                                                   if target.lstrip("vV").isdigit() else target})
+    if args.json:
+        return emit_json(release)
+    print(f"Rolled back {name}: {release['description']}, now v{release['version']}")
