@@ -34,7 +34,6 @@ class Transaction(abc.ABC):
         self._history = history
         self.revision: int | None = None  # set once this transaction bumped the counter
         self._recorded: set[tuple[Feed, str]] = set()
-        self._after_commit: list = []
 
     @abc.abstractmethod
     async def execute(self, sql: str, *args: Any) -> int:
@@ -51,10 +50,6 @@ class Transaction(abc.ABC):
     async def fetchval(self, sql: str, *args: Any) -> Any:
         row = await self.fetchrow(sql, *args)
         return None if row is None else next(iter(row.values()))
-
-    def after_commit(self, callback) -> None:
-        """Run `callback()` (sync, must not raise) once this transaction has committed."""
-        self._after_commit.append(callback)
 
     async def record_change(self, feed: Feed, key: str) -> int:
         """Note that `key` of `feed` changed in this transaction; return this transaction's revision.
@@ -151,8 +146,6 @@ class Database(abc.ABC):
         """
         async with self._transaction(writable=True, lock_revision=True) as tx:
             yield tx
-        for callback in tx._after_commit:
-            callback()
         if tx.revision is not None:
             await self.signal.advance(tx.revision)
 

@@ -122,7 +122,11 @@ class PostgresDatabase(Database):
         with _translated():
             conn = await self._pool.acquire()
         try:
-            transaction = conn.transaction(readonly=not writable)
+            # Reads see one snapshot for the whole transaction (a feed's snapshot at revision R
+            # must not mix states); writes run in READ COMMITTED after locking the revision row,
+            # so each statement sees everything committed before the lock was granted.
+            transaction = (conn.transaction() if writable else
+                           conn.transaction(isolation="repeatable_read", readonly=True))
             with _translated():
                 await transaction.start()
             tx = PostgresTransaction(conn, writable=writable, history=self.history)

@@ -150,7 +150,8 @@ class SqliteDatabase(Database):
     async def _transaction(self, *, writable: bool,
                            lock_revision: bool) -> AsyncIterator[Transaction]:
         # BEGIN IMMEDIATE takes SQLite's write lock at once: that is the revision-row lock of
-        # the design (all writers serialised, revisions in commit order).
+        # the design (all writers serialised, revisions in commit order). A deferred BEGIN on
+        # the reader is a WAL snapshot: one consistent view for the whole read transaction.
         connection = self._writer if writable else self._reader
         if connection is None:
             raise errors.Unavailable("the store is closed")

@@ -347,3 +347,13 @@ async def test_dynomgr_tokens_are_bound_to_a_vm(store):
     with pytest.raises(errors.Invalid):
         await store.tokens.create(Role.USER, vm_id="vm-1")
     assert [t.role for t in await store.tokens.list()] == [Role.DYNOMGR]
+
+
+async def test_a_read_transaction_sees_one_snapshot_while_writes_commit(store):
+    await store.apps.create("one")
+    async with store.db.read() as tx:
+        revision = await tx.current_revision()
+        await store.apps.create("two")  # commits while the read is open
+        names = [r["name"] for r in await tx.fetch("SELECT name FROM apps ORDER BY name")]
+        assert (revision, names) == (1, ["one"])
+    assert [a.name for a in await store.apps.list()] == ["one", "two"]
