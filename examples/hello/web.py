@@ -30,10 +30,15 @@ class Hello(BaseHTTPRequestHandler):
 def main():
     port = int(os.environ.get("PORT", "5000"))
     server = ThreadingHTTPServer(("0.0.0.0", port), Hello)
-    # SIGTERM is how a dyno is asked to stop: finish and exit 0.
-    signal.signal(signal.SIGTERM, lambda *_: server.shutdown() or sys.exit(0))
+    # SIGTERM is how a dyno is asked to stop: leave serve_forever() and exit 0. (Calling
+    # server.shutdown() here would deadlock: it waits for the loop this handler interrupted.)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"{DYNO} listening on port {port}", flush=True)
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        print(f"{DYNO} stopped", flush=True)
 
 
 if __name__ == "__main__":
