@@ -189,3 +189,21 @@ def test_the_cli_works_the_same_on_postgresql(tmp_path, hello_dir, postgres_url)
         assert "v3" in ok(plane.cli("rollback", "--app", "pg-hello"))
     finally:
         assert plane.stop() == 0, plane.log()
+
+
+def test_control_says_so_when_its_port_is_taken(tmp_path):
+    import socket
+    import subprocess
+
+    from tests.conftest import dynomesh_argv, dynomesh_env
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(dynomesh_argv("control", "--home", str(tmp_path / "home"),
+                                              "--listen", f"127.0.0.1:{port}"),
+                                env=dynomesh_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "Address already in use" in result.stderr and "--listen" in result.stderr
+    assert not (tmp_path / "home" / "credentials.json").exists()
