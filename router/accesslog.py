@@ -86,6 +86,7 @@ class Timestamps:
         return self._text, int((wall - second) * 1_000_000)
 
 
+
 class LogSink(Protocol):
     def write_lines(self, records: list[tuple[str | None, bytes]]) -> None:
         """Consume a batch of (app name or None, line without newline)."""
@@ -157,21 +158,44 @@ class BufferedLogWriter:
 class AccessLog:
     """Formats the per-request line; holds nothing per request."""
 
-    __slots__ = ("writer", "_timestamps", "_protocol")
+    __slots__ = ("writer", "_timestamps", "_protocol", "_fwd_quoted")
 
     def __init__(self, writer: BufferedLogWriter, protocol: bytes = b"http") -> None:
         self.writer = writer
         self._timestamps = Timestamps()
         self._protocol = protocol
+        # fwd values repeat (one per client address): remember their quoted form, bounded.
+        self._fwd_quoted: dict[bytes, bytes] = {}
 
     def info(self, app: str, wall: float, method: bytes, path: bytes, host: bytes,
              request_id: bytes, fwd: bytes, dyno: bytes, connect_ms: int, service_ms: int,
              status: int, nbytes: int) -> None:
-        """A request the dyno answered. `dyno` is already a logfmt value (see DynoPool)."""
+        """A request the dyno answered.
+
+        `host` matched the routing table, so it holds only host-name characters and needs no
+        quoting; `dyno` is already a logfmt value (see DynoPool).
+        """
         second, micros = self._timestamps.split(wall)
-        self.writer.write(app, _INFO % (
-            second, micros, method, quoted(path), bare(host), bare(request_id), quoted(fwd),
-            dyno, connect_ms, service_ms, status, nbytes, self._protocol))
+        fwd_quoted = self._fwd_quoted.get(fwd)
+        if fwd_quoted is None:
+            fwd_quoted = self._remember_fwd(fwd)
+        line = _INFO % (
+            second, micros, method,
+            b'"' + path + b'"' if _NEEDS_ESCAPE.search(path) is None else _escape_slow(path),
+            host, request_id if b"=" not in request_id else _escape_slow(request_id),
+            fwd_quoted, dyno, connect_ms, service_ms, status, nbytes, self._protocol)
+        writer = self.writer
+        pending = writer._pending
+        pending.append((app, line))
+        if len(pending) >= writer._max_pending:
+            writer.flush()
+
+    def _remember_fwd(self, fwd: bytes) -> bytes:
+        cache = self._fwd_quoted
+        if len(cache) >= 4096:
+            cache.clear()
+        value = cache[fwd] = quoted(fwd)
+        return value
 
     def router_error(self, app: str | None, wall: float, code: str | None, desc: str,
                      level: str, method: bytes, path: bytes, host: bytes | None,

@@ -39,7 +39,7 @@ def normalise_host(host: bytes) -> bytes:
         end = host.find(b"]")
         return host[: end + 1] if end > 0 else host
     colon = host.rfind(b":")
-    if colon >= 0:
+    if colon >= 0 and (host[colon + 1:].isdigit() or colon == len(host) - 1):
         host = host[:colon]
     if host.endswith(b"."):
         host = host[:-1]
