@@ -59,6 +59,11 @@ class ClientConnection(asyncio.Protocol):
         self._reading: Exchange | None = None  # receiving its request body
         self._serving: Exchange | None = None  # being answered
 
+    @property
+    def serving(self) -> Exchange | None:
+        """The exchange being answered on this connection, if any."""
+        return self._serving
+
     # -- asyncio Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -90,12 +95,9 @@ class ClientConnection(asyncio.Protocol):
             exchange.flush_request()
 
     def eof_received(self) -> bool:
-        # A client that half-closes after its request still gets the response (RFC 9112 §9.6),
-        # and then the connection ends.
-        if self._serving is None:
-            return False
-        self._closing = True
-        return True
+        # Like nginx, a client that closes its side while its request is being answered is
+        # taken to have gone away (H27, 499); returning False closes the transport.
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True

@@ -281,12 +281,14 @@ class Exchange:
                         self.target, self.host, self.request_id, self.fwd, pool.log_name,
                         self.connect_ms, int(service * 1000), status, self.nbytes)
         conn.detach()
-        if reusable and self.request_complete:
-            pool.give_back(conn, now)
-        else:
-            # The dyno answered before the whole request was sent: neither side is reusable.
+        if not self.request_complete:
+            # The dyno answered before the whole request was sent: neither side can be reused.
             conn.close()
             self.keep_alive = False
+        elif reusable:
+            pool.give_back(conn, now)
+        else:
+            conn.close()  # the dyno said Connection: close (or framed the body by closing)
         self.client.exchange_done(self)
 
     # -- failures ---------------------------------------------------------------------------
