@@ -140,18 +140,22 @@ class ClientConnection(asyncio.Protocol):
             return
         parser = self.parser
         router = self.router
-        http11 = parser.get_http_version() == "1.1"
         wall = _wall_clock()
         method = parser.get_method()
         target = self._url
-        head, host, request_id, fwd, framing = self.rewriter.rewrite(
+        head, host, request_id, fwd, framing, connection_seen = self.rewriter.rewrite(
             method, target, self._headers, self.peer, int(wall * 1000))
         self._url = b""
         self._headers = []
-        # HTTP/1.0 keep-alive is not offered: such clients get close-delimited answers.
+        keep_alive = parser.should_keep_alive()
+        if keep_alive and not connection_seen:
+            http11 = True  # keep-alive without asking for it: only HTTP/1.1 does that
+        else:
+            http11 = parser.get_http_version() == "1.1"
+            # HTTP/1.0 keep-alive is not offered: such clients get close-delimited answers.
+            keep_alive = keep_alive and http11
         exchange = Exchange(self, router, method, target, head, host, request_id, fwd, framing,
-                            http11 and parser.should_keep_alive(), http11, router.loop.time(),
-                            wall)
+                            keep_alive, http11, router.loop.time(), wall)
         self._reading = exchange
         if self._serving is None:
             self._serving = exchange

@@ -5,24 +5,19 @@ until the response is relayed (or the router answers itself). It owns the per-re
 (request id, timings, status, bytes) and the decisions between the two connections; the two
 `Protocol`s only move bytes into and out of it.
 
-Phases (explicit transitions, checked by `_move`):
-
-    QUEUED ──▶ CONNECTING ──▶ FORWARDING ──▶ RESPONDING ──▶ DONE
-      │  ▲         │ ▲  (another dyno)  │  (retry on a fresh connection)
-      │  └─(boot)  └─┘                  └──▶ CONNECTING
-      └──────────────── any phase ──────────────────────────▶ DONE
+Its phases and their transitions are the table in `phases.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 from functools import partial
 from typing import TYPE_CHECKING
 
 from router import errors
 from router.errors import RouterError
 from router.flow import AWAITING_DYNO, PEER_BUFFER_FULL
+from router.phases import ALLOWED_MASK, CONNECTING, DONE, FORWARDING, QUEUED, RESPONDING, Phase
 from router.headers import CHUNKED, NONE, Framing
 from router.routes import AppRoute, AppState
 from router.upstream import UpstreamConnection
@@ -32,28 +27,6 @@ if TYPE_CHECKING:
     from router.pool import AppBackend, DynoPool
     from router.server import Router
 
-
-class Phase(enum.IntEnum):
-    # An IntEnum: hashing and comparing stay in C on the request path.
-    QUEUED = 0  # behind a pipelined request, or waiting for a booting app
-    CONNECTING = 1  # a dyno was chosen; its connection is being opened
-    FORWARDING = 2  # the request goes to the dyno; no response head yet
-    RESPONDING = 3  # the response head went to the client; the body streams
-    DONE = 4
-
-
-QUEUED, CONNECTING, FORWARDING, RESPONDING, DONE = (
-    Phase.QUEUED, Phase.CONNECTING, Phase.FORWARDING, Phase.RESPONDING, Phase.DONE)
-
-ALLOWED: dict[Phase, frozenset[Phase]] = {
-    QUEUED: frozenset({QUEUED, CONNECTING, FORWARDING, DONE}),
-    CONNECTING: frozenset({CONNECTING, FORWARDING, DONE}),
-    FORWARDING: frozenset({CONNECTING, RESPONDING, DONE}),
-    RESPONDING: frozenset({DONE}),
-    DONE: frozenset(),
-}
-
-_ALLOWED_MASK = tuple(sum(1 << to for to in ALLOWED[phase]) for phase in Phase)
 
 # RFC 9110 §9.2.2: only these may be sent again after a pooled connection died under them.
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
@@ -114,7 +87,7 @@ class Exchange:
         self.nbytes = 0
 
     def _move(self, to: Phase) -> None:
-        if not _ALLOWED_MASK[self.phase] >> to & 1:
+        if not ALLOWED_MASK[self.phase] >> to & 1:
             raise AssertionError(f"exchange cannot go from {self.phase.name} to {to.name}")
         self.phase = to
 
@@ -211,17 +184,26 @@ class Exchange:
 
     def _attach(self, conn: UpstreamConnection) -> None:
         """Bind a dyno connection and send what the client sent so far."""
-        self._move(FORWARDING)
+        if self.phase is not CONNECTING:
+            self.phase = FORWARDING  # QUEUED -> FORWARDING: a pooled connection, no connect
+        else:
+            self._move(FORWARDING)
         self.upstream = conn
-        conn.attach(self)
-        self.sent_at = self.router.loop.time()
-        if self.reused:
-            self.backend.metrics.connect.observe(0.0)
+        conn.exchange = self
         client = self.client
+        conn.client_transport = client.transport
+        if self.reused:
+            self.sent_at = self.start
+            self.backend.metrics.connect.counts[0] += 1  # a pooled connection took 0 s
+        else:
+            self.sent_at = self.router.loop.time()
         if client.write_paused:
             conn.gate.pause(PEER_BUFFER_FULL)
-        client.gate.resume(AWAITING_DYNO)
-        self.flush_request()
+        if client.gate.reasons:
+            client.gate.resume(AWAITING_DYNO)
+        pending = self.pending
+        conn.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        pending.clear()
 
     def flush_request(self) -> None:
         """Write the request bytes parsed so far to the dyno."""
@@ -259,22 +241,19 @@ class Exchange:
 
     # -- the response -----------------------------------------------------------------------
 
-    def responding(self, status: int) -> None:
-        self._move(RESPONDING)
-        self.status = status
-
     def finish(self, reusable: bool) -> None:
         """The response is complete: log, count, pool the connection, free the client."""
         router = self.router
         now = router.loop.time()
-        self._move(DONE)
+        self.phase = DONE  # RESPONDING -> DONE
         conn, pool, backend = self.upstream, self.pool, self.backend
         self.upstream = None
         pool.in_flight -= 1
         metrics = backend.metrics
         metrics.in_flight -= 1
         status = self.status
-        metrics.statuses[status] = metrics.statuses.get(status, 0) + 1
+        statuses = metrics.statuses
+        statuses[status] = statuses.get(status, 0) + 1
         service = now - self.sent_at
         metrics.service.observe(service)
         router.log.info(backend.route.name, self.wall + (now - self.start), self.method,
@@ -285,10 +264,12 @@ class Exchange:
             # The dyno answered before the whole request was sent: neither side can be reused.
             conn.close()
             self.keep_alive = False
-        elif reusable:
-            pool.give_back(conn, now)
+        elif reusable and not pool.retired and len(pool.idle) < pool.max_idle:
+            conn.idle_since = now
+            pool.idle.append(conn)
         else:
-            conn.close()  # the dyno said Connection: close (or framed the body by closing)
+            # Connection: close from the dyno, a body framed by closing, or a full pool.
+            conn.close()
         self.client.exchange_done(self)
 
     # -- failures ---------------------------------------------------------------------------

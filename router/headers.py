@@ -74,20 +74,22 @@ class FieldActions:
     """Action by field name as spelled on the wire, remembered so that repeated spellings
     skip the lower-casing; bounded, since clients choose the spellings."""
 
-    __slots__ = ("_by_lower", "_by_raw", "_limit")
+    __slots__ = ("_by_lower", "by_raw", "_limit")
 
     def __init__(self, by_lower: dict[bytes, int], limit: int = 1024) -> None:
         self._by_lower = by_lower
-        self._by_raw: dict[bytes, int] = {}
+        self.by_raw: dict[bytes, int] = {}  # read directly by the loops below
         self._limit = limit
 
     def get(self, name: bytes) -> int:
-        action = self._by_raw.get(name)
-        if action is None:
-            action = self._by_lower.get(name.lower(), _PASS)
-            if len(self._by_raw) >= self._limit:
-                self._by_raw.clear()
-            self._by_raw[name] = action
+        action = self.by_raw.get(name)
+        return action if action is not None else self.learn(name)
+
+    def learn(self, name: bytes) -> int:
+        action = self._by_lower.get(name.lower(), _PASS)
+        if len(self.by_raw) >= self._limit:
+            self.by_raw.clear()
+        self.by_raw[name] = action
         return action
 
 
@@ -170,8 +172,9 @@ class RequestRewriter:
         self._request_ids = request_ids
 
     def rewrite(self, method: bytes, target: bytes, headers: Headers, peer: bytes,
-                now_ms: int) -> tuple[bytes, bytes | None, bytes, bytes, Framing]:
-        """-> (head to send upstream, Host value, request id, X-Forwarded-For value, body framing).
+                now_ms: int) -> tuple[bytes, bytes | None, bytes, bytes, Framing, bool]:
+        """-> (head to send upstream, Host value, request id, X-Forwarded-For value, body
+        framing, whether a Connection field was present).
 
         The upstream request is always HTTP/1.1 with keep-alive (the router pools connections).
         """
@@ -179,10 +182,12 @@ class RequestRewriter:
         host = request_id = xff = None
         framing = NONE
         listed: list[bytes] | None = None
-        length_seen = False
-        action_of = _REQUEST_ACTIONS.get
+        length_seen = connection_seen = False
+        known = _REQUEST_ACTIONS.by_raw
         for name, value in headers:
-            action = action_of(name)
+            action = known.get(name)
+            if action is None:
+                action = _REQUEST_ACTIONS.learn(name)
             if action == _PASS:
                 out += (name, b": ", value, b"\r\n")
             elif action == _HOST:
@@ -201,11 +206,13 @@ class RequestRewriter:
                 xff = value if xff is None else xff + b", " + value
             elif action == _TRANSFER_ENCODING:
                 framing = CHUNKED  # the parser refuses a request TE that does not end in chunked
-            elif action == _CONNECTION and value not in _PLAIN_CONNECTION:
-                if listed is None:
-                    listed = []
-                listed.append(value)
-            # _DROP, and Connection: keep-alive / close: nothing
+            elif action == _CONNECTION:
+                connection_seen = True
+                if value not in _PLAIN_CONNECTION:
+                    if listed is None:
+                        listed = []
+                    listed.append(value)
+            # _DROP: nothing
         if listed is not None:
             names = connection_options(listed) - {b"close", b"keep-alive"}
             # Never let Connection remove what the router itself relies on.
@@ -227,7 +234,7 @@ class RequestRewriter:
                    % (request_id, xff, now_ms))
         out.append(self._forwarded)
         out.append(b"\r\n")
-        return b"".join(out), host, request_id, xff, framing
+        return b"".join(out), host, request_id, xff, framing, connection_seen
 
 
 def _status_lines() -> dict[int, bytes]:
@@ -273,9 +280,11 @@ def rewrite_response(status: int, headers: Headers, *, head_request: bool, clien
     out = [status_line(status)]
     chunked = has_length = False
     listed: list[bytes] | None = None
-    action_of = _RESPONSE_ACTIONS.get
+    known = _RESPONSE_ACTIONS.by_raw
     for name, value in headers:
-        action = action_of(name)
+        action = known.get(name)
+        if action is None:
+            action = _RESPONSE_ACTIONS.learn(name)
         if action == _PASS:
             out += (name, b": ", value, b"\r\n")
         elif action == _LENGTH:
@@ -287,8 +296,13 @@ def rewrite_response(status: int, headers: Headers, *, head_request: bool, clien
             if listed is None:
                 listed = []
             listed.append(value)
-    upstream, downstream = response_framing(status, head_request=head_request, chunked=chunked,
-                                            has_length=has_length, client_http11=client_http11)
+    if head_request or status < 200 or status == 204 or status == 304:
+        upstream = downstream = NONE
+    else:  # as response_framing, inlined: this runs once per response
+        upstream = CHUNKED if chunked else LENGTH if has_length else CLOSE
+        downstream = upstream if upstream is LENGTH or client_http11 else CLOSE
+        if upstream is CLOSE and client_http11:
+            downstream = CHUNKED
     if listed is not None:
         names = connection_options(listed) - {b"close", b"keep-alive", b"content-length"}
         if names:

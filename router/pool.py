@@ -28,7 +28,7 @@ class DynoPool:
     """One dyno of one app: its idle connections and its in-flight count (for P2C)."""
 
     __slots__ = ("app", "dyno", "host", "port", "log_name", "in_flight", "idle", "retired",
-                 "_max_idle")
+                 "max_idle")
 
     def __init__(self, app: str, dyno: DynoRoute, max_idle: int) -> None:
         self.app = app
@@ -39,7 +39,7 @@ class DynoPool:
         self.in_flight = 0
         self.idle: list[UpstreamConnection] = []
         self.retired = False  # the dyno left the app's entry: close connections as they free
-        self._max_idle = max_idle
+        self.max_idle = max_idle
 
     def take(self) -> UpstreamConnection | None:
         """The most recently used idle connection that is still open, or None."""
@@ -51,7 +51,7 @@ class DynoPool:
         return None
 
     def give_back(self, conn: UpstreamConnection, now: float) -> None:
-        if self.retired or len(self.idle) >= self._max_idle:
+        if self.retired or len(self.idle) >= self.max_idle:
             conn.close()
             return
         conn.idle_since = now

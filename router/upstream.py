@@ -16,6 +16,7 @@ from httptools import HttpParserError, HttpResponseParser
 
 from router import errors
 from router.flow import PEER_BUFFER_FULL, ReadGate
+from router.phases import RESPONDING
 from router.headers import CHUNKED, CLOSE, NONE, rewrite_response
 
 if TYPE_CHECKING:
@@ -165,7 +166,8 @@ class UpstreamConnection(asyncio.Protocol):
             client_keep_alive=exchange.keep_alive)
         self._head_done = True
         self._out.append(head)
-        exchange.responding(status)
+        exchange.phase = RESPONDING  # FORWARDING -> RESPONDING
+        exchange.status = status
         if exchange.is_head:
             # The parser would wait for the Content-Length a HEAD response announces but never
             # sends (RFC 9110 §9.3.2); the response is complete here, and a fresh parser takes
@@ -191,7 +193,10 @@ class UpstreamConnection(asyncio.Protocol):
             self._stray = True  # a second response nobody asked for
             return
         self._reusable = self.parser.should_keep_alive()
-        self._message_done()
+        if self._downstream is CHUNKED:
+            trailers = self._trailers
+            self._out.append(b"0\r\n" + b"".join(trailers) + _CRLF if trailers else b"0\r\n\r\n")
+        self._complete = True
 
     def _message_done(self) -> None:
         if self._downstream is CHUNKED:

@@ -15,7 +15,8 @@ class FixedIds(RequestIds):
 
 def rewrite(headers, method=b"GET", target=b"/", peer=b"10.0.0.9", now_ms=1700000000123):
     rewriter = RequestRewriter(proto="http", port=8080, request_ids=FixedIds())
-    head, host, request_id, fwd, framing = rewriter.rewrite(method, target, headers, peer, now_ms)
+    head, host, request_id, fwd, framing, _ = rewriter.rewrite(method, target, headers, peer,
+                                                               now_ms)
     lines = head.split(b"\r\n")
     assert head.endswith(b"\r\n\r\n")
     fields = [tuple(line.split(b": ", 1)) for line in lines[1:-2]]
