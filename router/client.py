@@ -24,7 +24,7 @@ from router import errors
 from router.errors import RouterError
 from router.exchange import DONE, Exchange
 from router.flow import PEER_BUFFER_FULL, PIPELINED, ReadGate
-from router.headers import CHUNKED, RequestRewriter
+from router.headers import CHUNKED, RequestRewriter, last_chunk
 
 if TYPE_CHECKING:
     from router.server import Router
@@ -38,7 +38,7 @@ class ClientConnection(asyncio.Protocol):
         "router", "rewriter", "parser", "transport", "gate", "peer", "write_paused", "_closing",
         "_queue",
         # per request being parsed
-        "_url", "_headers", "_trailers", "_reading",
+        "_url", "_headers", "_reading",
         # the request being answered
         "_serving",
     )
@@ -55,7 +55,6 @@ class ClientConnection(asyncio.Protocol):
         self._queue: deque[Exchange] = deque()
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._trailers: list[bytes] | None = None
         self._reading: Exchange | None = None  # receiving its request body
         self._serving: Exchange | None = None  # being answered
 
@@ -127,13 +126,9 @@ class ClientConnection(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._reading is None:
-            self._headers.append((name, value))
-        else:  # after the head: a trailer field of a chunked body
-            trailers = self._trailers
-            if trailers is None:
-                trailers = self._trailers = []
-            trailers += (name, b": ", value, _CRLF)
+        # Head fields, or after the head (a fresh list then) the trailer fields of a chunked
+        # body; no branch here, it runs for every field.
+        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         if self._closing:
@@ -143,10 +138,10 @@ class ClientConnection(asyncio.Protocol):
         wall = _wall_clock()
         method = parser.get_method()
         target = self._url
+        fields, self._headers = self._headers, []  # what follows the head are trailers
         head, host, request_id, fwd, framing, connection_seen = self.rewriter.rewrite(
-            method, target, self._headers, self.peer, int(wall * 1000))
+            method, target, fields, self.peer, int(wall * 1000))
         self._url = b""
-        self._headers = []
         keep_alive = parser.should_keep_alive()
         if keep_alive and not connection_seen:
             http11 = True  # keep-alive without asking for it: only HTTP/1.1 does that
@@ -175,12 +170,13 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         exchange, self._reading = self._reading, None
-        trailers, self._trailers = self._trailers, None
+        trailers = self._headers
+        if trailers:
+            self._headers = []
         if exchange is None or exchange.phase is DONE:
             return
         if exchange.framing is CHUNKED:
-            exchange.pending.append(b"0\r\n" + b"".join(trailers) + _CRLF if trailers
-                                    else b"0\r\n\r\n")
+            exchange.pending.append(last_chunk(trailers))
         exchange.request_complete = True
 
     # -- what exchanges call back -----------------------------------------------------------

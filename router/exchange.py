@@ -106,7 +106,10 @@ class Exchange:
             self.fail(errors.NO_SUCH_APP)
             return
         self.route = route
-        backend = self.backend = router.backends.get(route)
+        backend = router.backends.bound.get(route.name)
+        if backend is None or backend.route is not route:
+            backend = router.backends.get(route)
+        self.backend = backend
         backend.metrics.in_flight += 1
         if route.state is _RUNNING and not route.maintenance and backend.pools:
             self._attempt()
@@ -128,13 +131,16 @@ class Exchange:
                 self.fail(self.failure)
                 return
             pools = [pool for pool in pools if pool not in tried]
-        pool = self.router.balancer.choose(pools)
+        pool = pools[0] if len(pools) == 1 else self.router.balancer.choose(pools)
         if pool is None:
             self.fail(self.failure or errors.CONNECTION_REFUSED)
             return
         self.pool = pool
         pool.in_flight += 1
-        conn = pool.take()
+        idle = pool.idle
+        conn = idle.pop() if idle else None
+        if conn is not None and conn.transport.is_closing():
+            conn = pool.take()  # that one was closing; the next idle one, if any
         if conn is not None:
             self.reused = True
             self._attach(conn)

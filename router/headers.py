@@ -317,3 +317,10 @@ def rewrite_response(status: int, headers: Headers, *, head_request: bool, clien
     out.append(VIA)
     out.append(b"\r\n")
     return b"".join(out), upstream, downstream, keep_alive
+
+
+def last_chunk(trailers: Headers) -> bytes:
+    """The end of a chunked body, with its trailer fields (RFC 9112 §7.1.2)."""
+    if not trailers:
+        return b"0\r\n\r\n"
+    return b"0\r\n" + b"".join([b"%s: %s\r\n" % field for field in trailers]) + b"\r\n"

@@ -99,15 +99,16 @@ class AppBackend:
 class Backends:
     """app name -> AppBackend, rebound lazily when the table holds a new entry for the app."""
 
-    __slots__ = ("_apps", "_metrics", "_max_idle")
+    __slots__ = ("bound", "_metrics", "_max_idle")
 
     def __init__(self, metrics: RouterMetrics, config: RouterConfig) -> None:
-        self._apps: dict[str, AppBackend] = {}
+        # app name -> its backend; the request path reads it directly, see Exchange.dispatch
+        self.bound: dict[str, AppBackend] = {}
         self._metrics = metrics
         self._max_idle = config.pool_max_idle
 
     def get(self, route: AppRoute) -> AppBackend:
-        backend = self._apps.get(route.name)
+        backend = self.bound.get(route.name)
         if backend is not None and backend.route is route:
             return backend
         return self._bind(route, backend)
@@ -120,19 +121,19 @@ class Backends:
             pool.retire()
         backend = AppBackend(route, pools, self._metrics.app(route.name),
                              old.waiters if old is not None else [])
-        self._apps[route.name] = backend
+        self.bound[route.name] = backend
         return backend
 
     def known(self) -> list[AppBackend]:
-        return list(self._apps.values())
+        return list(self.bound.values())
 
     def drop(self, name: str) -> AppBackend | None:
         """Forget an app that left the table; its pools are retired."""
-        backend = self._apps.pop(name, None)
+        backend = self.bound.pop(name, None)
         if backend is not None:
             for pool in backend.pools:
                 pool.retire()
         return backend
 
     def idle_connections(self) -> int:
-        return sum(len(pool.idle) for backend in self._apps.values() for pool in backend.pools)
+        return sum(len(pool.idle) for backend in self.bound.values() for pool in backend.pools)

@@ -17,7 +17,7 @@ from httptools import HttpParserError, HttpResponseParser
 from router import errors
 from router.flow import PEER_BUFFER_FULL, ReadGate
 from router.phases import RESPONDING
-from router.headers import CHUNKED, CLOSE, NONE, rewrite_response
+from router.headers import CHUNKED, CLOSE, NONE, last_chunk, rewrite_response
 
 if TYPE_CHECKING:
     from router.exchange import Exchange
@@ -32,7 +32,7 @@ class UpstreamConnection(asyncio.Protocol):
         # per connection
         "pool", "router", "transport", "gate", "parser", "idle_since",
         # per exchange
-        "exchange", "client_transport", "_headers", "_trailers", "_head_done", "_downstream",
+        "exchange", "client_transport", "_headers", "_head_done", "_downstream",
         "_upstream", "_out", "_complete", "_reusable", "_got_bytes", "_stray",
     )
 
@@ -50,7 +50,6 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _reset(self) -> None:
         self._headers: list[tuple[bytes, bytes]] = []
-        self._trailers: list[bytes] | None = None
         self._head_done = False
         self._downstream = NONE
         self._upstream = NONE
@@ -145,13 +144,9 @@ class UpstreamConnection(asyncio.Protocol):
     # -- httptools callbacks ----------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._head_done:
-            trailers = self._trailers
-            if trailers is None:
-                trailers = self._trailers = []
-            trailers += (name, b": ", value, _CRLF)
-        else:
-            self._headers.append((name, value))
+        # Head fields, or after the head (a fresh list then) the trailer fields of a chunked
+        # body; no branch here, it runs for every field.
+        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -161,8 +156,9 @@ class UpstreamConnection(asyncio.Protocol):
             self._headers = []
             return
         exchange = self.exchange
+        fields, self._headers = self._headers, []  # what follows the head are trailers
         head, self._upstream, self._downstream, exchange.keep_alive = rewrite_response(
-            status, self._headers, head_request=exchange.is_head, client_http11=exchange.http11,
+            status, fields, head_request=exchange.is_head, client_http11=exchange.http11,
             client_keep_alive=exchange.keep_alive)
         self._head_done = True
         self._out.append(head)
@@ -194,13 +190,11 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self._reusable = self.parser.should_keep_alive()
         if self._downstream is CHUNKED:
-            trailers = self._trailers
-            self._out.append(b"0\r\n" + b"".join(trailers) + _CRLF if trailers else b"0\r\n\r\n")
+            self._out.append(last_chunk(self._headers))
         self._complete = True
 
     def _message_done(self) -> None:
         if self._downstream is CHUNKED:
-            trailers = self._trailers
-            self._out.append(b"0\r\n" + b"".join(trailers) + _CRLF if trailers else b"0\r\n\r\n")
+            self._out.append(last_chunk(self._headers))
         self._complete = True
 
