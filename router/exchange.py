@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from router import errors
 from router.errors import RouterError
 from router.flow import AWAITING_DYNO, PEER_BUFFER_FULL
+from router.headers import NONE, Framing
 from router.phases import ALLOWED_MASK, CONNECTING, DONE, FORWARDING, QUEUED, RESPONDING, Phase
-from router.headers import CHUNKED, NONE, Framing
 from router.routes import AppRoute, AppState
 from router.upstream import UpstreamConnection
 
@@ -360,7 +360,3 @@ class Exchange:
             gate.pause(PEER_BUFFER_FULL)
         else:
             gate.resume(PEER_BUFFER_FULL)
-
-    @property
-    def chunked_request(self) -> bool:
-        return self.framing is CHUNKED
