@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from httptools import HttpParserError, HttpResponseParser
+from httptools import HttpParserCallbackError, HttpParserError, HttpResponseParser
 
 from router import errors
 from router.flow import PEER_BUFFER_FULL, ReadGate
@@ -94,6 +94,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._got_bytes = True
         try:
             self.parser.feed_data(data)
+        except HttpParserCallbackError:
+            raise  # a bug in the router's own callbacks, not the dyno's fault
         except HttpParserError:
             # A response the parser refuses (malformed head or framing): the client cannot be
             # given a reliable answer from this connection.
