@@ -146,3 +146,33 @@ async def test_a_booting_app_that_crashes_answers_h10(router_factory):
     response = await pending
     assert response.status == 503 and b"H10" in response.body
     await client.close()
+
+
+async def test_dyno_closing_without_a_response_is_h13(dyno_factory, router_factory):
+    async def hang_up(dyno, reader, writer):
+        await dyno.next_request(reader)  # then close without a word
+
+    dyno = await dyno_factory(handler=hang_up)
+    router = await router_factory(table_of(app_entry("app1", dynos=[dyno])))
+    response, closed = await answer(router)
+    assert_router_page(response, closed, 503, "H13", "Application error")
+    assert router.log_fields()["desc"] == "Connection closed without response"
+
+
+async def test_dyno_closing_mid_response_cuts_the_client_and_logs_h18(dyno_factory,
+                                                                      router_factory):
+    async def truncated(dyno, reader, writer):
+        await dyno.next_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+        await writer.drain()
+
+    dyno = await dyno_factory(handler=truncated)
+    router = await router_factory(table_of(app_entry("app1", dynos=[dyno])))
+    client = await router.client()
+    await client.send(b"GET / HTTP/1.1\r\nHost: app1.localhost\r\n\r\n")
+    rest = await client.reader.read()  # everything until the router closes
+    assert rest.startswith(b"HTTP/1.1 200 OK") and rest.endswith(b"only this")
+    fields = router.log_fields()
+    assert fields["code"] == "H18" and fields["status"] == "200"
+    assert router.router.metrics.apps["app1"].in_flight == 0
+    await client.close()
