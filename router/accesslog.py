@@ -1,0 +1,216 @@
+"""The router's per-request log line, and the buffered writer it goes through.
+
+One line per request in Heroku's router format, prefixed like a Heroku log stream line:
+
+    2026-11-26T12:00:00.123456+00:00 heroku[router]: at=info method=GET path="/"
+    host=app1.localhost request_id=… fwd="127.0.0.1" dyno=web.1 connect=1ms service=18ms
+    status=200 bytes=13 protocol=http
+
+Router errors carry `at=error code=H10 desc="App crashed"` after `at`. Values are logfmt as the
+shared `logline` module writes them (path, fwd and desc always quoted; others quoted only when
+they must be); this module formats bytes directly from what the parser delivered, because it
+runs once per request, and its tests check it against `logline.logfmt`.
+
+Lines are appended to a `BufferedLogWriter` and handed to its sinks in batches, at least once a
+second and whenever enough are pending. A sink is anything with `write_lines(records)`: stdout
+now; a shipper to the control plane later sits beside it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections.abc import Sequence
+from typing import BinaryIO, Protocol
+
+# logline's rule: quote a value when it is empty or holds a space, quote, '=', backslash or a
+# control character.
+_NEEDS_QUOTES = re.compile(rb'[ "=\\\x00-\x1f\x7f]')
+_NEEDS_ESCAPE = re.compile(rb'["\\\x00-\x1f\x7f]')
+_ESCAPES = {ord("\\"): b"\\\\", ord('"'): b'\\"', ord("\n"): b"\\n", ord("\r"): b"\\r"}
+
+
+def _escape_slow(value: bytes) -> bytes:
+    out = bytearray(b'"')
+    for byte in value:
+        escaped = _ESCAPES.get(byte)
+        if escaped is not None:
+            out += escaped
+        elif byte < 0x20 or byte == 0x7F:
+            out += b"\\x%02x" % byte
+        else:
+            out.append(byte)
+    out += b'"'
+    return bytes(out)
+
+
+def quoted(value: bytes) -> bytes:
+    """A value that is always quoted (path, fwd, desc)."""
+    if _NEEDS_ESCAPE.search(value) is None:
+        return b'"' + value + b'"'
+    return _escape_slow(value)
+
+
+def bare(value: bytes) -> bytes:
+    """A value quoted only when logfmt must quote it."""
+    if value and _NEEDS_QUOTES.search(value) is None:
+        return value
+    return _escape_slow(value)
+
+
+_PREFIX = b"%s.%06d+00:00 heroku[router]: "
+_INFO = (_PREFIX + b"at=info method=%s path=%s host=%s request_id=%s fwd=%s dyno=%s "
+         b"connect=%dms service=%dms status=%d bytes=%d protocol=%s")
+_ERROR = (_PREFIX + b"at=%s code=%s desc=%s method=%s path=%s host=%s request_id=%s fwd=%s "
+          b"dyno=%s connect=%s service=%s status=%d bytes=%d protocol=%s")
+_PLAIN = (_PREFIX + b"at=%s desc=%s method=%s path=%s host=%s request_id=%s fwd=%s "
+          b"dyno=%s connect=%s service=%s status=%d bytes=%d protocol=%s")
+
+
+class Timestamps:
+    """RFC 5424 UTC timestamps; the date-and-seconds part is formatted once per second."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = b""
+
+    def split(self, wall: float) -> tuple[bytes, int]:
+        """-> (b"2026-11-26T12:00:00", microseconds)."""
+        second = int(wall)
+        if second != self._second:
+            self._second = second
+            self._text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+        return self._text, int((wall - second) * 1_000_000)
+
+
+
+class LogSink(Protocol):
+    def write_lines(self, records: list[tuple[str | None, bytes]]) -> None:
+        """Consume a batch of (app name or None, line without newline)."""
+
+
+class StreamSink:
+    """Lines to a binary stream (stdout by default), one write per batch.
+
+    A blocking write, as nginx's access log is: a stalled reader of stdout stalls the router,
+    which is the operator's to fix; a closed one (EPIPE) is counted and reported once.
+    """
+
+    def __init__(self, stream: BinaryIO | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stdout.buffer
+        self.failures = 0
+
+    def write_lines(self, records: list[tuple[str | None, bytes]]) -> None:
+        data = b"\n".join([line for _, line in records])
+        try:
+            self._stream.write(data + b"\n")
+            self._stream.flush()
+        except (BrokenPipeError, ValueError, OSError) as error:
+            self.failures += 1
+            if self.failures == 1:
+                print(f"dynomesh router: cannot write log lines ({error}); dropping them",
+                      file=sys.stderr)
+
+
+class MemorySink:
+    """Keeps the most recent lines in memory (for embedding and tests)."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.lines: list[bytes] = []
+        self.records: list[tuple[str | None, bytes]] = []
+        self._limit = limit
+
+    def write_lines(self, records: list[tuple[str | None, bytes]]) -> None:
+        self.records.extend(records)
+        self.lines.extend(line for _, line in records)
+        if len(self.records) > self._limit:
+            del self.records[: -self._limit]
+            del self.lines[: -self._limit]
+
+
+class BufferedLogWriter:
+    """Collects lines on the request path; `flush()` hands them to every sink."""
+
+    __slots__ = ("_sinks", "_pending", "_max_pending")
+
+    def __init__(self, sinks: Sequence[LogSink], max_pending: int = 512) -> None:
+        self._sinks = tuple(sinks)
+        self._pending: list[tuple[str | None, bytes]] = []
+        self._max_pending = max_pending
+
+    def write(self, app: str | None, line: bytes) -> None:
+        pending = self._pending
+        pending.append((app, line))
+        if len(pending) >= self._max_pending:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        for sink in self._sinks:
+            sink.write_lines(batch)
+
+
+class AccessLog:
+    """Formats the per-request line; holds nothing per request."""
+
+    __slots__ = ("writer", "_timestamps", "_protocol", "_fwd_quoted")
+
+    def __init__(self, writer: BufferedLogWriter, protocol: bytes = b"http") -> None:
+        self.writer = writer
+        self._timestamps = Timestamps()
+        self._protocol = protocol
+        # fwd values repeat (one per client address): remember their quoted form, bounded.
+        self._fwd_quoted: dict[bytes, bytes] = {}
+
+    def info(self, app: str, wall: float, method: bytes, path: bytes, host: bytes,
+             request_id: bytes, fwd: bytes, dyno: bytes, connect_ms: int, service_ms: int,
+             status: int, nbytes: int) -> None:
+        """A request the dyno answered.
+
+        `host` matched the routing table, so it holds only host-name characters and needs no
+        quoting; `dyno` is already a logfmt value (see DynoPool).
+        """
+        second, micros = self._timestamps.split(wall)
+        fwd_quoted = self._fwd_quoted.get(fwd)
+        if fwd_quoted is None:
+            fwd_quoted = self._remember_fwd(fwd)
+        line = _INFO % (
+            second, micros, method,
+            b'"' + path + b'"' if _NEEDS_ESCAPE.search(path) is None else _escape_slow(path),
+            host, request_id if b"=" not in request_id else _escape_slow(request_id),
+            fwd_quoted, dyno, connect_ms, service_ms, status, nbytes, self._protocol)
+        writer = self.writer
+        pending = writer._pending
+        pending.append((app, line))
+        if len(pending) >= writer._max_pending:
+            writer.flush()
+
+    def _remember_fwd(self, fwd: bytes) -> bytes:
+        cache = self._fwd_quoted
+        if len(cache) >= 4096:
+            cache.clear()
+        value = cache[fwd] = quoted(fwd)
+        return value
+
+    def router_error(self, app: str | None, wall: float, code: str | None, desc: str,
+                     level: str, method: bytes, path: bytes, host: bytes | None,
+                     request_id: bytes, fwd: bytes, dyno: bytes | None,
+                     connect_ms: int | None, service_ms: int | None, status: int,
+                     nbytes: int) -> None:
+        """A response the router made itself, or a failed exchange (rare: formatted slowly)."""
+        second, micros = self._timestamps.split(wall)
+        connect = b"" if connect_ms is None else b"%dms" % connect_ms
+        service = b"" if service_ms is None else b"%dms" % service_ms
+        common = (quoted(desc.encode()), method, quoted(path), bare(host or b""),
+                  bare(request_id), quoted(fwd), dyno if dyno else b'""', bare(connect),
+                  bare(service), status, nbytes, self._protocol)
+        if code is None:
+            line = _PLAIN % (second, micros, level.encode(), *common)
+        else:
+            line = _ERROR % (second, micros, level.encode(), code.encode(), *common)
+        self.writer.write(app, line)

@@ -1,0 +1,52 @@
+"""The admin listener: health, readiness and Prometheus metrics, served by aiohttp.
+
+It runs on the router's loop but never on the request path: `/metrics` reads the plain
+counters the data path bumps (see metrics.py) at scrape time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from router.metrics import RouterCollector
+
+if TYPE_CHECKING:
+    from router.server import Router
+
+
+def admin_app(router: Router) -> web.Application:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RouterCollector(router.metrics, router.gauges))
+
+    async def healthz(request: web.Request) -> web.Response:
+        """The process is up and its loop answers."""
+        return web.Response(text="ok\n")
+
+    async def readyz(request: web.Request) -> web.Response:
+        """Ready once a routing table is loaded (until then every host would be a 404)."""
+        table = router.table
+        if table is None:
+            return web.Response(status=503, text="not ready: no routing table loaded yet\n")
+        return web.Response(text=f"ready: {len(table)} apps, revision {table.revision}\n")
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def start_admin(router: Router, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve the admin app; -> (runner to clean up, bound port)."""
+    runner = web.AppRunner(admin_app(router), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner, runner.addresses[0][1]

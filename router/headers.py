@@ -1,0 +1,326 @@
+"""Header rules for forwarded requests and relayed responses (sans-IO).
+
+Plain functions over `(name, value)` byte pairs as the parser delivered them, in order. They
+return the head bytes to send and the facts the router needs (host, request id, framing); they
+never touch a socket, so every rule is a unit test.
+
+What changes on the way up (Heroku's router behaviour):
+  * hop-by-hop fields and the fields named in `Connection` are removed (RFC 9110 §7.6.1);
+  * `X-Request-Id` is kept if it is 20-200 characters of `[A-Za-z0-9+/=-]`, else replaced by a
+    new UUID v4; exactly one is sent;
+  * `X-Forwarded-For` gets the peer address appended (one header, the client's list first);
+    `X-Forwarded-Proto` / `-Port` are set from the listener; `X-Request-Start` is Unix ms;
+  * `Via: 1.1 dynomesh` is appended (RFC 9110 §7.6.3), on requests and on responses.
+Everything else keeps its order, spelling and repeats.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
+
+Headers = Sequence[tuple[bytes, bytes]]
+
+VIA = b"Via: 1.1 dynomesh\r\n"
+
+
+class Framing(enum.IntEnum):
+    """How a message body is delimited on one side of the router (RFC 9112 §6)."""
+
+    NONE = 0  # no body at all (GET without length, HEAD response, 204, 304)
+    LENGTH = 1  # Content-Length bytes
+    CHUNKED = 2  # chunked transfer coding, trailers allowed
+    CLOSE = 3  # until the connection closes (responses only)
+
+
+NONE, LENGTH, CHUNKED, CLOSE = Framing.NONE, Framing.LENGTH, Framing.CHUNKED, Framing.CLOSE
+
+# RFC 9110 §7.6.1 plus the de-facto ones (Keep-Alive, Proxy-Connection) and RFC 2616's
+# proxy-auth pair, which are meant for the proxy itself. `Trailer` is kept: it announces the
+# trailer fields, which the router relays.
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"transfer-encoding", b"upgrade",
+    b"proxy-authenticate", b"proxy-authorization",
+})
+
+# What the request rule does with a field (looked up by lower-case name).
+_PASS, _DROP, _HOST, _REQUEST_ID, _XFF, _CONNECTION, _TRANSFER_ENCODING, _LENGTH = range(8)
+_REQUEST_FIELDS: dict[bytes, int] = {name: _DROP for name in HOP_BY_HOP}
+_REQUEST_FIELDS.update({
+    b"connection": _CONNECTION,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"content-length": _LENGTH,
+    b"host": _HOST,
+    b"x-request-id": _REQUEST_ID,
+    b"x-forwarded-for": _XFF,
+    # Set by the router from its own listener and clock; a client's values are not trusted.
+    b"x-forwarded-proto": _DROP,
+    b"x-forwarded-port": _DROP,
+    b"x-request-start": _DROP,
+})
+
+_RESPONSE_FIELDS: dict[bytes, int] = {name: _DROP for name in HOP_BY_HOP}
+_RESPONSE_FIELDS.update({
+    b"connection": _CONNECTION,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"content-length": _LENGTH,
+})
+
+
+class FieldActions:
+    """Action by field name as spelled on the wire, remembered so that repeated spellings
+    skip the lower-casing; bounded, since clients choose the spellings."""
+
+    __slots__ = ("_by_lower", "by_raw", "_limit")
+
+    def __init__(self, by_lower: dict[bytes, int], limit: int = 1024) -> None:
+        self._by_lower = by_lower
+        self.by_raw: dict[bytes, int] = {}  # read directly by the loops below
+        self._limit = limit
+
+    def get(self, name: bytes) -> int:
+        action = self.by_raw.get(name)
+        return action if action is not None else self.learn(name)
+
+    def learn(self, name: bytes) -> int:
+        action = self._by_lower.get(name.lower(), _PASS)
+        if len(self.by_raw) >= self._limit:
+            self.by_raw.clear()
+        self.by_raw[name] = action
+        return action
+
+
+_REQUEST_ACTIONS = FieldActions(_REQUEST_FIELDS)
+_RESPONSE_ACTIONS = FieldActions(_RESPONSE_FIELDS)
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close",
+                               b"keep-alive, close"})
+
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9+/=-]{20,200}")
+
+
+def valid_request_id(value: bytes) -> bool:
+    """Heroku keeps a client's X-Request-Id if it is 20-200 of [A-Za-z0-9+/=-]."""
+    return _VALID_REQUEST_ID.fullmatch(value) is not None
+
+
+class RequestIds:
+    """UUID v4 request ids (RFC 9562 §5.4), made in batches from one random read.
+
+    `str(uuid.uuid4())` costs several microseconds and the router makes one per request; here
+    the version and variant bits are set for a whole batch with two `translate` calls and the
+    hex is grouped by `bytes.hex`, leaving three slices per id.
+    """
+
+    __slots__ = ("_random_bytes", "_batch", "_ready")
+
+    _VERSION_4 = bytes((b & 0x0F) | 0x40 for b in range(256))  # byte 6: 0100xxxx
+    _VARIANT_1 = bytes((b & 0x3F) | 0x80 for b in range(256))  # byte 8: 10xxxxxx
+
+    def __init__(self, random_bytes: Callable[[int], bytes] = os.urandom, batch: int = 256):
+        self._random_bytes = random_bytes
+        self._batch = batch
+        self._ready: list[bytes] = []
+
+    def next(self) -> bytes:
+        try:
+            return self._ready.pop()
+        except IndexError:  # once per batch
+            self._refill()
+            return self._ready.pop()
+
+    def _refill(self) -> None:
+        raw = bytearray(self._random_bytes(16 * self._batch))
+        raw[6::16] = raw[6::16].translate(self._VERSION_4)
+        raw[8::16] = raw[8::16].translate(self._VARIANT_1)
+        # "aaaa-bbbb-cccc-dddd-eeee-ffff-gggg-hhhh-" per id -> "aaaabbbb-cccc-dddd-eeee-ffffgggghhhh"
+        text = raw.hex("-", 2).encode("ascii") + b"-"
+        self._ready = [text[i:i + 4] + text[i + 5:i + 29] + text[i + 30:i + 34] + text[i + 35:i + 39]
+                       for i in range(0, len(text), 40)]
+
+
+def connection_options(values: Sequence[bytes]) -> set[bytes]:
+    """Lower-case field names listed in Connection headers (RFC 9110 §7.6.1)."""
+    names: set[bytes] = set()
+    for value in values:
+        for token in value.split(b","):
+            token = token.strip().lower()
+            if token:
+                names.add(token)
+    return names
+
+
+def _without_fields(lines: list[bytes], start: int, names: set[bytes]) -> list[bytes]:
+    """`lines` (groups of name, ": ", value, CRLF from `start`) minus the fields in `names`."""
+    kept = lines[:start]
+    for i in range(start, len(lines), 4):
+        if lines[i].lower() not in names:
+            kept += lines[i:i + 4]
+    return kept
+
+
+class RequestRewriter:
+    """The forwarding rules for one listener (its scheme and port are fixed per listener)."""
+
+    __slots__ = ("_forwarded", "_request_ids")
+
+    def __init__(self, *, proto: str, port: int, request_ids: RequestIds) -> None:
+        self._forwarded = (f"X-Forwarded-Proto: {proto}\r\nX-Forwarded-Port: {port}\r\n"
+                           ).encode("ascii") + VIA
+        self._request_ids = request_ids
+
+    def rewrite(self, method: bytes, target: bytes, headers: Headers, peer: bytes,
+                now_ms: int) -> tuple[bytes, bytes | None, bytes, bytes, Framing, bool]:
+        """-> (head to send upstream, Host value, request id, X-Forwarded-For value, body
+        framing, whether a Connection field was present).
+
+        The upstream request is always HTTP/1.1 with keep-alive (the router pools connections).
+        """
+        out = [method, b" ", target, b" HTTP/1.1\r\n"]
+        host = request_id = xff = None
+        framing = NONE
+        listed: list[bytes] | None = None
+        length_seen = connection_seen = False
+        known = _REQUEST_ACTIONS.by_raw
+        for name, value in headers:
+            action = known.get(name)
+            if action is None:
+                action = _REQUEST_ACTIONS.learn(name)
+            if action == _PASS:
+                out += (name, b": ", value, b"\r\n")
+            elif action == _HOST:
+                if host is None:
+                    host = value
+                out += (name, b": ", value, b"\r\n")
+            elif action == _LENGTH:
+                length_seen = True
+                if framing is NONE:
+                    framing = LENGTH
+                out += (name, b": ", value, b"\r\n")
+            elif action == _REQUEST_ID:
+                if request_id is None:
+                    request_id = value
+            elif action == _XFF:
+                xff = value if xff is None else xff + b", " + value
+            elif action == _TRANSFER_ENCODING:
+                framing = CHUNKED  # the parser refuses a request TE that does not end in chunked
+            elif action == _CONNECTION:
+                connection_seen = True
+                if value not in _PLAIN_CONNECTION:
+                    if listed is None:
+                        listed = []
+                    listed.append(value)
+            # _DROP: nothing
+        if listed is not None:
+            names = connection_options(listed) - {b"close", b"keep-alive"}
+            # Never let Connection remove what the router itself relies on.
+            names -= {b"host", b"content-length", b"transfer-encoding"}
+            if names:
+                out = _without_fields(out, 4, names)
+                if b"x-request-id" in names:
+                    request_id = None
+                if b"x-forwarded-for" in names:
+                    xff = None
+        if framing is CHUNKED:
+            if length_seen:  # RFC 9112 §6.3: chunked wins; never forward both
+                out = _without_fields(out, 4, {b"content-length"})
+            out.append(b"Transfer-Encoding: chunked\r\n")
+        if request_id is None or not valid_request_id(request_id):
+            request_id = self._request_ids.next()
+        xff = peer if xff is None else xff + b", " + peer
+        out.append(b"X-Request-Id: %s\r\nX-Forwarded-For: %s\r\nX-Request-Start: %d\r\n"
+                   % (request_id, xff, now_ms))
+        out.append(self._forwarded)
+        out.append(b"\r\n")
+        return b"".join(out), host, request_id, xff, framing, connection_seen
+
+
+def _status_lines() -> dict[int, bytes]:
+    lines = {}
+    for status in range(100, 600):
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        lines[status] = f"HTTP/1.1 {status} {phrase}\r\n".encode("ascii")
+    return lines
+
+
+STATUS_LINES = _status_lines()
+
+
+def status_line(status: int) -> bytes:
+    line = STATUS_LINES.get(status)
+    return line if line is not None else b"HTTP/1.1 %d \r\n" % status
+
+
+def response_framing(status: int, *, head_request: bool, chunked: bool, has_length: bool,
+                     client_http11: bool) -> tuple[Framing, Framing]:
+    """-> (how the dyno's body is delimited, how the router delimits it to the client).
+
+    RFC 9112 §6.3: HEAD responses, 1xx, 204 and 304 have no body whatever their headers say;
+    chunked beats Content-Length; with neither, the body runs until the dyno closes. Such a
+    body is re-framed as chunked for an HTTP/1.1 client so its connection survives; an HTTP/1.0
+    client gets close-delimited bodies (it cannot read chunked).
+    """
+    if head_request or status < 200 or status == 204 or status == 304:
+        return NONE, NONE
+    if chunked:
+        return CHUNKED, CHUNKED if client_http11 else CLOSE
+    if has_length:
+        return LENGTH, LENGTH
+    return CLOSE, CHUNKED if client_http11 else CLOSE
+
+
+def rewrite_response(status: int, headers: Headers, *, head_request: bool, client_http11: bool,
+                     client_keep_alive: bool) -> tuple[bytes, Framing, Framing, bool]:
+    """-> (head for the client, dyno-side framing, client-side framing, keep client alive)."""
+    out = [status_line(status)]
+    chunked = has_length = False
+    listed: list[bytes] | None = None
+    known = _RESPONSE_ACTIONS.by_raw
+    for name, value in headers:
+        action = known.get(name)
+        if action is None:
+            action = _RESPONSE_ACTIONS.learn(name)
+        if action == _PASS:
+            out += (name, b": ", value, b"\r\n")
+        elif action == _LENGTH:
+            has_length = True
+            out += (name, b": ", value, b"\r\n")
+        elif action == _TRANSFER_ENCODING:
+            chunked = True  # the parser refuses a response TE it cannot delimit
+        elif action == _CONNECTION and value not in _PLAIN_CONNECTION:
+            if listed is None:
+                listed = []
+            listed.append(value)
+    if head_request or status < 200 or status == 204 or status == 304:
+        upstream = downstream = NONE
+    else:  # as response_framing, inlined: this runs once per response
+        upstream = CHUNKED if chunked else LENGTH if has_length else CLOSE
+        downstream = upstream if upstream is LENGTH or client_http11 else CLOSE
+        if upstream is CLOSE and client_http11:
+            downstream = CHUNKED
+    if listed is not None:
+        names = connection_options(listed) - {b"close", b"keep-alive", b"content-length"}
+        if names:
+            out = _without_fields(out, 1, names)
+    if chunked and has_length:
+        out = _without_fields(out, 1, {b"content-length"})  # chunked wins (RFC 9112 §6.3)
+    keep_alive = client_keep_alive and downstream is not CLOSE
+    if downstream is CHUNKED:
+        out.append(b"Transfer-Encoding: chunked\r\n")
+    if not keep_alive:
+        out.append(b"Connection: close\r\n")
+    out.append(VIA)
+    out.append(b"\r\n")
+    return b"".join(out), upstream, downstream, keep_alive
+
+
+def last_chunk(trailers: Headers) -> bytes:
+    """The end of a chunked body, with its trailer fields (RFC 9112 §7.1.2)."""
+    if not trailers:
+        return b"0\r\n\r\n"
+    return b"0\r\n" + b"".join([b"%s: %s\r\n" % field for field in trailers]) + b"\r\n"

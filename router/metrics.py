@@ -1,0 +1,126 @@
+"""Router metrics: plain counters bumped in place, exposed through prometheus-client at scrape.
+
+The request path only does integer and float arithmetic on objects it already holds (an
+`AppMetrics` per app); nothing here calls into prometheus-client or aiohttp per request. The
+`RouterCollector` turns the counters into metric families when `/metrics` is scraped.
+
+Exposed (all prefixed `dynomesh_router_`):
+  requests_total{app,status,code}      responses, by status and H-code ("" for none)
+  connect_seconds{app}                 histogram of time to a dyno connection (0 when pooled)
+  service_seconds{app}                 histogram of time from request sent to response done
+  in_flight_requests{app}              requests being served now
+  unrouted_requests_total{status}      requests for no known app (404) or unparseable (400)
+  routes_apps, routes_revision         the loaded table
+  upstream_connections_idle            pooled connections waiting to be reused
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily)
+from prometheus_client.registry import Collector
+
+# Seconds. Connects on loopback/LAN take well under a millisecond; 5 s is the connect timeout.
+CONNECT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+# Seconds. Up to Heroku's 30 s request timeout, then the long tail of streaming responses.
+SERVICE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0, 30.0, 60.0)
+
+
+class Histogram:
+    """Cumulative-at-scrape histogram: per-bucket counts (the last is +Inf) and a sum."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def buckets(self) -> list[tuple[str, int]]:
+        """Cumulative (le, count) pairs, the form Prometheus exposes."""
+        out, running = [], 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts):
+            running += count
+            out.append(("+Inf" if bound == float("inf") else repr(bound), running))
+        return out
+
+
+class AppMetrics:
+    """One app's counters; lives as long as the router, across table updates."""
+
+    __slots__ = ("app", "in_flight", "statuses", "errors", "connect", "service")
+
+    def __init__(self, app: str) -> None:
+        self.app = app
+        self.in_flight = 0
+        self.statuses: dict[int, int] = {}  # dyno responses by status
+        self.errors: dict[tuple[int, str], int] = {}  # router answers by (status, H-code)
+        self.connect = Histogram(CONNECT_BUCKETS)
+        self.service = Histogram(SERVICE_BUCKETS)
+
+    def count_error(self, status: int, code: str | None) -> None:
+        key = (status, code or "")
+        self.errors[key] = self.errors.get(key, 0) + 1
+
+
+class RouterMetrics:
+    __slots__ = ("apps", "unrouted")
+
+    def __init__(self) -> None:
+        self.apps: dict[str, AppMetrics] = {}
+        self.unrouted: dict[int, int] = {}  # status -> count, for requests that reached no app
+
+    def app(self, name: str) -> AppMetrics:
+        metrics = self.apps.get(name)
+        if metrics is None:
+            metrics = self.apps[name] = AppMetrics(name)
+        return metrics
+
+    def count_unrouted(self, status: int) -> None:
+        self.unrouted[status] = self.unrouted.get(status, 0) + 1
+
+
+class RouterCollector(Collector):
+    """Reads a `RouterMetrics` (and table facts from `gauges`) when Prometheus scrapes."""
+
+    def __init__(self, metrics: RouterMetrics,
+                 gauges: Callable[[], dict[str, float]]) -> None:
+        self._metrics = metrics
+        self._gauges = gauges
+
+    def collect(self) -> Iterator:
+        requests = CounterMetricFamily("dynomesh_router_requests", "Requests answered, by app, "
+                                       "status and router error code", labels=("app", "status",
+                                                                               "code"))
+        connect = HistogramMetricFamily("dynomesh_router_connect_seconds",
+                                        "Time to obtain a dyno connection (0 when pooled)",
+                                        labels=("app",))
+        service = HistogramMetricFamily("dynomesh_router_service_seconds",
+                                        "Time from request sent to response complete",
+                                        labels=("app",))
+        in_flight = GaugeMetricFamily("dynomesh_router_in_flight_requests",
+                                      "Requests being served now", labels=("app",))
+        for name, app in list(self._metrics.apps.items()):
+            for status, count in list(app.statuses.items()):
+                requests.add_metric((name, str(status), ""), count)
+            for (status, code), count in list(app.errors.items()):
+                requests.add_metric((name, str(status), code), count)
+            connect.add_metric((name,), app.connect.buckets(), app.connect.total)
+            service.add_metric((name,), app.service.buckets(), app.service.total)
+            in_flight.add_metric((name,), app.in_flight)
+        unrouted = CounterMetricFamily("dynomesh_router_unrouted_requests",
+                                       "Requests that reached no app (unknown host, bad request)",
+                                       labels=("status",))
+        for status, count in list(self._metrics.unrouted.items()):
+            unrouted.add_metric((str(status),), count)
+        yield from (requests, connect, service, in_flight, unrouted)
+        for name, (help_text, value) in self._gauges().items():
+            yield GaugeMetricFamily(f"dynomesh_router_{name}", help_text, value=value)

@@ -1,0 +1,139 @@
+"""Per-dyno connection pools and the per-app backend view the request path works on.
+
+Connections are pooled per dyno of one app (never shared across apps: an app must not see
+another app's bytes even if two entries name one address). Idle connections are reused
+last-in-first-out, so the warm ones stay warm and the cold ones age out at the front of the list,
+where the periodic sweep closes them after `pool_idle_timeout`.
+
+`Backends` binds an `AppRoute` (pure table data) to its runtime state: one `DynoPool` per dyno
+and the app's `AppMetrics`. A new route entry for an app keeps the pools of dynos it still lists
+(same name and address) and retires the others.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from router.accesslog import bare
+from router.config import RouterConfig
+from router.metrics import AppMetrics, RouterMetrics
+from router.routes import AppRoute, DynoRoute
+
+if TYPE_CHECKING:
+    from router.exchange import Exchange
+    from router.upstream import UpstreamConnection
+
+
+class DynoPool:
+    """One dyno of one app: its idle connections and its in-flight count (for P2C)."""
+
+    __slots__ = ("app", "dyno", "host", "port", "log_name", "in_flight", "idle", "retired",
+                 "max_idle")
+
+    def __init__(self, app: str, dyno: DynoRoute, max_idle: int) -> None:
+        self.app = app
+        self.dyno = dyno
+        self.host = dyno.host
+        self.port = dyno.port
+        self.log_name = bare(dyno.name.encode())  # dyno= in log lines, formatted once
+        self.in_flight = 0
+        self.idle: list[UpstreamConnection] = []
+        self.retired = False  # the dyno left the app's entry: close connections as they free
+        self.max_idle = max_idle
+
+    def take(self) -> UpstreamConnection | None:
+        """The most recently used idle connection that is still open, or None."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.transport.is_closing():
+                return conn
+        return None
+
+    def give_back(self, conn: UpstreamConnection, now: float) -> None:
+        if self.retired or len(self.idle) >= self.max_idle:
+            conn.close()
+            return
+        conn.idle_since = now
+        self.idle.append(conn)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        """An idle connection the dyno closed."""
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass  # it was busy, or already taken: nothing pooled to forget
+
+    def sweep(self, now: float, max_idle_seconds: float) -> int:
+        """Close connections idle longer than `max_idle_seconds`; -> how many."""
+        idle, closed = self.idle, 0
+        while idle and now - idle[0].idle_since >= max_idle_seconds:
+            idle.pop(0).close()
+            closed += 1
+        return closed
+
+    def retire(self) -> None:
+        self.retired = True
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            conn.close()
+
+    def __repr__(self) -> str:
+        return (f"<DynoPool {self.app}/{self.dyno.name} {self.dyno.address} "
+                f"in_flight={self.in_flight} idle={len(self.idle)}>")
+
+
+class AppBackend:
+    """An app's route entry bound to its pools and metrics; rebuilt when the entry changes."""
+
+    __slots__ = ("route", "pools", "metrics", "waiters")
+
+    def __init__(self, route: AppRoute, pools: tuple[DynoPool, ...], metrics: AppMetrics,
+                 waiters: list[Exchange]) -> None:
+        self.route = route
+        self.pools = pools
+        self.metrics = metrics
+        self.waiters = waiters  # exchanges queued while the app boots
+
+
+class Backends:
+    """app name -> AppBackend, rebound lazily when the table holds a new entry for the app."""
+
+    __slots__ = ("bound", "_metrics", "_max_idle")
+
+    def __init__(self, metrics: RouterMetrics, config: RouterConfig) -> None:
+        # app name -> its backend; the request path reads it directly, see Exchange.dispatch
+        self.bound: dict[str, AppBackend] = {}
+        self._metrics = metrics
+        self._max_idle = config.pool_max_idle
+
+    def get(self, route: AppRoute) -> AppBackend:
+        backend = self.bound.get(route.name)
+        if backend is not None and backend.route is route:
+            return backend
+        return self._bind(route, backend)
+
+    def _bind(self, route: AppRoute, old: AppBackend | None) -> AppBackend:
+        previous = {} if old is None else {pool.dyno: pool for pool in old.pools}
+        pools = tuple(previous.pop(dyno, None) or DynoPool(route.name, dyno, self._max_idle)
+                      for dyno in route.dynos)
+        for pool in previous.values():
+            pool.retire()
+        backend = AppBackend(route, pools, self._metrics.app(route.name),
+                             old.waiters if old is not None else [])
+        self.bound[route.name] = backend
+        return backend
+
+    def known(self) -> list[AppBackend]:
+        return list(self.bound.values())
+
+    def drop(self, name: str) -> AppBackend | None:
+        """Forget an app that left the table; its pools are retired."""
+        backend = self.bound.pop(name, None)
+        if backend is not None:
+            for pool in backend.pools:
+                pool.retire()
+        return backend
+
+    def idle_connections(self) -> int:
+        return sum(len(pool.idle) for backend in self.bound.values() for pool in backend.pools)

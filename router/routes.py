@@ -1,0 +1,196 @@
+"""Route entries: the documented shape of one app in the routing table, and its parser.
+
+The same entry shape arrives from a `--routes` file and, later, from the control plane's route
+feed (a snapshot of entries, then deltas that each replace one app's whole entry). See
+docs/routes-format.md. Parsing is strict about what the router needs and lenient about what it
+does not know: unknown fields are ignored so that a newer control plane can add some.
+
+Every error names the JSON path of the offending value (`apps[2].dynos[0].address: not
+host:port`), so an operator can find it in a large file.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any
+
+
+class AppState(enum.Enum):
+    """An app's condition as the control plane sees it; decides what the router answers."""
+
+    RUNNING = "running"
+    BLANK = "blank"  # no release yet -> H81
+    SCALED_TO_ZERO = "scaled_to_zero"  # no web dynos -> H14
+    CRASHED = "crashed"  # every web dyno crashed -> H10
+    BOOTING = "booting"  # requests queue until a dyno is up, else H20
+
+
+class RoutesError(ValueError):
+    """A routes document (file or feed message) that the router refuses, with the JSON path."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class DynoRoute:
+    """One routable web dyno of an app."""
+
+    name: str  # "web.1"; shown as dyno= in the router log
+    host: str  # IP address or hostname, without brackets
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class AppRoute:
+    """One app's whole entry. Immutable: an update builds a new entry and swaps it in."""
+
+    name: str
+    hosts: tuple[str, ...]  # lower case; "*.example.com" is a one-label wildcard
+    state: AppState = AppState.RUNNING
+    maintenance: bool = False
+    dynos: tuple[DynoRoute, ...] = ()
+    # Seconds to the first response byte (Heroku's fixed 30 s is H12); None = the router default.
+    request_timeout: float | None = None
+
+
+# RFC 1123 host names: labels of letters, digits and hyphens, not starting or ending with a hyphen.
+# Underscores are accepted too because real internal names (and some DNS records) carry them.
+_LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_MAX_HOSTNAME = 253
+
+
+def is_hostname(text: str) -> bool:
+    return len(text) <= _MAX_HOSTNAME and _HOSTNAME.fullmatch(text) is not None
+
+
+def is_label(text: str) -> bool:
+    return re.fullmatch(_LABEL, text) is not None
+
+
+def parse_host_pattern(raw: Any, path: str) -> str:
+    """An app hostname: an exact name, or `*.` followed by a name (matches exactly one label)."""
+    if not isinstance(raw, str):
+        raise RoutesError(path, "not a string")
+    host = raw.strip().lower().rstrip(".")
+    name = host[2:] if host.startswith("*.") else host
+    if not is_hostname(name):
+        raise RoutesError(path, f"not a host name or *.wildcard: {raw!r}")
+    return host
+
+
+def parse_address(raw: Any, path: str) -> tuple[str, int]:
+    """`host:port`, `1.2.3.4:port` or `[::1]:port` -> (host, port)."""
+    if not isinstance(raw, str):
+        raise RoutesError(path, "not host:port")
+    host, sep, port_text = raw.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise RoutesError(path, "not host:port")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise RoutesError(path, f"not host:port (port {port} out of range 1-65535)")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise RoutesError(path, f"not host:port (bad IPv6 address {host})") from None
+        return host[1:-1], port
+    if not is_hostname(host.lower()):
+        raise RoutesError(path, "not host:port")
+    return host.lower(), port
+
+
+def _field(obj: dict, key: str, path: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    """obj[key] if it has the JSON type `kind`, `default` if absent; else a RoutesError."""
+    value = obj.get(key, default)
+    if value is default:
+        return value
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    # A JSON true/false is never a number here, although bool is an int in Python.
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise RoutesError(f"{path}.{key}" if path else key, f"expected {_kind_name(kinds)}")
+    return value
+
+
+def _kind_name(kinds: tuple[type, ...]) -> str:
+    names = {str: "a string", bool: "true or false", list: "a list", int: "a number",
+             float: "a number", dict: "an object"}
+    return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
+
+
+def parse_dyno(raw: Any, path: str) -> DynoRoute:
+    if not isinstance(raw, dict):
+        raise RoutesError(path, "expected an object with name and address")
+    name = _field(raw, "name", path, str, None)
+    if not name:
+        raise RoutesError(f"{path}.name", "missing or empty")
+    if "address" not in raw:
+        raise RoutesError(f"{path}.address", "missing")
+    host, port = parse_address(raw["address"], f"{path}.address")
+    return DynoRoute(name=name, host=host, port=port)
+
+
+def parse_app(raw: Any, path: str) -> AppRoute:
+    """One app entry; `path` is its place in the document, e.g. `apps[2]`."""
+    if not isinstance(raw, dict):
+        raise RoutesError(path, "expected an object")
+    name = _field(raw, "name", path, str, None)
+    if not name:
+        raise RoutesError(f"{path}.name", "missing or empty")
+    hosts_raw = _field(raw, "hosts", path, list, None)
+    if hosts_raw is None:
+        raise RoutesError(f"{path}.hosts", "missing")
+    hosts = tuple(dict.fromkeys(
+        parse_host_pattern(h, f"{path}.hosts[{i}]") for i, h in enumerate(hosts_raw)))
+    state_raw = _field(raw, "state", path, str, "running")
+    try:
+        state = AppState(state_raw)
+    except ValueError:
+        choices = ", ".join(s.value for s in AppState)
+        raise RoutesError(f"{path}.state", f"unknown state {state_raw!r} (one of {choices})") from None
+    maintenance = _field(raw, "maintenance", path, bool, False)
+    dynos_raw = _field(raw, "dynos", path, list, [])
+    dynos = tuple(parse_dyno(d, f"{path}.dynos[{i}]") for i, d in enumerate(dynos_raw))
+    seen: dict[str, int] = {}
+    for i, dyno in enumerate(dynos):
+        if dyno.name in seen:
+            raise RoutesError(f"{path}.dynos[{i}].name",
+                              f"dyno {dyno.name!r} listed twice (also dynos[{seen[dyno.name]}])")
+        seen[dyno.name] = i
+    timeout = _field(raw, "request_timeout", path, (int, float), None)
+    if timeout is not None and not timeout > 0:
+        raise RoutesError(f"{path}.request_timeout", "must be a number of seconds above 0")
+    return AppRoute(name=name, hosts=hosts, state=state, maintenance=maintenance, dynos=dynos,
+                    request_timeout=None if timeout is None else float(timeout))
+
+
+@dataclass(frozen=True, slots=True)
+class RoutesDocument:
+    """A whole table's worth of entries: a `--routes` file or a feed snapshot."""
+
+    apps: tuple[AppRoute, ...]
+    revision: int = 0
+
+
+def parse_routes(raw: Any) -> RoutesDocument:
+    """`{"revision": R, "apps": [...]}` -> entries. Duplicate hosts are the table's to find."""
+    if not isinstance(raw, dict):
+        raise RoutesError("", 'expected a JSON object {"apps": [...]}')
+    apps_raw = raw.get("apps")
+    if not isinstance(apps_raw, list):
+        raise RoutesError("apps", "missing or not a list")
+    revision = _field(raw, "revision", "", int, 0)
+    if revision < 0:
+        raise RoutesError("revision", "must not be negative")
+    apps = tuple(parse_app(a, f"apps[{i}]") for i, a in enumerate(apps_raw))
+    return RoutesDocument(apps=apps, revision=revision)

@@ -1,0 +1,88 @@
+"""`dynomesh router` as a real command: flags, routes file errors, ready line, log on stdout."""
+
+import asyncio
+import json
+import re
+import signal
+import subprocess
+
+from tests.conftest import dynomesh_argv, dynomesh_env
+from tests.router.wire import RawClient
+
+
+def write_routes(tmp_path, document) -> str:
+    path = tmp_path / "routes.json"
+    path.write_text(json.dumps(document))
+    return str(path)
+
+
+async def test_router_command_serves_logs_and_stops_on_sigterm(dyno_factory, tmp_path):
+    dyno = await dyno_factory()
+    routes = write_routes(tmp_path, {"apps": [{
+        "name": "app1", "hosts": ["app1.localhost", "*.example.com"], "maintenance": False,
+        "state": "running", "dynos": [{"name": "web.1", "address": dyno.address}]}]})
+    process = await asyncio.create_subprocess_exec(
+        *dynomesh_argv("router", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                       "--routes", routes),
+        env=dynomesh_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        async with asyncio.timeout(30):
+            ready = (await process.stderr.readline()).decode()
+        match = re.search(r"ready on http://127\.0\.0\.1:(\d+) with 1 apps .* admin on "
+                          r"http://127\.0\.0\.1:(\d+)", ready)
+        assert match, ready
+        client = await RawClient.connect(int(match.group(1)))
+        response = await client.request("GET", "/", host="app1.localhost")
+        assert response.status == 200 and response.body == b"web.1 / "
+        await client.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            out, err = await process.communicate()
+    assert process.returncode == 0, err
+    (line,) = out.decode().splitlines()
+    assert " heroku[router]: at=info method=GET path=\"/\" host=app1.localhost " in line
+    assert "dyno=web.1" in line and "status=200" in line
+
+
+def run_router(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(dynomesh_argv("router", "--listen", "127.0.0.1:0", "--admin", "off",
+                                        *args), env=dynomesh_env(), capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_a_bad_routes_file_is_refused_naming_the_json_path(tmp_path):
+    routes = write_routes(tmp_path, {"apps": [
+        {"name": "a", "hosts": ["a.localhost"]}, {"name": "b", "hosts": ["b.localhost"]},
+        {"name": "c", "hosts": ["c.localhost"], "dynos": [{"name": "web.1", "address": "nowhere"}]},
+    ]})
+    result = run_router("--routes", routes)
+    assert result.returncode == 2
+    assert "apps[2].dynos[0].address: not host:port" in result.stderr
+    assert "docs/routes-format.md" in result.stderr
+
+
+def test_two_apps_claiming_one_host_are_both_named(tmp_path):
+    routes = write_routes(tmp_path, {"apps": [
+        {"name": "blog", "hosts": ["www.example.com"]},
+        {"name": "shop", "hosts": ["shop.example.com", "www.example.com"]}]})
+    result = run_router("--routes", routes)
+    assert result.returncode == 2
+    assert "'blog'" in result.stderr and "'shop'" in result.stderr
+    assert "www.example.com" in result.stderr
+
+
+def test_help_teaches_with_an_example():
+    result = subprocess.run(dynomesh_argv("router", "--help"), env=dynomesh_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "dynomesh router --listen 0.0.0.0:8080 --admin 127.0.0.1:8081 --routes routes.json" \
+        in result.stdout
+    assert "curl -H 'Host: app1.localhost'" in result.stdout
+
+
+def test_a_bad_listen_address_is_named(tmp_path):
+    routes = write_routes(tmp_path, {"apps": []})
+    result = subprocess.run(dynomesh_argv("router", "--listen", "8080", "--routes", routes),
+                            env=dynomesh_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--listen: expected HOST:PORT" in result.stderr
