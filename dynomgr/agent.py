@@ -124,6 +124,12 @@ class Agent:
         if self.admin is not None:
             await self.admin.close()
         svc.listen.close()
+        if not self.reconciler.dynos():
+            try:
+                svc.markers.close()
+            except MarkerError as exc:
+                svc.metrics.internal_errors.labels("marker").inc()
+                self.log.error(str(exc))
         await svc.slugs.aclose()
         await svc.reporter.aclose()
 

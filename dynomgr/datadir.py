@@ -38,10 +38,12 @@ class DataDir:
     def prepare(self, *, other_users_enter: bool) -> None:
         """Create the layout and check it is usable; raises `DataDirError` naming the problem."""
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            # New: others may pass through (to their dyno's directory) but not list it.
+            # Existing: left as its owner made it; _check_enterable() says if that won't do.
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o711, exist_ok=True)
             if not self.root.is_dir():
                 raise DataDirError(f"data dir {self.root} is not a directory")
-            os.chmod(self.root, 0o711)
             for private in (self.slugs, self.run):
                 private.mkdir(mode=0o700, exist_ok=True)
             self.dynos.mkdir(mode=0o711, exist_ok=True)
@@ -51,6 +53,8 @@ class DataDir:
             probe.unlink()
         except DataDirError:
             raise
+        except FileExistsError as exc:  # mkdir() met a file where a directory should be
+            raise DataDirError(f"data dir {self.root} is unusable: {exc.filename} is not a directory") from exc
         except OSError as exc:
             where = exc.filename or self.root
             raise DataDirError(f"data dir {self.root} is unusable: {where}: {exc.strerror}") from exc

@@ -295,12 +295,17 @@ class Dyno:
         if self._memory_kill.is_set() and not process.exited.done():
             return await self._kill_and_crash(life, process, "Memory quota vastly exceeded", "R15")
         status = await self._reap(life, process)
+        # The dyno is over: whatever its main process left behind goes with it (as on Heroku,
+        # where the container is torn down), before anyone hears that it crashed.
+        await self._kill_all(life, process)
+        await self._all_gone(life, process, _KILL_WAIT)
         self._transition(DynoState.CRASHED, reason=f"Process exited with status {status}")
         return Outcome.CRASHED
 
     async def _kill_and_crash(self, life: _Life, process: DynoProcess, reason: str, code: str) -> Outcome:
         self._say("Stopping process with SIGKILL")
         await self._kill_all(life, process)
+        await self._all_gone(life, process, _KILL_WAIT)
         await self._reap(life, process)
         self._transition(DynoState.CRASHED, reason=reason, code=code)
         return Outcome.CRASHED
@@ -312,7 +317,7 @@ class Dyno:
         self._say("Stopping all processes with SIGTERM")
         process.signal_group(signal.SIGTERM)
         if life.marker is not None:
-            await svc.markers.signal(life.marker, signal.SIGTERM)
+            await svc.markers.signal(life.marker, signal.SIGTERM, except_group=process.pid)
         timeout = svc.config.stop_timeout
         if not await self._all_gone(life, process, timeout):
             self._error("R12", f"Error R12 (Exit timeout) -> At least one process failed to exit within {timeout:g} seconds of SIGTERM")

@@ -44,6 +44,9 @@ class DynoMarker:
     def __init__(self, value: str, cgroup: Path | None) -> None:
         self.value = value  # "<agent id>.<instance>"
         self.cgroup = cgroup
+        # Environ mode: processes seen with the marker (pid -> start ticks). A dying process
+        # loses its environment before it is gone; it still counts until it is.
+        self.seen: dict[int, int] = {}
 
     @property
     def env(self) -> dict[str, str]:
@@ -92,19 +95,31 @@ class Markers:
         """Live processes carrying this marker (zombies excluded)."""
         if marker.cgroup is not None:
             return _cgroup_procs(marker.cgroup)
-        return (await self._environ_scan()).get(marker.value, set())
+        found = dict((await self._environ_scan()).get(marker.value, {}))
+        for pid, ticks in marker.seen.items():
+            if pid not in found and procscan.is_alive(pid, ticks):
+                found[pid] = ticks
+        marker.seen = found
+        return set(found)
 
-    async def signal(self, marker: DynoMarker, sig: int) -> int:
-        """Send `sig` to every marked process; returns how many there were."""
+    async def signal(self, marker: DynoMarker, sig: int, *, except_group: int | None = None) -> int:
+        """Send `sig` to every marked process, except members of process group `except_group`
+        (already signalled through their group, and a handler should run once); returns how
+        many processes were signalled."""
         if marker.cgroup is not None and sig == signal.SIGKILL:
             pids = _cgroup_procs(marker.cgroup)
             if pids:
                 _write(marker.cgroup / "cgroup.kill", "1")
             return len(pids)
-        pids = await self.members(marker)
-        for pid in pids:
+        sent = 0
+        for pid in await self.members(marker):
+            if except_group is not None:
+                stat = procscan.read_stat(pid)
+                if stat is None or stat.pgid == except_group:
+                    continue
             _kill(pid, sig)
-        return len(pids)
+            sent += 1
+        return sent
 
     def release(self, marker: DynoMarker) -> None:
         """Forget the marker once its processes are gone (removes the empty cgroup)."""
@@ -129,11 +144,21 @@ class Markers:
                 found.setdefault(value[len(prefix) :], set()).update(pids)
         return found
 
+    def close(self) -> None:
+        """The agent exits with no dynos left: remove its (empty) cgroup."""
+        if self.cgroup_base is not None:
+            try:
+                self.cgroup_base.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise MarkerError(f"cannot remove cgroup {self.cgroup_base}: {exc.strerror}") from exc
+
     def release_leftover(self, instance: str) -> None:
         if self.cgroup_base is not None:
             self.release(DynoMarker(f"{self.agent_id}.{instance}", self.cgroup_base / instance))
 
-    async def _environ_scan(self) -> dict[str, set[int]]:
+    async def _environ_scan(self) -> dict[str, dict[int, int]]:
         """Marker value -> pids over all processes. Concurrent callers share one scan (a drain
         of 500 dynos must not read all of /proc 500 times)."""
         if self._scan is None:
@@ -147,16 +172,20 @@ class Markers:
         return await asyncio.shield(self._scan)
 
 
-def _scan_environ() -> dict[str, set[int]]:
-    found: dict[str, set[int]] = {}
+def _scan_environ() -> dict[str, dict[int, int]]:
+    """Marker value -> {pid: start ticks} of live processes carrying it."""
+    found: dict[str, dict[int, int]] = {}
     key = ENV_KEY.encode()
     me = os.getpid()
     for pid in procscan.all_pids():
         if pid == me:
             continue
         value = procscan.environ_value(pid, key)
-        if value is not None and procscan.is_alive(pid):
-            found.setdefault(value.decode(errors="replace"), set()).add(pid)
+        if value is None:
+            continue
+        stat = procscan.read_stat(pid)
+        if stat is not None and not stat.zombie:
+            found.setdefault(value.decode(errors="replace"), {})[pid] = stat.start_ticks
     return found
 
 

@@ -127,6 +127,11 @@ class ListenWatcher:
                         future.set_result(None)
             await asyncio.sleep(self.interval)
 
+    @property
+    def idle(self) -> bool:
+        """No poll is running (nobody waits): the watcher costs nothing."""
+        return self._task is None or self._task.done()
+
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
