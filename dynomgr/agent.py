@@ -96,8 +96,8 @@ class Agent:
         loop.add_signal_handler(signal.SIGHUP, self.source.reload)
         self.log.info(
             f"running {len(initial.dynos)} dynos from {self.source.describe()}; "
-            f"{svc.users.describe()}; processes found by {svc.markers.describe()}; "
-            f"ports by {svc.listen.method}"
+            f"{svc.users.describe()}; launched by {svc.spawner.describe()}; "
+            f"processes found by {svc.markers.describe()}; ports by {svc.listen.method}"
         )
         self._apply(initial)
         background = [
@@ -124,6 +124,7 @@ class Agent:
         if self.admin is not None:
             await self.admin.close()
         svc.listen.close()
+        svc.spawner.close()
         if not self.reconciler.dynos():
             try:
                 svc.markers.close()

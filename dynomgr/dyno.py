@@ -16,6 +16,7 @@ import enum
 import secrets
 import shutil
 import signal
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from dynomgr.events import DynoRef, LogLine, StateChange
 from dynomgr.markers import DynoMarker, MarkerError
 from dynomgr.memory import MB, MemoryVerdict, judge, usage_text
 from dynomgr.ports import PortsExhausted
-from dynomgr.process import DynoProcess, LaunchSpec, exit_status, spawn
+from dynomgr.process import DynoProcess, LaunchSpec, exit_status
 from dynomgr.procfile import ProcfileError, parse_procfile
 from dynomgr.readiness import health_check_status
 from dynomgr.restart import RestartPolicy
@@ -207,10 +208,9 @@ class Dyno:
 
         self._say(f"Starting process with command `{spec.command}`")
         try:
-            process = life.process = await spawn(spec, self._on_output, svc.config.max_line_bytes)
-        except (OSError, RuntimeError) as exc:  # SubprocessError is a RuntimeError subclass
-            cause = exc.__cause__ or exc
-            return self._launch_failed(LaunchError(f"cannot start the process: {cause}"))
+            process = life.process = await svc.spawner.spawn(spec, self._on_output, svc.config.max_line_bytes)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return self._launch_failed(LaunchError(f"cannot start the process: {exc}"))
         launched = svc.clock()
         self._policy.started()
         self._write_record(life)

@@ -1,17 +1,30 @@
 """Launching a dyno's process and watching it: a session of its own, pipes drained at once.
 
-The process is `/bin/sh -c <command>` (Heroku runs Procfile commands through a shell, so `$PORT`
-expands). It starts in a new session, so its pid is also its process group id and its session
-id: stopping the dyno signals that group, and memory sampling sums that session. Before exec the
-child joins the dyno's cgroup (when markers are cgroups) and then drops to the dyno's user.
+The dyno's command runs as `/bin/sh -c <command>` (Heroku runs Procfile commands through a
+shell, so `$PORT` expands) in a new session, so its first process's pid is also its process
+group id and session id: stopping the dyno signals that group, memory sampling sums that session.
+
+Launch cost matters when 500 dynos start at once: every fork of the agent (a Python process of
+tens of MB) copies its page tables while the event loop waits, about 10 ms here. So the agent
+never runs Python in a forked child. `subprocess.Popen` starts the child with vfork (no copy,
+about 2 ms) and the child execs a short chain that does the privileged steps itself, as root,
+before running the command as the dyno's user:
+
+    /bin/sh -c 'echo $$ > <cgroup>/cgroup.procs; exec setpriv --reuid U --regid G --clear-groups -- /bin/sh -c "$cmd"'
+
+The chain keeps one pid throughout, so the pid the agent knows is the dyno's first process. Where
+`setpriv` (util-linux) is missing, a pre-exec function in a forked child does the same, slower.
+The exit is seen through a pidfd, the output through non-blocking pipe transports: nothing here
+needs a thread or a child watcher.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
-import signal
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,6 +32,9 @@ from typing import Callable
 from dynomgr.markers import DynoMarker
 from dynomgr.output import LineSplitter, decode_line
 from dynomgr.users import RunAs
+
+# Exit status of the launch chain when the dyno cannot join its cgroup.
+CGROUP_JOIN_FAILED = 126
 
 
 @dataclass(frozen=True)
@@ -35,57 +51,111 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-class _DynoPipes(asyncio.SubprocessProtocol):
-    def __init__(self, on_line: Callable[[str], None], max_line: int) -> None:
-        loop = asyncio.get_running_loop()
-        self._on_line = on_line
-        self._splitters = {1: LineSplitter(max_line), 2: LineSplitter(max_line)}
-        self.exited: asyncio.Future[int] = loop.create_future()
-        self.pipes_closed: asyncio.Future[None] = loop.create_future()
-        self._open_pipes = 2
-        self._transport: asyncio.SubprocessTransport | None = None
+def launch_argv(spec: LaunchSpec, setpriv: str | None) -> tuple[list[str], Callable[[], None] | None]:
+    """The argv that runs `spec`, and a pre-exec function when the exec chain cannot be used."""
+    cgroup = spec.marker.cgroup
+    switch = spec.run_as.switches
+    if cgroup is None and not switch:
+        return ["/bin/sh", "-c", spec.command], None
+    if switch and setpriv is None:
+        return ["/bin/sh", "-c", spec.command], _child_setup(spec)
+    steps = []
+    if cgroup is not None:
+        steps.append(f'echo $$ > "$1" || exit {CGROUP_JOIN_FAILED}')
+    if switch:
+        steps.append('exec "$2" --reuid="$3" --regid="$4" --clear-groups -- /bin/sh -c "$5"')
+    else:
+        steps.append('exec /bin/sh -c "$5"')
+    argv = [
+        "/bin/sh", "-c", "; ".join(steps), "dynomgr-launch",
+        str(cgroup / "cgroup.procs") if cgroup is not None else "",
+        setpriv or "", str(spec.run_as.uid), str(spec.run_as.gid), spec.command,
+    ]  # fmt: skip
+    return argv, None
 
-    def connection_made(self, transport) -> None:
-        self._transport = transport
 
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        for raw in self._splitters[fd].feed(data):
-            self._on_line(decode_line(raw))
+def _child_setup(spec: LaunchSpec) -> Callable[[], None]:
+    marker, run_as = spec.marker, spec.run_as
 
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        splitter = self._splitters.get(fd)
-        if splitter is not None:
-            for raw in splitter.flush():
-                self._on_line(decode_line(raw))
-        self._open_pipes -= 1
-        if self._open_pipes <= 0 and not self.pipes_closed.done():
-            self.pipes_closed.set_result(None)
+    def child_setup() -> None:  # in the forked child, before exec: join the cgroup, drop root
+        marker.child_setup()
+        os.setgroups([])
+        os.setgid(run_as.gid)
+        os.setuid(run_as.uid)
 
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(self._transport.get_returncode())
+    return child_setup
+
+
+class _PipeLines(asyncio.Protocol):
+    """One of the dyno's output pipes, read as soon as bytes arrive."""
+
+    def __init__(self, owner: DynoProcess, max_line: int) -> None:
+        self._owner = owner
+        self._splitter = LineSplitter(max_line)
+
+    def data_received(self, data: bytes) -> None:
+        for raw in self._splitter.feed(data):
+            self._owner.on_line(decode_line(raw))
+
+    def eof_received(self) -> bool:
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for raw in self._splitter.flush():
+            self._owner.on_line(decode_line(raw))
+        self._owner._pipe_closed()
 
 
 class DynoProcess:
-    """The dyno's first process (`sh -c …`), leader of its session and process group."""
+    """The dyno's first process, leader of its session and process group."""
 
-    def __init__(self, transport: asyncio.SubprocessTransport, pipes: _DynoPipes) -> None:
-        self._transport = transport
-        self._pipes = pipes
-        self.pid: int = transport.get_pid()
+    def __init__(self, popen: subprocess.Popen, on_line: Callable[[str], None]) -> None:
+        loop = asyncio.get_running_loop()
+        self._popen = popen
+        self.pid: int = popen.pid
+        self.on_line = on_line
+        self.exited: asyncio.Future[int] = loop.create_future()  # raw return code
+        self._pipes_closed: asyncio.Future[None] = loop.create_future()
+        self._open_pipes = 0
+        self._transports: list[asyncio.BaseTransport] = []
+        self._pidfd: int | None = None
 
-    @property
-    def exited(self) -> asyncio.Future[int]:
-        """Resolves with the raw return code (negative: killed by that signal)."""
-        return self._pipes.exited
+    async def _watch(self, max_line: int) -> None:
+        loop = asyncio.get_running_loop()
+        for pipe in (self._popen.stdout, self._popen.stderr):
+            transport, _ = await loop.connect_read_pipe(lambda: _PipeLines(self, max_line), pipe)
+            self._transports.append(transport)
+            self._open_pipes += 1
+        # A pidfd becomes readable when the process exits; then it is reaped without blocking.
+        self._pidfd = os.pidfd_open(self.pid)
+        loop.add_reader(self._pidfd, self._on_exit)
+
+    def _on_exit(self) -> None:
+        returncode = self._popen.poll()
+        if returncode is None:
+            return  # not yet reaped (a spurious wake-up); the pidfd stays readable
+        self._close_pidfd()
+        if not self.exited.done():
+            self.exited.set_result(returncode)
+
+    def _close_pidfd(self) -> None:
+        if self._pidfd is not None:
+            asyncio.get_running_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def _pipe_closed(self) -> None:
+        self._open_pipes -= 1
+        if self._open_pipes <= 0 and not self._pipes_closed.done():
+            self._pipes_closed.set_result(None)
 
     async def output_drained(self, timeout: float) -> None:
         """Wait (a little) for the last lines after exit: pipes close once no process holds
         them, which may be never when a forgotten grandchild keeps one open."""
         try:
-            await asyncio.wait_for(asyncio.shield(self._pipes.pipes_closed), timeout)
+            await asyncio.wait_for(asyncio.shield(self._pipes_closed), timeout)
         except asyncio.TimeoutError:
-            pass  # a process outside the group holds the pipe; it will be killed with the rest
+            pass  # a process outside the group holds the pipe; it is killed with the rest
 
     def signal_group(self, sig: int) -> bool:
         """Signal the whole process group; False when it is already empty."""
@@ -96,34 +166,55 @@ class DynoProcess:
         return True
 
     def close(self) -> None:
-        self._transport.close()
+        """Release the pipes and the pidfd (the process must have exited)."""
+        for transport in self._transports:
+            transport.close()
+        self._close_pidfd()
 
 
-async def spawn(spec: LaunchSpec, on_line: Callable[[str], None], max_line: int) -> DynoProcess:
-    marker, run_as = spec.marker, spec.run_as
-    switch = run_as.switches
+class Spawner:
+    """Starts dyno processes from one worker thread.
 
-    def child_setup() -> None:  # in the forked child, before exec
-        marker.child_setup()
-        if switch:
-            os.setgroups([])
-            os.setgid(run_as.gid)
-            os.setuid(run_as.uid)
+    `Popen` with vfork suspends its calling thread until the child has exec'd, which on a VM
+    busy booting hundreds of dynos can take tens of milliseconds. CPython releases the GIL for
+    that wait, so from a worker thread it costs the event loop nothing. The pre-exec fallback
+    (no setpriv) runs Python in a forked child and so stays on the loop's thread: forking while
+    another thread runs is unsafe.
+    """
 
-    loop = asyncio.get_running_loop()
-    transport, pipes = await loop.subprocess_exec(
-        lambda: _DynoPipes(on_line, max_line),
-        "/bin/sh", "-c", spec.command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=str(spec.cwd),
-        env=spec.env,
-        start_new_session=True,
-        preexec_fn=child_setup,
-    )  # fmt: skip
-    return DynoProcess(transport, pipes)
+    def __init__(self, setpriv: str | None) -> None:
+        self.setpriv = setpriv
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dynomgr-spawn")
 
+    def describe(self) -> str:
+        return f"exec chain with {self.setpriv}" if self.setpriv else "pre-exec function"
 
-# Signals named the way Heroku's log lines name them.
-SIGNAL_NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGKILL: "SIGKILL"}
+    async def spawn(self, spec: LaunchSpec, on_line: Callable[[str], None], max_line: int) -> DynoProcess:
+        argv, preexec = launch_argv(spec, self.setpriv)
+        start = functools.partial(
+            subprocess.Popen,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=str(spec.cwd),
+            env=spec.env,
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
+        if preexec is None:
+            popen = await asyncio.get_running_loop().run_in_executor(self._thread, start)
+        else:
+            popen = start()
+        process = DynoProcess(popen, on_line)
+        try:
+            await process._watch(max_line)
+        except BaseException:
+            popen.kill()
+            popen.wait()
+            process.close()
+            raise
+        return process
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 from typing import Mapping
 
@@ -12,12 +13,15 @@ from dynomgr.datadir import DataDir, DataDirError
 from dynomgr.markers import MarkerError, setup_markers
 from dynomgr.metrics import AgentMetrics
 from dynomgr.ports import PortAllocator
+from dynomgr.process import Spawner
 from dynomgr.readiness import ListenWatcher
 from dynomgr.reporting import NonBlockingWriter, StdoutReporter
 from dynomgr.services import DynoServices
 from dynomgr.slugs import SlugCache, default_fetchers
 from dynomgr.sources import FileAssignmentSource
 from dynomgr.users import DynoUsers
+
+_SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 async def run_agent(config: AgentConfig, assignments: Path, base_env: Mapping[str, str]) -> int:
@@ -54,6 +58,9 @@ async def run_agent(config: AgentConfig, assignments: Path, base_env: Mapping[st
         reporter=StdoutReporter(writer),
         metrics=metrics,
         base_env=dict(base_env),
+        # util-linux's setpriv drops root in the exec chain (no fork of the agent); only
+        # needed when dynos run as other users.
+        spawner=Spawner(shutil.which("setpriv", path=_SBIN_PATH) if users.per_app else None),
         rng=random.Random(),
     )
     agent = Agent(services, FileAssignmentSource(assignments, slugs.schemes), log)

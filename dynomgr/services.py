@@ -13,6 +13,7 @@ from dynomgr.events import Reporter
 from dynomgr.markers import Markers
 from dynomgr.metrics import AgentMetrics
 from dynomgr.ports import PortAllocator
+from dynomgr.process import Spawner
 from dynomgr.readiness import ListenWatcher
 from dynomgr.slugs import SlugCache
 from dynomgr.users import DynoUsers
@@ -31,6 +32,7 @@ class DynoServices:
     metrics: AgentMetrics
     # PATH and LANG for dynos, taken from the agent's environment by the CLI.
     base_env: Mapping[str, str] = field(default_factory=dict)
+    spawner: Spawner = field(default_factory=lambda: Spawner(None))
     clock: Callable[[], float] = time.monotonic
     wallclock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
