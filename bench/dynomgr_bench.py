@@ -89,13 +89,15 @@ def make_slug(directory: Path) -> dict:
 
 
 class Agent:
+    extra_flags: list[str] = []
+
     def __init__(self, work: Path, assignments: Path, data_dir: Path) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
         self.admin = free_port()
         argv = [
             sys.executable, "-m", "dynomesh", "dynomgr",
             "--assignments", str(assignments), "--data-dir", str(data_dir),
-            "--admin", f"127.0.0.1:{self.admin}", "--no-cycling",
+            "--admin", f"127.0.0.1:{self.admin}", "--no-cycling", *self.extra_flags,
         ]  # fmt: skip
         self.launched = time.time()
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=work)
@@ -198,6 +200,8 @@ def single_boots(agent: Agent, assignments: Path, entries: list[dict], count: in
         agent.proc.send_signal(signal.SIGHUP)
         if not agent.wait_count(re.compile(rf"heroku\[{re.escape(name)}\]: State changed from starting to up"), 1, timeout):
             raise RuntimeError(f"{name} did not come up")
+        # Its own "listening" line may be read just after the agent's "up" line.
+        agent.wait_count(re.compile(rf"app\[{re.escape(name)}\]: listening "), 1, timeout)
         up = listen = None
         for _, line in agent.lines:
             match = UP_LINE.search(line)
@@ -311,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--singles", type=int, default=30, help="extra web dynos booted one at a time after the storm")
     parser.add_argument("--supervisord-json", type=Path, help="merge a bench/supervisord_bench.py result")
     parser.add_argument("--output", type=Path, default=RESULTS / "dynomgr.json")
+    parser.add_argument("--agent-flags", default="", help="extra flags for the agent, e.g. '--memory-interval 20'")
     args = parser.parse_args(argv)
+    Agent.extra_flags = args.agent_flags.split()
 
     work = Path(tempfile.mkdtemp(prefix="dynomgr-bench-", dir="/tmp"))
     work.chmod(0o755)  # dyno users must reach their directories under it

@@ -21,7 +21,7 @@ from dynomgr.admin import AdminServer
 from dynomgr.assignments import AssignmentSet, AssignmentsError
 from dynomgr.dyno import Dyno
 from dynomgr.markers import MarkerError
-from dynomgr.memory import MemoryAttribution
+from dynomgr.memory import MemorySampler
 from dynomgr.reconciler import Reconciler
 from dynomgr.services import DynoServices
 from dynomgr.sources import AssignmentSource
@@ -166,7 +166,7 @@ class Agent:
             self._apply(update)
 
     async def _sample_memory(self) -> None:
-        attribution = MemoryAttribution()
+        sampler = MemorySampler()
         interval = self.services.config.memory_interval
         while True:
             await asyncio.sleep(interval)
@@ -177,12 +177,12 @@ class Agent:
             if not sessions:
                 continue
             try:
-                table = await asyncio.to_thread(procscan.scan)
+                totals = await asyncio.to_thread(sampler.sample, sessions)
             except OSError as exc:
                 self.services.metrics.internal_errors.labels("memory").inc()
                 self.log.error(f"memory sampling failed: {exc}")
                 continue
-            for dyno, rss in attribution.sum_by_dyno(table, sessions).items():
+            for dyno, rss in totals.items():
                 dyno.observe_memory(rss)
 
     # Recovery after a crash of a previous agent.

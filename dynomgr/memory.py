@@ -12,8 +12,10 @@ leaves the session and its parent dies.
 from __future__ import annotations
 
 import enum
-from typing import Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Hashable, Mapping
 
+from dynomgr import procscan
 from dynomgr.procscan import ProcStat
 
 MB = 1024 * 1024
@@ -39,44 +41,81 @@ def usage_text(rss_bytes: int, quota_mb: int) -> str:
     return f"mem={rss_bytes / MB:.0f}MB({100.0 * rss_bytes / (quota_mb * MB):.1f}%)"
 
 
-class MemoryAttribution:
-    """Sums RSS per dyno over a /proc table. Keeps the sticky pid -> dyno map between passes."""
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    start_ticks: int
+    sid: int
+    dyno: Hashable | None
 
-    def __init__(self) -> None:
-        self._sticky: dict[tuple[int, int], Hashable] = {}
 
-    def sum_by_dyno(
-        self, table: Mapping[int, ProcStat], sessions: Mapping[int, Hashable]
-    ) -> dict[Hashable, int]:
+class MemorySampler:
+    """Per-dyno resident memory from /proc, cheap enough for 500 dynos every few seconds.
+
+    A process is classified once, from /proc/PID/stat (session, parent, start time): it belongs
+    to the dyno whose session it is in, or to its parent's dyno. Later passes read only its
+    /proc/PID/statm, which costs a third as much, and skip processes that belong to no dyno.
+    Every `full_every` passes all processes are classified again, which catches a pid reused
+    by another process; a process keeps its dyno across that (same pid and start time), so one
+    that left the dyno's session and lost its parent is still counted. Blocking: run it in a
+    worker thread.
+    """
+
+    def __init__(self, read=procscan, full_every: int = 6) -> None:
+        self._proc = read
+        self._full_every = full_every
+        self._passes = 0
+        self._seen: dict[int, _Seen] = {}
+
+    def sample(self, sessions: Mapping[int, Hashable]) -> dict[Hashable, int]:
         """`sessions` maps each dyno's session id (its first process's pid) to the dyno."""
-        owner: dict[int, Hashable | None] = {}
-
-        def owner_of(pid: int) -> Hashable | None:
-            chain: list[int] = []
-            found: Hashable | None = None
-            while pid in table and pid not in owner:
-                stat = table[pid]
-                chain.append(pid)
-                found = sessions.get(stat.sid) or self._sticky.get((pid, stat.start_ticks))
-                if found is not None or stat.ppid <= 1:
-                    break
-                pid = stat.ppid
-            else:
-                found = owner.get(pid)
-            for visited in chain:
-                owner[visited] = found
-            return found
-
+        full = self._passes % self._full_every == 0
+        self._passes += 1
         totals: dict[Hashable, int] = {dyno: 0 for dyno in sessions.values()}
-        sticky: dict[tuple[int, int], Hashable] = {}
-        for pid, stat in table.items():
-            dyno = owner_of(pid)
+        seen: dict[int, _Seen] = {}
+        fresh: dict[int, ProcStat] = {}
+        for pid in self._proc.all_pids():
+            known = None if full else self._seen.get(pid)
+            if known is None:
+                stat = self._proc.read_stat(pid)
+                if stat is not None and not stat.zombie:
+                    fresh[pid] = stat
+                continue
+            dyno = known.dyno if known.dyno is not None else sessions.get(known.sid)
+            if dyno is None:
+                seen[pid] = known  # belongs to no dyno: not read again until a full pass
+            elif dyno in totals:
+                rss = self._proc.read_rss(pid)
+                if rss is not None:
+                    totals[dyno] += rss
+                    seen[pid] = _Seen(known.start_ticks, known.sid, dyno)
+        for pid, stat in fresh.items():
+            dyno = self._classify(pid, fresh, seen, sessions)
+            seen[pid] = _Seen(stat.start_ticks, stat.sid, dyno)
             if dyno is not None and dyno in totals:
                 totals[dyno] += stat.rss_bytes
-                sticky[(pid, stat.start_ticks)] = dyno
-        self._sticky = sticky  # forget processes that are gone
+        self._seen = seen
         return totals
 
-    def forget(self, dynos: Iterable[Hashable]) -> None:
-        gone = set(dynos)
-        self._sticky = {k: v for k, v in self._sticky.items() if v not in gone}
+    def _classify(self, pid, fresh, seen, sessions) -> Hashable | None:
+        chain = []
+        dyno = None
+        while pid in fresh and len(chain) < 64:
+            stat = fresh[pid]
+            chain.append(pid)
+            previous = self._seen.get(pid)
+            dyno = sessions.get(stat.sid)
+            if dyno is None and previous is not None and previous.start_ticks == stat.start_ticks:
+                dyno = previous.dyno  # sticky: it was this dyno's before
+            if dyno is not None or stat.ppid <= 1:
+                break
+            parent = seen.get(stat.ppid)
+            if parent is not None:
+                dyno = parent.dyno if parent.dyno is not None else sessions.get(parent.sid)
+                break
+            pid = stat.ppid
+        for visited in chain:
+            if visited in seen:
+                continue
+            stat = fresh[visited]
+            seen[visited] = _Seen(stat.start_ticks, stat.sid, dyno)
+        return dyno

@@ -25,11 +25,18 @@ class ProcStat:
 
 def read_stat(pid: int) -> ProcStat | None:
     """The process's /proc/PID/stat, or None when it is gone."""
+    # os.open/os.read: a third of the cost of open() with its buffered file object, which
+    # matters when a memory pass reads a thousand of these.
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            raw = handle.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except (FileNotFoundError, ProcessLookupError):
         return None
+    try:
+        raw = os.read(fd, 1024)
+    except ProcessLookupError:  # exited between open and read
+        return None
+    finally:
+        os.close(fd)
     return parse_stat(pid, raw)
 
 
@@ -51,6 +58,22 @@ def parse_stat(pid: int, raw: bytes) -> ProcStat | None:
         rss_bytes=int(fields[21]) * PAGE_SIZE,
         zombie=state in (b"Z", b"X"),
     )
+
+
+def read_rss(pid: int) -> int | None:
+    """Resident bytes from /proc/PID/statm: cheaper than stat when that is all we need."""
+    try:
+        fd = os.open(f"/proc/{pid}/statm", os.O_RDONLY)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    try:
+        raw = os.read(fd, 256)
+    except ProcessLookupError:
+        return None
+    finally:
+        os.close(fd)
+    fields = raw.split()
+    return int(fields[1]) * PAGE_SIZE if len(fields) > 1 else None
 
 
 def all_pids() -> list[int]:
