@@ -55,6 +55,8 @@ class _Life:
 
     number: int
     port: int | None = None
+    listening: asyncio.Future[None] | None = None  # resolves when the port is listening
+    launched: float | None = None  # clock() when the process started
     directory: Path | None = None
     marker: DynoMarker | None = None
     process: DynoProcess | None = None
@@ -193,6 +195,11 @@ class Dyno:
         except PortsExhausted as exc:
             self._transition(DynoState.STARTING)
             return self._launch_failed(LaunchError(str(exc)))
+        if life.port is not None:
+            # Watch the port from now on: `up` is reported from the watcher's own tick, not
+            # after this coroutine has worked its way back through a busy event loop.
+            life.listening = svc.listen.watch(life.port)
+            life.listening.add_done_callback(lambda future: self._port_listening(life, future))
         self._transition(DynoState.STARTING)
 
         prepare = asyncio.ensure_future(self._prepare(life))
@@ -208,15 +215,34 @@ class Dyno:
 
         self._say(f"Starting process with command `{spec.command}`")
         try:
-            process = life.process = await svc.spawner.spawn(spec, self._on_output, svc.config.max_line_bytes)
+            process = await svc.spawner.spawn(
+                spec, self._on_output, svc.config.max_line_bytes, lambda p: self._started(life, p)
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             return self._launch_failed(LaunchError(f"cannot start the process: {exc}"))
-        launched = svc.clock()
-        self._policy.started()
         self._write_record(life)
-        return await self._watch(life, process, launched)
+        return await self._watch(life, process)
 
-    async def _watch(self, life: _Life, process: DynoProcess, launched: float) -> Outcome:
+    def _started(self, life: _Life, process: DynoProcess) -> None:
+        life.process = process
+        life.launched = self.services.clock()
+        self._policy.started()
+        if life.listening is not None and life.listening.done():
+            self._port_listening(life, life.listening)  # it was quicker than our bookkeeping
+
+    def _port_listening(self, life: _Life, future: asyncio.Future[None]) -> None:
+        """The watcher saw the port listening: a web dyno without health check is up now."""
+        if future.cancelled() or self._life is not life or self.assignment.health_check is not None:
+            return
+        process = life.process
+        if self.state is DynoState.STARTING and process is not None and not process.exited.done():
+            self._mark_up(life)
+
+    def _mark_up(self, life: _Life) -> None:
+        self.services.metrics.boot_seconds.observe(self.services.clock() - life.launched)
+        self._transition(DynoState.UP)
+
+    async def _watch(self, life: _Life, process: DynoProcess) -> Outcome:
         svc = self.services
         boot = asyncio.ensure_future(self._boot(life))
         try:
@@ -232,12 +258,12 @@ class Dyno:
         finally:
             await _cancel(boot)
 
-        svc.metrics.boot_seconds.observe(svc.clock() - launched)
-        self._transition(DynoState.UP)
+        if self.state is DynoState.STARTING:  # not yet marked up by the port watcher
+            self._mark_up(life)
         cycle_in = None
         if svc.config.cycling is not None:
             jitter = svc.rng.uniform(0, svc.config.cycling.jitter)
-            cycle_in = max(0.0, launched + svc.config.cycling.after + jitter - svc.clock())
+            cycle_in = max(0.0, life.launched + svc.config.cycling.after + jitter - svc.clock())
         if not await self._first(process.exited, self._memory_kill.wait(), timeout=cycle_in):
             return await self._graceful_stop(life, process, self._stop_reason)
         if process.exited.done() or self._memory_kill.is_set():
@@ -267,10 +293,10 @@ class Dyno:
 
     async def _boot(self, life: _Life) -> None:
         """Return once the dyno is up: at once for non-web types, else port plus health check."""
-        if life.port is None:
+        if life.listening is None:
             return
         svc = self.services
-        await svc.listen.wait(life.port)
+        await asyncio.shield(life.listening)
         path = self.assignment.health_check
         if path is None:
             return
@@ -376,6 +402,8 @@ class Dyno:
             except MarkerError as exc:
                 svc.metrics.internal_errors.labels("marker").inc()
                 self._say(f"Error: {exc}")
+        if life.listening is not None:
+            svc.listen.forget(life.port, life.listening)
         if life.port is not None:
             svc.ports.release(life.port)
         if life.directory is not None:

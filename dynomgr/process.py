@@ -120,15 +120,18 @@ class DynoProcess:
         self._transports: list[asyncio.BaseTransport] = []
         self._pidfd: int | None = None
 
-    async def _watch(self, max_line: int) -> None:
+    def _watch_exit(self) -> None:
+        # A pidfd becomes readable when the process exits; then it is reaped without blocking.
+        self._pidfd = os.pidfd_open(self.pid)
+        asyncio.get_running_loop().add_reader(self._pidfd, self._on_exit)
+
+    async def _connect_pipes(self, max_line: int) -> None:
+        # Until connected, output waits in the pipe: nothing is lost.
         loop = asyncio.get_running_loop()
         for pipe in (self._popen.stdout, self._popen.stderr):
             transport, _ = await loop.connect_read_pipe(lambda: _PipeLines(self, max_line), pipe)
             self._transports.append(transport)
             self._open_pipes += 1
-        # A pidfd becomes readable when the process exits; then it is reaped without blocking.
-        self._pidfd = os.pidfd_open(self.pid)
-        loop.add_reader(self._pidfd, self._on_exit)
 
     def _on_exit(self) -> None:
         returncode = self._popen.poll()
@@ -192,7 +195,15 @@ class Spawner:
     def describe(self) -> str:
         return f"exec chain with {self.setpriv}" if self.setpriv else "pre-exec function"
 
-    async def spawn(self, spec: LaunchSpec, on_line: Callable[[str], None], max_line: int) -> DynoProcess:
+    async def spawn(
+        self,
+        spec: LaunchSpec,
+        on_line: Callable[[str], None],
+        max_line: int,
+        on_started: Callable[[DynoProcess], None] = lambda process: None,
+    ) -> DynoProcess:
+        """Start the process; `on_started` runs as soon as it exists, before its pipes are
+        connected (a fast dyno may be listening on its port by then)."""
         argv, preexec = launch_argv(spec, self.setpriv)
         start = functools.partial(
             subprocess.Popen,
@@ -211,7 +222,9 @@ class Spawner:
             popen = start()
         process = DynoProcess(popen, on_line)
         try:
-            await process._watch(max_line)
+            process._watch_exit()
+            on_started(process)
+            await process._connect_pipes(max_line)
         except BaseException:
             popen.kill()
             popen.wait()

@@ -4,9 +4,10 @@ Routers learn about a dyno from its `up` report, so the delay between the dyno c
 and that report is time an app is unreachable. Connecting to every booting dyno's port every few
 milliseconds would cost 500 × 200 refused connections a second during a mass start. Instead one
 `ListenWatcher` asks the kernel for all listening TCP sockets with a single netlink sock_diag
-query per tick (about 70 µs) while any dyno is booting, and idles otherwise. When a waited-for
-port shows up, one real connection confirms that it accepts. Where netlink sock_diag is not
-available, each tick tries a connection to each waiting port instead.
+query per tick (about 70 µs) while any dyno is booting, and idles otherwise. A socket in LISTEN
+state accepts connections (the kernel completes handshakes into its backlog), whatever address
+it is bound to, so that is the answer; no connection is needed, nor any address resolution.
+Where netlink sock_diag is not available, each tick tries a connection to each waiting port.
 """
 
 from __future__ import annotations
@@ -84,22 +85,29 @@ class ListenWatcher:
             return cls(interval, None)
         return cls(interval, probe.ports)
 
+    def watch(self, port: int, host: str = "127.0.0.1") -> asyncio.Future[None]:
+        """A future that resolves once `port` is listening (and so accepts TCP connections:
+        the kernel completes handshakes into the listen backlog, whatever address the socket
+        is bound to). With the connect fallback, once a connection to `host` succeeded.
+        Register before the dyno starts, so that no step of its launch delays the answer;
+        `forget()` it when no longer interested."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(port, []).append(future)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._poll(host), name="listen-watcher")
+        return future
+
+    def forget(self, port: int, future: asyncio.Future[None]) -> None:
+        self._discard(port, future)
+        if not future.done():
+            future.cancel()
+
     async def wait(self, port: int, host: str = "127.0.0.1") -> None:
-        """Return once `port` accepts a TCP connection on `host`."""
-        while True:
-            future = asyncio.get_running_loop().create_future()
-            self._waiters.setdefault(port, []).append(future)
-            if self._task is None or self._task.done():
-                self._task = asyncio.create_task(self._poll(host), name="listen-watcher")
-            try:
-                await future
-            finally:
-                self._discard(port, future)
-            # Listening is not yet accepting on our address (bound elsewhere, backlog full):
-            # confirm with one real connection, and keep watching if it fails.
-            if await accepts(host, port):
-                return
-            await asyncio.sleep(self.interval)
+        future = self.watch(port, host)
+        try:
+            await future
+        finally:
+            self.forget(port, future)
 
     def _discard(self, port: int, future: asyncio.Future[None]) -> None:
         waiters = self._waiters.get(port)
