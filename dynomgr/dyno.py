@@ -516,11 +516,12 @@ class Dyno:
 
 
 async def _cancel(task: asyncio.Future) -> None:
+    """Cancel a step whose outcome no longer matters (the dyno is being stopped)."""
     if not task.done():
         task.cancel()
     try:
         await task
     except asyncio.CancelledError:
         pass  # the cancellation we asked for
-    except Exception:  # noqa: BLE001 - its result is no longer wanted; the outcome was decided
-        pass
+    except LaunchError:
+        pass  # a launch that failed just as it was abandoned: nothing was started

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from dynomgr.markers import cgroup2_mount, own_cgroup
 from tests.conftest import dynomesh_argv, dynomesh_env, free_port
 
 APPS = Path(__file__).parent / "apps"
@@ -277,14 +278,28 @@ class AgentHarness:
                 except subprocess.TimeoutExpired:
                     run.proc.kill()
                     run.proc.wait()
-        # Safety net: nothing a test started may outlive it.
+        # Safety net: nothing a test started may outlive it, not even an empty cgroup of an
+        # agent the test killed.
         for pids in marked_processes(self.run_id).values():
             for pid, _ in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        self._remove_cgroups()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def _remove_cgroups(self) -> None:
+        mount, mine = cgroup2_mount(), own_cgroup()
+        id_file = self.data_dir / "agent-id"
+        if mount is None or mine is None or not id_file.exists():
+            return
+        base = mount / mine.lstrip("/") / f"dynomesh-{id_file.read_text().strip()}"
+        if base.is_dir():
+            for child in base.iterdir():
+                if child.is_dir():
+                    child.rmdir()
+            base.rmdir()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import threading
 
 import pytest
 
-from tests.dynomgr.conftest import http_json
 
 
 def test_a_slow_stdout_reader_never_blocks_a_dyno_lines_are_dropped_counted_and_reported(harness):
