@@ -286,6 +286,9 @@ class AgentHarness:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        deadline = time.monotonic() + 10
+        while marked_processes(self.run_id) and time.monotonic() < deadline:
+            time.sleep(0.01)  # SIGKILLed processes take a moment to leave their cgroup
         self._remove_cgroups()
         shutil.rmtree(self.root, ignore_errors=True)
 
