@@ -247,6 +247,9 @@ def run_workload(work: Path, kind: str, count: int, idle: float, timeout: float,
             raise RuntimeError(f"only {len(ups)} of {count} {kind} dynos up within {timeout:g} s; stderr: {agent.err[-5:]}")
         result["seconds_to_all_up"] = round(max(ups.values()) - agent.launched, 3)
         if kind == "web":
+            # The agent reports `up` from its port watcher, sometimes before it has read the
+            # dyno's own "listening" line: wait for those too.
+            agent.wait_count(LISTEN_LINE, count, timeout)
             listening = {}
             for _, line in agent.lines:
                 match = LISTEN_LINE.search(line)
