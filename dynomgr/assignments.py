@@ -1,0 +1,225 @@
+"""Assignments: the dynos this VM must run, as read from a file or the control plane's feed.
+
+The wire shape is documented in docs/assignments-format.md. This module owns the dyno manager's
+parser of it: it turns JSON into frozen `Assignment` values and reports every bad entry as one
+line naming the entry, without giving up on the good ones.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+# Heroku's app names: lowercase letters, digits and dashes, starting with a letter. We allow
+# longer names than Heroku's 30 characters; user names derived from them are shortened.
+_APP = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_TYPE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+KINDS = ("formation",)  # "one-off" arrives with `dynomesh run`
+
+
+class AssignmentsError(ValueError):
+    """The whole set cannot be read (not JSON, not an object with a `dynos` list)."""
+
+
+@dataclass(frozen=True)
+class SlugRef:
+    url: str
+    sha256: str
+
+    @property
+    def scheme(self) -> str:
+        return self.url.partition("://")[0].lower() if "://" in self.url else ""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One dyno this VM must run. Any difference between two assignments means a restart."""
+
+    app: str
+    name: str  # "web.1"
+    type: str  # "web": the Procfile entry to run
+    release: int
+    slug: SlugRef
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    memory_mb: int = 512  # Heroku's standard-1X size
+    health_check: str | None = None
+    kind: str = "formation"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Unique on one VM: two apps may both have a web.1."""
+        return (self.app, self.name)
+
+    @property
+    def is_web(self) -> bool:
+        # Only `web` dynos get a $PORT and are routed to (Heroku's rule).
+        return self.type == "web"
+
+    def describe(self) -> str:
+        return f"{self.app} {self.name} v{self.release}"
+
+
+@dataclass(frozen=True)
+class EntryError:
+    index: int
+    key: tuple[str, str] | None  # (app, name) when the entry said that much
+    message: str
+
+    def __str__(self) -> str:
+        where = f"dynos[{self.index}]"
+        if self.key is not None:
+            where += f" ({self.key[0]} {self.key[1]})"
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class AssignmentSet:
+    """A full desired set. Entries with errors are in `errors`, not in `dynos`."""
+
+    dynos: Mapping[tuple[str, str], Assignment]
+    errors: tuple[EntryError, ...] = ()
+
+    @property
+    def rejected_keys(self) -> frozenset[tuple[str, str]]:
+        """Dynos named by bad entries: whatever runs under these names is kept as it is."""
+        return frozenset(error.key for error in self.errors if error.key is not None)
+
+
+class _Invalid(ValueError):
+    pass
+
+
+def parse_assignments(text: str, supported_schemes: frozenset[str]) -> AssignmentSet:
+    """Parse a whole assignments document; raises `AssignmentsError` only for whole-file faults."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AssignmentsError(
+            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    if not isinstance(document, dict) or not isinstance(document.get("dynos"), list):
+        raise AssignmentsError('expected a JSON object with a "dynos" list')
+    dynos: dict[tuple[str, str], Assignment] = {}
+    errors: list[EntryError] = []
+    for index, entry in enumerate(document["dynos"]):
+        key = _key_of(entry)
+        try:
+            assignment = parse_entry(entry, supported_schemes)
+        except _Invalid as exc:
+            errors.append(EntryError(index, key, str(exc)))
+            continue
+        if assignment.key in dynos:
+            errors.append(EntryError(index, None, f"{assignment.name} of {assignment.app} is listed twice; the first one counts"))
+            continue
+        dynos[assignment.key] = assignment
+    return AssignmentSet(MappingProxyType(dynos), tuple(errors))
+
+
+def _key_of(entry: Any) -> tuple[str, str] | None:
+    if isinstance(entry, dict):
+        app, name = entry.get("app"), entry.get("name")
+        if isinstance(app, str) and isinstance(name, str):
+            return (app, name)
+    return None
+
+
+def parse_entry(entry: Any, supported_schemes: frozenset[str]) -> Assignment:
+    if not isinstance(entry, dict):
+        raise _Invalid(f"expected an object, got {type(entry).__name__}")
+    kind = entry.get("kind", "formation")
+    if kind not in KINDS:
+        raise _Invalid(f"unknown kind {kind!r} (this dyno manager runs: {', '.join(KINDS)})")
+    app = _string(entry, "app")
+    if not _APP.match(app):
+        raise _Invalid(f"app {app!r} is not a valid app name (lowercase letters, digits, dashes)")
+    ptype = _string(entry, "type")
+    if not _TYPE.match(ptype):
+        raise _Invalid(f"type {ptype!r} is not a valid process type (letters, digits, _ and -)")
+    name = _string(entry, "name")
+    prefix, dot, number = name.rpartition(".")
+    if prefix != ptype or not dot or not number.isdigit() or number.startswith("0"):
+        raise _Invalid(f"name {name!r} must be <type>.<number>, like {ptype}.1")
+    release = entry.get("release")
+    if not isinstance(release, int) or isinstance(release, bool) or release < 1:
+        raise _Invalid(f"release must be a positive integer, got {release!r}")
+    return Assignment(
+        app=app,
+        name=name,
+        type=ptype,
+        release=release,
+        slug=_slug(entry.get("slug"), supported_schemes),
+        env=_env(entry.get("env", {})),
+        memory_mb=_memory(entry.get("memory_mb", 512)),
+        health_check=_health_check(entry.get("health_check")),
+        kind=kind,
+    )
+
+
+def _string(entry: dict, key: str) -> str:
+    value = entry.get(key)
+    if not isinstance(value, str) or not value:
+        raise _Invalid(f"{key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _slug(raw: Any, supported_schemes: frozenset[str]) -> SlugRef:
+    if not isinstance(raw, dict):
+        raise _Invalid('slug must be an object {"url": ..., "sha256": ...}')
+    url, sha = raw.get("url"), raw.get("sha256")
+    if not isinstance(url, str) or "://" not in url:
+        raise _Invalid(f"slug url must be a URL like file:///path/slug.tgz, got {url!r}")
+    ref = SlugRef(url, sha.lower() if isinstance(sha, str) else "")
+    if ref.scheme not in supported_schemes:
+        supported = ", ".join(f"{s}://" for s in sorted(supported_schemes))
+        raise _Invalid(f"slug url scheme {ref.scheme}:// is not supported (use {supported})")
+    if not _SHA256.match(ref.sha256):
+        raise _Invalid(f"slug sha256 must be 64 hex digits, got {sha!r}")
+    return ref
+
+
+def _env(raw: Any) -> Mapping[str, str]:
+    if not isinstance(raw, dict):
+        raise _Invalid("env must be an object of string values")
+    for key, val in raw.items():
+        if not _ENV_KEY.match(key):
+            raise _Invalid(f"env name {key!r} is not a valid environment variable name")
+        if not isinstance(val, str):
+            raise _Invalid(f"env {key} must be a string, got {type(val).__name__}")
+        if "\0" in val:
+            raise _Invalid(f"env {key} contains a NUL byte")
+    return MappingProxyType(dict(raw))
+
+
+def _memory(raw: Any) -> int:
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
+        raise _Invalid(f"memory_mb must be a positive integer, got {raw!r}")
+    return raw
+
+
+def _health_check(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw.startswith("/") or any(c in raw for c in " \r\n"):
+        raise _Invalid(f"health_check must be null or a path like /health, got {raw!r}")
+    return raw
+
+
+def dump_assignment(assignment: Assignment) -> dict[str, Any]:
+    """The wire shape of one assignment (the inverse of `parse_entry`)."""
+    return {
+        "kind": assignment.kind,
+        "name": assignment.name,
+        "app": assignment.app,
+        "type": assignment.type,
+        "release": assignment.release,
+        "slug": {"url": assignment.slug.url, "sha256": assignment.slug.sha256},
+        "env": dict(assignment.env),
+        "memory_mb": assignment.memory_mb,
+        "health_check": assignment.health_check,
+    }

@@ -1,0 +1,172 @@
+"""`dynomesh dynomgr`: build the configuration from the command line and run the agent."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from dynomgr.config import AgentConfig, CyclingConfig
+from dynomgr.markers import MarkerMode
+
+DESCRIPTION = """\
+Run the dyno manager: the agent that runs this VM's dynos. It starts the dynos listed in
+--assignments, restarts them when they crash, stops them when they are removed, and prints
+their state changes and output in Heroku's log format on stdout.
+"""
+
+EPILOG = """\
+example:
+  dynomesh dynomgr --assignments assignments.json --data-dir /var/lib/dynomesh/dynomgr
+  kill -HUP $(pgrep -f 'dynomesh dynomgr')   # re-read the file: start, stop, restart what changed
+  curl -s http://127.0.0.1:5051/dynos          # what runs, as JSON; /metrics for Prometheus
+
+assignments.json (docs/assignments-format.md):
+  {"dynos": [{"kind": "formation", "name": "web.1", "app": "hello", "type": "web",
+              "release": 7, "slug": {"url": "file:///srv/slugs/hello-v7.tgz", "sha256": "…"},
+              "env": {"GREETING": "hi"}, "memory_mb": 512, "health_check": null}]}
+
+SIGTERM or Ctrl-C stops every dyno (SIGTERM, then SIGKILL after --stop-timeout) and exits 0.
+"""
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    return value
+
+
+def _host_port(text: str) -> tuple[str, int] | None:
+    if text in ("off", "none", ""):
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (or off), got {text!r}")
+    return (host.strip("[]") or "127.0.0.1", int(port))
+
+
+def default_data_dir(environ: dict[str, str]) -> Path:
+    if environ.get("DYNOMESH_HOME"):
+        return Path(environ["DYNOMESH_HOME"]) / "dynomgr"
+    if os.geteuid() == 0:
+        # Dyno users must be able to enter it, which /root (mode 0700) does not allow.
+        return Path("/var/lib/dynomesh/dynomgr")
+    return Path.home() / ".dynomesh" / "dynomgr"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dynomesh dynomgr",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--assignments", metavar="FILE", type=Path, required=True,
+                        help="JSON file of the dynos to run; re-read on SIGHUP")  # fmt: skip
+    parser.add_argument("--data-dir", metavar="DIR", type=Path,
+                        help="slug cache, dyno directories and pid records "
+                             "(default $DYNOMESH_HOME/dynomgr, or /var/lib/dynomesh/dynomgr as root)")  # fmt: skip
+    parser.add_argument("--admin", metavar="HOST:PORT", type=_host_port, default=("127.0.0.1", 5051),
+                        help="admin endpoints /healthz, /metrics, /dynos (default 127.0.0.1:5051; off to disable)")  # fmt: skip
+    parser.add_argument("--host", metavar="ADDR", default="127.0.0.1",
+                        help="host part of web dynos' addresses as reported (default 127.0.0.1)")  # fmt: skip
+    parser.add_argument("--port-range", metavar="FIRST-LAST", default="20000-29999",
+                        help="ports handed to web dynos as $PORT (default 20000-29999)")  # fmt: skip
+
+    times = parser.add_argument_group("timeouts (Heroku's defaults)")
+    times.add_argument("--boot-timeout", metavar="S", type=_seconds, default=60.0,
+                       help="a web dyno must accept on $PORT within this (R10; default 60)")  # fmt: skip
+    times.add_argument("--stop-timeout", metavar="S", type=_seconds, default=30.0,
+                       help="SIGKILL this long after SIGTERM (R12; default 30)")  # fmt: skip
+
+    memory = parser.add_argument_group("memory")
+    memory.add_argument("--memory-interval", metavar="S", type=_seconds, default=5.0,
+                        help="how often dyno memory is sampled (default 5)")  # fmt: skip
+    memory.add_argument("--memory-kill-ratio", metavar="X", type=float, default=2.0,
+                        help="kill a dyno above X times its quota (R15; default 2)")  # fmt: skip
+
+    restart = parser.add_argument_group("crash restarts (first at once, then exponential back-off)")
+    restart.add_argument("--restart-base", metavar="S", type=_seconds, default=1.0,
+                         help="delay before the second restart (default 1)")  # fmt: skip
+    restart.add_argument("--restart-cap", metavar="S", type=_seconds, default=60.0,
+                         help="longest delay between restarts (default 60)")  # fmt: skip
+    restart.add_argument("--restart-jitter", metavar="F", type=float, default=0.25,
+                         help="shave up to this fraction off each delay at random (default 0.25)")  # fmt: skip
+    restart.add_argument("--restart-healthy-after", metavar="S", type=_seconds, default=300.0,
+                         help="a run this long resets the back-off (default 300)")  # fmt: skip
+
+    cycling = parser.add_argument_group("daily cycling")
+    cycling.add_argument("--cycle-after", metavar="S", type=_seconds, default=86400.0,
+                         help="restart each dyno after this long (default 86400, 24 h)")  # fmt: skip
+    cycling.add_argument("--cycle-jitter", metavar="S", type=_seconds, default=12960.0,
+                         help="plus up to this much at random (default 12960, 216 min)")  # fmt: skip
+    cycling.add_argument("--no-cycling", action="store_true", help="never cycle dynos")
+
+    tuning = parser.add_argument_group("tuning")
+    tuning.add_argument("--marker", choices=[m.value for m in MarkerMode], default="auto",
+                        help="how escaped processes are found: cgroup v2, /proc environ, or auto")  # fmt: skip
+    tuning.add_argument("--readiness-interval", metavar="S", type=_seconds, default=0.005,
+                        help="how often booting web dynos' ports are checked (default 0.005)")  # fmt: skip
+    tuning.add_argument("--log-buffer", metavar="BYTES", type=int, default=4 * 1024 * 1024,
+                        help="output held for a slow stdout reader before lines are dropped")  # fmt: skip
+    return parser
+
+
+def build_config(args: argparse.Namespace, environ: dict[str, str]) -> AgentConfig:
+    from dynomgr.ports import PortRange
+    from dynomgr.restart import RestartConfig
+
+    return AgentConfig(
+        data_dir=args.data_dir or default_data_dir(environ),
+        admin=args.admin,
+        advertise_host=args.host,
+        boot_timeout=args.boot_timeout,
+        stop_timeout=args.stop_timeout,
+        memory_interval=args.memory_interval,
+        memory_kill_ratio=args.memory_kill_ratio,
+        cycling=None if args.no_cycling else CyclingConfig(args.cycle_after, args.cycle_jitter),
+        restart=RestartConfig(
+            base=args.restart_base,
+            cap=args.restart_cap,
+            jitter=args.restart_jitter,
+            healthy_after=args.restart_healthy_after,
+        ),
+        ports=PortRange.parse(args.port_range),
+        marker=MarkerMode(args.marker),
+        readiness_interval=args.readiness_interval,
+        log_buffer_bytes=args.log_buffer,
+    )
+
+
+def base_env(environ: dict[str, str]) -> dict[str, str]:
+    """The only things a dyno inherits from the agent's environment."""
+    return {
+        "PATH": environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin",
+        "LANG": environ.get("LANG") or "C.UTF-8",
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    environ = dict(os.environ)
+    try:
+        config = build_config(args, environ)
+    except ValueError as exc:
+        parser.error(str(exc))
+    import uvloop  # one event loop for every dyno; uvloop's child watcher needs no threads
+
+    from dynomgr.runtime import run_agent
+
+    try:
+        return uvloop.run(run_agent(config, args.assignments, base_env(environ)))
+    except KeyboardInterrupt:  # a second Ctrl-C while draining
+        print("dynomesh dynomgr: interrupted while stopping dynos", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,527 @@
+"""One dyno: launches its process, watches it boot, restarts it after crashes, stops it.
+
+A `Dyno` owns one assignment for its whole life; a changed assignment is a new `Dyno` (the
+reconciler stops the old one first). Each launch is a *life*: a fresh directory, a port, a
+marker and a process, all torn down when the process ends, whatever the reason. Between lives
+the `RestartPolicy` decides how long the dyno stays `crashed`.
+
+Two ways out, kept apart: `stop()` (the dyno is no longer wanted, or the agent shuts down: SIGTERM,
+grace period, SIGKILL) and the process ending on its own (a crash, then a restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import secrets
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from dynomgr import procscan
+from dynomgr.assignments import Assignment
+from dynomgr.errors import LaunchError, ProcessTypeError
+from dynomgr.events import DynoRef, LogLine, StateChange
+from dynomgr.markers import DynoMarker, MarkerError
+from dynomgr.memory import MB, MemoryVerdict, judge, usage_text
+from dynomgr.ports import PortsExhausted
+from dynomgr.process import DynoProcess, LaunchSpec, exit_status
+from dynomgr.procfile import ProcfileError, parse_procfile
+from dynomgr.readiness import health_check_status
+from dynomgr.restart import RestartPolicy
+from dynomgr.services import DynoServices
+from dynomgr.slugs import unpack
+from dynomgr.state import DynoState, check_transition
+from dynomgr.users import UserError
+
+# How long to wait for a dyno's last output lines after its main process exits.
+_OUTPUT_GRACE = 0.1
+# SIGKILL is not refusable; this only bounds the wait for the kernel to finish the job.
+_KILL_WAIT = 10.0
+
+
+class Outcome(enum.Enum):
+    STOPPED = "stopped"  # stop() was called; the dyno is down
+    CYCLED = "cycled"  # daily restart: start again at once
+    CRASHED = "crashed"  # ended unasked: restart after the policy's delay
+    FAILED = "failed"  # cannot work until the assignment changes
+
+
+@dataclass
+class _Life:
+    """Everything one launch created, so that it can all be undone."""
+
+    number: int
+    port: int | None = None
+    listening: asyncio.Future[None] | None = None  # resolves when the port is listening
+    launched: float | None = None  # clock() when the process started
+    directory: Path | None = None
+    marker: DynoMarker | None = None
+    process: DynoProcess | None = None
+    exit_logged: bool = False
+
+    def record_id(self, ref: DynoRef) -> str:
+        return f"{ref.instance}-{self.number}"
+
+
+class Dyno:
+    def __init__(self, assignment: Assignment, services: DynoServices) -> None:
+        self.assignment = assignment
+        self.services = services
+        self.ref = DynoRef(
+            app=assignment.app,
+            name=assignment.name,
+            type=assignment.type,
+            release=assignment.release,
+            instance=secrets.token_hex(4),
+        )
+        self.state = DynoState.DOWN
+        self.since = services.wallclock()
+        self.restarts = 0
+        self.address: str | None = None
+        self.memory_bytes: int | None = None
+        self.memory_quota_bytes = assignment.memory_mb * MB
+        self._policy = RestartPolicy(services.config.restart, services.clock, services.rng)
+        self._stop_requested = asyncio.Event()
+        self._stop_reason = "stopped"
+        self._memory_kill = asyncio.Event()
+        self._life: _Life | None = None
+        self._lives = 0
+        self._task: asyncio.Task[None] | None = None
+        self._app_lines = services.metrics.log_lines.labels("app")
+        self._platform_lines = services.metrics.log_lines.labels("heroku")
+
+    # Views for metrics, the admin API and memory sampling.
+
+    @property
+    def app(self) -> str:
+        return self.ref.app
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @property
+    def pid(self) -> int | None:
+        life = self._life
+        return life.process.pid if life and life.process and not life.process.exited.done() else None
+
+    # Control.
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"dyno {self.app} {self.name}")
+
+    async def stop(self, reason: str) -> None:
+        """Stop the dyno (SIGTERM, grace period, SIGKILL) and return once it is down."""
+        if not self._stop_requested.is_set():
+            self._stop_reason = reason
+            self._stop_requested.set()
+            self._say(reason)
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    def observe_memory(self, rss_bytes: int) -> None:
+        """A memory sample of this dyno's processes (from the agent's /proc pass)."""
+        self.memory_bytes = rss_bytes
+        if self.state not in (DynoState.STARTING, DynoState.UP) or self.pid is None:
+            return
+        cfg = self.services.config
+        verdict = judge(rss_bytes, self.assignment.memory_mb, cfg.memory_kill_ratio)
+        if verdict is MemoryVerdict.OK or self._memory_kill.is_set():
+            return
+        self._say(f"Process running {usage_text(rss_bytes, self.assignment.memory_mb)}")
+        if verdict is MemoryVerdict.OVER_QUOTA:
+            self._error("R14", "Error R14 (Memory quota exceeded)")
+        else:
+            self._error("R15", "Error R15 (Memory quota vastly exceeded)")
+            self._memory_kill.set()
+
+    # The dyno's life cycle.
+
+    async def _run(self) -> None:
+        try:
+            while not self._stop_requested.is_set():
+                try:
+                    outcome = await self._live_once()
+                except Exception as exc:  # a bug: count it, say so, and treat it as a crash
+                    self.services.metrics.internal_errors.labels("dyno").inc()
+                    self._say(f"Error: dyno manager fault while running this dyno: {exc!r}")
+                    if self.state in (DynoState.STARTING, DynoState.UP):
+                        self._transition(DynoState.CRASHED, reason=f"internal error: {exc!r}")
+                    outcome = Outcome.CRASHED
+                if outcome is Outcome.STOPPED:
+                    break
+                if outcome is Outcome.CYCLED:
+                    continue
+                if outcome is Outcome.FAILED:
+                    await self._stop_requested.wait()
+                    break
+                decision = self._policy.crashed()
+                if await self._stopped_within(decision.delay):
+                    break
+                self.restarts += 1
+                self.services.metrics.restarts.labels(self.app, self.ref.type).inc()
+        finally:
+            if self.state is DynoState.CRASHED:
+                self._transition(DynoState.DOWN, reason=self._stop_reason)
+
+    async def _stopped_within(self, delay: float) -> bool:
+        if delay <= 0:
+            return self._stop_requested.is_set()
+        try:
+            await asyncio.wait_for(self._stop_requested.wait(), delay)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _live_once(self) -> Outcome:
+        self._lives += 1
+        life = self._life = _Life(self._lives)
+        self._memory_kill.clear()
+        self.memory_bytes = None
+        try:
+            return await self._live(life)
+        finally:
+            await self._teardown(life)
+
+    async def _live(self, life: _Life) -> Outcome:
+        svc = self.services
+        try:
+            if self.assignment.is_web:
+                life.port = svc.ports.allocate()
+                self.address = f"{svc.config.advertise_host}:{life.port}"
+        except PortsExhausted as exc:
+            self._transition(DynoState.STARTING)
+            return self._launch_failed(LaunchError(str(exc)))
+        if life.port is not None:
+            # Watch the port from now on: `up` is reported from the watcher's own tick, not
+            # after this coroutine has worked its way back through a busy event loop.
+            life.listening = svc.listen.watch(life.port)
+            life.listening.add_done_callback(lambda future: self._port_listening(life, future))
+        self._transition(DynoState.STARTING)
+
+        prepare = asyncio.ensure_future(self._prepare(life))
+        if not await self._first(prepare):
+            await _cancel(prepare)
+            self._transition(DynoState.STOPPING, reason=self._stop_reason)
+            self._transition(DynoState.DOWN, reason=self._stop_reason)
+            return Outcome.STOPPED
+        try:
+            spec = prepare.result()
+        except LaunchError as exc:
+            return self._launch_failed(exc)
+
+        self._say(f"Starting process with command `{spec.command}`")
+        try:
+            process = await svc.spawner.spawn(
+                spec, self._on_output, svc.config.max_line_bytes, lambda p: self._started(life, p)
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            return self._launch_failed(LaunchError(f"cannot start the process: {exc}"))
+        self._write_record(life)
+        return await self._watch(life, process)
+
+    def _started(self, life: _Life, process: DynoProcess) -> None:
+        life.process = process
+        life.launched = self.services.clock()
+        self._policy.started()
+        if life.listening is not None and life.listening.done():
+            self._port_listening(life, life.listening)  # it was quicker than our bookkeeping
+
+    def _port_listening(self, life: _Life, future: asyncio.Future[None]) -> None:
+        """The watcher saw the port listening: a web dyno without health check is up now."""
+        if future.cancelled() or self._life is not life or self.assignment.health_check is not None:
+            return
+        process = life.process
+        if self.state is DynoState.STARTING and process is not None and not process.exited.done():
+            self._mark_up(life)
+
+    def _mark_up(self, life: _Life) -> None:
+        self.services.metrics.boot_seconds.observe(self.services.clock() - life.launched)
+        self._transition(DynoState.UP)
+
+    async def _watch(self, life: _Life, process: DynoProcess) -> Outcome:
+        svc = self.services
+        boot = asyncio.ensure_future(self._boot(life))
+        try:
+            timeout = svc.config.boot_timeout
+            if not await self._first(boot, process.exited, self._memory_kill.wait(), timeout=timeout):
+                return await self._graceful_stop(life, process, self._stop_reason)
+            if not boot.done():
+                if process.exited.done() or self._memory_kill.is_set():
+                    return await self._ended(life, process)
+                self._error("R10", f"Error R10 (Boot timeout) -> Web process failed to bind to $PORT within {timeout:g} seconds of launch")
+                return await self._kill_and_crash(life, process, "Boot timeout", "R10")
+            boot.result()  # re-raises a fault of the boot check itself
+        finally:
+            await _cancel(boot)
+
+        if self.state is DynoState.STARTING:  # not yet marked up by the port watcher
+            self._mark_up(life)
+        cycle_in = None
+        if svc.config.cycling is not None:
+            jitter = svc.rng.uniform(0, svc.config.cycling.jitter)
+            cycle_in = max(0.0, life.launched + svc.config.cycling.after + jitter - svc.clock())
+        if not await self._first(process.exited, self._memory_kill.wait(), timeout=cycle_in):
+            return await self._graceful_stop(life, process, self._stop_reason)
+        if process.exited.done() or self._memory_kill.is_set():
+            return await self._ended(life, process)
+        self._say("Cycling")
+        await self._graceful_stop(life, process, "Cycling")
+        return Outcome.CYCLED
+
+    async def _first(self, *aws, timeout: float | None = None) -> bool:
+        """Wait for the first of `aws` or the timeout; False when stop() came first.
+
+        Futures passed in are left alone (a process's exit, a boot check); coroutines are
+        wrapped here and cancelled here."""
+        stop = asyncio.ensure_future(self._stop_requested.wait())
+        waits, own = [stop], [stop]
+        for aw in aws:
+            future = asyncio.ensure_future(aw)
+            waits.append(future)
+            if future is not aw:
+                own.append(future)
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in own:
+                task.cancel()
+        return not self._stop_requested.is_set()
+
+    async def _boot(self, life: _Life) -> None:
+        """Return once the dyno is up: at once for non-web types, else port plus health check."""
+        if life.listening is None:
+            return
+        svc = self.services
+        await asyncio.shield(life.listening)
+        path = self.assignment.health_check
+        if path is None:
+            return
+        interval = svc.config.health_check_interval
+        while True:
+            status = await health_check_status("127.0.0.1", life.port, path, timeout=max(interval, 1.0))
+            if status is not None and 200 <= status < 400:
+                return
+            await asyncio.sleep(interval)
+
+    # Ways a life ends.
+
+    def _launch_failed(self, error: LaunchError) -> Outcome:
+        self._say(error.log_text())
+        if error.code is not None:
+            self.services.metrics.errors.labels(error.code).inc()
+        self._transition(DynoState.CRASHED, reason=str(error), code=error.code)
+        return Outcome.FAILED if error.permanent else Outcome.CRASHED
+
+    async def _ended(self, life: _Life, process: DynoProcess) -> Outcome:
+        """The process exited on its own, or must die for its memory (R15)."""
+        if self._memory_kill.is_set() and not process.exited.done():
+            return await self._kill_and_crash(life, process, "Memory quota vastly exceeded", "R15")
+        status = await self._reap(life, process)
+        # The dyno is over: whatever its main process left behind goes with it (as on Heroku,
+        # where the container is torn down), before anyone hears that it crashed.
+        await self._kill_all(life, process)
+        await self._all_gone(life, process, _KILL_WAIT)
+        self._transition(DynoState.CRASHED, reason=f"Process exited with status {status}")
+        return Outcome.CRASHED
+
+    async def _kill_and_crash(self, life: _Life, process: DynoProcess, reason: str, code: str) -> Outcome:
+        self._say("Stopping process with SIGKILL")
+        await self._kill_all(life, process)
+        await self._all_gone(life, process, _KILL_WAIT)
+        await self._reap(life, process)
+        self._transition(DynoState.CRASHED, reason=reason, code=code)
+        return Outcome.CRASHED
+
+    async def _graceful_stop(self, life: _Life, process: DynoProcess, reason: str) -> Outcome:
+        """SIGTERM to every process of the dyno; SIGKILL what is left after the stop timeout."""
+        svc = self.services
+        self._transition(DynoState.STOPPING, reason=reason)
+        self._say("Stopping all processes with SIGTERM")
+        process.signal_group(signal.SIGTERM)
+        if life.marker is not None:
+            await svc.markers.signal(life.marker, signal.SIGTERM, except_group=process.pid)
+        timeout = svc.config.stop_timeout
+        if not await self._all_gone(life, process, timeout):
+            self._error("R12", f"Error R12 (Exit timeout) -> At least one process failed to exit within {timeout:g} seconds of SIGTERM")
+            self._say("Stopping remaining processes with SIGKILL")
+            await self._kill_all(life, process)
+            await self._all_gone(life, process, _KILL_WAIT)
+        await self._reap(life, process)
+        self._transition(DynoState.DOWN, reason=reason)
+        return Outcome.STOPPED
+
+    async def _kill_all(self, life: _Life, process: DynoProcess) -> None:
+        process.signal_group(signal.SIGKILL)
+        if life.marker is not None:
+            await self.services.markers.signal(life.marker, signal.SIGKILL)
+
+    async def _all_gone(self, life: _Life, process: DynoProcess, timeout: float) -> bool:
+        """Wait until the main process and every marked process have exited."""
+        deadline = self.services.clock() + timeout
+        try:
+            await asyncio.wait_for(asyncio.shield(process.exited), timeout)
+        except asyncio.TimeoutError:
+            return False
+        await self._reap(life, process)
+        pause = 0.01
+        while life.marker is not None and await self.services.markers.members(life.marker):
+            left = deadline - self.services.clock()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 0.25)
+        return True
+
+    async def _reap(self, life: _Life, process: DynoProcess) -> int:
+        """Wait for the main process to exit and log its status, once."""
+        returncode = await process.exited
+        status = exit_status(returncode)
+        if not life.exit_logged:
+            life.exit_logged = True
+            await process.output_drained(_OUTPUT_GRACE)
+            self._say(f"Process exited with status {status}")
+        return status
+
+    async def _teardown(self, life: _Life) -> None:
+        """Undo everything a life created. Nothing of the dyno survives its life."""
+        svc = self.services
+        process = life.process
+        if process is not None:
+            if not process.exited.done() or (life.marker and await svc.markers.members(life.marker)):
+                await self._kill_all(life, process)
+                await self._all_gone(life, process, _KILL_WAIT)
+            process.close()
+            svc.data_dir.remove_record(life.record_id(self.ref))
+        if life.marker is not None:
+            try:
+                svc.markers.release(life.marker)
+            except MarkerError as exc:
+                svc.metrics.internal_errors.labels("marker").inc()
+                self._say(f"Error: {exc}")
+        if life.listening is not None:
+            svc.listen.forget(life.port, life.listening)
+        if life.port is not None:
+            svc.ports.release(life.port)
+        if life.directory is not None:
+            try:
+                await asyncio.to_thread(shutil.rmtree, life.directory)
+            except OSError as exc:
+                svc.metrics.internal_errors.labels("cleanup").inc()
+                self._say(f"Error: cannot remove {life.directory}: {exc.strerror}")
+        if self._life is life:
+            self._life = None
+
+    # Preparing a launch.
+
+    async def _prepare(self, life: _Life) -> LaunchSpec:
+        svc, a = self.services, self.assignment
+        try:
+            run_as = await svc.users.for_app(a.app)
+        except UserError as exc:
+            raise LaunchError(str(exc)) from exc
+        slug = await svc.slugs.get(a.slug)
+        owner = (run_as.uid, run_as.gid) if run_as.switches else None
+        try:
+            life.directory = svc.data_dir.dyno_dir(a.app, a.name, life.record_id(self.ref))
+            await asyncio.to_thread(unpack, slug, a.slug.url, life.directory, owner)
+        except OSError as exc:
+            where = exc.filename or life.directory or svc.data_dir.dynos
+            raise LaunchError(f"cannot unpack the slug: {where}: {exc.strerror}") from exc
+        command = self._command(life.directory)
+        try:
+            life.marker = svc.markers.create(life.record_id(self.ref))
+        except MarkerError as exc:
+            raise LaunchError(str(exc)) from exc
+        env = dict(svc.base_env)
+        env.update(a.env)
+        env.update(life.marker.env)
+        # The platform's variables win over config vars of the same name (as on Heroku).
+        env.update({"DYNO": a.name, "PS": a.name, "HOME": str(life.directory)})
+        if life.port is not None:
+            env["PORT"] = str(life.port)
+        return LaunchSpec(command, life.directory, env, run_as, life.marker)
+
+    def _command(self, directory: Path) -> str:
+        a = self.assignment
+        release = f"{a.app} v{a.release}"
+        try:
+            text = (directory / "Procfile").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ProcessTypeError(f"the slug of {release} has no Procfile at its root") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProcessTypeError(f"the Procfile of {release} cannot be read: {exc}") from exc
+        try:
+            types = parse_procfile(text)
+        except ProcfileError as exc:
+            raise ProcessTypeError(f"{exc} (slug of {release})") from exc
+        if a.type not in types:
+            known = ", ".join(types) or "none"
+            raise ProcessTypeError(
+                f"unknown process type {a.type!r}: the Procfile of {release} defines {known}"
+            )
+        return types[a.type]
+
+    def _write_record(self, life: _Life) -> None:
+        process = life.process
+        stat = procscan.read_stat(process.pid)
+        record = {
+            "app": self.app,
+            "dyno": self.name,
+            "pid": process.pid,
+            "start_ticks": stat.start_ticks if stat else None,
+            "marker": life.marker.value if life.marker else None,
+        }
+        try:
+            self.services.data_dir.write_record(life.record_id(self.ref), record)
+        except OSError as exc:
+            # The marker still finds this dyno after an agent crash; say that the record is missing.
+            self.services.metrics.internal_errors.labels("record").inc()
+            self._say(f"Error: cannot record pid {process.pid} in {self.services.data_dir.run}: {exc.strerror}")
+
+    # Reporting.
+
+    def _transition(self, new: DynoState, *, reason: str | None = None, code: str | None = None) -> None:
+        svc = self.services
+        old = self.state
+        check_transition(self.name, old, new)
+        change = StateChange(
+            dyno=self.ref,
+            old=old,
+            new=new,
+            at=svc.wallclock(),
+            address=self.address,
+            pid=self.pid,
+            reason=reason,
+            error_code=code,
+        )
+        self.state, self.since = new, change.at
+        svc.metrics.state_changes.labels(new.value).inc()
+        svc.reporter.state_changed(change)
+
+    def _say(self, text: str) -> None:
+        self._platform_lines.inc()
+        self.services.reporter.log(LogLine(self.ref, "heroku", text, self.services.wallclock()))
+
+    def _error(self, code: str, text: str) -> None:
+        self.services.metrics.errors.labels(code).inc()
+        self._say(text)
+
+    def _on_output(self, text: str) -> None:
+        self._app_lines.inc()
+        self.services.reporter.log(LogLine(self.ref, "app", text, self.services.wallclock()))
+
+
+async def _cancel(task: asyncio.Future) -> None:
+    """Cancel a step whose outcome no longer matters (the dyno is being stopped)."""
+    if not task.done():
+        task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass  # the cancellation we asked for
+    except LaunchError:
+        pass  # a launch that failed just as it was abandoned: nothing was started

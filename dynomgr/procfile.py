@@ -1,0 +1,38 @@
+"""The Procfile: `<process type>: <command>` per line, at the root of every slug.
+
+Blank lines and `#` comments are skipped. Process type names are letters, digits, `_` and `-`
+(what Heroku and foreman accept). A line that is neither is an error naming its line number,
+rather than being skipped silently as foreman does: a typo in `web:` would otherwise surface much
+later as "no web process".
+"""
+
+from __future__ import annotations
+
+import re
+
+_LINE = re.compile(r"^([A-Za-z0-9_-]+)[ \t]*:[ \t]*(.*?)[ \t]*$")
+
+
+class ProcfileError(ValueError):
+    """The Procfile cannot be used; the message names the line."""
+
+
+def parse_procfile(text: str) -> dict[str, str]:
+    """Process type -> command, in file order."""
+    types: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = _LINE.match(stripped)
+        if match is None:
+            raise ProcfileError(
+                f"Procfile line {number}: expected `<process type>: <command>`, got {stripped!r}"
+            )
+        name, command = match.groups()
+        if not command:
+            raise ProcfileError(f"Procfile line {number}: process type {name!r} has no command")
+        if name in types:
+            raise ProcfileError(f"Procfile line {number}: process type {name!r} is defined twice")
+        types[name] = command
+    return types

@@ -1,0 +1,112 @@
+"""Converging the dynos that run toward a full desired set.
+
+`apply(desired)` is synchronous and cheap: it records what each dyno name should be and wakes
+that name's driver. Each driver is a small task that stops what runs under its name when it is
+no longer wanted or its assignment changed (any field: release, env, slug, size, health check),
+then starts what is wanted. Dynos whose assignment did not change are not touched. A new desired
+set that arrives while a driver is still stopping a dyno simply changes what the driver does
+next, so rapid SIGHUPs (or feed deltas) never start a name twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable, Iterable, Mapping
+
+from dynomgr.assignments import Assignment
+from dynomgr.dyno import Dyno
+
+Key = tuple[str, str]  # (app, dyno name)
+
+
+def change_reason(old: Assignment, new: Assignment) -> str:
+    """Why a running dyno is being replaced, for its log."""
+    if old.release != new.release:
+        return f"Restarting for release v{new.release}"
+    changed = [
+        what
+        for what, a, b in (
+            ("config vars", dict(old.env), dict(new.env)),
+            ("slug", old.slug, new.slug),
+            ("memory size", old.memory_mb, new.memory_mb),
+            ("health check", old.health_check, new.health_check),
+            ("process type", old.type, new.type),
+        )
+        if a != b
+    ]
+    return "Restarting: " + (", ".join(changed) or "assignment") + " changed"
+
+
+class _Slot:
+    __slots__ = ("desired", "current", "wake", "task", "removal_reason")
+
+    def __init__(self) -> None:
+        self.desired: Assignment | None = None
+        self.current: Dyno | None = None
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.removal_reason = "Stopping: no longer assigned to this VM"
+
+
+class Reconciler:
+    def __init__(self, make_dyno: Callable[[Assignment], Dyno]) -> None:
+        self._make_dyno = make_dyno
+        self._slots: dict[Key, _Slot] = {}
+        self._closed = False
+
+    def dynos(self) -> list[Dyno]:
+        """Every dyno object that exists right now (running, starting, crashed or stopping)."""
+        return [slot.current for slot in self._slots.values() if slot.current is not None]
+
+    def desired(self) -> dict[Key, Assignment]:
+        return {k: s.desired for k, s in self._slots.items() if s.desired is not None}
+
+    def apply(self, desired: Mapping[Key, Assignment], *, keep: Iterable[Key] = ()) -> None:
+        """Make `desired` the full desired set. Names in `keep` (named by entries that failed
+        to parse) keep whatever they have now."""
+        if self._closed:
+            return
+        kept = set(keep)
+        for key in set(self._slots) | set(desired):
+            if key in kept and key not in desired:
+                continue
+            slot = self._slots.get(key)
+            if slot is None:
+                slot = self._slots[key] = _Slot()
+            if slot.desired != desired.get(key):
+                slot.desired = desired.get(key)
+                slot.removal_reason = "Stopping: no longer assigned to this VM"
+                slot.wake.set()
+            if slot.task is None or slot.task.done():
+                slot.task = asyncio.create_task(self._drive(key, slot), name=f"slot {key[0]} {key[1]}")
+
+    async def drain(self, reason: str) -> None:
+        """Stop every dyno (the agent is shutting down) and return once all are down."""
+        self._closed = True
+        for slot in self._slots.values():
+            slot.desired = None
+            slot.removal_reason = reason
+            slot.wake.set()
+        tasks = [slot.task for slot in self._slots.values() if slot.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks)
+
+    async def _drive(self, key: Key, slot: _Slot) -> None:
+        while True:
+            slot.wake.clear()
+            wanted = slot.desired
+            current = slot.current
+            if current is not None and current.assignment != wanted:
+                reason = slot.removal_reason if wanted is None else change_reason(current.assignment, wanted)
+                await current.stop(reason)
+                slot.current = None
+                continue  # the desired set may have changed while it stopped
+            if wanted is not None and current is None:
+                dyno = slot.current = self._make_dyno(wanted)
+                dyno.start()
+            if slot.desired is None and slot.current is None:
+                del self._slots[key]
+                return
+            if slot.wake.is_set():
+                continue
+            await slot.wake.wait()

@@ -1,0 +1,102 @@
+"""When to restart a crashed dyno: a pure decision object with an injected clock and RNG.
+
+Heroku restarts a crashed dyno at once the first time, then makes it wait ever longer (cool-offs
+of 20 minutes and more, a common complaint). dynomesh keeps the first restart immediate and then
+backs off exponentially from `base` up to a short `cap`, never giving up:
+
+    crash #1  ->  0 s
+    crash #2  ->  base              (1 s by default)
+    crash #n  ->  min(cap, base * factor ** (n - 2))   (cap 60 s by default)
+
+Each delay after the first is shortened by a random fraction of up to `jitter` so that dynos that
+crashed together (a bad release, a lost database) do not restart in lockstep. A dyno that ran for
+`healthy_after` seconds before crashing starts over at crash #1, and a new release (a new dyno
+object) starts over too. The `Dyno` calls `started()` when it launches a process and `crashed()`
+when that process ends unasked; everything here is arithmetic, so tests assert exact delays.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class RestartConfig:
+    # Second restart waits this long; each later one `factor` times longer.
+    base: float = 1.0
+    factor: float = 2.0
+    # Longest wait between restarts. Short on purpose: a crash loop costs one process start a
+    # minute, and a fixed app comes back within a minute instead of Heroku's 20+.
+    cap: float = 60.0
+    # Up to this fraction of a delay is shaved off at random (0 = exact delays).
+    jitter: float = 0.25
+    # A run at least this long counts as healthy: the next crash is treated as the first.
+    healthy_after: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.base <= 0:
+            raise ValueError(f"restart base must be > 0 seconds, got {self.base}")
+        if self.factor < 1:
+            raise ValueError(f"restart factor must be >= 1, got {self.factor}")
+        if self.cap < self.base:
+            raise ValueError(f"restart cap ({self.cap} s) must be >= base ({self.base} s)")
+        if not 0 <= self.jitter < 1:
+            raise ValueError(f"restart jitter must be in [0, 1), got {self.jitter}")
+        if self.healthy_after <= 0:
+            raise ValueError(f"healthy-after must be > 0 seconds, got {self.healthy_after}")
+
+
+@dataclass(frozen=True)
+class RestartDecision:
+    delay: float  # seconds to wait in `crashed` before starting again
+    attempt: int  # crashes in a row, this one included
+    reason: str  # why this delay, for the log line
+
+
+class RestartPolicy:
+    """Back-off state of one dyno. Not thread-safe; one per dyno."""
+
+    def __init__(
+        self,
+        config: RestartConfig,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
+        self._crashes = 0
+        self._started_at: float | None = None
+
+    @property
+    def crashes(self) -> int:
+        """Crashes in a row so far (0 after a healthy run or a reset)."""
+        return self._crashes
+
+    def started(self) -> None:
+        """A process of this dyno was just launched."""
+        self._started_at = self._clock()
+
+    def reset(self) -> None:
+        """Forget past crashes (a new release, an operator's restart)."""
+        self._crashes = 0
+        self._started_at = None
+
+    def crashed(self) -> RestartDecision:
+        """The process ended without being asked to: how long to wait before the next start."""
+        cfg = self.config
+        now = self._clock()
+        ran = None if self._started_at is None else now - self._started_at
+        if ran is not None and ran >= cfg.healthy_after:
+            self._crashes = 0
+        self._crashes += 1
+        self._started_at = None
+        if self._crashes == 1:
+            healthy = " after a healthy run" if ran is not None and ran >= cfg.healthy_after else ""
+            return RestartDecision(0.0, 1, f"first crash{healthy}: restarting at once")
+        nominal = min(cfg.cap, cfg.base * cfg.factor ** (self._crashes - 2))
+        delay = nominal * (1.0 - cfg.jitter * self._rng.random())
+        return RestartDecision(delay, self._crashes, f"crash {self._crashes} in a row: back-off")

@@ -1,0 +1,38 @@
+"""The shared services every dyno uses, bundled so a `Dyno` takes one argument, not twelve."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from dynomgr.config import AgentConfig
+from dynomgr.datadir import DataDir
+from dynomgr.events import Reporter
+from dynomgr.markers import Markers
+from dynomgr.metrics import AgentMetrics
+from dynomgr.ports import PortAllocator
+from dynomgr.process import Spawner
+from dynomgr.readiness import ListenWatcher
+from dynomgr.slugs import SlugCache
+from dynomgr.users import DynoUsers
+
+
+@dataclass
+class DynoServices:
+    config: AgentConfig
+    data_dir: DataDir
+    slugs: SlugCache
+    users: DynoUsers
+    markers: Markers
+    ports: PortAllocator
+    listen: ListenWatcher
+    reporter: Reporter
+    metrics: AgentMetrics
+    # PATH and LANG for dynos, taken from the agent's environment by the CLI.
+    base_env: Mapping[str, str] = field(default_factory=dict)
+    spawner: Spawner = field(default_factory=lambda: Spawner(None))
+    clock: Callable[[], float] = time.monotonic
+    wallclock: Callable[[], float] = time.time
+    rng: random.Random = field(default_factory=random.Random)

@@ -1,0 +1,122 @@
+"""Which Unix user a dyno runs as.
+
+An agent running as root gives every app its own unprivileged system user, created on demand
+(`dyno-<app>`), so dynos of different apps cannot read each other's files or signal each other's
+processes. Dynos never run as root. An agent running as an ordinary user runs its dynos as that
+user (a developer's laptop, a container without privileges).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import pwd
+from dataclasses import dataclass
+
+# Marks users we created, so that an existing account that happens to be called `dyno-<app>`
+# is never taken over.
+GECOS_MARK = "dynomesh app"
+_MAX_NAME = 32  # useradd's limit on Linux
+_PREFIX = "dyno-"
+
+
+class UserError(Exception):
+    """No safe user could be found or created; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class RunAs:
+    uid: int
+    gid: int
+    name: str
+
+    @property
+    def switches(self) -> bool:
+        """Whether the child must change identity (the agent is someone else)."""
+        return self.uid != os.geteuid() or self.gid != os.getegid()
+
+
+def user_name_for(app: str) -> str:
+    """`dyno-hello`; long app names are cut and made unique by a hash suffix."""
+    name = _PREFIX + app
+    if len(name) <= _MAX_NAME:
+        return name
+    digest = hashlib.sha256(app.encode()).hexdigest()[:8]
+    return f"{name[: _MAX_NAME - 9]}-{digest}"
+
+
+class DynoUsers:
+    """Resolves (and, as root, creates) the user each app's dynos run as."""
+
+    def __init__(self, *, per_app: bool | None = None) -> None:
+        self.per_app = os.geteuid() == 0 if per_app is None else per_app
+        self._cache: dict[str, RunAs] = {}
+        self._creating: dict[str, asyncio.Future[RunAs]] = {}
+        # Serialise useradd calls: they lock /etc/passwd, and concurrent calls fail with
+        # "cannot lock /etc/passwd".
+        self._useradd_lock = asyncio.Lock()
+
+    def describe(self) -> str:
+        if self.per_app:
+            return "each app's dynos run as its own user (dyno-<app>)"
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        return f"dynos run as {me}, the agent's user"
+
+    async def for_app(self, app: str) -> RunAs:
+        cached = self._cache.get(app)
+        if cached is not None:
+            return cached
+        if not self.per_app:
+            entry = pwd.getpwuid(os.geteuid())
+            return self._cache.setdefault(app, RunAs(entry.pw_uid, os.getegid(), entry.pw_name))
+        pending = self._creating.get(app)
+        if pending is None:
+            pending = asyncio.ensure_future(self._ensure_user(app))
+            self._creating[app] = pending
+            pending.add_done_callback(lambda _: self._creating.pop(app, None))
+        run_as = await asyncio.shield(pending)
+        self._cache[app] = run_as
+        return run_as
+
+    async def _ensure_user(self, app: str) -> RunAs:
+        name = user_name_for(app)
+        existing = _lookup(name)
+        if existing is None:
+            async with self._useradd_lock:
+                existing = _lookup(name) or await self._useradd(name, app)
+        if GECOS_MARK not in existing.pw_gecos:
+            raise UserError(
+                f"user {name} exists but was not created by dynomesh (its comment lacks "
+                f"{GECOS_MARK!r}); refusing to run {app}'s dynos as it"
+            )
+        if existing.pw_uid == 0 or existing.pw_gid == 0:
+            raise UserError(f"user {name} has uid or gid 0; dynos never run as root")
+        return RunAs(existing.pw_uid, existing.pw_gid, name)
+
+    async def _useradd(self, name: str, app: str) -> pwd.struct_passwd:
+        argv = [
+            "useradd", "--system", "--user-group", "--no-create-home",
+            "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+            "--comment", f"{GECOS_MARK} {app}", name,
+        ]  # fmt: skip
+        try:
+            child = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+            )
+        except OSError as exc:
+            raise UserError(f"cannot create user {name} for app {app}: {exc}") from exc
+        _, err = await child.communicate()
+        # Another agent on this machine may have created it meanwhile (useradd exit 9).
+        created = _lookup(name)
+        if created is None:
+            reason = err.decode(errors="replace").strip() or f"useradd exited {child.returncode}"
+            raise UserError(f"cannot create user {name} for app {app}: {reason}")
+        return created
+
+
+def _lookup(name: str) -> pwd.struct_passwd | None:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        return None

@@ -1,0 +1,91 @@
+"""Port readiness: the listen watcher on real sockets (netlink sock_diag, and the connect fallback)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from dynomgr.readiness import ListenWatcher, NetlinkListening, health_check_status
+
+
+def netlink_available() -> bool:
+    try:
+        NetlinkListening().ports()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(params=["netlink", "connect"])
+def watcher(request):
+    if request.param == "netlink":
+        if not netlink_available():
+            pytest.skip("netlink sock_diag is not available here")
+        w = ListenWatcher.create(0.002)
+        assert w.method == "netlink sock_diag"
+    else:
+        w = ListenWatcher(0.002, None)
+    yield w
+    w.close()
+
+
+async def polls_reach(watcher: ListenWatcher, count: int) -> None:
+    target = watcher.polls + count
+    while watcher.polls < target:
+        await asyncio.sleep(0)
+
+
+async def test_a_port_is_ready_once_listening_not_merely_bound(watcher):
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", 0))
+    port = sock.getsockname()[1]
+    try:
+        waiting = asyncio.create_task(watcher.wait(port))
+        await asyncio.wait_for(polls_reach(watcher, 5), 5)
+        assert not waiting.done()  # bound is not enough
+        sock.listen()
+        await asyncio.wait_for(waiting, 5)
+    finally:
+        sock.close()
+
+
+async def test_one_poller_serves_many_waiting_ports(watcher):
+    socks = []
+    for _ in range(20):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    try:
+        tasks = [asyncio.create_task(watcher.wait(s.getsockname()[1])) for s in socks]
+        await asyncio.wait_for(polls_reach(watcher, 2), 5)
+        for s in socks:
+            s.listen()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    finally:
+        for s in socks:
+            s.close()
+    # The poller stops once nobody waits.
+    async def idle():
+        while not watcher.idle:
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(idle(), 5)
+
+
+async def test_health_check_status_reads_the_status_line():
+    async def handle(reader, writer):
+        request = await reader.readline()
+        status = b"200 OK" if b"/ok " in request else b"503 Service Unavailable"
+        writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        assert await health_check_status("127.0.0.1", port, "/ok", timeout=2) == 200
+        assert await health_check_status("127.0.0.1", port, "/booting", timeout=2) == 503
+    assert await health_check_status("127.0.0.1", port, "/ok", timeout=2) is None
