@@ -51,6 +51,21 @@ class ControlConfig:
     max_slug_bytes: int = DEFAULT_MAX_SLUG_BYTES
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     change_history: int = 10_000
+    # A dyno manager silent this long is lost and its dynos are placed elsewhere (it
+    # heart-beats every 5 s, so three beats missed).
+    agent_timeout: float = 15.0
+    # ...but not until this long after the scheduler (re)started or took over: agents need
+    # time to reconnect and heart-beat after the control plane was away.
+    startup_grace: float = 30.0
+    # Feed followers hear at least this often (docs/feeds.md promises 5 s; they give up at 15).
+    feed_heartbeat: float = 5.0
+    # After every router was sent a take-out, requests already on the dyno finish in this long.
+    take_out_grace: float = 2.0
+    # The longest a take-out waits for routers to be sent it (a stuck one is not waited for).
+    take_out_timeout: float = 10.0
+    # The control plane's URL as dyno managers reach it, for slug URLs in assignments;
+    # None: the URL each dyno manager itself used.
+    public_url: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port <= 65535 or not 1 <= self.router_port <= 65535:
@@ -61,6 +76,16 @@ class ControlConfig:
             raise ValueError("size limits must be positive")
         if self.change_history < 64:
             raise ValueError("--change-history must keep at least 64 revisions")
+        for name in ("agent_timeout", "feed_heartbeat", "take_out_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be more than 0 seconds")
+        for name in ("startup_grace", "take_out_grace"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must not be negative")
+        if self.public_url is not None and not self.public_url.startswith(
+                ("http://", "https://")):
+            raise ValueError(f"--public-url must be an http:// or https:// URL, got "
+                             f"{self.public_url!r}")
 
     @property
     def slug_dir(self) -> Path:

@@ -1,8 +1,13 @@
-"""Running the control plane: open the store, make sure the CLI can log in, serve the API.
+"""Running the control plane: open the store, make sure the CLI can log in, serve the API,
+the feeds and (when this node leads) the scheduler.
 
 Start-up order matters for scripts and supervisors: the ready line
 `dynomesh control: listening on http://HOST:PORT ...` is printed to stdout only once the
-store is migrated and the socket accepts connections.
+store is migrated, the feeds loaded and the socket accepts connections. App log lines
+(`... hello heroku[api]: Scale to web=3 by ...`) follow on stdout.
+
+Shutdown (SIGTERM, SIGINT): feed responses end first (followers reconnect to another node or
+resume later), then in-flight requests finish, then the scheduler stops.
 """
 
 from __future__ import annotations
@@ -15,14 +20,17 @@ import socket
 from aiohttp import web
 
 from controlplane import credentials
-from controlplane.api import ApiContext, make_app
+from controlplane.applog import StdoutAppLog
 from controlplane.config import ControlConfig
+from controlplane.node import ControlNode
 from controlplane.slugstore import SlugStorage
 from controlplane.store import Store, open_database
 from controlplane.store.models import Role
 
 log = logging.getLogger("dynomesh.control")
 READY_PREFIX = "dynomesh control: listening on "
+# In-flight API requests get this long to finish at shutdown (feeds end at once).
+SHUTDOWN_TIMEOUT = 10.0
 
 
 async def ensure_cli_credentials(config: ControlConfig, store: Store, api_url: str) -> bool:
@@ -74,20 +82,29 @@ async def serve(config: ControlConfig, *, stop: asyncio.Event | None = None) -> 
                              history=config.change_history)
     store = await Store.open(database)
     runner = None
+    node = None
+    applog = StdoutAppLog()
     try:
         api_url = config.api_url(port)
         await ensure_cli_credentials(config, store, api_url)
-        runner = web.AppRunner(make_app(ApiContext(config, store, slugs)), access_log=None,
-                               handle_signals=False)
+        node = ControlNode(config, store, slugs, applog=applog)
+        await node.start()
+        runner = web.AppRunner(node.web_app(), access_log=None, handle_signals=False,
+                               shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         await web.SockSite(runner, sock).start()
         print(f"{READY_PREFIX}{api_url} (store {database.describe()}, "
-              f"revision {await store.revision()})", flush=True)
+              f"revision {await store.revision()}, node {node.node_id})", flush=True)
         await stop.wait()
         log.info("control: shutting down")
     finally:
+        if node is not None:
+            await node.close_feeds()
         if runner is not None:
             await runner.cleanup()
         else:
             sock.close()
+        if node is not None:
+            await node.stop()
+        applog.close()
         await store.close()

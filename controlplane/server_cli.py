@@ -1,4 +1,4 @@
-"""`dynomesh control`: run the control plane (the API now; feeds and the scheduler later)."""
+"""`dynomesh control`: run the control plane (the API, the feeds, the scheduler)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,21 @@ examples:
 On its first start with a fresh home directory it creates a `user` token and writes the
 CLI's credentials to $DYNOMESH_HOME/credentials.json (mode 0600), so `dynomesh apps:create`
 works on this machine with no configuration.
+
+Several control nodes may share one PostgreSQL database: all serve the API and the feeds,
+one at a time schedules (the others take over within moments if it dies).
 """
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +63,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--change-history", type=int, default=10_000, metavar="N",
                         help="revisions of change history kept for feed clients that resume "
                              "(default 10000)")
+    parser.add_argument("--public-url", metavar="URL",
+                        help="this control plane's URL as dyno managers reach it, for slug "
+                             "URLs (default: the URL each dyno manager used)")
+    fleet = parser.add_argument_group("scheduling and feeds (seconds)")
+    fleet.add_argument("--agent-timeout", type=_seconds, default=15.0, metavar="S",
+                       help="a dyno manager silent this long is lost and its dynos are "
+                            "placed elsewhere (default 15)")
+    fleet.add_argument("--startup-grace", type=_seconds, default=30.0, metavar="S",
+                       help="after starting or taking over scheduling, declare no dyno "
+                            "manager lost for this long (default 30)")
+    fleet.add_argument("--take-out-grace", type=_seconds, default=2.0, metavar="S",
+                       help="once every router has a dyno out of its table, wait this long "
+                            "before stopping it (default 2)")
+    fleet.add_argument("--take-out-timeout", type=_seconds, default=10.0, metavar="S",
+                       help="wait at most this long for routers to be sent a take-out "
+                            "(default 10)")
+    fleet.add_argument("--feed-heartbeat", type=_seconds, default=5.0, metavar="S",
+                       help="send feed followers a heartbeat this often when idle (default 5)")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
     return parser
@@ -65,7 +97,10 @@ def main(argv: list[str]) -> int:
             home=Path(home).resolve(), listen_host=host, listen_port=port,
             database_url=args.database_url, base_domain=args.base_domain.lower(),
             router_port=args.router_port, max_slug_bytes=args.max_slug_size * 2**20,
-            change_history=args.change_history)
+            change_history=args.change_history, agent_timeout=args.agent_timeout,
+            startup_grace=args.startup_grace, take_out_grace=args.take_out_grace,
+            take_out_timeout=args.take_out_timeout, feed_heartbeat=args.feed_heartbeat,
+            public_url=args.public_url)
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,

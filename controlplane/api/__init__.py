@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controlplane.api import apps, releases, tokens
+from controlplane.api import apps, dynos, feeds, releases, tokens, vms
 from controlplane.api.auth import auth_middleware
+from controlplane.api.bodies import MAX_REPORT_BYTES
 from controlplane.api.context import CONTEXT, ApiContext
 from controlplane.api.errors import error_middleware
 
@@ -17,7 +18,9 @@ _APP = "/apps/{app}"
 def make_app(context: ApiContext) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware, auth_middleware(context.store)],
-        client_max_size=context.config.max_body_bytes)
+        # Each endpoint holds its body to its own limit (bodies.read_limited); this is the
+        # largest of them, for dyno managers' reports.
+        client_max_size=max(context.config.max_body_bytes, MAX_REPORT_BYTES))
     app[CONTEXT] = context
     app.router.add_routes([
         web.get("/healthz", tokens.healthz),
@@ -47,5 +50,18 @@ def make_app(context: ApiContext) -> web.Application:
         web.patch(_APP + "/formation", releases.batch_update_formation),
         web.get(_APP + "/formation/{type}", releases.get_formation),
         web.patch(_APP + "/formation/{type}", releases.update_formation),
+        web.get(_APP + "/dynos", dynos.list_dynos),
+        web.delete(_APP + "/dynos", dynos.restart_all),
+        web.get(_APP + "/dynos/{dyno}", dynos.get_dyno),
+        web.delete(_APP + "/dynos/{dyno}", dynos.restart_dyno),
+        web.post(_APP + "/dynos/{dyno}/actions/stop", dynos.stop_dyno),
+        web.get("/vms", vms.list_vms),
+        web.get("/vms/{vm}", vms.get_vm),
+        web.put("/vms/{vm}", vms.register_vm),
+        web.post("/vms/{vm}/heartbeat", vms.heartbeat),
+        web.post("/vms/{vm}/states", vms.report_states),
+        web.get("/feeds/routes", feeds.route_feed),
+        web.get("/feeds/assignments", feeds.assignment_feed),
+        web.get("/slugs/{slug}/download", feeds.download_slug),
     ])
     return app

@@ -19,6 +19,12 @@ _ROLES_ATTRIBUTE = "__dynomesh_roles__"
 _PUBLIC = frozenset({"public"})
 
 
+def actor(request: web.Request) -> str:
+    """Who made a change, for app log lines (`Scale to web=3 by <actor>`)."""
+    token = request[TOKEN_KEY]
+    return token.description or f"{token.role.value} token {token.id[:8]}"
+
+
 def allow(*roles: Role):
     def mark(handler):
         setattr(handler, _ROLES_ATTRIBUTE, frozenset(roles))

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from controlplane.applog import AppLog
 from controlplane.config import ControlConfig
+from controlplane.feeds.hub import AssignmentHub, RouteHub
+from controlplane.feeds.progress import RouteFollowers
 from controlplane.slugstore import SlugStorage
 from controlplane.store import Store
 
@@ -16,6 +19,10 @@ class ApiContext:
     config: ControlConfig
     store: Store
     slugs: SlugStorage
+    routes: RouteHub
+    assignments: AssignmentHub
+    followers: RouteFollowers
+    applog: AppLog
 
 
 CONTEXT = web.AppKey("context", ApiContext)

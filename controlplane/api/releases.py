@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from controlplane import names, sizes
 from controlplane.api import bodies, render
-from controlplane.api.auth import allow
+from controlplane.api.auth import actor, allow
 from controlplane.api.context import context
 from controlplane.api.errors import ApiError, invalid
 from controlplane.slugstore import ChecksumMismatch, SlugRejected, SlugTooLarge, parse_checksum
@@ -98,6 +97,7 @@ async def create_release(request: web.Request) -> web.Response:
             if "description" in body else None
         release = await ctx.store.releases.create(app.id, bodies.string(body, "slug"),
                                                   description=description)
+        log_release(request, app.name, release)
     else:
         if "description" in body:
             raise invalid("a rollback's description is always 'Rollback to vN'")
@@ -105,7 +105,16 @@ async def create_release(request: web.Request) -> web.Response:
         if isinstance(target, bool) or not isinstance(target, (str, int)):
             raise invalid("'release' must be a release id or version number")
         release = await ctx.store.releases.rollback(app.id, target)
+    log_release(request, app.name, release)
     return web.json_response(render.release(app, release), status=201)
+
+
+def log_release(request: web.Request, app_name: str, release) -> None:
+    # Heroku's pair of lines: what happened, then the release it made.
+    who = actor(request)
+    applog = context(request).applog
+    applog.write(app_name, f"{release.description} by {who}")
+    applog.write(app_name, f"Release v{release.version} created by {who}")
 
 
 # Config vars: PATCH with a null value deletes the key; a real change is a new release.
@@ -119,11 +128,8 @@ async def get_config(request: web.Request) -> web.Response:
 @allow(Role.USER)
 async def update_config(request: web.Request) -> web.Response:
     ctx = context(request)
-    raw = await request.read()
-    try:
-        body = json.loads(raw) if raw.strip() else None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "bad_request", f"the body is not valid JSON ({exc})") from exc
+    raw = await bodies.read_limited(request)
+    body = bodies.parse_json(raw) if raw.strip() else None
     if not isinstance(body, dict) or not body:
         raise invalid('send a JSON object of config vars, e.g. {"GREETING": "hi", "OLD": null}')
     changes: dict[str, str | None] = {}
@@ -134,7 +140,10 @@ async def update_config(request: web.Request) -> web.Response:
         if value is not None and len(value) > MAX_CONFIG_VALUE:
             raise invalid(f"the value of {key} is longer than {MAX_CONFIG_VALUE} characters")
         changes[key] = value
-    config, release = await ctx.store.releases.update_config(request.match_info["app"], changes)
+    app = await ctx.store.apps.get(request.match_info["app"])
+    config, release = await ctx.store.releases.update_config(app.id, changes)
+    if release is not None:
+        log_release(request, app.name, release)
     headers = {RELEASE_HEADER: str(release.version)} if release else {}
     return web.json_response(config, headers=headers)
 
@@ -193,8 +202,21 @@ async def batch_update_formation(request: web.Request) -> web.Response:
     if len(set(types)) != len(types):
         raise invalid("each process type may appear once in 'updates'")
     app = await ctx.store.apps.get(request.match_info["app"])
-    entries = await ctx.store.releases.scale(app.id, updates)
+    entries = await scale(request, app, updates)
     return web.json_response([render.formation(app, e) for e in entries])
+
+
+async def scale(request: web.Request, app, updates: list[FormationUpdate]):
+    """Apply the updates; a change goes into the app's log (`Scale to web=3, worker=1 by …`)."""
+    store = context(request).store
+    before = await store.releases.formation(app.id)
+    entries = await store.releases.scale(app.id, updates)
+    if [(e.type, e.quantity, e.size) for e in before] != [(e.type, e.quantity, e.size)
+                                                          for e in entries]:
+        formation = ", ".join(f"{e.type}={e.quantity}" + (
+            f":{e.size}" if e.size != sizes.DEFAULT_SIZE else "") for e in entries)
+        context(request).applog.write(app.name, f"Scale to {formation} by {actor(request)}")
+    return entries
 
 
 @allow(Role.USER)
@@ -203,6 +225,6 @@ async def update_formation(request: web.Request) -> web.Response:
     body = await bodies.json_object(request, allowed={"quantity", "size"})
     update = _formation_update({"type": request.match_info["type"], **body}, "the body")
     app = await ctx.store.apps.get(request.match_info["app"])
-    entries = await ctx.store.releases.scale(app.id, [update])
+    entries = await scale(request, app, [update])
     entry = next(e for e in entries if e.type == update.type)
     return web.json_response(render.formation(app, entry))

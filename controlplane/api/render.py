@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from controlplane.config import ControlConfig
-from controlplane.store.models import (App, Domain, Feature, FormationEntry, Release, Slug,
-                                       Token)
+from controlplane.store.models import (App, Domain, Dyno, Feature, FormationEntry, Release,
+                                       Slug, Token)
+from controlplane.store.vms import VmUsage
 
 
 def app_ref(app: App) -> dict[str, str]:
@@ -56,3 +58,35 @@ def feature(feature: Feature) -> dict[str, Any]:
 def token(token: Token) -> dict[str, Any]:
     return {"id": token.id, "role": token.role.value, "vm_id": token.vm_id,
             "description": token.description, "created_at": token.created_at}
+
+
+def unix_iso(at: float) -> str:
+    return datetime.fromtimestamp(at, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def dyno_state(dyno: Dyno) -> str:
+    """`unplaced` (no VM has room), else what its dyno manager last said; `starting` until then."""
+    if dyno.vm_id is None:
+        return "unplaced"
+    return dyno.state.value if dyno.state is not None else "starting"
+
+
+def dyno(app: App, dyno: Dyno) -> dict[str, Any]:
+    return {"id": dyno.id, "name": dyno.name, "type": dyno.type, "app": app_ref(app),
+            "release": {"version": dyno.release}, "size": dyno.size,
+            "memory_mb": dyno.memory_mb, "state": dyno_state(dyno),
+            "since": unix_iso(dyno.state_since) if dyno.state_since else dyno.created_at,
+            "vm": dyno.vm_id, "address": dyno.address, "restarts": dyno.restarts,
+            "reason": dyno.reason, "error_code": dyno.error_code, "serving": dyno.serving,
+            "taking_out": dyno.take_out.value if dyno.take_out else None,
+            "restart_generation": dyno.restart_generation, "created_at": dyno.created_at}
+
+
+def vm(usage: VmUsage, now: float) -> dict[str, Any]:
+    vm = usage.vm
+    return {"id": vm.id, "state": vm.state.value, "address": vm.address,
+            "capacity_mb": vm.capacity_mb, "used_mb": usage.used_mb, "dynos": usage.dynos,
+            "ports": list(vm.ports), "version": vm.version,
+            "heartbeat_at": unix_iso(vm.heartbeat_at),
+            "heartbeat_age": round(max(0.0, now - vm.heartbeat_at), 1),
+            "registered_at": vm.registered_at, "lost_at": vm.lost_at}

@@ -4,8 +4,8 @@
     app = await store.apps.create("hello")
     await store.close()
 
-`store.apps`, `store.releases` and `store.tokens` group the operations by concept; each runs
-in its own transaction and raises only `store.errors` classes.
+`store.apps`, `store.releases`, `store.tokens`, `store.vms` and `store.dynos` group the
+operations by concept; each runs in its own transaction and raises only `store.errors` classes.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from pathlib import Path
 from controlplane.store import errors
 from controlplane.store.apps import FEATURES, AppStore
 from controlplane.store.database import DEFAULT_HISTORY, Database
+from controlplane.store.dynos import DynoStore
 from controlplane.store.migrations import migrate
 from controlplane.store.releases import ReleaseStore
 from controlplane.store.revision import ChangeLog, Feed
 from controlplane.store.tokens import TokenStore
+from controlplane.store.vms import VmStore
 
 __all__ = ["Store", "open_database", "errors", "Feed", "ChangeLog", "FEATURES"]
 
@@ -46,6 +48,8 @@ class Store:
         self.apps = AppStore(db)
         self.releases = ReleaseStore(db)
         self.tokens = TokenStore(db)
+        self.vms = VmStore(db)
+        self.dynos = DynoStore(db)
 
     @classmethod
     async def open(cls, db: Database) -> "Store":

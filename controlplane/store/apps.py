@@ -60,8 +60,13 @@ class AppStore:
             app = await require_app(tx, ident)
             slug_ids = [r["id"] for r in
                         await tx.fetch("SELECT id FROM slugs WHERE app_id = $1", app.id)]
-            await tx.execute("DELETE FROM apps WHERE id = $1", app.id)
+            vm_ids = [r["vm_id"] for r in await tx.fetch(
+                "SELECT DISTINCT vm_id FROM dynos WHERE app_id = $1 AND vm_id IS NOT NULL "
+                "ORDER BY vm_id", app.id)]
+            await tx.execute("DELETE FROM apps WHERE id = $1", app.id)  # dynos go with it
             await touch_routes(tx, app)
+            for vm_id in vm_ids:  # their dyno managers stop the app's dynos
+                await tx.record_change(Feed.ASSIGNMENTS, vm_id)
         return app, slug_ids
 
     async def set_maintenance(self, ident: str, enabled: bool) -> App:
@@ -135,11 +140,15 @@ class AppStore:
             raise _unknown_feature(name)
         async with self._db.write() as tx:
             app = await require_app(tx, ident)
+            was = await tx.fetchval("SELECT enabled FROM app_features WHERE app_id = $1 "
+                                    "AND name = $2", app.id, name)
             await tx.execute(
                 "INSERT INTO app_features (app_id, name, enabled, updated_at) "
                 "VALUES ($1, $2, $3, $4) ON CONFLICT (app_id, name) "
                 "DO UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at",
                 app.id, name, int(enabled), now_iso())
+            if bool(was) != enabled:  # e.g. preboot off mid-rollout: the scheduler looks again
+                await tx.record_change(Feed.FORMATION, app.name)
         return Feature(name, FEATURES[name], enabled)
 
 

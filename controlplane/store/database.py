@@ -11,8 +11,9 @@ Driver exceptions never leave a backend: each translates them into `store.errors
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from controlplane.store.revision import Change, ChangeLog, Feed, RevisionSignal
@@ -24,6 +25,11 @@ Row = Mapping[str, Any]
 DEFAULT_HISTORY = 10_000
 # Pruning runs inside write transactions, once every this many revisions.
 PRUNE_EVERY = 64
+
+
+def placeholders(count: int, start: int = 1) -> str:
+    """`$1, $2, ...` for an `IN (...)` list of `count` values."""
+    return ", ".join(f"${i}" for i in range(start, start + count))
 
 
 class Transaction(abc.ABC):
@@ -74,6 +80,10 @@ class Transaction(abc.ABC):
     async def _on_bump(self, revision: int) -> None:
         """Backend hook, called in the transaction right after the counter moved."""
 
+    async def notify(self, channel: str, payload: str) -> None:
+        """Tell the other control nodes something when this transaction commits (PostgreSQL
+        NOTIFY; a single-node backend has nobody to tell)."""
+
     async def _prune(self, revision: int) -> None:
         horizon = revision - self._history
         if horizon <= 0:
@@ -98,10 +108,18 @@ class Transaction(abc.ABC):
         return ChangeLog(since=since, revision=current, changes=changes)
 
 
+class Leadership:
+    """Held while this node is the one scheduler; `lost` is set if the hold ends under us."""
+
+    def __init__(self) -> None:
+        self.lost = asyncio.Event()
+
+
 class Database(abc.ABC):
     """A connection to one dynomesh database; see the module docstring."""
 
     dialect: str = ""
+    shared: bool = False  # True when several control nodes may use the database at once
 
     def __init__(self, *, history: int = DEFAULT_HISTORY) -> None:
         if history < PRUNE_EVERY:
@@ -132,6 +150,18 @@ class Database(abc.ABC):
 
         It does not lock the revision row: on a fresh database that table does not exist yet.
         """
+
+    async def subscribe(self, channel: str, callback: Callable[[str], None]) -> None:
+        """Call `callback(payload)` for notices other control nodes send on `channel`."""
+
+    @contextlib.asynccontextmanager
+    async def leadership(self) -> AsyncIterator[Leadership]:
+        """Wait until this node may schedule; hold that until the block ends.
+
+        A single-node backend leads at once. PostgreSQL holds a session advisory lock on a
+        dedicated connection, so the lock ends when this process or its connection dies.
+        """
+        yield Leadership()
 
     def read(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
         """A read-only transaction: one consistent view of the data."""

@@ -107,6 +107,70 @@ MIGRATIONS: tuple[Migration, ...] = (
             created_at TEXT NOT NULL,
             CHECK ((role = 'dynomgr') = (vm_id IS NOT NULL)))""",
     )),
+    Migration(2, "VMs, dynos (desired placement and observed state), scheduler leadership, "
+                 "control nodes", (
+        # A VM is known once its dyno manager registered. Times the control plane compares
+        # (heartbeats, observed states) are Unix seconds; the agents report them that way.
+        """CREATE TABLE vms (
+            id TEXT PRIMARY KEY,
+            address TEXT NOT NULL,
+            capacity_mb INTEGER NOT NULL CHECK (capacity_mb > 0),
+            port_low INTEGER NOT NULL,
+            port_high INTEGER NOT NULL,
+            version TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('ready', 'lost')),
+            registered_at TEXT NOT NULL,
+            heartbeat_at DOUBLE PRECISION NOT NULL,
+            lost_at TEXT,
+            CHECK (port_low <= port_high))""",
+        # One row per dyno the platform wants. `vm_id` NULL: unplaced (no VM has room).
+        # `serving` 0: a preboot dyno that routes do not list yet. `take_out`: the dyno left the
+        # route feed at `take_out_revision` and is stopped or restarted once routers have it.
+        # `restart_generation` is the assignment's `restart` field (ps:restart bumps it).
+        # state..error_code are what its dyno manager last reported.
+        """CREATE TABLE dynos (
+            id TEXT PRIMARY KEY,
+            app_id TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+            type TEXT NOT NULL,
+            number INTEGER NOT NULL CHECK (number > 0),
+            release_version INTEGER NOT NULL CHECK (release_version > 0),
+            size TEXT NOT NULL,
+            memory_mb INTEGER NOT NULL CHECK (memory_mb > 0),
+            vm_id TEXT REFERENCES vms (id) ON DELETE SET NULL,
+            serving INTEGER NOT NULL CHECK (serving IN (0, 1)),
+            restart_generation INTEGER NOT NULL DEFAULT 0,
+            take_out TEXT CHECK (take_out IN ('stop', 'restart')),
+            take_out_revision BIGINT,
+            take_out_at DOUBLE PRECISION,
+            state TEXT CHECK (state IN ('starting', 'up', 'crashed', 'down', 'stopping')),
+            address TEXT,
+            state_since DOUBLE PRECISION,
+            restarts INTEGER NOT NULL DEFAULT 0,
+            reason TEXT,
+            error_code TEXT,
+            created_at TEXT NOT NULL,
+            CHECK ((take_out IS NULL) = (take_out_revision IS NULL)))""",
+        "CREATE INDEX dynos_by_app ON dynos (app_id, type, number)",
+        "CREATE INDEX dynos_by_vm ON dynos (vm_id)",
+        "CREATE INDEX dynos_taken_out ON dynos (take_out_revision) WHERE take_out IS NOT NULL",
+        "CREATE INDEX dynos_unplaced ON dynos (app_id) WHERE vm_id IS NULL",
+        # Scheduler leadership: the node that holds the lock bumps `epoch`; every scheduler
+        # transaction checks it, so a deposed leader cannot write after a new one took over.
+        """CREATE TABLE scheduler_leader (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            epoch BIGINT NOT NULL,
+            node TEXT,
+            since DOUBLE PRECISION)""",
+        "INSERT INTO scheduler_leader (id, epoch) VALUES (1, 0)",
+        # Control nodes sharing a PostgreSQL database: how far their route-feed followers got,
+        # so the leader knows when every router has a dyno out of its table.
+        """CREATE TABLE control_nodes (
+            id TEXT PRIMARY KEY,
+            started_at DOUBLE PRECISION NOT NULL,
+            seen_at DOUBLE PRECISION NOT NULL,
+            route_followers INTEGER NOT NULL,
+            route_revision BIGINT NOT NULL)""",
+    )),
 )
 
 LATEST = MIGRATIONS[-1].version

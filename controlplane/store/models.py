@@ -151,3 +151,124 @@ class IssuedToken:
 
     token: Token
     secret: str
+
+
+class VmState(str, enum.Enum):
+    """A VM is `ready` while its dyno manager heart-beats; `lost` once it fell silent too long."""
+
+    READY = "ready"
+    LOST = "lost"
+
+
+class ObservedState(str, enum.Enum):
+    """What a dyno manager reports about a dyno (docs/feeds.md, "Reports")."""
+
+    STARTING = "starting"
+    UP = "up"
+    CRASHED = "crashed"
+    DOWN = "down"
+    STOPPING = "stopping"
+
+
+class TakeOut(str, enum.Enum):
+    """What happens to a dyno once routers have it out of their tables."""
+
+    STOP = "stop"        # removed from its VM's assignments (scale-down, ps:stop, a release)
+    RESTART = "restart"  # its restart generation is bumped (ps:restart)
+
+
+@dataclass(frozen=True)
+class Vm:
+    id: str
+    address: str
+    capacity_mb: int
+    ports: tuple[int, int]
+    version: str
+    state: VmState
+    registered_at: str
+    heartbeat_at: float
+    lost_at: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Vm":
+        return cls(row["id"], row["address"], int(row["capacity_mb"]),
+                   (int(row["port_low"]), int(row["port_high"])), row["version"],
+                   VmState(row["state"]), row["registered_at"], float(row["heartbeat_at"]),
+                   row["lost_at"])
+
+
+@dataclass(frozen=True)
+class Dyno:
+    """One dyno as the control plane holds it: what it should be, and what was last seen."""
+
+    id: str
+    app_id: str
+    type: str
+    number: int
+    release: int
+    size: str
+    memory_mb: int
+    vm_id: str | None
+    serving: bool
+    restart_generation: int
+    take_out: TakeOut | None
+    take_out_revision: int | None
+    take_out_at: float | None
+    state: ObservedState | None
+    address: str | None
+    state_since: float | None
+    restarts: int
+    reason: str | None
+    error_code: str | None
+    created_at: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.type}.{self.number}"
+
+    @property
+    def is_web(self) -> bool:
+        return self.type == "web"  # Heroku's rule: only `web` dynos get a port and routes
+
+    @property
+    def routable(self) -> bool:
+        """Listed in its app's route entry: a serving web dyno reported up, not being taken out."""
+        return (self.is_web and self.serving and self.take_out is None
+                and self.vm_id is not None and self.state is ObservedState.UP
+                and bool(self.address))
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Dyno":
+        def optional(key: str, kind):
+            value = row[key]
+            return None if value is None else kind(value)
+
+        return cls(row["id"], row["app_id"], row["type"], int(row["number"]),
+                   int(row["release_version"]), row["size"], int(row["memory_mb"]),
+                   row["vm_id"], bool(row["serving"]), int(row["restart_generation"]),
+                   optional("take_out", TakeOut), optional("take_out_revision", int),
+                   optional("take_out_at", float), optional("state", ObservedState),
+                   row["address"], optional("state_since", float), int(row["restarts"]),
+                   row["reason"], row["error_code"], row["created_at"])
+
+
+@dataclass(frozen=True)
+class ObservedReport:
+    """One OBSERVED entry of a dyno manager's report (docs/feeds.md)."""
+
+    id: str
+    state: ObservedState
+    since: float
+    address: str | None = None
+    restarts: int = 0
+    reason: str | None = None
+    error_code: str | None = None
+    release: int | None = None  # the release the reported process runs, when given
+
+
+@dataclass(frozen=True)
+class VmRegistration:
+    address: str
+    capacity_mb: int
+    ports: tuple[int, int]
+    version: str

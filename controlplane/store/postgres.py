@@ -7,25 +7,37 @@ everything committed before it). A bump also sends `NOTIFY dynomesh_revision`, d
 if the transaction commits, so other nodes can wake their feeds.
 
 Durability is PostgreSQL's: a commit returns after its WAL record is flushed.
+
+Two dedicated connections sit beside the pool: one LISTENs (other nodes' revisions wake this
+node's feeds; other notices wake its scheduler), reconnecting with back-off and catching up on
+the revision when it does; and, while this node schedules or waits to, one holds (or waits
+for) the scheduler's advisory lock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from controlplane.store import errors
-from controlplane.store.database import DEFAULT_HISTORY, Database, Row, Transaction
+from controlplane.store.database import (DEFAULT_HISTORY, Database, Leadership, Row,
+                                         Transaction)
 
 log = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "dynomesh_revision"
 # pg_advisory_xact_lock key that keeps concurrent control nodes out of each other's migrations.
 MIGRATION_LOCK_KEY = 0x64796E6F  # "dyno"
+# pg_advisory_lock key held by the control node that runs the scheduler.
+LEADER_LOCK_KEY = 0x64796E73  # "dyns"
+# Reconnecting the LISTEN connection: 0.1 s, doubling, at most 5 s, with jitter.
+RECONNECT_FIRST, RECONNECT_MAX = 0.1, 5.0
 
 _UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                 asyncpg.CannotConnectNowError, asyncpg.InvalidCatalogNameError,
@@ -88,9 +100,80 @@ class PostgresTransaction(Transaction):
     async def _on_bump(self, revision: int) -> None:
         await self.execute(f"SELECT pg_notify('{NOTIFY_CHANNEL}', $1)", str(revision))
 
+    async def notify(self, channel: str, payload: str) -> None:
+        await self.execute("SELECT pg_notify($1, $2)", channel, payload)
+
+
+class _Listener:
+    """A dedicated LISTEN connection that comes back after it drops."""
+
+    def __init__(self, url: str, on_connected: Callable[[], Awaitable[None]]) -> None:
+        self._url = url
+        self._on_connected = on_connected
+        self._callbacks: dict[str, list[Callable[[str], None]]] = {}
+        self._conn: asyncpg.Connection | None = None
+        self._dropped = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self._connect()
+        self._task = asyncio.create_task(self._keep_connected(), name="pg-listen")
+
+    async def _connect(self) -> None:
+        with _translated():
+            conn = await asyncpg.connect(self._url)
+        try:
+            for channel in self._callbacks:
+                with _translated():
+                    await conn.add_listener(channel, self._dispatch)
+        except BaseException:
+            conn.terminate()
+            raise
+        self._dropped.clear()
+        conn.add_termination_listener(lambda _: self._dropped.set())
+        self._conn = conn
+
+    def _dispatch(self, conn, pid, channel: str, payload: str) -> None:
+        for callback in self._callbacks.get(channel, ()):
+            callback(payload)
+
+    async def subscribe(self, channel: str, callback: Callable[[str], None]) -> None:
+        first = channel not in self._callbacks
+        self._callbacks.setdefault(channel, []).append(callback)
+        if first and self._conn is not None and not self._conn.is_closed():
+            with _translated():
+                await self._conn.add_listener(channel, self._dispatch)
+
+    async def _keep_connected(self) -> None:
+        delay = RECONNECT_FIRST
+        while True:
+            await self._dropped.wait()
+            log.warning("postgres: the LISTEN connection dropped; reconnecting")
+            while True:
+                await asyncio.sleep(delay * random.uniform(0.75, 1.0))  # back-off, not polling
+                try:
+                    await self._connect()
+                    await self._on_connected()  # notices sent while away are lost: catch up
+                    break
+                except errors.StoreError as exc:
+                    log.warning("postgres: LISTEN reconnect failed: %s", exc)
+                    delay = min(delay * 2, RECONNECT_MAX)
+            delay = RECONNECT_FIRST
+            log.info("postgres: LISTEN connection back")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._conn is not None:
+            with contextlib.suppress(*_UNAVAILABLE, asyncpg.PostgresError):
+                await self._conn.close(timeout=5)
+
 
 class PostgresDatabase(Database):
     dialect = "postgresql"
+    shared = True
 
     def __init__(self, url: str, *, history: int = DEFAULT_HISTORY, min_connections: int = 1,
                  max_connections: int = 10) -> None:
@@ -99,6 +182,8 @@ class PostgresDatabase(Database):
         self._min = min_connections
         self._max = max_connections
         self._pool: asyncpg.Pool | None = None
+        self._listener: _Listener | None = None
+        self._pending: set[asyncio.Task] = set()
 
     def describe(self) -> str:
         return redact(self.url)
@@ -107,8 +192,57 @@ class PostgresDatabase(Database):
         with _translated():
             self._pool = await asyncpg.create_pool(self.url, min_size=self._min,
                                                    max_size=self._max)
+        self._listener = _Listener(self.url, self._catch_up)
+        await self._listener.subscribe(NOTIFY_CHANNEL, self._on_revision_notice)
+        try:
+            await self._listener.start()
+        except BaseException:
+            await self.close()
+            raise
+
+    def _on_revision_notice(self, payload: str) -> None:
+        if not payload.isdigit():
+            log.warning("postgres: ignored a malformed revision notice %r", payload)
+            return
+        task = asyncio.create_task(self.signal.advance(int(payload)))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _catch_up(self) -> None:
+        async with self.read() as tx:
+            await self.signal.advance(await tx.current_revision())
+
+    async def subscribe(self, channel: str, callback: Callable[[str], None]) -> None:
+        if self._listener is None:
+            raise errors.Unavailable("the store is closed")
+        await self._listener.subscribe(channel, callback)
+
+    @contextlib.asynccontextmanager
+    async def leadership(self) -> AsyncIterator[Leadership]:
+        with _translated():
+            conn = await asyncpg.connect(self.url)
+        held = Leadership()
+        conn.add_termination_listener(lambda _: held.lost.set())
+        try:
+            with _translated():
+                await conn.execute("SELECT pg_advisory_lock($1)", LEADER_LOCK_KEY)
+            yield held
+        finally:
+            # Ending the session releases the lock; terminate if a clean close cannot be had.
+            try:
+                await conn.close(timeout=5)
+            except asyncio.CancelledError:
+                conn.terminate()
+                raise
+            except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
+                log.info("postgres: closing the leader connection failed (%s); terminating",
+                         exc or type(exc).__name__)
+                conn.terminate()
 
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
         if self._pool is not None:
             with _translated():
                 await self._pool.close()

@@ -130,6 +130,14 @@ class ReleaseStore:
                 json.dumps(slug.process_types), slug.created_at)
         return Slug(slug.id, app.id, checksum, size, slug.process_types, slug.created_at)
 
+    async def find_slug(self, slug_id: str) -> Slug:
+        """A slug by id alone (slug downloads name no app)."""
+        async with self._db.read() as tx:
+            row = await tx.fetchrow("SELECT * FROM slugs WHERE id = $1", slug_id)
+        if row is None:
+            raise errors.NotFound(f"slug {slug_id!r} not found")
+        return Slug.from_row(row)
+
     async def get_slug(self, ident: str, slug_id: str) -> Slug:
         async with self._db.read() as tx:
             return await _require_slug(tx, await require_app(tx, ident), slug_id)

@@ -19,6 +19,9 @@ class Feed(str, enum.Enum):
 
     ROUTES = "routes"            # key: app name; its whole route entry must be re-sent
     ASSIGNMENTS = "assignments"  # key: VM id; its assignment list must be re-sent
+    # key: app name; what decides the app's dynos changed (a feature, a stopped dyno, a
+    # preboot dyno's state). No client follows it: it wakes the scheduler on every node.
+    FORMATION = "formation"
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from controlplane.api import ApiContext, make_app
+from controlplane.applog import StdoutAppLog
 from controlplane.config import ControlConfig
+from controlplane.node import ControlNode
 from controlplane.slugstore import SlugStorage
 from controlplane.store import Store, open_database
 from controlplane.store.models import Role
@@ -81,12 +82,20 @@ HELLO_SLUG = {"Procfile": "web: python web.py\nworker: python worker.py\n",
 
 @dataclass
 class Api:
-    """An API server on loopback with one token per role; `call` returns (status, json)."""
+    """A control node serving on loopback, one token per role; `call` returns (status, json).
+
+    `applog` collects the app log lines the node writes (StdoutAppLog on a StringIO)."""
 
     client: TestClient
     store: Store
     config: ControlConfig
+    node: ControlNode
+    applog: io.StringIO
     tokens: dict[Role, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return str(self.client.make_url("")).rstrip("/")
 
     def auth(self, role: Role | None = Role.USER) -> dict[str, str]:
         return {} if role is None else {"Authorization": f"Bearer {self.tokens[role]}"}
@@ -111,7 +120,11 @@ class Api:
 
 @pytest.fixture
 async def api_factory(tmp_path):
-    started: list[tuple[TestClient, Store]] = []
+    """Factory: a control node in-process (store, feeds, scheduler, API) on a loopback port.
+
+    Keyword arguments are `ControlConfig` fields; `database_url` picks the backend.
+    """
+    started: list[tuple[TestClient, ControlNode, StdoutAppLog, Store]] = []
 
     async def factory(**overrides) -> Api:
         home = tmp_path / f"home{len(started)}"
@@ -119,19 +132,25 @@ async def api_factory(tmp_path):
         store = await Store.open(open_database(config.database_url, home=home))
         slugs = SlugStorage(config.slug_dir)
         slugs.prepare()
-        client = TestClient(TestServer(make_app(ApiContext(config, store, slugs)),
-                                       host="127.0.0.1"))
+        lines = io.StringIO()
+        applog = StdoutAppLog(lines)
+        node = ControlNode(config, store, slugs, applog=applog)
+        await node.start()
+        client = TestClient(TestServer(node.web_app(), host="127.0.0.1"))
         await client.start_server()
-        started.append((client, store))
-        api = Api(client, store, config)
+        started.append((client, node, applog, store))
+        api = Api(client, store, config, node, lines)
         api.tokens[Role.USER] = (await store.tokens.create(Role.USER)).secret
         api.tokens[Role.ROUTER] = (await store.tokens.create(Role.ROUTER)).secret
         api.tokens[Role.DYNOMGR] = (await store.tokens.create(Role.DYNOMGR, vm_id="vm-1")).secret
         return api
 
     yield factory
-    for client, store in started:
+    for client, node, applog, store in started:
+        await node.close_feeds()
         await client.close()
+        await node.stop()
+        applog.close()
         await store.close()
 
 

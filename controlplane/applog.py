@@ -1,0 +1,73 @@
+"""An app's log lines from the control plane: `Scale to web=3 by …`, `Preboot: switched to v8`.
+
+Everything the control plane says into an app's log goes through `AppLog.write`, in Heroku's
+format (`heroku[api]: …`). Today `StdoutAppLog` prints each line to the control plane's stdout,
+prefixed with the app like the dyno manager's own lines:
+
+    2026-11-26T12:00:00.123456+00:00 hello heroku[api]: Scale to web=3 by operator
+
+Storage and streaming (`dynomesh logs`) plug in behind the same interface.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import threading
+from typing import Protocol, TextIO
+
+import logline
+
+log = logging.getLogger(__name__)
+
+
+class AppLog(Protocol):
+    def write(self, app: str, message: str, *, process: str = "api") -> None:
+        """Add `heroku[process]: message` to `app`'s log. Never blocks, never raises."""
+
+    def close(self) -> None:
+        """Flush what was written and stop."""
+
+
+class StdoutAppLog:
+    """Lines to a text stream from a writer thread: a stalled reader never stalls the API.
+
+    Up to `limit` lines wait for the reader; beyond that lines are dropped and counted, and the
+    count is logged once the reader catches up.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, limit: int = 10_000) -> None:
+        self._stream = stream or sys.stdout
+        self._lines: queue.Queue[str | None] = queue.Queue(maxsize=limit)
+        self._dropped = 0
+        self._thread = threading.Thread(target=self._drain, name="applog", daemon=True)
+        self._thread.start()
+
+    def write(self, app: str, message: str, *, process: str = "api") -> None:
+        line = f"{logline.rfc5424_timestamp()} {app} heroku[{process}]: {message}"
+        try:
+            self._lines.put_nowait(line)
+        except queue.Full:
+            self._dropped += 1
+
+    def _drain(self) -> None:
+        while (line := self._lines.get()) is not None:
+            if self._dropped:
+                dropped, self._dropped = self._dropped, 0
+                log.warning("applog: dropped %d app log lines (stdout was not read)", dropped)
+            try:
+                self._stream.write(line + "\n")
+                self._stream.flush()
+            except (OSError, ValueError) as exc:  # the reader went away, or the stream closed
+                log.warning("applog: cannot write app log lines any more: %s", exc)
+                return
+
+    def close(self) -> None:
+        try:
+            self._lines.put(None, timeout=1)
+        except queue.Full:
+            log.warning("applog: %d app log lines were not written at shutdown",
+                        self._lines.qsize())
+            return
+        self._thread.join(timeout=5)

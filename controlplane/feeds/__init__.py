@@ -1,0 +1,1 @@
+"""The route and assignment feeds (docs/feeds.md): derivation, hubs, follower streams."""

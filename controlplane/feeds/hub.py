@@ -1,0 +1,238 @@
+"""Feed hubs: each control node reads every new revision of a feed once, for all its followers.
+
+A hub waits on the store's revision signal (woken by this node's commits and, on PostgreSQL,
+by other nodes' NOTIFY), reads the feed's changes since its own revision in one transaction,
+and records which keys changed at that revision in a `ChangeRing`. Follower connections wait
+on the hub and work out what to send from the ring: a follower at revision r needs the keys
+changed after r. Several revisions that arrive together are read at once and reach followers
+as one folded delta.
+
+The route hub also keeps every app's current route entry, so snapshots and deltas for any
+number of routers cost no database reads, and it caches the bytes of the last lines it built
+(routers at the same revision get the same line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from controlplane.feeds.routes import route_entry
+from controlplane.feeds.state import load_route_facts
+from controlplane.store import errors
+from controlplane.store.database import Database, Transaction
+from controlplane.store.revision import Feed
+
+log = logging.getLogger(__name__)
+# After a failed read (database away), the hub tries again after this long, doubling to 5 s.
+RETRY_FIRST, RETRY_MAX = 0.1, 5.0
+
+
+class HubClosed(Exception):
+    """The node is shutting down: followers end their responses."""
+
+
+def ndjson(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+class ChangeRing:
+    """Which keys changed at each recent revision, covering revisions after `floor`."""
+
+    def __init__(self, floor: int = 0, limit: int = 10_000) -> None:
+        self.floor = floor
+        self._limit = limit
+        self._events: deque[tuple[int, frozenset[str]]] = deque()
+
+    def reset(self, floor: int) -> None:
+        self.floor = floor
+        self._events.clear()
+
+    def add(self, revision: int, keys: frozenset[str]) -> None:
+        self._events.append((revision, keys))
+        while len(self._events) > self._limit:
+            self.floor = self._events.popleft()[0]
+
+    @property
+    def last(self) -> int:
+        """The revision of the newest change (the floor when none is kept)."""
+        return self._events[-1][0] if self._events else self.floor
+
+    def keys_after(self, revision: int) -> set[str] | None:
+        """Keys changed after `revision`; None when the ring no longer reaches back that far."""
+        if revision < self.floor:
+            return None
+        keys: set[str] = set()
+        for changed_at, changed in reversed(self._events):
+            if changed_at <= revision:
+                break
+            keys |= changed
+        return keys
+
+
+class FeedHub:
+    """Follows one feed of the store for this node's followers."""
+
+    feed: Feed
+
+    def __init__(self, db: Database, *, history: int) -> None:
+        self.db = db
+        self.revision = 0  # everything of this feed up to here is in the ring (and caches)
+        self.ring = ChangeRing(0, history)
+        self._changed = asyncio.Condition()
+        self._closed = False
+
+    async def _read(self, tx: Transaction, keys: set[str] | None) -> Any:
+        """Subclass hook: read what changed (`None`: everything); applied by `_apply`."""
+
+    def _apply(self, data: Any, keys: set[str] | None) -> None:
+        """Subclass hook: take in what `_read` returned. Runs without awaiting anything, so
+        followers never see data and revision disagree."""
+
+    async def start(self) -> None:
+        async with self.db.read() as tx:
+            revision = await tx.current_revision()
+            data = await self._read(tx, None)
+        self._apply(data, None)
+        self.revision = revision
+        self.ring.reset(revision)
+
+    async def run(self) -> None:
+        """Follow the revision signal until cancelled."""
+        delay = RETRY_FIRST
+        while True:
+            await self.db.signal.wait_beyond(self.revision)
+            try:
+                await self.advance()
+                delay = RETRY_FIRST
+            except errors.StoreError as exc:
+                log.warning("feeds: reading the %s feed failed: %s; retrying in %.1fs",
+                            self.feed.value, exc, delay)
+                await asyncio.sleep(delay)  # back-off while the database is away
+                delay = min(delay * 2, RETRY_MAX)
+
+    async def advance(self) -> None:
+        async with self.db.read() as tx:
+            try:
+                changes = await tx.changes_since(self.feed, self.revision)
+            except errors.HistoryExpired:
+                # This hub fell further behind than the history: start over from everything.
+                log.warning("feeds: %s hub lost its history; reloading", self.feed.value)
+                revision = await tx.current_revision()
+                data, keys = await self._read(tx, None), None
+            else:
+                revision = changes.revision
+                keys = {c.key for c in changes.changes}
+                data = await self._read(tx, keys) if keys else None
+        async with self._changed:
+            if keys is None:
+                self._apply(data, None)
+                self.ring.reset(revision)
+            elif keys:
+                self._apply(data, keys)
+                self.ring.add(revision, frozenset(keys))
+            self.revision = max(self.revision, revision)
+            self._changed.notify_all()
+
+    async def wait(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        """Wait until `predicate()` holds (True) or `timeout` passes (False)."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self._closed or predicate()), timeout)
+            except TimeoutError:
+                return False
+            if self._closed:
+                raise HubClosed()
+            return True
+
+    async def close(self) -> None:
+        async with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    async def keys_since(self, since: int) -> set[str] | None:
+        """Keys changed after `since` up to at least this hub's revision, from the ring or,
+        when it does not reach back that far, the store's change log; None if both forgot."""
+        keys = self.ring.keys_after(since)
+        if keys is not None:
+            return keys
+        async with self.db.read() as tx:
+            try:
+                changes = await tx.changes_since(self.feed, since)
+            except errors.HistoryExpired:
+                return None
+        await self.wait(lambda: self.revision >= changes.revision, None)
+        more = self.ring.keys_after(changes.revision)
+        if more is None:
+            return None
+        return {c.key for c in changes.changes} | more
+
+    async def reach(self, revision: int) -> bool:
+        """Wait until this hub is at `revision`; False if the store never got that far."""
+        if revision <= self.revision:
+            return True
+        async with self.db.read() as tx:
+            if revision > await tx.current_revision():
+                return False
+        await self.wait(lambda: self.revision >= revision, None)
+        return True
+
+
+class RouteHub(FeedHub):
+    """The route feed: every app's current entry, kept in memory."""
+
+    feed = Feed.ROUTES
+
+    def __init__(self, db: Database, *, base_domain: str, history: int) -> None:
+        super().__init__(db, history=history)
+        self.base_domain = base_domain
+        self.entries: dict[str, dict[str, Any]] = {}
+        self._snapshot: tuple[int, bytes] | None = None
+        self._deltas: dict[tuple[int, int], bytes] = {}
+
+    async def _read(self, tx: Transaction, keys: set[str] | None) -> Any:
+        facts = await load_route_facts(tx, keys, self.base_domain)
+        return {name: route_entry(f) for name, f in facts.items()}
+
+    def _apply(self, data: Any, keys: set[str] | None) -> None:
+        if keys is None:
+            self.entries = dict(data)
+        else:
+            for key in keys:
+                if key in data:
+                    self.entries[key] = data[key]
+                else:
+                    self.entries.pop(key, None)
+        self._deltas.clear()
+
+    def snapshot_line(self) -> tuple[bytes, int]:
+        if self._snapshot is None or self._snapshot[0] != self.revision:
+            apps = [self.entries[name] for name in sorted(self.entries)]
+            self._snapshot = (self.revision, ndjson(
+                {"type": "snapshot", "revision": self.revision, "apps": apps}))
+        return self._snapshot[1], self.revision
+
+    def delta_line(self, keys: set[str], since: int) -> tuple[bytes, int]:
+        """A delta bringing a follower at `since` (missing `keys`) to this hub's revision."""
+        cache_key = (since, self.revision)
+        line = self._deltas.get(cache_key)
+        if line is None:
+            present = sorted(k for k in keys if k in self.entries)
+            line = ndjson({"type": "delta", "revision": self.revision,
+                           "apps": [self.entries[k] for k in present],
+                           "removed": sorted(k for k in keys if k not in self.entries)})
+            if len(self._deltas) > 64:
+                self._deltas.clear()
+            self._deltas[cache_key] = line
+        return line, self.revision
+
+
+class AssignmentHub(FeedHub):
+    """The assignment feed: which VMs' sets changed (each follower reads its own VM's set)."""
+
+    feed = Feed.ASSIGNMENTS

@@ -1,0 +1,89 @@
+"""One control node: its store, the feeds it serves, its scheduler and its API, started and
+stopped together (by `dynomesh control`, and by tests in-process)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+
+from aiohttp import web
+
+from controlplane.api import ApiContext, make_app
+from controlplane.applog import AppLog
+from controlplane.config import ControlConfig
+from controlplane.feeds.hub import AssignmentHub, RouteHub
+from controlplane.feeds.progress import NodePresence, RouteFollowers
+from controlplane.scheduler.liveness import AgentLiveness
+from controlplane.scheduler.scheduler import FormationScheduler, SchedulerConfig
+from controlplane.scheduler.takeout import TakeOutPolicy
+from controlplane.slugstore import SlugStorage
+from controlplane.store import Store
+
+log = logging.getLogger("dynomesh.control")
+
+
+class ControlNode:
+    def __init__(self, config: ControlConfig, store: Store, slugs: SlugStorage, *,
+                 applog: AppLog, node_id: str | None = None,
+                 clock: Callable[[], float] = time.time,
+                 rng: random.Random | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.node_id = node_id or f"node-{uuid.uuid4().hex[:12]}"
+        self.applog = applog
+        history = config.change_history
+        self.routes = RouteHub(store.db, base_domain=config.base_domain, history=history)
+        self.assignments = AssignmentHub(store.db, history=history)
+        self.followers = RouteFollowers()
+        self.scheduler = FormationScheduler(
+            store.db, node_id=self.node_id, followers=self.followers, applog=applog,
+            config=SchedulerConfig(
+                liveness=AgentLiveness(config.agent_timeout, config.startup_grace),
+                take_out=TakeOutPolicy(config.take_out_grace, config.take_out_timeout)),
+            clock=clock, rng=rng)
+        self.presence = (NodePresence(store.db, self.node_id, self.followers,
+                                      lambda: self.routes.revision, clock)
+                         if store.db.shared else None)
+        self.context = ApiContext(config, store, slugs, self.routes, self.assignments,
+                                  self.followers, applog)
+        self._tasks: list[asyncio.Task] = []
+
+    def web_app(self) -> web.Application:
+        return make_app(self.context)
+
+    async def start(self) -> None:
+        """Load the feeds' state, then follow revisions and take part in scheduling."""
+        await self.routes.start()
+        await self.assignments.start()
+        runners = {"route-hub": self.routes.run(), "assignment-hub": self.assignments.run(),
+                   "scheduler": self.scheduler.run()}
+        if self.presence is not None:
+            runners["presence"] = self.presence.run()
+        for name, coroutine in runners.items():
+            task = asyncio.create_task(coroutine, name=name)
+            task.add_done_callback(self._died)
+            self._tasks.append(task)
+
+    def _died(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("control: %s stopped: %r", task.get_name(), task.exception(),
+                      exc_info=task.exception())
+
+    async def close_feeds(self) -> None:
+        """End every feed response (followers reconnect elsewhere); first step of a shutdown."""
+        await self.routes.close()
+        await self.assignments.close()
+
+    async def stop(self) -> None:
+        await self.close_feeds()
+        for task in self._tasks:
+            task.cancel()
+        # Failures were logged when they happened (`_died`); cancellations are the point.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.presence is not None:
+            await self.presence.leave()
