@@ -52,16 +52,26 @@ class StdoutAppLog:
             self._dropped += 1
 
     def _drain(self) -> None:
+        broken = False
         while (line := self._lines.get()) is not None:
-            if self._dropped:
-                dropped, self._dropped = self._dropped, 0
-                log.warning("applog: dropped %d app log lines (stdout was not read)", dropped)
             try:
-                self._stream.write(line + "\n")
-                self._stream.flush()
+                if self._dropped:
+                    dropped, self._dropped = self._dropped, 0
+                    log.warning("applog: dropped %d app log lines (stdout was not read)",
+                                dropped)
+                if not broken:
+                    self._stream.write(line + "\n")
+                    self._stream.flush()
             except (OSError, ValueError) as exc:  # the reader went away, or the stream closed
                 log.warning("applog: cannot write app log lines any more: %s", exc)
-                return
+                broken = True  # keep taking lines so that writers and flush() never wait
+            finally:
+                self._lines.task_done()
+        self._lines.task_done()
+
+    def flush(self) -> None:
+        """Block until every line written so far is out (a thread call, not for the loop)."""
+        self._lines.join()
 
     def close(self) -> None:
         try:

@@ -49,7 +49,8 @@ class ControlNode:
                                       lambda: self.routes.revision, clock)
                          if store.db.shared else None)
         self.context = ApiContext(config, store, slugs, self.routes, self.assignments,
-                                  self.followers, applog)
+                                  self.followers, applog, self.node_id,
+                                  self.scheduler.leading)
         self._tasks: list[asyncio.Task] = []
 
     def web_app(self) -> web.Application:

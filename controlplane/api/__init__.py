@@ -55,6 +55,7 @@ def make_app(context: ApiContext) -> web.Application:
         web.get(_APP + "/dynos/{dyno}", dynos.get_dyno),
         web.delete(_APP + "/dynos/{dyno}", dynos.restart_dyno),
         web.post(_APP + "/dynos/{dyno}/actions/stop", dynos.stop_dyno),
+        web.get("/status", vms.status),
         web.get("/vms", vms.list_vms),
         web.get("/vms/{vm}", vms.get_vm),
         web.put("/vms/{vm}", vms.register_vm),

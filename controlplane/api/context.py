@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -23,6 +24,8 @@ class ApiContext:
     assignments: AssignmentHub
     followers: RouteFollowers
     applog: AppLog
+    node_id: str
+    leading: asyncio.Event  # set while this node runs the scheduler
 
 
 CONTEXT = web.AppKey("context", ApiContext)

@@ -17,6 +17,7 @@ from controlplane.api import bodies, render
 from controlplane.api.auth import TOKEN_KEY, allow
 from controlplane.api.context import context
 from controlplane.api.errors import ApiError, invalid
+from controlplane.scheduler.fleet import leader
 from controlplane.store.models import ObservedReport, ObservedState, Role, VmRegistration
 
 MAX_DYNOS_PER_REPORT = 10_000
@@ -103,6 +104,17 @@ def registration(body: dict) -> VmRegistration:
     if not isinstance(version, str) or len(version) > 64:
         raise invalid("'version' must be the dyno manager's version (a short string)")
     return VmRegistration(address, capacity, (ports[0], ports[1]), version)
+
+
+@allow(Role.USER)
+async def status(request: web.Request) -> web.Response:
+    """This control node, which node schedules, and how far this node's feeds are."""
+    ctx = context(request)
+    node, since = await leader(ctx.store.db)
+    return web.json_response({
+        "node": ctx.node_id, "leading": ctx.leading.is_set(),
+        "scheduler": {"node": node, "since": render.unix_iso(since) if since else None},
+        "revision": ctx.routes.revision, "route_followers": ctx.followers.count})
 
 
 @allow(Role.USER)

@@ -182,6 +182,13 @@ class FeedHub:
         await self.wait(lambda: self.revision >= revision, None)
         return True
 
+    async def catch_up(self) -> None:
+        """Wait until this hub has every revision committed before now (a new follower's
+        first line then reflects every write that was acknowledged before it connected)."""
+        async with self.db.read() as tx:
+            current = await tx.current_revision()
+        await self.wait(lambda: self.revision >= current, None)
+
 
 class RouteHub(FeedHub):
     """The route feed: every app's current entry, kept in memory."""

@@ -75,6 +75,7 @@ async def serve_routes(feed: FeedResponse, hub: RouteHub, followers: RouteFollow
 
 
 async def _first_route_line(feed: FeedResponse, hub: RouteHub, since: int | None) -> int:
+    await hub.catch_up()
     if since is not None and await hub.reach(since):
         keys = await hub.keys_since(since)
         if keys is not None:

@@ -92,6 +92,7 @@ class FormationScheduler:
         self._tracker = TakeOutTracker(config.take_out)
         self._wake = asyncio.Event()
         self._waiting_on_followers = False
+        self._progress = 0  # counts follower progress, to catch what arrives mid-pass
         self.leading = asyncio.Event()  # set while this node schedules
         self.passes = 0
 
@@ -99,6 +100,7 @@ class FormationScheduler:
         self._wake.set()
 
     def _on_progress(self) -> None:
+        self._progress += 1
         if self._waiting_on_followers:
             self._wake.set()
 
@@ -160,6 +162,7 @@ class FormationScheduler:
 
     async def run_pass(self, epoch: int, seen: int | None, watching_since: float) -> PassResult:
         notes: list[tuple[str, str]] = []  # app log lines, written once the pass committed
+        progress = self._progress
         async with self._db.write() as tx:
             await fleet.check_epoch(tx, epoch)
             now = self._clock()
@@ -195,6 +198,8 @@ class FormationScheduler:
                     await fleet.place_dyno(tx, dyno, app_name, target)
         for app_name, note in notes:
             self._applog.write(app_name, note)
+        if self._waiting_on_followers and self._progress != progress:
+            self._wake.set()  # followers got further while this pass ran: look again
         return PassResult(revision, wake_at)
 
     async def _replace_lost(self, tx: Transaction, vm, rooms: _Rooms, now: float) -> set[str]:

@@ -95,7 +95,7 @@ class DynoStore:
                     await start_take_out(tx, dyno, app.name, TakeOut.RESTART, now)
                 else:
                     await restart_now(tx, dyno, app.name)
-            return DynoListing(app, dynos)
+            return DynoListing(app, await _reread(tx, dynos))
 
     async def stop(self, ident: str, target: str) -> DynoListing:
         """Stop a dyno (`web.2`) or a process type's dynos; the scheduler starts replacements."""
@@ -109,7 +109,7 @@ class DynoStore:
                     await start_take_out(tx, dyno, app.name, TakeOut.STOP, now)
                 else:
                     await remove_now(tx, dyno, app.name)
-            return DynoListing(app, dynos)
+            return DynoListing(app, await _reread(tx, dynos))
 
 
 def _no_dyno(app: App, target: str) -> errors.NotFound:
@@ -129,3 +129,12 @@ async def _targets(tx: Transaction, ident: str, target: str | None) -> tuple[App
     if not chosen and target is not None:
         raise _no_dyno(app, target)
     return app, chosen
+
+
+async def _reread(tx: Transaction, dynos: list[Dyno]) -> list[Dyno]:
+    """The dynos as they are now; one removed just now is shown as it was."""
+    fresh = []
+    for dyno in dynos:
+        row = await tx.fetchrow("SELECT * FROM dynos WHERE id = $1", dyno.id)
+        fresh.append(dyno if row is None else Dyno.from_row(row))
+    return fresh

@@ -284,7 +284,9 @@ class PostgresDatabase(Database):
         # transaction back on the server anyway.
         try:
             await transaction.rollback()
-        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+        except (asyncpg.PostgresError, asyncpg.InternalClientError, *_UNAVAILABLE) as exc:
+            # InternalClientError: a cancelled query left the connection busy; the pool
+            # discards such a connection when it is released.
             log.info("postgres: rollback after an error also failed: %s", exc)
 
     def migration(self) -> contextlib.AbstractAsyncContextManager[Transaction]:

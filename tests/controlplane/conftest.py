@@ -97,6 +97,14 @@ class Api:
     def url(self) -> str:
         return str(self.client.make_url("")).rstrip("/")
 
+    async def vm_token(self, vm_id: str) -> str:
+        if vm_id == "vm-1":
+            return self.tokens[Role.DYNOMGR]
+        return (await self.store.tokens.create(Role.DYNOMGR, vm_id=vm_id)).secret
+
+    def log_lines(self) -> list[str]:
+        return self.applog.getvalue().splitlines()
+
     def auth(self, role: Role | None = Role.USER) -> dict[str, str]:
         return {} if role is None else {"Authorization": f"Bearer {self.tokens[role]}"}
 
@@ -129,7 +137,8 @@ async def api_factory(tmp_path):
     async def factory(**overrides) -> Api:
         home = tmp_path / f"home{len(started)}"
         config = ControlConfig(home=home, **overrides)
-        store = await Store.open(open_database(config.database_url, home=home))
+        store = await Store.open(open_database(config.database_url, home=home,
+                                               history=config.change_history))
         slugs = SlugStorage(config.slug_dir)
         slugs.prepare()
         lines = io.StringIO()
@@ -152,6 +161,15 @@ async def api_factory(tmp_path):
         await node.stop()
         applog.close()
         await store.close()
+
+
+@pytest.fixture
+async def node_factory(database_url, api_factory):
+    """Like api_factory, on each backend in turn. It depends on the database first, so the
+    nodes stop before their database is dropped."""
+    async def factory(**overrides) -> Api:
+        return await api_factory(database_url=database_url, **overrides)
+    return factory
 
 
 @pytest.fixture
