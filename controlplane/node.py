@@ -68,6 +68,15 @@ class ControlNode:
             task = asyncio.create_task(coroutine, name=name)
             task.add_done_callback(self._died)
             self._tasks.append(task)
+        # Know whether this node schedules before saying it is ready (it may be taking over).
+        scheduler = next(t for t in self._tasks if t.get_name() == "scheduler")
+        decided = asyncio.ensure_future(self.scheduler.decided.wait())
+        await asyncio.wait({decided, scheduler}, return_when=asyncio.FIRST_COMPLETED)
+        decided.cancel()
+
+    @property
+    def role(self) -> str:
+        return "scheduling" if self.scheduler.leading.is_set() else "standing by"
 
     def _died(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:

@@ -94,7 +94,8 @@ async def serve(config: ControlConfig, *, stop: asyncio.Event | None = None) -> 
         await runner.setup()
         await web.SockSite(runner, sock).start()
         print(f"{READY_PREFIX}{api_url} (store {database.describe()}, "
-              f"revision {await store.revision()}, node {node.node_id})", flush=True)
+              f"revision {await store.revision()}, node {node.node_id}, {node.role})",
+              flush=True)
         await stop.wait()
         log.info("control: shutting down")
     finally:

@@ -19,10 +19,17 @@ _ROLES_ATTRIBUTE = "__dynomesh_roles__"
 _PUBLIC = frozenset({"public"})
 
 
+# A token description this short names who acts (`ops@example.com`, `deploy-bot`); a longer
+# one is a note about the token, and the token's id says who instead.
+ACTOR_DESCRIPTION_MAX = 40
+
+
 def actor(request: web.Request) -> str:
     """Who made a change, for app log lines (`Scale to web=3 by <actor>`)."""
     token = request[TOKEN_KEY]
-    return token.description or f"{token.role.value} token {token.id[:8]}"
+    if token.description and len(token.description) <= ACTOR_DESCRIPTION_MAX:
+        return token.description
+    return f"{token.role.value} token {token.id[:8]}"
 
 
 def allow(*roles: Role):

@@ -97,7 +97,6 @@ async def create_release(request: web.Request) -> web.Response:
             if "description" in body else None
         release = await ctx.store.releases.create(app.id, bodies.string(body, "slug"),
                                                   description=description)
-        log_release(request, app.name, release)
     else:
         if "description" in body:
             raise invalid("a rollback's description is always 'Rollback to vN'")

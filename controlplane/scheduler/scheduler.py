@@ -94,6 +94,7 @@ class FormationScheduler:
         self._waiting_on_followers = False
         self._progress = 0  # counts follower progress, to catch what arrives mid-pass
         self.leading = asyncio.Event()  # set while this node schedules
+        self.decided = asyncio.Event()  # set once this node leads or knows it stands by
         self.passes = 0
 
     def poke(self) -> None:
@@ -113,7 +114,7 @@ class FormationScheduler:
         try:
             while True:
                 try:
-                    async with self._db.leadership() as held:
+                    async with self._db.leadership(on_standby=self._stand_by) as held:
                         delay = RETRY_FIRST
                         await self._lead(held)
                 except errors.StoreError as exc:
@@ -122,6 +123,10 @@ class FormationScheduler:
                     delay = min(delay * 2, RETRY_MAX)
         finally:
             watcher.cancel()
+
+    def _stand_by(self) -> None:
+        log.info("scheduler: another node schedules; node %s stands by", self._node_id)
+        self.decided.set()
 
     async def _watch_revisions(self) -> None:
         seen = self._db.signal.revision
@@ -136,6 +141,7 @@ class FormationScheduler:
         seen: int | None = None  # None: look at every app
         delay = RETRY_FIRST
         self.leading.set()
+        self.decided.set()
         try:
             while not held.lost.is_set():
                 self._wake.clear()

@@ -155,11 +155,13 @@ class Database(abc.ABC):
         """Call `callback(payload)` for notices other control nodes send on `channel`."""
 
     @contextlib.asynccontextmanager
-    async def leadership(self) -> AsyncIterator[Leadership]:
+    async def leadership(self, on_standby: Callable[[], None] = lambda: None
+                         ) -> AsyncIterator[Leadership]:
         """Wait until this node may schedule; hold that until the block ends.
 
         A single-node backend leads at once. PostgreSQL holds a session advisory lock on a
-        dedicated connection, so the lock ends when this process or its connection dies.
+        dedicated connection, so the lock ends when this process or its connection dies;
+        `on_standby` is called if another node holds it and this one starts waiting.
         """
         yield Leadership()
 

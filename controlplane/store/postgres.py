@@ -218,14 +218,18 @@ class PostgresDatabase(Database):
         await self._listener.subscribe(channel, callback)
 
     @contextlib.asynccontextmanager
-    async def leadership(self) -> AsyncIterator[Leadership]:
+    async def leadership(self, on_standby: Callable[[], None] = lambda: None
+                         ) -> AsyncIterator[Leadership]:
         with _translated():
             conn = await asyncpg.connect(self.url)
         held = Leadership()
         conn.add_termination_listener(lambda _: held.lost.set())
         try:
             with _translated():
-                await conn.execute("SELECT pg_advisory_lock($1)", LEADER_LOCK_KEY)
+                if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK_KEY):
+                    on_standby()
+                    # Blocks in the server until the holder's session ends: no polling.
+                    await conn.execute("SELECT pg_advisory_lock($1)", LEADER_LOCK_KEY)
             yield held
         finally:
             # Ending the session releases the lock; terminate if a clean close cannot be had.

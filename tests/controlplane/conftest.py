@@ -116,14 +116,18 @@ class Api:
         return response.status, body, response
 
     async def deploy(self, app: str, files: dict[str, bytes | str] = HELLO_SLUG):
-        data = slug_bytes(files)
-        status, slug, _ = await self.call("POST", f"/apps/{app}/slugs", data=data,
-                                          headers={"X-Slug-Checksum": checksum(data)})
-        assert status == 201, slug
-        status, release, _ = await self.call("POST", f"/apps/{app}/releases",
-                                             json={"slug": slug["id"]})
-        assert status == 201, release
-        return release
+        return await deploy_with(self.call, app, files)
+
+
+async def deploy_with(call, app: str, files: dict[str, bytes | str] = HELLO_SLUG):
+    """Upload `files` as a slug and release it, through `call(method, path, ...)`."""
+    data = slug_bytes(files)
+    status, slug, _ = await call("POST", f"/apps/{app}/slugs", data=data,
+                                 headers={"X-Slug-Checksum": checksum(data)})
+    assert status == 201, slug
+    status, release, _ = await call("POST", f"/apps/{app}/releases", json={"slug": slug["id"]})
+    assert status == 201, release
+    return release
 
 
 @pytest.fixture

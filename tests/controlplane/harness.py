@@ -14,6 +14,7 @@ import re
 import select
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -32,6 +33,8 @@ class ControlPlane:
         self.process: subprocess.Popen | None = None
         self.url: str | None = None
         self.log_path = self.home.parent / f"{self.home.name}-control.log"
+        self.output: list[str] = []  # stdout after the ready line: app log lines
+        self._reader: threading.Thread | None = None
 
     def start(self) -> "ControlPlane":
         argv = ["control", "--listen", "127.0.0.1:0", "--home", str(self.home),
@@ -43,7 +46,15 @@ class ControlPlane:
                                         stdout=subprocess.PIPE, stderr=log, text=True)
         log.close()
         self.url = self._await_ready()
+        # Keep reading stdout so the control plane never blocks on a full pipe.
+        self._reader = threading.Thread(target=self._drain, args=(self.process.stdout,),
+                                        daemon=True)
+        self._reader.start()
         return self
+
+    def _drain(self, stdout) -> None:
+        for line in stdout:
+            self.output.append(line.rstrip("\n"))
 
     def _await_ready(self) -> str:
         deadline = time.monotonic() + START_TIMEOUT
@@ -98,6 +109,9 @@ class ControlPlane:
         if self.process is None:
             return 0
         code = self.process.wait(timeout=30)
+        if self._reader is not None:
+            self._reader.join(timeout=10)  # ends at EOF, now that the process is gone
+            self._reader = None
         if self.process.stdout:
             self.process.stdout.close()
         return code

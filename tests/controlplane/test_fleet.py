@@ -183,10 +183,12 @@ async def test_scale_up_writes_the_apps_log(api, fleet_factory):
     await deployed(api)
     await scale(api, web=2, worker=1)
     await asyncio.to_thread(api.node.applog.flush)
-    lines = api.log_lines()
-    assert any(line.endswith(" hello heroku[api]: Scale to web=2, worker=1 by user token "
-                             + line.rsplit("token ", 1)[-1]) for line in lines), lines
-    assert any("heroku[api]: Release v1 created by" in line for line in lines)
+    lines = [line.split(" ", 1)[1] for line in api.log_lines()]  # without the timestamp
+    token = (await api.store.tokens.authenticate(api.tokens[Role.USER])).id[:8]
+    assert lines == [f"hello heroku[api]: Deploy {d} by user token {token}"
+                     for d in [lines[0].split()[3]]] + [
+        f"hello heroku[api]: Release v1 created by user token {token}",
+        f"hello heroku[api]: Scale to web=2, worker=1 by user token {token}"]
 
 
 # --- take-outs wait for routers, boundedly ---
