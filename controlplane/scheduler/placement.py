@@ -53,10 +53,6 @@ class Placement:
         self._ports = {vm.id: vm.free_ports for vm in self._vms}
         self._apps = {vm.id: dict(vm.app_dynos) for vm in self._vms}
 
-    def free_mb(self, vm_id: str) -> int:
-        vm = next(v for v in self._vms if v.id == vm_id)
-        return vm.capacity_mb - self._used[vm_id]
-
     def _fits(self, vm: VmRoom, request: DynoRequest) -> bool:
         if vm.capacity_mb - self._used[vm.id] < request.memory_mb:
             return False

@@ -10,22 +10,30 @@ the store issues are short and indexed, so one statement never holds a thread fo
 Durability: WAL with `synchronous=FULL` fsyncs the log at every commit, so a change the API
 acknowledged survives SIGKILL and power loss alike; an interrupted transaction is rolled back
 by SQLite's recovery on the next open, so nothing half-written is ever visible.
+
+Scheduling leadership is an exclusive `flock` on `<file>.leader`: one control plane per file is
+the rule, but a second one started by mistake stands by instead of fighting the first, and the
+kernel releases the lock when the leader's process dies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import re
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from controlplane.store import errors
-from controlplane.store.database import DEFAULT_HISTORY, Database, Row, Transaction
+from controlplane.store.database import (DEFAULT_HISTORY, Database, Leadership, Row,
+                                         Transaction)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -181,3 +189,51 @@ class SqliteDatabase(Database):
 
     def migration(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
         return self._transaction(writable=True, lock_revision=False)
+
+    @contextlib.asynccontextmanager
+    async def leadership(self, on_standby: Callable[[], None] = lambda: None
+                         ) -> AsyncIterator[Leadership]:
+        fd = os.open(f"{self.path}.leader", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.warning("sqlite: another control plane schedules on %s; standing by (one "
+                            "control plane per SQLite file)", self.path)
+                on_standby()
+                await _flock_when_free(fd)
+            yield Leadership()
+        finally:
+            os.close(fd)  # releases the lock
+
+
+async def _flock_when_free(fd: int) -> None:
+    """Block in a daemon thread until the lock is ours (a thread the loop never waits for, so
+    a shutdown while standing by does not hang)."""
+    loop = asyncio.get_running_loop()
+    granted: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: OSError | None) -> None:
+        if granted.done():
+            return
+        if error is None:
+            granted.set_result(None)
+        else:
+            granted.set_exception(error)
+
+    def wait() -> None:
+        error = None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:  # the descriptor was closed: we stopped waiting
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, error)
+        except RuntimeError:
+            log.debug("sqlite: leader lock settled after the event loop closed")
+
+    threading.Thread(target=wait, name="sqlite-leader", daemon=True).start()
+    try:
+        await granted
+    except OSError as exc:
+        raise translate_error(sqlite3.OperationalError(f"leader lock failed: {exc}")) from exc

@@ -61,6 +61,17 @@ async def test_a_standby_node_takes_over_when_the_leader_stops(postgres_url, api
     assert [(d["name"], d["state"]) for d in dynos] == [("web.1", "unplaced")]
 
 
+async def test_a_second_node_on_one_sqlite_file_stands_by(api_factory, tmp_path):
+    url = f"sqlite:{tmp_path / 'control.db'}"
+    a = await api_factory(database_url=url)
+    b = await api_factory(database_url=url)  # by mistake: one control plane per SQLite file
+    assert a.node.scheduler.leading.is_set() and not b.node.scheduler.leading.is_set()
+    _, status, _ = await b.call("GET", "/status")
+    assert status["scheduler"]["node"] == a.node.node_id
+    await a.node.stop()
+    await asyncio.wait_for(b.node.scheduler.leading.wait(), 20)
+
+
 @pytest.mark.timeout(180)
 async def test_killing_the_leader_process_lets_the_other_node_schedule(postgres_url, tmp_path):
     nodes = [ControlPlane(tmp_path / f"node{i}", database_url=postgres_url,
