@@ -484,3 +484,26 @@ async def test_report_errors(api_factory):
         assert status == 403
     finally:
         await agent.close()
+
+
+async def test_only_a_release_that_succeeded_rolls_out(api_factory, fleet_factory):
+    from controlplane.store.models import ReleaseStatus
+    from tests.controlplane.conftest import checksum, slug_bytes
+
+    api = await api_factory(**FAST)
+    fleet = await fleet_factory(api)
+    await fleet.vm("vm-1")
+    await deployed(api)
+    await fleet.until_assigned(lambda f: f.names() == ["web.1"])
+    data = slug_bytes({**HELLO_SLUG, "web.py": "print('v2')\n"})
+    _, slug, _ = await api.call("POST", "/apps/hello/slugs", data=data,
+                                headers={"X-Slug-Checksum": checksum(data)})
+    # A build or release phase holds a release `pending` (made through the store: the API
+    # creates releases succeeded until builds exist).
+    pending = await api.store.releases.create("hello", slug["id"], status=ReleaseStatus.PENDING)
+    await scale(api, web=2)  # processed after the pending release: web.2 is still v1
+    await fleet.until_assigned(lambda f: f.names() == ["web.1", "web.2"])
+    assert sorted(e["release"] for _, e in fleet.assigned().values()) == [1, 1]
+    await api.store.releases.set_status("hello", pending.version, ReleaseStatus.SUCCEEDED)
+    await fleet.until_assigned(lambda f: sorted(e["release"] for _, e in
+                                                f.assigned().values()) == [2, 2])
