@@ -52,6 +52,9 @@ class ControlNode:
                                   self.followers, applog, self.node_id,
                                   self.scheduler.leading)
         self._tasks: list[asyncio.Task] = []
+        # Set when a task of this node died of a bug: a node whose feeds or scheduler stopped
+        # must not keep answering as if it were healthy; `dynomesh control` exits instead.
+        self.failed = asyncio.Event()
 
     def web_app(self) -> web.Application:
         return make_app(self.context)
@@ -82,6 +85,7 @@ class ControlNode:
         if not task.cancelled() and task.exception() is not None:
             log.error("control: %s stopped: %r", task.get_name(), task.exception(),
                       exc_info=task.exception())
+            self.failed.set()
 
     async def close_feeds(self) -> None:
         """End every feed response (followers reconnect elsewhere); first step of a shutdown."""

@@ -20,6 +20,7 @@ import socket
 from aiohttp import web
 
 from controlplane import credentials
+from controlplane.aio import wait_any
 from controlplane.applog import StdoutAppLog
 from controlplane.config import ControlConfig
 from controlplane.node import ControlNode
@@ -67,8 +68,10 @@ def _bind(config: ControlConfig) -> socket.socket:
     return sock
 
 
-async def serve(config: ControlConfig, *, stop: asyncio.Event | None = None) -> None:
-    """Serve until `stop` is set or SIGTERM/SIGINT arrives; then finish and close the store."""
+async def serve(config: ControlConfig, *, stop: asyncio.Event | None = None) -> bool:
+    """Serve until `stop` is set or SIGTERM/SIGINT arrives; then finish and close the store.
+
+    Returns False when the node stopped because one of its tasks failed (see the log)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -83,6 +86,7 @@ async def serve(config: ControlConfig, *, stop: asyncio.Event | None = None) -> 
     store = await Store.open(database)
     runner = None
     node = None
+    healthy = False
     applog = StdoutAppLog()
     try:
         api_url = config.api_url(port)
@@ -96,8 +100,10 @@ async def serve(config: ControlConfig, *, stop: asyncio.Event | None = None) -> 
         print(f"{READY_PREFIX}{api_url} (store {database.describe()}, "
               f"revision {await store.revision()}, node {node.node_id}, {node.role})",
               flush=True)
-        await stop.wait()
-        log.info("control: shutting down")
+        await wait_any((stop, node.failed), None)
+        log.info("control: shutting down%s",
+                 " after a failure" if node.failed.is_set() else "")
+        healthy = not node.failed.is_set()
     finally:
         if node is not None:
             await node.close_feeds()
@@ -109,3 +115,4 @@ async def serve(config: ControlConfig, *, stop: asyncio.Event | None = None) -> 
             await node.stop()
         applog.close()
         await store.close()
+    return healthy

@@ -108,7 +108,10 @@ def main(argv: list[str]) -> int:
     from controlplane.server import serve
     try:
         import uvloop
-        uvloop.run(serve(config))
+        if not uvloop.run(serve(config)):
+            print("dynomesh control: stopped after an internal failure (see the log above); "
+                  "restart it", file=sys.stderr)
+            return 1
     except OSError as exc:
         print(f"dynomesh control: cannot listen on {args.listen}: {exc.strerror or exc} "
               "(is another control plane running? pick another port with --listen)",
