@@ -94,7 +94,7 @@ class ControlPlaneReporter:
         self.control = control
         self.registration = registration  # the PUT /vms/{vm} body: address, capacity, ports
         self.settings = settings or ReportSettings()
-        self.log = log
+        self._agent_log = log
         self.metrics = metrics
         self.vm_id: str | None = None
         self.reachable = False  # the last request reached the control plane
@@ -229,7 +229,7 @@ class ControlPlaneReporter:
         except ControlRejected as error:
             # Not a passing fault: the control plane refuses these reports as such. Say so and
             # drop them (the next heartbeat carries the state of every live dyno).
-            self.log.error(f"the control plane refused {len(batch)} state changes: {error}")
+            self._agent_log.error(f"the control plane refused {len(batch)} state changes: {error}")
             self.metrics.report_changes_dropped.inc(len(batch))
         except ControlError:
             # Held again, older than anything that arrived meanwhile.
@@ -267,18 +267,18 @@ class ControlPlaneReporter:
             self.reachable = False
             self._away_since = now
             self._last_complaint = now
-            self.log.error(f"cannot report to the control plane: {error}; dynos keep running, "
+            self._agent_log.error(f"cannot report to the control plane: {error}; dynos keep running, "
                            f"changes are held and sent when it answers again")
         elif now - self._last_complaint >= 60:
             self._last_complaint = now
-            self.log.error(f"still cannot report to the control plane "
+            self._agent_log.error(f"still cannot report to the control plane "
                            f"(for {now - self._away_since:.0f} s): {error}")
 
     def _succeeded(self) -> None:
         if not self.reachable:
             if self._away_since is not None and self._last_complaint > float("-inf"):
                 away = self._clock() - self._away_since
-                self.log.info(f"reporting to {self.control.url} again after {away:.1f} s; "
+                self._agent_log.info(f"reporting to {self.control.url} again after {away:.1f} s; "
                               f"registered VM {self.vm_id} and sent the full state")
             self.reachable = True
             self._away_since = None
@@ -303,6 +303,6 @@ class ControlPlaneReporter:
                     async with asyncio.timeout(self.settings.close_timeout):
                         await self._send_pending()
                 except (ControlError, TimeoutError) as error:
-                    self.log.error(f"{len(self._pending)} last state changes not reported: "
+                    self._agent_log.error(f"{len(self._pending)} last state changes not reported: "
                                    f"{error or 'timed out'}")
         await self.control.aclose()
