@@ -150,7 +150,7 @@ class ControlPlaneReporter:
                 await self.control.call("PUT", f"/vms/{self.vm_id}", self.registration)
             except ControlError as error:
                 self._count("register", error)
-                self._failed(error)
+                self._failed(error, say=False)  # the feed, which asked, says it
                 raise
             self._count("register", None)
             self._registered = True
@@ -258,7 +258,7 @@ class ControlPlaneReporter:
 
     # -- reachability, said once ---------------------------------------------------------------
 
-    def _failed(self, error: ControlError) -> None:
+    def _failed(self, error: ControlError, *, say: bool = True) -> None:
         now = self._clock()
         if not isinstance(error, ControlRejected):
             self._registered = False
@@ -266,20 +266,22 @@ class ControlPlaneReporter:
         if self.reachable or self._away_since is None:
             self.reachable = False
             self._away_since = now
+            if not say:
+                return
             self._last_complaint = now
-            self._agent_log.error(f"cannot report to the control plane: {error}; dynos keep running, "
-                           f"changes are held and sent when it answers again")
-        elif now - self._last_complaint >= 60:
+            self._agent_log.error(f"cannot report to the control plane: {error}; dynos keep "
+                                  "running, changes are held and sent when it answers again")
+        elif say and now - self._last_complaint >= 60:
             self._last_complaint = now
             self._agent_log.error(f"still cannot report to the control plane "
-                           f"(for {now - self._away_since:.0f} s): {error}")
+                                  f"(for {now - self._away_since:.0f} s): {error}")
 
     def _succeeded(self) -> None:
         if not self.reachable:
             if self._away_since is not None and self._last_complaint > float("-inf"):
                 away = self._clock() - self._away_since
-                self._agent_log.info(f"reporting to {self.control.url} again after {away:.1f} s; "
-                              f"registered VM {self.vm_id} and sent the full state")
+                self._agent_log.info(f"reporting to {self.control.url} again after {away:.1f} "
+                                     f"s; registered VM {self.vm_id} and sent the full state")
             self.reachable = True
             self._away_since = None
 
@@ -303,6 +305,6 @@ class ControlPlaneReporter:
                     async with asyncio.timeout(self.settings.close_timeout):
                         await self._send_pending()
                 except (ControlError, TimeoutError) as error:
-                    self._agent_log.error(f"{len(self._pending)} last state changes not reported: "
-                                   f"{error or 'timed out'}")
+                    self._agent_log.error(f"{len(self._pending)} last state changes not "
+                                          f"reported: {error or 'timed out'}")
         await self.control.aclose()
