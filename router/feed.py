@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,17 +27,19 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from feedclient import FeedError, FeedRefused, FeedResync, FeedSettings, follow_feed
-from router.routes import RoutesError, parse_app, parse_routes
+from router.routes import RoutesError, parse_app
 from router.table import RouteTable
 
 if TYPE_CHECKING:
     from router.server import Router
 
 FEED_PATH = "/feeds/routes"
-# Lines longer than this are decoded and built on a worker thread: json.loads and the table
-# build of a large snapshot take tens of milliseconds, which requests must not wait for.
-# Below it (every delta of a few apps) a thread hop costs more than the work.
+# Lines longer than this are decoded and built on a worker thread: decoding and building the
+# table of a large snapshot takes from tens of milliseconds to seconds, which requests must not
+# wait for. Below it (every delta of a few apps) a thread hop costs more than the work.
 OFFLOAD_BYTES = 64 * 1024
+_DECODER = json.JSONDecoder()
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ def decode_line(data: bytes, current: RouteTable | None, applied: int | None, *,
     I/O, no shared state), so it can run on a worker thread. Raises `FeedResync` for a line
     the router cannot apply whole."""
     try:
-        message = json.loads(data)
+        message = json.loads(data) if len(data) <= OFFLOAD_BYTES else loads_stepwise(data)
     except (ValueError, UnicodeDecodeError) as error:
         raise FeedResync(f"a feed line is not JSON ({error})") from error
     if not isinstance(message, dict):
@@ -91,8 +94,12 @@ def decode_line(data: bytes, current: RouteTable | None, applied: int | None, *,
         return None
     try:
         if kind == "snapshot":
-            document = parse_routes({"apps": message.get("apps"), "revision": revision})
-            return TableUpdate("snapshot", revision, RouteTable.from_document(document))
+            apps_raw = message.get("apps")
+            if not isinstance(apps_raw, list):
+                raise RoutesError("apps", "missing or not a list")
+            del message
+            return TableUpdate("snapshot", revision,
+                               RouteTable.build(_parse_releasing(apps_raw), revision))
         if current is None or need_snapshot:
             raise FeedResync("a delta arrived where a snapshot was due")
         apps_raw, removed = message.get("apps", []), message.get("removed", [])
@@ -106,6 +113,66 @@ def decode_line(data: bytes, current: RouteTable | None, applied: int | None, *,
         return TableUpdate("delta", revision, table, changed)
     except RoutesError as error:
         raise FeedResync(f"{kind} at revision {revision} refused: {error}") from error
+
+
+def _parse_releasing(apps_raw: list) -> list:
+    """Parse entries, letting go of each raw entry once parsed: the decoded JSON of a large
+    snapshot freed in one piece would hold the GIL for its whole deallocation."""
+    routes = []
+    for index in range(len(apps_raw)):
+        routes.append(parse_app(apps_raw[index], f"apps[{index}]"))
+        apps_raw[index] = None
+    return routes
+
+
+def loads_stepwise(data: bytes):
+    """`json.loads` for a large feed line, taking the arrays of the top-level object one
+    element at a time. A single json.loads call holds the GIL from start to end (about 150 ms
+    for a 10 000-app snapshot on a small VM), which would stall the router's loop even from a
+    worker thread; element by element, the thread gives the GIL back between calls."""
+    text = data.decode("utf-8")
+    position = _skip(text, 0)
+    if not text.startswith("{", position):
+        return json.loads(text)  # not an object: let json say what is wrong with it
+    message: dict = {}
+    position = _skip(text, position + 1)
+    while not text.startswith("}", position):
+        key, position = _DECODER.raw_decode(text, position)
+        position = _skip(text, position)
+        if not isinstance(key, str) or not text.startswith(":", position):
+            raise ValueError(f"expected a key and ':' at character {position}")
+        position = _skip(text, position + 1)
+        if text.startswith("[", position):
+            items: list = []
+            position = _skip(text, position + 1)
+            while not text.startswith("]", position):
+                item, position = _DECODER.raw_decode(text, position)
+                items.append(item)
+                position = _skip(text, position)
+                if text.startswith(",", position):
+                    position = _skip(text, position + 1)
+                    if text.startswith("]", position):
+                        raise ValueError(f"a ',' before ']' at character {position}")
+                elif not text.startswith("]", position):
+                    raise ValueError(f"expected ',' or ']' at character {position}")
+            value, position = items, position + 1
+        else:
+            value, position = _DECODER.raw_decode(text, position)
+        message[key] = value
+        position = _skip(text, position)
+        if text.startswith(",", position):
+            position = _skip(text, position + 1)
+            if text.startswith("}", position):
+                raise ValueError(f"a ',' before '}}' at character {position}")
+        elif not text.startswith("}", position):
+            raise ValueError(f"expected ',' or '}}' at character {position}")
+    if _skip(text, position + 1) != len(text):
+        raise ValueError(f"extra data after the object at character {position + 1}")
+    return message
+
+
+def _skip(text: str, position: int) -> int:
+    return _WHITESPACE.match(text, position).end()
 
 
 class RouteFeed:

@@ -248,3 +248,17 @@ async def test_a_refused_token_is_said_and_retried(control, feed_router_factory)
     await control.wait_for_async(lambda: len(control.recorded("GET", "/feeds/routes")) >= 2)
     assert router.router.table is None
     assert any("HTTP 401" in line and "--token-file" in line for line in router.router.feed.said)
+
+
+async def test_a_large_snapshot_is_built_off_the_loop_and_swapped_in_whole(control,
+                                                                           feed_router_factory,
+                                                                           dyno_factory):
+    dyno = await dyno_factory("web.1")
+    for index in range(1500):  # about 150 KB on one line: decoded on a worker thread
+        control.routes[f"app{index}"] = app_entry(f"app{index}", dynos=[dyno])
+    control.set_route(app_entry("hello", dynos=[dyno]))
+    router = await feed_router_factory((control.url,))
+    await wait_until(lambda: revision_of(router) == control.revision, timeout=10)
+    assert len(router.router.table) == 1501
+    assert len(json.dumps(control.feed_connections("routes")[0].sent[0])) > 64 * 1024
+    assert await answer(router, "app1499.localhost") == (200, b"web.1 / ")

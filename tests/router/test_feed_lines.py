@@ -95,3 +95,32 @@ def app_route(name, *hosts):
     from router.routes import parse_app
 
     return parse_app(app(name, *hosts), name)
+
+
+@pytest.mark.parametrize("text", [
+    '{}', '{"type": "snapshot", "revision": 3, "apps": [{"name": "a", "hosts": ["x.y"]}, {}]}',
+    ' { "apps" : [ ] , "n" : { "k" : [1, 2] } }\n', '[1]', '"text"'])
+def test_the_stepwise_decoder_of_large_lines_agrees_with_json(text):
+    from router.feed import loads_stepwise
+
+    assert loads_stepwise(text.encode()) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", ['{"a": 1,}', '{"a": [1,]}', '{"a" 1}', '{"a": [1 2]}',
+                                  '{"a": 1} x', '{"a": 1', '{"a": "\\ud800'])
+def test_the_stepwise_decoder_refuses_what_json_refuses(text):
+    from router.feed import loads_stepwise
+
+    with pytest.raises(ValueError):
+        json.loads(text)
+    with pytest.raises(ValueError):
+        loads_stepwise(text.encode())
+
+
+def test_a_large_snapshot_line_decodes_to_the_same_table():
+    apps = [app(f"app{i}", dynos=["127.0.0.1:1"]) for i in range(800)]
+    data = line(type="snapshot", revision=9, apps=apps)
+    assert len(data) > 64 * 1024
+    table = decode(data).table
+    assert sorted(table.apps) == sorted(a["name"] for a in apps)
+    assert table.lookup(b"app799.localhost").dynos[0].port == 1
