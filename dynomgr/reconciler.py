@@ -1,11 +1,12 @@
 """Converging the dynos that run toward a full desired set.
 
-`apply(desired)` is synchronous and cheap: it records what each dyno name should be and wakes
-that name's driver. Each driver is a small task that stops what runs under its name when it is
-no longer wanted or its assignment changed (any field: release, env, slug, size, health check),
-then starts what is wanted. Dynos whose assignment did not change are not touched. A new desired
+`apply(desired)` is synchronous and cheap: it records what each dyno (by its key: the control
+plane's dyno id, else app and name) should be and wakes that key's driver. Each driver is a
+small task that stops what runs under its key when it is no longer wanted or its assignment
+changed (any field: release, env, slug, size, health check, restart counter), then starts what
+is wanted. Dynos whose assignment did not change are not touched. A new desired
 set that arrives while a driver is still stopping a dyno simply changes what the driver does
-next, so rapid SIGHUPs (or feed deltas) never start a name twice.
+next, so rapid SIGHUPs (or feed deltas) never start a dyno twice.
 """
 
 from __future__ import annotations
