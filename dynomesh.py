@@ -14,7 +14,7 @@ import sys
 
 # Process commands: long-running parts of the platform. Name -> "module:function".
 PROCESS_COMMANDS: dict[str, tuple[str, str]] = {
-    "up": ("controlplane.up:main", "control plane + router + dyno manager on this machine"),
+    "up": ("onebox.cli:main", "control plane + router + dyno manager on this machine"),
     "control": ("controlplane.server_cli:main", "run the control plane (API, feeds, scheduler)"),
     "router": ("router.cli:main", "run a router (the routing mesh's HTTP data path)"),
     "dynomgr": ("dynomgr.cli:main", "run a dyno manager (the agent on each VM)"),

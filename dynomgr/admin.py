@@ -1,4 +1,8 @@
-"""Admin HTTP endpoints (loopback by default): /healthz, /metrics and /dynos."""
+"""Admin HTTP endpoints (loopback by default): /healthz, /metrics and /dynos.
+
+Following the control plane, /healthz also says whether the agent follows its assignment feed,
+how long ago it last heard from it, and whether its reports get through (`control`).
+"""
 
 from __future__ import annotations
 
@@ -19,10 +23,12 @@ class AdminServer:
         metrics: AgentMetrics,
         dynos: Callable[[], Iterable[Dyno]],
         draining: Callable[[], bool],
+        control: Callable[[], dict | None] = lambda: None,
     ) -> None:
         self._metrics = metrics
         self._dynos = dynos
         self._draining = draining
+        self._control = control
         self._runner: web.AppRunner | None = None
         self.address: tuple[str, int] | None = None
 
@@ -55,6 +61,9 @@ class AdminServer:
             states[dyno.state.value] += 1
         draining = self._draining()
         body = {"status": "draining" if draining else "ok", "dynos": states}
+        control = self._control()
+        if control is not None:
+            body["control"] = control
         return web.json_response(body, status=503 if draining else 200)
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
@@ -64,6 +73,7 @@ class AdminServer:
     async def _dynos_page(self, request: web.Request) -> web.Response:
         rows = [
             {
+                "id": d.ref.id,
                 "app": d.app,
                 "name": d.name,
                 "type": d.ref.type,

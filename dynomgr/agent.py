@@ -74,14 +74,11 @@ class Agent:
 
     async def _run(self) -> int:
         svc = self.services
-        try:
-            initial = await self.source.first()
-        except AssignmentsError as exc:
-            self.log.error(f"{self.source.describe()}: {exc}")
-            return 2
-        await self.stop_leftovers()
+        # The admin endpoints come first: while a feed's first snapshot is awaited (the control
+        # plane may be away), /healthz already says so.
         if svc.config.admin is not None:
-            self.admin = AdminServer(svc.metrics, self.reconciler.dynos, lambda: self._draining)
+            self.admin = AdminServer(svc.metrics, self.reconciler.dynos, lambda: self._draining,
+                                     self.source.status)
             try:
                 await self.admin.start(*svc.config.admin)
             except OSError as exc:
@@ -90,6 +87,14 @@ class Agent:
                 return 2
             host, port = self.admin.address
             self.log.info(f"admin endpoints on http://{host}:{port}/healthz and /metrics")
+        try:
+            initial = await self._first()
+        except AssignmentsError as exc:
+            self.log.error(f"{self.source.describe()}: {exc}")
+            return 2
+        if initial is None:
+            return 0  # stopped before there was anything to run
+        await self.stop_leftovers()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_shutdown)
@@ -112,6 +117,7 @@ class Agent:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await self.source.aclose()  # no new assignments while draining
             await self.reconciler.drain("Stopping: the dyno manager is shutting down")
             self.log.info("all dynos stopped; exiting")
         finally:
@@ -119,8 +125,30 @@ class Agent:
                 loop.remove_signal_handler(sig)
         return 0
 
+    async def _first(self) -> AssignmentSet | None:
+        """The source's first set; None when SIGTERM/SIGINT came first (a feed may take a
+        while when the control plane is away)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_shutdown)
+        first = asyncio.ensure_future(self.source.first())
+        stop = asyncio.ensure_future(self._shutdown.wait())
+        try:
+            await asyncio.wait([first, stop], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        if not first.done():
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
+            self.log.info("stopped while waiting for the first assignments")
+            return None
+        return first.result()
+
     async def close(self) -> None:
         svc = self.services
+        await self.source.aclose()
         if self.admin is not None:
             await self.admin.close()
         svc.listen.close()

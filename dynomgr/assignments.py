@@ -19,8 +19,16 @@ _APP = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _TYPE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# Dyno ids are chosen by the control plane; anything printable and short will do.
+_DYNO_ID = re.compile(r"^[!-~]{1,128}$")
 
 KINDS = ("formation",)  # "one-off" arrives with `dynomesh run`
+
+
+# How a dyno is known on its VM: the control plane's dyno id when the entry has one (two
+# entries of one app may share a name while a preboot runs old and new dynos side by side),
+# else (app, dyno name), which is unique in an assignments file.
+Key = str | tuple[str, str]
 
 
 class AssignmentsError(ValueError):
@@ -50,11 +58,14 @@ class Assignment:
     memory_mb: int = 512  # Heroku's standard-1X size
     health_check: str | None = None
     kind: str = "formation"
+    id: str | None = None  # the control plane's dyno id (feed entries have one)
+    # Bumped by `ps:restart`: like any other change, a new value restarts the dyno.
+    restart: int = 0
 
     @property
-    def key(self) -> tuple[str, str]:
-        """Unique on one VM: two apps may both have a web.1."""
-        return (self.app, self.name)
+    def key(self) -> Key:
+        """Unique on one VM: the dyno id, else (app, name) (two apps may both have a web.1)."""
+        return self.id if self.id is not None else (self.app, self.name)
 
     @property
     def is_web(self) -> bool:
@@ -68,13 +79,17 @@ class Assignment:
 @dataclass(frozen=True)
 class EntryError:
     index: int
-    key: tuple[str, str] | None  # (app, name) when the entry said that much
+    key: Key | None  # the entry's id, else (app, name), when the entry said that much
     message: str
+    names: tuple[str, str] | None = None  # (app, name), to name the entry in messages
 
     def __str__(self) -> str:
         where = f"dynos[{self.index}]"
-        if self.key is not None:
-            where += f" ({self.key[0]} {self.key[1]})"
+        names = self.names or (self.key if isinstance(self.key, tuple) else None)
+        if names is not None:
+            where += f" ({names[0]} {names[1]})"
+        elif self.key is not None:
+            where += f" (dyno {self.key})"
         return f"{where}: {self.message}"
 
 
@@ -82,11 +97,11 @@ class EntryError:
 class AssignmentSet:
     """A full desired set. Entries with errors are in `errors`, not in `dynos`."""
 
-    dynos: Mapping[tuple[str, str], Assignment]
+    dynos: Mapping[Key, Assignment]
     errors: tuple[EntryError, ...] = ()
 
     @property
-    def rejected_keys(self) -> frozenset[tuple[str, str]]:
+    def rejected_keys(self) -> frozenset[Key]:
         """Dynos named by bad entries: whatever runs under these names is kept as it is."""
         return frozenset(error.key for error in self.errors if error.key is not None)
 
@@ -105,28 +120,41 @@ def parse_assignments(text: str, supported_schemes: frozenset[str]) -> Assignmen
         ) from exc
     if not isinstance(document, dict) or not isinstance(document.get("dynos"), list):
         raise AssignmentsError('expected a JSON object with a "dynos" list')
-    dynos: dict[tuple[str, str], Assignment] = {}
-    errors: list[EntryError] = []
-    for index, entry in enumerate(document["dynos"]):
-        key = _key_of(entry)
-        try:
-            assignment = parse_entry(entry, supported_schemes)
-        except _Invalid as exc:
-            errors.append(EntryError(index, key, str(exc)))
-            continue
-        if assignment.key in dynos:
-            errors.append(EntryError(index, None, f"{assignment.name} of {assignment.app} is listed twice; the first one counts"))
-            continue
-        dynos[assignment.key] = assignment
+    dynos, errors = parse_entries(document["dynos"], supported_schemes)
     return AssignmentSet(MappingProxyType(dynos), tuple(errors))
 
 
-def _key_of(entry: Any) -> tuple[str, str] | None:
+def parse_entries(entries: list, supported_schemes: frozenset[str]) -> tuple[dict[Key, Assignment], list[EntryError]]:
+    """Entries of a document, a feed snapshot or a delta -> (good ones by key, errors)."""
+    dynos: dict[Key, Assignment] = {}
+    errors: list[EntryError] = []
+    for index, entry in enumerate(entries):
+        try:
+            assignment = parse_entry(entry, supported_schemes)
+        except _Invalid as exc:
+            errors.append(EntryError(index, _key_of(entry), str(exc), _names_of(entry)))
+            continue
+        if assignment.key in dynos:
+            what = f"dyno {assignment.id}" if assignment.id is not None else f"{assignment.name} of {assignment.app}"
+            errors.append(EntryError(index, None, f"{what} is listed twice; the first one counts", (assignment.app, assignment.name)))
+            continue
+        dynos[assignment.key] = assignment
+    return dynos, errors
+
+
+def _names_of(entry: Any) -> tuple[str, str] | None:
     if isinstance(entry, dict):
         app, name = entry.get("app"), entry.get("name")
         if isinstance(app, str) and isinstance(name, str):
             return (app, name)
     return None
+
+
+def _key_of(entry: Any) -> Key | None:
+    if isinstance(entry, dict) and "id" in entry:
+        dyno_id = entry["id"]
+        return dyno_id if isinstance(dyno_id, str) and _DYNO_ID.match(dyno_id) else None
+    return _names_of(entry)
 
 
 def parse_entry(entry: Any, supported_schemes: frozenset[str]) -> Assignment:
@@ -158,7 +186,24 @@ def parse_entry(entry: Any, supported_schemes: frozenset[str]) -> Assignment:
         memory_mb=_memory(entry.get("memory_mb", 512)),
         health_check=_health_check(entry.get("health_check")),
         kind=kind,
+        id=_dyno_id(entry),
+        restart=_restart(entry.get("restart", 0)),
     )
+
+
+def _dyno_id(entry: dict) -> str | None:
+    if "id" not in entry:
+        return None
+    value = entry["id"]
+    if not isinstance(value, str) or not _DYNO_ID.match(value):
+        raise _Invalid(f"id must be 1 to 128 printable characters without spaces, got {value!r}")
+    return value
+
+
+def _restart(raw: Any) -> int:
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
+        raise _Invalid(f"restart must be a whole number >= 0, got {raw!r}")
+    return raw
 
 
 def _string(entry: dict, key: str) -> str:
@@ -222,4 +267,6 @@ def dump_assignment(assignment: Assignment) -> dict[str, Any]:
         "env": dict(assignment.env),
         "memory_mb": assignment.memory_mb,
         "health_check": assignment.health_check,
+        **({"id": assignment.id} if assignment.id is not None else {}),
+        **({"restart": assignment.restart} if assignment.restart else {}),
     }

@@ -11,13 +11,20 @@ from dynomgr.config import AgentConfig, CyclingConfig
 from dynomgr.markers import MarkerMode
 
 DESCRIPTION = """\
-Run the dyno manager: the agent that runs this VM's dynos. It starts the dynos listed in
---assignments, restarts them when they crash, stops them when they are removed, and prints
-their state changes and output in Heroku's log format on stdout.
+Run the dyno manager: the agent that runs this VM's dynos. It starts the dynos the control
+plane assigns to this VM (--control) or that a file lists (--assignments), restarts them when
+they crash, stops them when they are removed, reports every state change, and prints state
+changes and output in Heroku's log format on stdout.
 """
 
 EPILOG = """\
 example:
+  # following the control plane (the VM id comes from the token):
+  dynomesh tokens:create --role dynomgr --vm-id vm-1 > dynomgr.token
+  dynomesh dynomgr --control http://10.0.0.2:5050,http://10.0.0.3:5050 --token-file dynomgr.token \\
+      --address 10.0.1.7 --capacity-mb 8192
+
+  # standalone, from a file:
   dynomesh dynomgr --assignments assignments.json --data-dir /var/lib/dynomesh/dynomgr
   kill -HUP $(pgrep -f 'dynomesh dynomgr')   # re-read the file: start, stop, restart what changed
   curl -s http://127.0.0.1:5051/dynos          # what runs, as JSON; /metrics for Prometheus
@@ -64,15 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--assignments", metavar="FILE", type=Path, required=True,
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--control", metavar="URL[,URL]",
+                        help="follow the assignment feed of these control planes (tried in turn) and report to them")  # fmt: skip
+    source.add_argument("--assignments", metavar="FILE", type=Path,
                         help="JSON file of the dynos to run; re-read on SIGHUP")  # fmt: skip
+    parser.add_argument("--token-file", metavar="FILE", type=Path,
+                        help="with --control: file holding this VM's dynomgr token")  # fmt: skip
+    parser.add_argument("--capacity-mb", metavar="MB", type=int,
+                        help="with --control: memory offered to dynos (default: this machine's total memory)")  # fmt: skip
     parser.add_argument("--data-dir", metavar="DIR", type=Path,
                         help="slug cache, dyno directories and pid records "
                              "(default $DYNOMESH_HOME/dynomgr, or /var/lib/dynomesh/dynomgr as root)")  # fmt: skip
     parser.add_argument("--admin", metavar="HOST:PORT", type=_host_port, default=("127.0.0.1", 5051),
                         help="admin endpoints /healthz, /metrics, /dynos (default 127.0.0.1:5051; off to disable)")  # fmt: skip
-    parser.add_argument("--host", metavar="ADDR", default="127.0.0.1",
-                        help="host part of web dynos' addresses as reported (default 127.0.0.1)")  # fmt: skip
+    parser.add_argument("--address", "--host", dest="host", metavar="ADDR", default="127.0.0.1",
+                        help="where routers reach this VM's dynos: the host part of their reported addresses (default 127.0.0.1)")  # fmt: skip
     parser.add_argument("--port-range", metavar="FIRST-LAST", default="20000-29999",
                         help="ports handed to web dynos as $PORT (default 20000-29999)")  # fmt: skip
 
@@ -141,6 +155,39 @@ def build_config(args: argparse.Namespace, environ: dict[str, str]) -> AgentConf
     )
 
 
+def machine_memory_mb() -> int:
+    """MemTotal from /proc/meminfo, in MB (1024 if it cannot be read)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return max(1, int(line.split()[1]) // 1024)
+    except (OSError, ValueError, IndexError):
+        pass  # not Linux, or an unexpected format: fall back below
+    return 1024
+
+
+def build_follow(args: argparse.Namespace):
+    """--control, --token-file, --capacity-mb -> a FollowConfig (None with --assignments)."""
+    if args.control is None:
+        for flag, value in (("--token-file", args.token_file), ("--capacity-mb", args.capacity_mb)):
+            if value is not None:
+                raise ValueError(f"{flag} goes with --control")
+        return None
+    from feedclient import parse_control_urls, read_token_file
+
+    from dynomgr.feed import FollowConfig
+
+    if args.token_file is None:
+        raise ValueError("--control needs --token-file FILE holding this VM's dynomgr token "
+                         "(dynomesh tokens:create --role dynomgr --vm-id ID > FILE)")
+    return FollowConfig(
+        urls=parse_control_urls(args.control),
+        token=read_token_file(args.token_file),
+        capacity_mb=args.capacity_mb if args.capacity_mb is not None else machine_memory_mb(),
+    )
+
+
 def base_env(environ: dict[str, str]) -> dict[str, str]:
     """The only things a dyno inherits from the agent's environment."""
     return {
@@ -155,6 +202,7 @@ def main(argv: list[str]) -> int:
     environ = dict(os.environ)
     try:
         config = build_config(args, environ)
+        follow = build_follow(args)
     except ValueError as exc:
         parser.error(str(exc))
     import uvloop  # one event loop for every dyno; uvloop's child watcher needs no threads
@@ -162,7 +210,7 @@ def main(argv: list[str]) -> int:
     from dynomgr.runtime import run_agent
 
     try:
-        return uvloop.run(run_agent(config, args.assignments, base_env(environ)))
+        return uvloop.run(run_agent(config, base_env(environ), assignments=args.assignments, follow=follow))
     except KeyboardInterrupt:  # a second Ctrl-C while draining
         print("dynomesh dynomgr: interrupted while stopping dynos", file=sys.stderr)
         return 130

@@ -76,11 +76,15 @@ class Dyno:
             type=assignment.type,
             release=assignment.release,
             instance=secrets.token_hex(4),
+            id=assignment.id,
         )
         self.state = DynoState.DOWN
         self.since = services.wallclock()
         self.restarts = 0
         self.address: str | None = None
+        # Why the last transition happened (a crash's "Boot timeout" and "R10"), for reports.
+        self.reason: str | None = None
+        self.error_code: str | None = None
         self.memory_bytes: int | None = None
         self.memory_quota_bytes = assignment.memory_mb * MB
         self._policy = RestartPolicy(services.config.restart, services.clock, services.rng)
@@ -497,8 +501,10 @@ class Dyno:
             pid=self.pid,
             reason=reason,
             error_code=code,
+            restarts=self.restarts,
         )
         self.state, self.since = new, change.at
+        self.reason, self.error_code = reason, code
         svc.metrics.state_changes.labels(new.value).inc()
         svc.reporter.state_changed(change)
 

@@ -22,6 +22,7 @@ class DynoRef:
     type: str  # "web"
     release: int
     instance: str  # unique per dyno object on this agent; a restart keeps it, a new release not
+    id: str | None = None  # the control plane's dyno id, when the assignment has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class StateChange:
     pid: int | None = None  # the dyno's main process, while it has one
     reason: str | None = None  # human words: "Boot timeout", "Process exited with status 1"
     error_code: str | None = None  # Heroku error code when one applies: "R10", "R15", ...
+    restarts: int = 0  # crash restarts of this dyno so far
 
     def message(self) -> str:
         """Heroku's wording, plus the address when there is one (routers want it)."""

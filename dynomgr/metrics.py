@@ -83,6 +83,15 @@ class AgentMetrics:
         self.reloads = Counter(
             "dynomgr_assignment_updates", "Desired sets applied, by outcome", ["outcome"], registry=r
         )
+        self.reports = Counter(
+            "dynomgr_reports", "Requests to the control plane (register, heartbeat, states), by outcome",
+            ["kind", "outcome"], registry=r,
+        )  # fmt: skip
+        self.report_changes_dropped = Counter(
+            "dynomgr_report_changes_dropped",
+            "State changes not reported (held too long while the control plane was away, or refused)",
+            registry=r,
+        )  # fmt: skip
         self.internal_errors = Counter(
             "dynomgr_internal_errors", "Unexpected errors caught and logged, by place", ["where"],
             registry=r,

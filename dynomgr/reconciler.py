@@ -1,28 +1,30 @@
 """Converging the dynos that run toward a full desired set.
 
-`apply(desired)` is synchronous and cheap: it records what each dyno name should be and wakes
-that name's driver. Each driver is a small task that stops what runs under its name when it is
-no longer wanted or its assignment changed (any field: release, env, slug, size, health check),
-then starts what is wanted. Dynos whose assignment did not change are not touched. A new desired
+`apply(desired)` is synchronous and cheap: it records what each dyno (by its key: the control
+plane's dyno id, else app and name) should be and wakes that key's driver. Each driver is a
+small task that stops what runs under its key when it is no longer wanted or its assignment
+changed (any field: release, env, slug, size, health check, restart counter), then starts what
+is wanted. Dynos whose assignment did not change are not touched. A new desired
 set that arrives while a driver is still stopping a dyno simply changes what the driver does
-next, so rapid SIGHUPs (or feed deltas) never start a name twice.
+next, so rapid SIGHUPs (or feed deltas) never start a dyno twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Callable, Iterable, Mapping
 
-from dynomgr.assignments import Assignment
+from dynomgr.assignments import Assignment, Key
 from dynomgr.dyno import Dyno
-
-Key = tuple[str, str]  # (app, dyno name)
 
 
 def change_reason(old: Assignment, new: Assignment) -> str:
     """Why a running dyno is being replaced, for its log."""
     if old.release != new.release:
         return f"Restarting for release v{new.release}"
+    if old.restart != new.restart and replace(old, restart=new.restart) == new:
+        return "Restarting"  # `ps:restart`, in Heroku's words
     changed = [
         what
         for what, a, b in (
@@ -78,7 +80,7 @@ class Reconciler:
                 slot.removal_reason = "Stopping: no longer assigned to this VM"
                 slot.wake.set()
             if slot.task is None or slot.task.done():
-                slot.task = asyncio.create_task(self._drive(key, slot), name=f"slot {key[0]} {key[1]}")
+                slot.task = asyncio.create_task(self._drive(key, slot), name=f"slot {' '.join(key) if isinstance(key, tuple) else key}")
 
     async def drain(self, reason: str) -> None:
         """Stop every dyno (the agent is shutting down) and return once all are down."""

@@ -1,4 +1,9 @@
-"""Assembling an agent from its configuration: data dir, markers, slugs, users, reporter."""
+"""Assembling an agent from its configuration: data dir, markers, slugs, users, reporter.
+
+Standalone, assignments come from a file and reports go to stdout. Following the control plane
+(`--control`), assignments come from its feed, and reports go both to stdout and to the control
+plane, whose slug URLs are fetched with the agent's token.
+"""
 
 from __future__ import annotations
 
@@ -15,17 +20,22 @@ from dynomgr.metrics import AgentMetrics
 from dynomgr.ports import PortAllocator
 from dynomgr.process import Spawner
 from dynomgr.readiness import ListenWatcher
-from dynomgr.reporting import NonBlockingWriter, StdoutReporter
+from dynomgr.reporting import FanoutReporter, NonBlockingWriter, StdoutReporter
 from dynomgr.services import DynoServices
 from dynomgr.slugs import SlugCache, default_fetchers
-from dynomgr.sources import FileAssignmentSource
+from dynomgr.sources import AssignmentSource, FileAssignmentSource
 from dynomgr.users import DynoUsers
+
+# The version registered with the control plane (`PUT /vms/{vm}`).
+VERSION = "0.1.0"
 
 _SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-async def run_agent(config: AgentConfig, assignments: Path, base_env: Mapping[str, str]) -> int:
-    """Run a standalone agent (assignments from a file, reports to stdout); the exit status."""
+async def run_agent(config: AgentConfig, base_env: Mapping[str, str], *,
+                    assignments: Path | None = None, follow=None) -> int:
+    """Run an agent on assignments from a file, or following the control plane (`follow`, a
+    `FollowConfig`); the exit status."""
     log = AgentLog()
     users = DynoUsers(per_app=config.per_app_users)
     data_dir = DataDir(config.data_dir)
@@ -46,7 +56,24 @@ async def run_agent(config: AgentConfig, assignments: Path, base_env: Mapping[st
     metrics = AgentMetrics()
     writer = NonBlockingWriter(1, config.log_buffer_bytes, on_drop=metrics.log_lines_dropped.inc)
     await writer.start()
-    slugs = SlugCache(data_dir.slugs, default_fetchers())
+    control = reporter = None
+    if follow is not None:
+        from dynomgr.control import ControlPlane
+        from dynomgr.controlreporter import ControlPlaneReporter
+
+        control = ControlPlane(follow.urls, follow.token)
+        registration = {"address": config.advertise_host, "capacity_mb": follow.capacity_mb,
+                        "ports": [config.ports.first, config.ports.last], "version": VERSION}
+        reporter = ControlPlaneReporter(control, registration, log, metrics)
+
+        def authorize(url: str):
+            targets = control.slug_urls(url)
+            return None if targets is None else (targets, control.auth_headers())
+
+        slugs = SlugCache(data_dir.slugs, default_fetchers(authorize))
+    else:
+        slugs = SlugCache(data_dir.slugs, default_fetchers())
+    stdout = StdoutReporter(writer)
     services = DynoServices(
         config=config,
         data_dir=data_dir,
@@ -55,7 +82,7 @@ async def run_agent(config: AgentConfig, assignments: Path, base_env: Mapping[st
         markers=markers,
         ports=PortAllocator(config.ports),
         listen=ListenWatcher.create(config.readiness_interval),
-        reporter=StdoutReporter(writer),
+        reporter=stdout if reporter is None else FanoutReporter(stdout, reporter),
         metrics=metrics,
         base_env=dict(base_env),
         # util-linux's setpriv drops root in the exec chain (no fork of the agent); only
@@ -63,5 +90,16 @@ async def run_agent(config: AgentConfig, assignments: Path, base_env: Mapping[st
         spawner=Spawner(shutil.which("setpriv", path=_SBIN_PATH) if users.per_app else None),
         rng=random.Random(),
     )
-    agent = Agent(services, FileAssignmentSource(assignments, slugs.schemes), log)
+    source: AssignmentSource
+    if follow is not None:
+        from dynomgr.feed import FeedAssignmentSource, FollowCollector
+
+        source = FeedAssignmentSource(follow.urls, follow.token, slugs.schemes, reporter, log,
+                                      follow.feed)
+        metrics.registry.register(FollowCollector(source))
+    else:
+        source = FileAssignmentSource(assignments, slugs.schemes)
+    agent = Agent(services, source, log)
+    if reporter is not None:
+        reporter.watch(agent.reconciler.dynos)
     return await agent.run()

@@ -16,7 +16,7 @@ import shutil
 import tarfile
 import zlib
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Callable, Mapping, Protocol
 from urllib.parse import unquote, urlsplit
 
 from dynomgr.assignments import SlugRef
@@ -55,13 +55,34 @@ class FileFetcher:
 
 
 class HttpFetcher:
-    """http(s):// — the control plane's slug endpoint, or any static file server."""
+    """http(s):// — the control plane's slug endpoint, or any static file server.
 
-    def __init__(self, timeout: float = 300.0) -> None:
+    `authorize(url)` may claim a URL as the control plane's: it returns the URLs to try in turn
+    (the same slug on each control node) and the headers that carry the agent's token. URLs it
+    does not claim are fetched as they are, without credentials."""
+
+    def __init__(
+        self,
+        timeout: float = 300.0,
+        authorize: Callable[[str], tuple[list[str], dict[str, str]] | None] | None = None,
+    ) -> None:
         self._timeout = timeout
+        self._authorize = authorize
         self._session = None
 
     async def fetch(self, url: str, dest: Path) -> None:
+        claimed = self._authorize(url) if self._authorize is not None else None
+        targets, headers = claimed if claimed is not None else ([url], {})
+        failures = []
+        for target in targets:
+            try:
+                await self._fetch_one(target, dest, headers)
+                return
+            except _TryElsewhere as exc:
+                failures.append(str(exc))
+        raise SlugError(f"slug {url} could not be downloaded: {'; '.join(failures)}")
+
+    async def _fetch_one(self, url: str, dest: Path, headers: dict[str, str]) -> None:
         import aiohttp  # only agents that fetch over HTTP pay for the import
 
         if self._session is None:
@@ -69,7 +90,9 @@ class HttpFetcher:
                 timeout=aiohttp.ClientTimeout(total=self._timeout)
             )
         try:
-            async with self._session.get(url) as response:
+            async with self._session.get(url, headers=headers) as response:
+                if response.status >= 500:
+                    raise _TryElsewhere(f"{url}: HTTP {response.status}")
                 if response.status != 200:
                     what = "not found" if response.status == 404 else "not available"
                     raise SlugError(f"slug {url} {what} (HTTP {response.status})")
@@ -77,7 +100,7 @@ class HttpFetcher:
                     async for chunk in response.content.iter_chunked(_CHUNK):
                         out.write(chunk)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise SlugError(f"slug {url} could not be downloaded: {exc or type(exc).__name__}") from exc
+            raise _TryElsewhere(f"{url}: {exc or type(exc).__name__}") from exc
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -85,8 +108,14 @@ class HttpFetcher:
             self._session = None
 
 
-def default_fetchers() -> dict[str, SlugFetcher]:
-    http = HttpFetcher()
+class _TryElsewhere(Exception):
+    """A passing failure of one URL (unreachable, 5xx): the next candidate may serve."""
+
+
+def default_fetchers(
+    authorize: Callable[[str], tuple[list[str], dict[str, str]] | None] | None = None,
+) -> dict[str, SlugFetcher]:
+    http = HttpFetcher(authorize=authorize)
     return {"file": FileFetcher(), "http": http, "https": http}
 
 

@@ -1,8 +1,9 @@
 """Where assignments come from. The agent asks a source for full desired sets; it never cares how.
 
-Today: a JSON file, read at start and again on every SIGHUP. Later: the control plane's
-assignment feed (a snapshot, then deltas of the same entry shape), which keeps a full set and
-hands it over after every change. Both satisfy `AssignmentSource`.
+A JSON file, read at start and again on every SIGHUP (`FileAssignmentSource`, here), or the
+control plane's assignment feed (a snapshot, then deltas of the same entry shape), which keeps a
+full set and hands it over after every change (`FeedAssignmentSource`, feed.py). Both satisfy
+`AssignmentSource`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ class AssignmentSource(Protocol):
         """An operator asked for a fresh read (SIGHUP). Feed followers may ignore it."""
         ...
 
+    def status(self) -> dict | None:
+        """How the source is doing, for /healthz (None: nothing to say)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop following; no more sets will come."""
+        ...
+
 
 class FileAssignmentSource:
     def __init__(self, path: Path, supported_schemes: frozenset[str]) -> None:
@@ -52,6 +61,12 @@ class FileAssignmentSource:
         await self._reload.wait()
         self._reload.clear()
         return self._read()
+
+    def status(self) -> dict | None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
 
     def _read(self) -> AssignmentSet:
         # A small local file: reading it inline is quicker than a thread hop.

@@ -20,17 +20,22 @@ if TYPE_CHECKING:
 def admin_app(router: Router) -> web.Application:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RouterCollector(router.metrics, router.gauges))
+    if router.feed is not None:
+        registry.register(router.feed.collector())
 
     async def healthz(request: web.Request) -> web.Response:
         """The process is up and its loop answers."""
         return web.Response(text="ok\n")
 
     async def readyz(request: web.Request) -> web.Response:
-        """Ready once a routing table is loaded (until then every host would be a 404)."""
+        """Ready once a routing table is loaded (until then every host would be a 404).
+
+        A router that lost its feed stays ready: it keeps routing on its last table."""
         table = router.table
+        feed = f"; {router.feed.status()}" if router.feed is not None else ""
         if table is None:
-            return web.Response(status=503, text="not ready: no routing table loaded yet\n")
-        return web.Response(text=f"ready: {len(table)} apps, revision {table.revision}\n")
+            return web.Response(status=503, text=f"not ready: no routing table loaded yet{feed}\n")
+        return web.Response(text=f"ready: {len(table)} apps, revision {table.revision}{feed}\n")
 
     async def metrics(request: web.Request) -> web.Response:
         body = generate_latest(registry)

@@ -36,6 +36,7 @@ class Router:
         self.balancer = P2CBalancer(rng if rng is not None else random.Random())
         self.request_ids = request_ids if request_ids is not None else RequestIds()
         self.table: RouteTable | None = None  # None until a table is installed (not ready)
+        self.feed = None  # router.feed.RouteFeed when following the control plane
         self.clients: set[ClientConnection] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.port: int | None = None  # bound HTTP port, once started

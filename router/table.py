@@ -122,6 +122,33 @@ class RouteTable:
             _release_hosts(old, exact, wildcard)
         return RouteTable(apps, exact, wildcard, self.revision if revision is None else revision)
 
+    def with_changes(self, routes: Iterable[AppRoute], removed: Iterable[str],
+                     revision: int) -> RouteTable:
+        """A new table with several apps replaced, added or removed at once (one feed delta).
+
+        The host dicts are copied once, not once per app. Every old entry's hosts are released
+        before any new entry claims its own, so a host that moves from one app to another
+        within one delta is not mistaken for a host claimed twice."""
+        apps = dict(self._apps)
+        exact = dict(self._exact)
+        wildcard = dict(self._wildcard)
+        for name in removed:
+            old = apps.pop(name, None)
+            if old is not None:
+                _release_hosts(old, exact, wildcard)
+        new: dict[str, AppRoute] = {}
+        for index, route in enumerate(routes):
+            if route.name in new:
+                raise RoutesError(f"apps[{index}].name", f"app {route.name!r} is listed twice")
+            new[route.name] = route
+            old = apps.get(route.name)
+            if old is not None:
+                _release_hosts(old, exact, wildcard)
+        for index, route in enumerate(new.values()):
+            apps[route.name] = route
+            _claim_hosts(route, exact, wildcard, f"apps[{index}]")
+        return RouteTable(apps, exact, wildcard, revision)
+
     # -- inspection -------------------------------------------------------------------------
 
     @property

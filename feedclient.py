@@ -1,0 +1,281 @@
+"""Following a control-plane feed: one long-lived NDJSON response, reconnected for ever.
+
+Routers (the route feed) and dyno managers (the assignment feed) follow a feed the same way
+(docs/feeds.md): `GET <control URL><path>?since=R` with a bearer token, one JSON object per
+line; nothing at all for 15 s means the connection is dead; reconnect with exponential back-off
+and jitter (0.1 s, doubling, at most 5 s), trying each control URL in turn, and resume with
+`since`.
+
+This module is that transport and nothing more, shared because it is the same on both sides.
+What a line means, and which revision to resume from, belong to each follower (each side owns
+its own parser of the wire shape), through the `FeedHandler` protocol. The line splitter and the
+back-off are plain objects, tested without sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    # docs/feeds.md: the control plane sends at least a heartbeat every 5 s; a client that
+    # receives nothing for 15 s treats the connection as dead.
+    dead_after: float = 15.0
+    # docs/feeds.md: reconnects back off from 0.1 s, doubling, to at most 5 s, with jitter.
+    backoff_base: float = 0.1
+    backoff_cap: float = 5.0
+    # Time to open the TCP connection to one control URL before trying the next.
+    connect_timeout: float = 5.0
+    # A line longer than this is a broken server, not a big snapshot (100 000 apps with a few
+    # hosts and dynos each is about 30 MB).
+    max_line_bytes: int = 256 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("dead_after", "backoff_base", "backoff_cap", "connect_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"feed {name.replace('_', ' ')} must be above 0 seconds")
+        if self.backoff_cap < self.backoff_base:
+            raise ValueError("feed back-off cap must not be below its base")
+        if self.max_line_bytes < 1024:
+            raise ValueError("feed lines must be allowed at least 1024 bytes")
+
+
+class Backoff:
+    """Delays between reconnect attempts: base × 2^n up to the cap, each one shortened by a
+    random fraction of up to a half ("equal jitter"), so that many clients that lost one
+    control plane at the same moment do not come back in lockstep."""
+
+    def __init__(self, base: float, cap: float, rng: random.Random) -> None:
+        self._base = base
+        self._cap = cap
+        self._rng = rng
+        self._failures = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self._cap, self._base * 2 ** min(self._failures, 32))
+        self._failures += 1
+        return ceiling * (0.5 + 0.5 * self._rng.random())
+
+    def reset(self) -> None:
+        self._failures = 0
+
+
+class LineTooLong(ValueError):
+    pass
+
+
+class LineSplitter:
+    """Bytes as they come off the socket -> complete lines (without the newline)."""
+
+    def __init__(self, max_line_bytes: int) -> None:
+        self._max = max_line_bytes
+        self._parts: list[bytes] = []
+        self._held = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        lines: list[bytes] = []
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            if self._parts:
+                self._parts.append(data[start:end])
+                lines.append(b"".join(self._parts))
+                self._parts.clear()
+                self._held = 0
+            else:
+                lines.append(data[start:end])
+            start = end + 1
+        if start < len(data):
+            rest = data[start:]
+            self._held += len(rest)
+            if self._held > self._max:
+                raise LineTooLong(f"a feed line passed {self._max} bytes without ending")
+            self._parts.append(rest)
+        return lines
+
+
+# -- what can end a connection ----------------------------------------------------------------
+
+class FeedError(Exception):
+    """Why a feed connection ended (or could not start); the message is for an operator."""
+
+    applied = 0  # lines the follower applied on the connection that ended
+
+
+class FeedLost(FeedError):
+    """The control plane is unreachable, failed, or ended the response."""
+
+
+class FeedRefused(FeedError):
+    """401 or 403: the token is not accepted (revoked, of the wrong role, another control
+    plane's). Retrying cannot help until an operator acts, but the follower keeps trying."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+class FeedResync(FeedError):
+    """The follower refused a line; it reconnects and asks for a fresh snapshot."""
+
+
+class FeedHandler(Protocol):
+    """A follower: decides what to resume from and what each line means."""
+
+    def since(self) -> int | None:
+        """The revision to resume from, or None for a snapshot."""
+        ...
+
+    async def connecting(self, url: str) -> None:
+        """About to open the feed at `url`; raise `FeedError` to fail this attempt."""
+        ...
+
+    def connected(self, url: str) -> None:
+        """The feed answered 200; lines follow."""
+        ...
+
+    async def line(self, data: bytes) -> None:
+        """One line of the feed. Raise `FeedResync` to refuse it (the connection is closed)."""
+        ...
+
+    def disconnected(self, url: str, error: FeedError) -> None:
+        """The attempt failed or the connection ended; a reconnect follows after a back-off."""
+        ...
+
+
+async def follow_feed(urls: tuple[str, ...], path: str, token: str, handler: FeedHandler,
+                      settings: FeedSettings, rng: random.Random | None = None) -> None:
+    """Follow the feed at `path` until cancelled, moving on to the next URL after each failed
+    attempt or lost connection."""
+    import aiohttp  # imported here so that `--help` of the commands stays fast
+
+    backoff = Backoff(settings.backoff_base, settings.backoff_cap, rng or random.Random())
+    # sock_read bounds the wait for any byte, headers included: the dead-connection rule.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
+                                    sock_read=settings.dead_after)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        attempt = 0
+        while True:
+            url = urls[attempt % len(urls)]
+            attempt += 1
+            try:
+                await handler.connecting(url)
+                await _stream(session, url, path, token, handler, settings)
+            except FeedError as error:
+                handler.disconnected(url, error)
+                if error.applied:
+                    backoff.reset()  # the connection worked: come back quickly after a blip
+            await asyncio.sleep(backoff.next_delay())
+
+
+async def _stream(session, url: str, path: str, token: str, handler: FeedHandler,
+                  settings: FeedSettings) -> None:
+    """Read one feed response to its end; always raises the `FeedError` that ended it."""
+    import aiohttp
+
+    since = handler.since()
+    params = {} if since is None else {"since": str(since)}
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/x-ndjson"}
+    applied = 0
+    try:
+        async with session.get(url + path, params=params, headers=headers) as response:
+            if response.status in (401, 403):
+                raise FeedRefused(response.status, await _error_message(response))
+            if response.status != 200:
+                raise FeedLost(f"HTTP {response.status}: {await _error_message(response)}")
+            handler.connected(url)
+            splitter = LineSplitter(settings.max_line_bytes)
+            async for chunk in response.content.iter_any():
+                for line in splitter.feed(chunk):
+                    if line.strip():
+                        await handler.line(line)
+                        applied += 1
+            raise FeedLost("the control plane ended the feed")
+    except FeedError as error:
+        error.applied = applied
+        raise
+    except LineTooLong as error:
+        raise _lost(str(error), applied) from error
+    except asyncio.TimeoutError as error:
+        raise _lost(f"nothing received for {settings.dead_after:g} s", applied) from error
+    except aiohttp.ClientError as error:
+        raise _lost(_describe(error), applied) from error
+    except OSError as error:
+        raise _lost(error.strerror or str(error), applied) from error
+
+
+def _lost(reason: str, applied: int) -> FeedLost:
+    error = FeedLost(reason)
+    error.applied = applied
+    return error
+
+
+def _describe(error: Exception) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+async def _error_message(response) -> str:
+    """The control plane's JSON error message (docs/api.md), or the start of the body."""
+    try:
+        body = await response.content.read(4096)
+    except Exception as error:  # the body is only decoration for the message
+        return f"(body unreadable: {_describe(error)})"
+    try:
+        import json
+
+        message = json.loads(body).get("message")
+        if isinstance(message, str):
+            return message
+    except (ValueError, AttributeError):
+        pass  # not the API's JSON error shape: show the raw start instead
+    return body[:200].decode("utf-8", "replace").strip() or response.reason or "no message"
+
+
+# -- command-line helpers both followers use ----------------------------------------------------
+
+def parse_control_urls(text: str, flag: str = "--control") -> tuple[str, ...]:
+    """`http://10.0.0.1:5050,http://10.0.0.2:5050` -> the URLs without trailing slashes."""
+    urls = []
+    for part in text.split(","):
+        part = part.strip().rstrip("/")
+        if not part:
+            continue
+        parts = urlsplit(part)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{flag}: {part!r} is not an http:// or https:// URL of a control "
+                             "plane, e.g. http://127.0.0.1:5050")
+        if parts.query or parts.fragment:
+            raise ValueError(f"{flag}: {part!r}: give the control plane's base URL, without "
+                             "a query or fragment")
+        try:
+            parts.port  # noqa: B018 - raises for a port that is not a number
+        except ValueError:
+            raise ValueError(f"{flag}: {part!r} has an invalid port") from None
+        urls.append(part)
+    if not urls:
+        raise ValueError(f"{flag}: give at least one control plane URL, e.g. "
+                         "http://127.0.0.1:5050")
+    return tuple(dict.fromkeys(urls))
+
+
+def read_token_file(path: Path, flag: str = "--token-file") -> str:
+    """The token in `path` (surrounding whitespace ignored); ValueError naming the problem."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ValueError(f"{flag}: {path} does not exist; create a token with `dynomesh "
+                         "tokens:create --role ROLE > FILE`") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{flag}: cannot read {path}: {error}") from None
+    if not token or any(c.isspace() for c in token):
+        raise ValueError(f"{flag}: {path} must hold one token (dmt_...) and nothing else")
+    return token

@@ -1,0 +1,94 @@
+"""`dynomesh up`'s configuration: frozen, validated on construction, built by its command line."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+# Where a dyno manager run as root keeps dynos when the home cannot be entered by dyno users.
+ROOT_DATA_DIR = Path("/var/lib/dynomesh/dynomgr")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, flag: str) -> Endpoint:
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"{flag}: expected HOST:PORT with a port from 1 to 65535, not {text!r}")
+        return cls(host.strip("[]") or "127.0.0.1", int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """How a client on this machine reaches it."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class UpConfig:
+    home: Path  # state, slugs, credentials and the router's and dyno manager's tokens
+    api: Endpoint = Endpoint("127.0.0.1", 5050)
+    # Apps answer at http://<app>.localhost:8080; loopback only unless asked otherwise.
+    http: Endpoint = Endpoint("127.0.0.1", 8080)
+    router_admin: Endpoint = Endpoint("127.0.0.1", 8081)
+    dynomgr_admin: Endpoint = Endpoint("127.0.0.1", 5051)
+    base_domain: str = "localhost"
+    dynomgr_data_dir: Path | None = None  # None: chosen by `data_dir()`
+    vm_id: str = "local"
+    # How long to wait for the router's first routing table and the dyno manager's first
+    # assignments before the URLs are printed anyway (the children keep trying on their own).
+    ready_timeout: float = 10.0
+    # A child that does not exit this long after SIGTERM is killed. The dyno manager's bound
+    # covers its dynos' 30 s stop timeout; the router's its 30 s drain.
+    stop_timeout: float = 45.0
+    # How soon a child that died is started again: first at once, then 1, 2, 4 ... 30 s.
+    restart_base: float = 1.0
+    restart_cap: float = 30.0
+
+    def __post_init__(self) -> None:
+        ports = [self.api.port, self.http.port, self.router_admin.port, self.dynomgr_admin.port]
+        if len(set(ports)) != len(ports):
+            raise ValueError("--api, --http, --router-admin and --dynomgr-admin need four "
+                             "different ports")
+        for name in ("ready_timeout", "stop_timeout", "restart_base", "restart_cap"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must not be negative")
+        if not re.fullmatch(r"[-\w.]{1,128}", self.vm_id, re.ASCII):
+            raise ValueError(f"--vm-id: letters, digits, '-', '_' and '.', not {self.vm_id!r}")
+
+    def data_dir(self) -> Path:
+        """The dyno manager's data dir: in the home, unless dynos run as their own users (the
+        agent is root) and cannot pass through the home's directories."""
+        if self.dynomgr_data_dir is not None:
+            return self.dynomgr_data_dir
+        inside = self.home / "dynomgr"
+        if os.geteuid() != 0 or _enterable_by_others(self.home):
+            return inside
+        return ROOT_DATA_DIR
+
+
+def default_vm_id() -> str:
+    """This machine's name as a VM id (what `ps` shows), else `local`."""
+    name = re.sub(r"[^-\w.]", "-", socket.gethostname(), flags=re.ASCII)[:128]
+    return name or "local"
+
+
+def _enterable_by_others(directory: Path) -> bool:
+    for path in [directory, *directory.parents]:
+        try:
+            if not path.stat().st_mode & stat.S_IXOTH:
+                return False
+        except FileNotFoundError:
+            continue  # created later with a mode of our choosing
+    return True

@@ -1,0 +1,312 @@
+"""`dynomesh up`: the control plane, one router and one dyno manager on this machine, supervised.
+
+Start-up, in order, each step waiting for the one before to be ready:
+
+1. `dynomesh control` (embedded SQLite in the home) — ready when `/healthz` answers; on its
+   first start it writes the CLI's credentials to the home;
+2. the router's and the dyno manager's tokens, created through the API with those credentials
+   the first time and kept in the home (tokens.py);
+3. `dynomesh router --control ...` and `dynomesh dynomgr --control ...` — ready when their admin
+   endpoints answer, then (for up to `--ready-timeout`) when the router has its first routing
+   table and the dyno manager follows its assignments;
+4. the URLs.
+
+Each part is a process of its own (the router never shares an event loop with the control
+plane), started as `dynomesh <part>`: this module imports none of them. Their output comes out
+prefixed with their names. A child that dies is started again with back-off (restart.py), and
+said so. SIGINT (Ctrl-C) or SIGTERM stops them in order: the router first (it drains requests in
+flight), then the dyno manager (it stops every dyno and reports it), then the control plane;
+the exit status is 0 when all stopped in time. A second signal kills whatever is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from onebox.child import Child, describe_exit
+from onebox.config import UpConfig
+from onebox.output import PrefixedOutput
+from onebox.restart import RestartBackoff
+from onebox.tokens import TokenError, ensure_token, read_credentials
+
+NAMES = ["control", "router", "dynomgr", "up"]
+# Where `dynomesh` itself is importable from, for the children (a checkout or site-packages).
+_CODE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class StartupFailed(Exception):
+    """A part could not be started; the message says which and why."""
+
+
+class Stopping(Exception):
+    """A stop signal came during start-up."""
+
+
+class Platform:
+    def __init__(self, config: UpConfig, *, python: str = sys.executable,
+                 environ: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.output = PrefixedOutput(NAMES)
+        environ = dict(os.environ if environ is None else environ)
+        environ["PYTHONUNBUFFERED"] = "1"
+        environ["DYNOMESH_HOME"] = str(config.home)
+        environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(_CODE_ROOT), environ.get("PYTHONPATH")]))
+        self._env = environ
+        self._python = python
+        self._stopping = asyncio.Event()
+        self._children: dict[str, Child] = {}
+        self._keepers: list[asyncio.Task[None]] = []
+        self._signals = 0
+
+    def say(self, text: str) -> None:
+        self.output.line("up", text)
+
+    # -- the whole run ------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        await self.output.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            return await self._run()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await self.output.aclose()
+
+    async def _run(self) -> int:
+        try:
+            await self._start_all()
+        except Stopping:
+            self.say("stopping before start-up finished")
+            return await self._stop_all()
+        except StartupFailed as error:
+            self.say(f"cannot start: {error}")
+            await self._stop_all()
+            return 1
+        for child in self._children.values():
+            self._keepers.append(asyncio.create_task(self._keep_running(child),
+                                                     name=f"keep {child.name}"))
+        await self._stopping.wait()
+        return await self._stop_all()
+
+    def _on_signal(self, sig: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            self.say(f"{signal.Signals(sig).name}: stopping the router, the dyno manager (and "
+                     "its dynos), then the control plane; again to kill them at once")
+            self._stopping.set()
+            return
+        self.say("stopping now: killing what is left (the dyno manager's next start stops "
+                 "dynos left behind)")
+        for child in self._children.values():
+            child.signal(signal.SIGKILL)
+
+    # -- start-up -----------------------------------------------------------------------------
+
+    async def _start_all(self) -> None:
+        import aiohttp
+
+        config = self.config
+        try:
+            config.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as error:
+            raise StartupFailed(f"home {config.home} cannot be created: {error}") from None
+        self.say(f"starting dynomesh in {config.home}")
+        api = config.api.url
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            control, listening = await self._launch("control", [
+                "control", "--listen", str(config.api), "--home", str(config.home),
+                "--base-domain", config.base_domain, "--router-port", str(config.http.port)],
+                r"^dynomesh control: listening on ")
+            await self._started(control, listening)
+            try:
+                cli_api, user_token = read_credentials(config.home)
+                made = [role for role, path, vm in (
+                    ("router", config.home / "router.token", None),
+                    ("dynomgr", config.home / "dynomgr.token", config.vm_id))
+                    if await ensure_token(session, api, user_token, path, role, vm)]
+            except TokenError as error:
+                raise StartupFailed(str(error)) from None
+            if made:
+                self.say(f"created {' and '.join(made)} tokens in {config.home}")
+            data_dir = config.data_dir()
+            router, routing = await self._launch("router", [
+                "router", "--listen", str(config.http), "--admin", str(config.router_admin),
+                "--control", api, "--token-file", str(config.home / "router.token")],
+                r"^dynomesh router: ready on ")
+            dynomgr, serving = await self._launch("dynomgr", [
+                "dynomgr", "--control", api, "--token-file", str(config.home / "dynomgr.token"),
+                "--admin", str(config.dynomgr_admin), "--data-dir", str(data_dir),
+                "--address", "127.0.0.1"], r" dynomgr: admin endpoints on ")
+            await self._started(router, routing)
+            await self._started(dynomgr, serving)
+            following = await self._following(session, router, dynomgr)
+        self._print_urls(cli_api, data_dir, following)
+
+    async def _launch(self, name: str, args: list[str],
+                      ready_line: str) -> tuple[Child, asyncio.Future[str]]:
+        """Start a child; -> it and the future of its ready line."""
+        child = Child(name, [self._python, "-m", "dynomesh", *args], self._env, self.output)
+        try:
+            pid = await child.start()
+        except OSError as error:
+            raise StartupFailed(f"cannot run {name}: {error}") from None
+        self._children[name] = child
+        self.say(f"started {name} (pid {pid})")
+        return child, child.expect(ready_line)
+
+    async def _started(self, child: Child, ready_line: asyncio.Future[str],
+                       timeout: float = 60.0) -> None:
+        """Wait for the child's ready line: its own word that it listens (a port answering
+        could be another process's). Exiting first fails the start-up; a stop signal ends it."""
+        exited = asyncio.ensure_future(child.process.wait())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait([ready_line, exited, stopping], timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            exited.cancel()
+            stopping.cancel()
+        if ready_line.done():
+            return
+        if self._stopping.is_set():
+            raise Stopping()
+        if not child.running:
+            code = await child.wait()
+            raise StartupFailed(f"{child.name} exited with {describe_exit(code)} before it was "
+                                "ready (its last lines are above)")
+        raise StartupFailed(f"{child.name} did not say it was ready within {timeout:g} s")
+
+    async def _ready(self, child: Child, check: Callable[[], Awaitable[bool]],
+                     timeout: float) -> bool:
+        """Poll `check` (a readiness endpoint) until it passes (True) or `timeout` passes
+        (False). A child that exits first fails the start-up; a stop signal ends it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pause = 0.02
+        while True:
+            if self._stopping.is_set():
+                raise Stopping()
+            if await check():
+                return True
+            if not child.running:
+                code = await child.wait()
+                raise StartupFailed(f"{child.name} exited with {describe_exit(code)} before it "
+                                    "was ready (its last lines are above)")
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(pause)  # polling a readiness endpoint, with back-off
+            pause = min(pause * 2, 0.25)
+
+    async def _following(self, session, router: Child, dynomgr: Child) -> bool:
+        """Wait (up to --ready-timeout) for the router's first table and the dyno manager's
+        first assignments; False when they did not come in time (the children keep trying)."""
+        timeout = self.config.ready_timeout
+        table = await self._ready(
+            router, lambda: _answers(session, f"{self.config.router_admin.url}/readyz"), timeout)
+
+        async def assigned() -> bool:
+            health = await _json(session, f"{self.config.dynomgr_admin.url}/healthz")
+            return bool(health and health.get("control", {}).get("following"))
+
+        return table and await self._ready(dynomgr, assigned, timeout)
+
+    def _print_urls(self, cli_api: str, data_dir: Path, following: bool) -> None:
+        config = self.config
+        port = "" if config.http.port == 80 else f":{config.http.port}"
+        self.say("dynomesh is up:")
+        self.say(f"  API            {cli_api}")
+        self.say(f"  apps           http://<app>.{config.base_domain}{port}/")
+        self.say(f"  router admin   {config.router_admin.url}/readyz, /metrics")
+        self.say(f"  dynomgr admin  {config.dynomgr_admin.url}/healthz, /dynos, /metrics")
+        self.say(f"  state          {config.home} (dynos in {data_dir})")
+        if not following:
+            self.say("  note: the router and the dyno manager do not follow the control plane's "
+                     "feeds yet; they keep trying (see their lines)")
+        env = ""
+        if config.home != Path.home() / ".dynomesh":
+            env = f"DYNOMESH_HOME={config.home} "
+        self.say(f"try: {env}dynomesh apps:create hello && {env}dynomesh deploy examples/hello "
+                 "--app hello")
+        self.say("Ctrl-C stops everything, dynos included.")
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def _keep_running(self, child: Child) -> None:
+        backoff = RestartBackoff(time.monotonic, base=self.config.restart_base,
+                                 cap=max(self.config.restart_base, self.config.restart_cap))
+        backoff.started()
+        while True:
+            code = await child.wait()
+            if self._stopping.is_set():
+                return
+            delay = backoff.exited()
+            when = "now" if delay == 0 else f"in {delay:g} s"
+            self.say(f"{child.name} exited with {describe_exit(code)}; starting it again {when} "
+                     f"(restart {backoff.failures} in a row)")
+            try:
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
+                return  # stopping: stay down
+            except TimeoutError:
+                pass  # the back-off is over
+            try:
+                pid = await child.start()
+            except OSError as error:
+                self.say(f"cannot start {child.name} again: {error}")
+                continue
+            backoff.started()
+            self.say(f"started {child.name} again (pid {pid})")
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    async def _stop_all(self) -> int:
+        self._stopping.set()
+        for keeper in self._keepers:
+            keeper.cancel()
+        await asyncio.gather(*self._keepers, return_exceptions=True)
+        clean = True
+        for name in ("router", "dynomgr", "control"):
+            child = self._children.get(name)
+            if child is None or child.process is None:
+                continue
+            if child.running:
+                self.say(f"stopping {name}")
+            code, in_time = await child.stop(self.config.stop_timeout)
+            if not in_time:
+                self.say(f"{name} did not stop within {self.config.stop_timeout:g} s; killed it")
+            self.say(f"{name} stopped ({describe_exit(code)})")
+            clean = clean and in_time
+        self.say("stopped" if clean else "stopped, not cleanly")
+        return 0 if clean else 1
+
+
+async def _answers(session, url: str) -> bool:
+    """True when `url` answers 200 (connection errors and other statuses: not yet)."""
+    import aiohttp
+
+    try:
+        async with session.get(url) as response:
+            await response.read()
+            return response.status == 200
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        return False  # not listening yet, or busy starting: asked again shortly
+
+
+async def _json(session, url: str) -> dict | None:
+    import aiohttp
+
+    try:
+        async with session.get(url) as response:
+            return await response.json(content_type=None)
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+        return None  # not answering (yet), or not JSON: asked again shortly
