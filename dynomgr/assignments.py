@@ -37,7 +37,9 @@ class AssignmentsError(ValueError):
 
 @dataclass(frozen=True)
 class SlugRef:
-    url: str
+    # The slug is its SHA-256; the URL is only where to fetch it. Two control nodes hand out two
+    # URLs for one slug, and following the other node must not restart every dyno.
+    url: str = field(compare=False)
     sha256: str
 
     @property

@@ -59,6 +59,15 @@ def test_any_field_change_makes_assignments_unequal():
     assert parse(entry()).dynos[("hello", "web.1")] == a
     for change in ({"release": 8}, {"env": {"GREETING": "yo"}}, {"memory_mb": 1024}, {"health_check": "/up"}):
         assert parse(entry(**change)).dynos[("hello", "web.1")] != a
+    other_sha = "0" * 64
+    assert parse(entry(slug={"url": "file:///x.tgz", "sha256": other_sha})).dynos[("hello", "web.1")] != a
+
+
+def test_the_same_slug_from_another_control_node_is_no_change():
+    # Each control node hands out its own download URL; the slug is its SHA-256.
+    a = parse(entry()).dynos[("hello", "web.1")]
+    moved = entry(slug={"url": "http://10.0.0.2:5050/slugs/s-1/download", "sha256": SHA})
+    assert parse(moved).dynos[("hello", "web.1")] == a
 
 
 @pytest.mark.parametrize(
