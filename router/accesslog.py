@@ -18,7 +18,9 @@ now; a shipper to the control plane later sits beside it.
 
 from __future__ import annotations
 
+import os
 import re
+import select
 import sys
 import time
 from collections.abc import Sequence
@@ -97,22 +99,50 @@ class StreamSink:
 
     A blocking write, as nginx's access log is: a stalled reader of stdout stalls the router,
     which is the operator's to fix; a closed one (EPIPE) is counted and reported once.
+
+    `atomic=True` (processes sharing one stdout, `--workers`): the batch is written straight to
+    the file descriptor in pieces of whole lines of at most PIPE_BUF bytes, which a pipe
+    never interleaves with another writer's (POSIX); a longer line goes alone.
     """
 
-    def __init__(self, stream: BinaryIO | None = None) -> None:
+    def __init__(self, stream: BinaryIO | None = None, atomic: bool = False) -> None:
         self._stream = stream if stream is not None else sys.stdout.buffer
+        self._atomic = atomic
         self.failures = 0
 
     def write_lines(self, records: list[tuple[str | None, bytes]]) -> None:
-        data = b"\n".join([line for _, line in records])
         try:
-            self._stream.write(data + b"\n")
-            self._stream.flush()
+            if self._atomic:
+                self._write_atomic([line for _, line in records])
+            else:
+                data = b"\n".join([line for _, line in records])
+                self._stream.write(data + b"\n")
+                self._stream.flush()
         except (BrokenPipeError, ValueError, OSError) as error:
             self.failures += 1
             if self.failures == 1:
                 print(f"dynomesh router: cannot write log lines ({error}); dropping them",
                       file=sys.stderr)
+
+    def _write_atomic(self, lines: list[bytes]) -> None:
+        self._stream.flush()
+        fd = self._stream.fileno()
+        piece: list[bytes] = []
+        size = 0
+        for line in lines:
+            if piece and size + len(line) + 1 > select.PIPE_BUF:
+                _write_all(fd, b"\n".join(piece) + b"\n")
+                piece, size = [], 0
+            piece.append(line)
+            size += len(line) + 1
+        if piece:
+            _write_all(fd, b"\n".join(piece) + b"\n")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 class MemorySink:
