@@ -42,15 +42,16 @@ if TYPE_CHECKING:
 
 _CRLF = b"\r\n"
 _CONNECT = b"CONNECT"
+_LINGER = 2.0  # seconds to read what a refused client still sends before closing
 
 
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
         # per connection
         "router", "rewriter", "parser", "transport", "gate", "peer", "write_paused", "_closing",
-        "_queue", "deadline", "_head_check", "_guard", "_early",
+        "_queue", "deadline", "_head_check", "_guard", "_early", "_error_after",
         # what the parser holds: bytes of an incomplete head or trailer section (limits.py)
-        "_unparsed", "_read_size",
+        "_unparsed", "_read_size", "_head_start",
         # per request being parsed
         "_url", "_headers", "_reading",
         # the request being answered
@@ -74,8 +75,10 @@ class ClientConnection(asyncio.Protocol):
         self._head_check = router.config.limits.request_head_check
         self._guard: GrowthGuard | None = None  # made when a head first grows large
         self._early = b""  # bytes after an upgrade request, for the tunnel
+        self._error_after: RouterError | None = None  # to send once the requests before it are
         self._unparsed = 0
         self._read_size = 0
+        self._head_start = 0  # `_unparsed` when the last message ended: more means a new head
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._reading: Exchange | None = None  # receiving its request body
@@ -122,8 +125,11 @@ class ClientConnection(asyncio.Protocol):
                 raise  # a bug in the router's own callbacks, not the client's fault
             self._reject(rejected.error)
             return
-        except HttpParserError:
-            self._reject(errors.BAD_REQUEST)
+        except HttpParserError as error:
+            # llhttp knows HTTP/0.9 to 2.0 only; any other version is one the router does
+            # not speak (RFC 9110 §15.6.6).
+            self._reject(errors.VERSION_NOT_SUPPORTED if "HTTP version" in str(error)
+                         else errors.BAD_REQUEST)
             return
         if self._unparsed > self._head_check and self._growing():
             return
@@ -183,7 +189,8 @@ class ClientConnection(asyncio.Protocol):
         self._url = b""
         if self._unparsed > self._head_check:  # a large head: check it field by field
             check_request_head(method, target, fields, router.config.limits)
-        self._unparsed = self._read_size  # the rest of this read may start the next head
+        # The rest of this read may start the next head: count it (conservatively) as such.
+        self._unparsed = self._head_start = self._read_size
         if target[:1] != b"/" or method == _CONNECT:
             target, fields = origin_form(method, target, fields)
         head, host, request_id, fwd, framing, flags = self.rewriter.rewrite(
@@ -219,7 +226,7 @@ class ClientConnection(asyncio.Protocol):
         if exchange is None or exchange.request_complete:
             self._reading = None
             return  # no body (complete from the start)
-        self._unparsed = self._read_size  # the rest of this read may start the next head
+        self._unparsed = self._head_start = self._read_size  # as in on_headers_complete
         trailers = self._headers
         if trailers:
             self._headers = []
@@ -238,8 +245,11 @@ class ClientConnection(asyncio.Protocol):
     def exchange_done(self, exchange: Exchange) -> None:
         """`exchange` was answered: start the next pipelined request, or close."""
         self.gate.resume(PEER_BUFFER_FULL)
-        if not exchange.keep_alive or not exchange.request_complete or self._closing:
-            self._close()
+        if not exchange.keep_alive or not exchange.request_complete:
+            if exchange.request_complete:
+                self._close()
+            else:
+                self._linger()  # answered before the body was all read: the client may still send
             return
         queue = self._queue
         if queue:
@@ -247,12 +257,15 @@ class ClientConnection(asyncio.Protocol):
             if not queue:
                 self.gate.resume(PIPELINED)
             following.dispatch()
-        else:
-            self._serving = None
-            router = self.router
-            self.deadline = router.now + router.header_timeout
-            if exchange.flags & UPGRADE:
-                self._upgrade_declined()
+            return
+        if self._closing:
+            self._after_last()
+            return
+        self._serving = None
+        router = self.router
+        self.deadline = router.now + router.header_timeout
+        if exchange.flags & UPGRADE:
+            self._upgrade_declined()
 
     def router_answer(self, exchange: Exchange, error: RouterError) -> None:
         """Send the router's own page for `error`, log it, and close the connection."""
@@ -262,7 +275,7 @@ class ClientConnection(asyncio.Protocol):
             self.transport.write(error.response)
             exchange.nbytes = error.body_length
         exchange.log_error(error, error.status)
-        self._close()
+        self._linger()
 
     def response_interrupted(self, exchange: Exchange, error: RouterError) -> None:
         """The response broke off after its head went out: log it and cut the connection, so
@@ -285,12 +298,15 @@ class ClientConnection(asyncio.Protocol):
 
     def expire(self, now: float) -> None:
         """The deadline passed: the head timeout, or the exchange's."""
+        if self._closing:
+            self.transport.close()  # the end of a lingering close
+            return
         exchange = self._serving
         if exchange is not None:
             exchange.expire(now)
             return
         self.deadline = float("inf")
-        if self._unparsed or self._url or self._headers:
+        if self._head_begun():
             self._answer_unrouted(errors.HEAD_TIMEOUT)  # a head began but did not finish
         else:
             self._close()  # an idle keep-alive connection: closed without a word
@@ -299,12 +315,16 @@ class ClientConnection(asyncio.Protocol):
         """The router is stopping: finish what is being answered, then close."""
         if self._serving is not None:
             self._serving.keep_alive = False  # "Connection: close" if the head is not out yet
-        elif not (self._unparsed or self._url or self._headers):
+        elif not self._head_begun():
             self._close()
 
     def idle(self) -> bool:
         """No request being answered or arriving (the drain closes such connections)."""
-        return self._serving is None and not (self._unparsed or self._url or self._headers)
+        return self._serving is None and not self._head_begun() and not self._closing
+
+    def _head_begun(self) -> bool:
+        """Bytes of a next request arrived since the last one ended."""
+        return self._unparsed != self._head_start or bool(self._url or self._headers)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -349,7 +369,7 @@ class ClientConnection(asyncio.Protocol):
         sent after it were meant for the other protocol: then the connection ends; else it
         carries on as HTTP (the parser resumes after the upgrade request)."""
         if self._early:
-            self._close()
+            self._linger()
             return
         self._early = b""
         self.gate.resume(UPGRADING)
@@ -381,6 +401,22 @@ class ClientConnection(asyncio.Protocol):
         self._drop_queue()
         self.transport.close()
 
+    def _linger(self) -> None:
+        """After the router's own answer: send nothing more, but read (and drop) what the
+        client still sends for a moment before closing. Closing a socket with unread bytes
+        makes the kernel send a reset, which can destroy the answer before the client reads
+        it (nginx's "lingering close")."""
+        self._closing = True
+        self._serving = None
+        self._drop_queue()
+        transport = self.transport
+        if transport.is_closing() or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        transport.resume_reading()
+        self.deadline = self.router.now + min(_LINGER, self.router.header_timeout)
+
     def _drop_queue(self) -> None:
         queue = self._queue
         while queue:
@@ -396,7 +432,8 @@ class ClientConnection(asyncio.Protocol):
             self._closing = True
             return
         if reading is not None and reading is not serving:
-            reading.client_lost()  # a queued request whose body broke: never dispatched
+            self._queue.remove(reading)  # a queued request whose body broke: never dispatched
+            reading.client_lost()
         self._answer_unrouted(error)
 
     def _answer_unrouted(self, error: RouterError) -> None:
@@ -408,14 +445,22 @@ class ClientConnection(asyncio.Protocol):
                                 None, error.status, error.body_length)
         router.metrics.count_unrouted(error.status)
         serving = self._serving
+        self._closing = True  # nothing after the bad request is read
         if serving is None or serving.phase is DONE:
             self.transport.write(error.response)
-            self._close()
+            self._linger()
         else:
-            # Let the request before the bad one be answered, then close (exchange_done).
-            serving.keep_alive = False
-            self._closing = True
-            self._drop_queue()
+            # The requests before the bad one are answered first (exchange_done).
+            self._error_after = error
+
+    def _after_last(self) -> None:
+        """The last request before a bad one was answered: now the bad one's page."""
+        error, self._error_after = self._error_after, None
+        if error is None:
+            self._close()
+            return
+        self.transport.write(error.response)
+        self._linger()
 
 
 def _empty_body(framing, fields) -> bool:

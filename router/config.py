@@ -88,8 +88,9 @@ class Limits:
 
     @property
     def response_head_check(self) -> int:
-        """The same for response heads."""
-        return min(self.response_status_line, self.response_header_line, self.set_cookie_line)
+        """The same for response heads (whose field count is bounded by `headers` too)."""
+        return min(self.response_status_line, self.response_header_line, self.set_cookie_line,
+                   4 * self.headers)
 
 
 @dataclass(frozen=True, slots=True)

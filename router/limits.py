@@ -93,6 +93,8 @@ def check_response_head(reason_length: int, fields: Fields, limits: Limits) -> N
     """The exact size checks for a response head larger than `limits.response_head_check`."""
     if reason_length + 13 > limits.response_status_line:  # "HTTP/1.1 200 " + reason
         raise ResponseRejected(errors.RESPONSE_TOO_LARGE)
+    if len(fields) > limits.headers:
+        raise ResponseRejected(errors.RESPONSE_TOO_LARGE)
     line, cookie = limits.response_header_line - 2, limits.set_cookie_line - 2
     for name, value in fields:
         size = len(name) + len(value)

@@ -310,17 +310,3 @@ async def test_client_gone_mid_response_is_logged_h27(dyno_factory, router_facto
     fields = router.log_fields()
     assert fields["status"] == "499" and fields["desc"] == "Client Request Interrupted"
     assert router.router.metrics.apps["app1"].in_flight == 0
-
-
-async def test_upgrade_request_goes_up_as_a_plain_request_and_then_the_connection_ends(
-        dyno_factory, router_factory):
-    dyno = await dyno_factory()
-    router = await router_factory(table_of(app_entry("app1", dynos=[dyno])))
-    client = await router.client()
-    response = await client.request("GET", "/ws", host="app1.localhost", headers=[
-        ("Connection", "Upgrade"), ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")])
-    assert response.status == 200
-    (seen,) = dyno.requests
-    assert seen.get("Upgrade") is None and seen.get("Connection") is None
-    assert seen.get("Sec-WebSocket-Version") == b"13"
-    assert await client.closed()
