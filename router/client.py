@@ -124,15 +124,15 @@ class ClientConnection(asyncio.Protocol):
             if not isinstance(rejected, RequestRejected):
                 raise  # a bug in the router's own callbacks, not the client's fault
             self._reject(rejected.error)
-            return
         except HttpParserError as error:
             # llhttp knows HTTP/0.9 to 2.0 only; any other version is one the router does
             # not speak (RFC 9110 §15.6.6).
             self._reject(errors.VERSION_NOT_SUPPORTED if "HTTP version" in str(error)
                          else errors.BAD_REQUEST)
-            return
-        if self._unparsed > self._head_check and self._growing():
-            return
+        else:
+            if self._unparsed > self._head_check and self._growing():
+                return
+        # What was parsed before any error still goes: it belongs to a request in progress.
         exchange = self._serving
         if exchange is not None and exchange.pending and exchange.upstream is not None:
             exchange.flush_request()
@@ -246,10 +246,7 @@ class ClientConnection(asyncio.Protocol):
         """`exchange` was answered: start the next pipelined request, or close."""
         self.gate.resume(PEER_BUFFER_FULL)
         if not exchange.keep_alive or not exchange.request_complete:
-            if exchange.request_complete:
-                self._close()
-            else:
-                self._linger()  # answered before the body was all read: the client may still send
+            self._linger()  # the client may have sent (or be sending) more than this request
             return
         queue = self._queue
         if queue:
@@ -281,7 +278,15 @@ class ClientConnection(asyncio.Protocol):
         """The response broke off after its head went out: log it and cut the connection, so
         the client sees the truncation (a short body or a missing last chunk)."""
         exchange.log_error(error, exchange.status)
-        self._close()
+        if exchange.http11:
+            self._close()
+        else:
+            # An HTTP/1.0 client's body may be delimited by the close itself: only a reset
+            # shows it was cut short.
+            self._closing = True
+            self._serving = None
+            self._drop_queue()
+            self.transport.abort()
 
     def handed_over(self) -> None:
         """The connection became one end of a tunnel (tunnel.py): HTTP is over on it."""
@@ -402,10 +407,11 @@ class ClientConnection(asyncio.Protocol):
         self.transport.close()
 
     def _linger(self) -> None:
-        """After the router's own answer: send nothing more, but read (and drop) what the
-        client still sends for a moment before closing. Closing a socket with unread bytes
-        makes the kernel send a reset, which can destroy the answer before the client reads
-        it (nginx's "lingering close")."""
+        """The connection ends after what was written: send nothing more, but read (and
+        drop) what the client still sends for a moment before closing. Closing a socket with
+        unread bytes makes the kernel send a reset, which can destroy the last answer before
+        the client reads it (nginx's "lingering close"). A client that reads the answer and
+        closes ends it at once."""
         self._closing = True
         self._serving = None
         self._drop_queue()
@@ -425,6 +431,8 @@ class ClientConnection(asyncio.Protocol):
     def _reject(self, error: RouterError) -> None:
         """The client broke HTTP or a limit: answer `error` and close, after any request
         before this one. The parser stops here; nothing after it is read."""
+        if self._closing:
+            return  # already answered (the parser went on through the rest of that read)
         reading, serving = self._reading, self._serving
         self._reading = None
         if reading is not None and reading is serving and reading.phase is not DONE:
@@ -456,10 +464,8 @@ class ClientConnection(asyncio.Protocol):
     def _after_last(self) -> None:
         """The last request before a bad one was answered: now the bad one's page."""
         error, self._error_after = self._error_after, None
-        if error is None:
-            self._close()
-            return
-        self.transport.write(error.response)
+        if error is not None:
+            self.transport.write(error.response)
         self._linger()
 
 

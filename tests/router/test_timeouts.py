@@ -275,3 +275,26 @@ async def test_a_pooled_connection_dying_before_the_response_is_retried_only_if_
     response = await client.request("POST", "/pay", host="app1.localhost", body=b"1")
     assert response.status == 503 and router.log_fields()["code"] == "H13"
     assert other.connections == 1  # POST: never sent twice
+
+
+async def test_a_client_gone_mid_request_is_h27_and_the_dyno_connection_closes(dyno_factory,
+                                                                              router_factory):
+    dropped = asyncio.Event()
+
+    async def wait_for_body(dyno, reader, writer):
+        await read_head(reader)
+        assert await reader.read() == b"par"  # then the router closes this connection
+        dropped.set()
+
+    dyno = await dyno_factory(handler=wait_for_body)
+    router = await router_factory(table_of(app_entry("app1", dynos=[dyno])))
+    client = await router.client()
+    await client.send(b"POST / HTTP/1.1\r\nHost: app1.localhost\r\nContent-Length: 10\r\n\r\npar")
+    await wait_until(lambda: any(c.serving is not None and c.serving.upstream is not None
+                                 for c in router.router.clients))
+    client.writer.transport.abort()
+    await dropped.wait()
+    await wait_until(lambda: any("code=H27" in line for line in router.log_lines()))
+    fields = router.log_fields()
+    assert (fields["status"], fields["method"]) == ("499", "POST")
+    assert router.router.metrics.apps["app1"].in_flight == 0
