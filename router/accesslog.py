@@ -73,19 +73,20 @@ _PLAIN = (_PREFIX + b"at=%s desc=%s method=%s path=%s host=%s request_id=%s fwd=
 class Timestamps:
     """RFC 5424 UTC timestamps; the date-and-seconds part is formatted once per second."""
 
-    __slots__ = ("_second", "_text")
+    __slots__ = ("second", "text")
 
     def __init__(self) -> None:
-        self._second = -1
-        self._text = b""
+        # The second `text` formats; AccessLog.info reads both directly (once per request).
+        self.second = -1
+        self.text = b""
 
     def split(self, wall: float) -> tuple[bytes, int]:
         """-> (b"2026-11-26T12:00:00", microseconds)."""
         second = int(wall)
-        if second != self._second:
-            self._second = second
-            self._text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
-        return self._text, int((wall - second) * 1_000_000)
+        if second != self.second:
+            self.second = second
+            self.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+        return self.text, int((wall - second) * 1_000_000)
 
 
 
@@ -188,14 +189,16 @@ class BufferedLogWriter:
 class AccessLog:
     """Formats the per-request line; holds nothing per request."""
 
-    __slots__ = ("writer", "_timestamps", "_protocol", "_fwd_quoted")
+    __slots__ = ("writer", "_timestamps", "_protocol", "_fwd_quoted", "_path_quoted")
 
     def __init__(self, writer: BufferedLogWriter, protocol: bytes = b"http") -> None:
         self.writer = writer
         self._timestamps = Timestamps()
         self._protocol = protocol
-        # fwd values repeat (one per client address): remember their quoted form, bounded.
+        # fwd values repeat (one per client address), and so do paths: remember their quoted
+        # form, bounded in entries (and, for paths, which clients choose, in length).
         self._fwd_quoted: dict[bytes, bytes] = {}
+        self._path_quoted: dict[bytes, bytes] = {}
 
     def info(self, app: str, wall: float, method: bytes, path: bytes, host: bytes,
              request_id: bytes, fwd: bytes, dyno: bytes, connect_ms: int, service_ms: int,
@@ -205,13 +208,18 @@ class AccessLog:
         `host` matched the routing table, so it holds only host-name characters and needs no
         quoting; `dyno` is already a logfmt value (see DynoPool).
         """
-        second, micros = self._timestamps.split(wall)
+        timestamps = self._timestamps
+        second = int(wall)
+        if second != timestamps.second:
+            timestamps.split(wall)  # a new second: formatted once
         fwd_quoted = self._fwd_quoted.get(fwd)
         if fwd_quoted is None:
             fwd_quoted = self._remember_fwd(fwd)
+        path_quoted = self._path_quoted.get(path)
+        if path_quoted is None:
+            path_quoted = self._remember_path(path)
         line = _INFO % (
-            second, micros, method,
-            b'"' + path + b'"' if _NEEDS_ESCAPE.search(path) is None else _escape_slow(path),
+            timestamps.text, int((wall - second) * 1_000_000), method, path_quoted,
             host, request_id if b"=" not in request_id else _escape_slow(request_id),
             fwd_quoted, dyno, connect_ms, service_ms, status, nbytes, self._protocol)
         writer = self.writer
@@ -219,6 +227,15 @@ class AccessLog:
         pending.append((app, line))
         if len(pending) >= writer._max_pending:
             writer.flush()
+
+    def _remember_path(self, path: bytes) -> bytes:
+        value = quoted(path)
+        if len(path) <= 256:
+            cache = self._path_quoted
+            if len(cache) >= 4096:
+                cache.clear()
+            cache[path] = value
+        return value
 
     def _remember_fwd(self, fwd: bytes) -> bytes:
         cache = self._fwd_quoted

@@ -244,7 +244,9 @@ class ClientConnection(asyncio.Protocol):
 
     def exchange_done(self, exchange: Exchange) -> None:
         """`exchange` was answered: start the next pipelined request, or close."""
-        self.gate.resume(PEER_BUFFER_FULL)
+        gate = self.gate
+        if gate.reasons:
+            gate.resume(PEER_BUFFER_FULL)
         if not exchange.keep_alive or not exchange.request_complete:
             self._linger()  # the client may have sent (or be sending) more than this request
             return

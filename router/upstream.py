@@ -85,12 +85,20 @@ class UpstreamConnection(asyncio.Protocol):
     def detach(self) -> None:
         self.exchange = None
         self.client_transport = None
-        self.gate.resume(PEER_BUFFER_FULL)
+        gate = self.gate
+        if gate.reasons:
+            gate.resume(PEER_BUFFER_FULL)
         if self._stray or (self._head_done and not self._complete):
             # Bytes beyond the response, or a response cut short: this connection's framing
             # can no longer be trusted.
             self.close()
-        self._reset()
+        # As _reset(), inlined: this runs once per request.
+        self._headers = []
+        self._head_done = self._complete = self._reusable = self._got_bytes = False
+        self._stray = False
+        self._downstream = self._upstream = NONE
+        self._unparsed = 0
+        self._switching = None
 
     def close(self) -> None:
         if self.transport is not None:
