@@ -178,6 +178,10 @@ async def test_workers_share_one_port_and_report_metrics_together(dyno_factory, 
     assert all(count > 0 for count in per_worker.values())  # both workers served
     assert "dynomesh_router_workers 2.0" in lines
     assert "dynomesh_router_routes_apps 1.0" in lines  # the table's facts are not summed
+    router.process.send_signal(signal.SIGHUP)  # passed on: every worker reloads
+    reloaded = {(await router.line(r"router\[worker (\d)\]: reloaded 1 apps")).group(1)
+                for _ in range(2)}
+    assert reloaded == {"1", "2"}
     router.process.send_signal(signal.SIGTERM)
     code, out = await router.finish()
     assert code == 0 and "dynomesh router: stopped" in router.stderr
