@@ -53,7 +53,7 @@ class ClientConnection(asyncio.Protocol):
         # what the parser holds: bytes of an incomplete head or trailer section (limits.py)
         "_unparsed", "_read_size", "_head_start",
         # per request being parsed
-        "_url", "_headers", "_reading",
+        "on_url", "_url", "_headers", "_reading",
         # the request being answered
         "_serving",
     )
@@ -61,6 +61,10 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, router: Router) -> None:
         self.router = router
         self.rewriter: RequestRewriter | None = None  # chosen by the peer, connection_made
+        # The request target's pieces as httptools delivers them: a bound list.append is the
+        # cheapest callback it can make (no Python frame). Set before the parser looks for it.
+        self._url: list[bytes] = []
+        self.on_url = self._url.append
         self.parser = HttpRequestParser(self)
         # RFC 9112 §6.3: with both Content-Length and chunked, chunked wins (and the
         # connection closes after the response); without this llhttp refuses such requests.
@@ -79,7 +83,6 @@ class ClientConnection(asyncio.Protocol):
         self._unparsed = 0
         self._read_size = 0
         self._head_start = 0  # `_unparsed` when the last message ended: more means a new head
-        self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._reading: Exchange | None = None  # receiving its request body
         self._serving: Exchange | None = None  # being answered
@@ -169,9 +172,6 @@ class ClientConnection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------------
 
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-
     def on_header(self, name: bytes, value: bytes) -> None:
         # Head fields, or after the head (a fresh list then) the trailer fields of a chunked
         # body; no branch here, it runs for every field.
@@ -184,9 +184,10 @@ class ClientConnection(asyncio.Protocol):
         router = self.router
         wall = _wall_clock()
         method = parser.get_method()
-        target = self._url
+        pieces = self._url
+        target = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        pieces.clear()
         fields, self._headers = self._headers, []  # what follows the head are trailers
-        self._url = b""
         if self._unparsed > self._head_check:  # a large head: check it field by field
             check_request_head(method, target, fields, router.config.limits)
         # The rest of this read may start the next head: count it (conservatively) as such.
@@ -393,7 +394,7 @@ class ClientConnection(asyncio.Protocol):
             limits = self.router.config.limits
             guard = self._guard = GrowthGuard(limits.header_line, limits.request_line,
                                               limits.headers)
-        verdict = guard.check(self._unparsed, self._headers, len(self._url))
+        verdict = guard.check(self._unparsed, self._headers, sum(map(len, self._url)))
         if verdict == GrowthGuard.OK:
             return False
         self._reject(errors.REQUEST_LINE_TOO_LONG if verdict == GrowthGuard.FIRST_LINE_TOO_LONG

@@ -138,7 +138,7 @@ class RequestIds:
     hex is grouped by `bytes.hex`, leaving three slices per id.
     """
 
-    __slots__ = ("_random_bytes", "_batch", "_ready")
+    __slots__ = ("_random_bytes", "_batch", "ready")
 
     _VERSION_4 = bytes((b & 0x0F) | 0x40 for b in range(256))  # byte 6: 0100xxxx
     _VARIANT_1 = bytes((b & 0x3F) | 0x80 for b in range(256))  # byte 8: 10xxxxxx
@@ -146,14 +146,14 @@ class RequestIds:
     def __init__(self, random_bytes: Callable[[int], bytes] = os.urandom, batch: int = 256):
         self._random_bytes = random_bytes
         self._batch = batch
-        self._ready: list[bytes] = []
+        self.ready: list[bytes] = []  # ids made and not yet handed out (popped from the end)
 
     def next(self) -> bytes:
         try:
-            return self._ready.pop()
+            return self.ready.pop()
         except IndexError:  # once per batch
             self._refill()
-            return self._ready.pop()
+            return self.ready.pop()
 
     def _refill(self) -> None:
         raw = bytearray(self._random_bytes(16 * self._batch))
@@ -161,7 +161,7 @@ class RequestIds:
         raw[8::16] = raw[8::16].translate(self._VARIANT_1)
         # "aaaa-bbbb-cccc-dddd-eeee-ffff-gggg-hhhh-" per id -> "aaaabbbb-cccc-dddd-eeee-ffffgggghhhh"
         text = raw.hex("-", 2).encode("ascii") + b"-"
-        self._ready = [text[i:i + 4] + text[i + 5:i + 29] + text[i + 30:i + 34] + text[i + 35:i + 39]
+        self.ready = [text[i:i + 4] + text[i + 5:i + 29] + text[i + 30:i + 34] + text[i + 35:i + 39]
                        for i in range(0, len(text), 40)]
 
 
@@ -292,7 +292,8 @@ class RequestRewriter:
         if flags & UPGRADE:
             out.append(b"Connection: Upgrade\r\nUpgrade: %s\r\n" % upgrade)
         if request_id is None or not valid_request_id(request_id):
-            request_id = self._request_ids.next()
+            ready = self._request_ids.ready  # RequestIds.next(), inlined: once per request
+            request_id = ready.pop() if ready else self._request_ids.next()
         if xff is None:
             xff = peer
         elif not self._trusted:
@@ -352,7 +353,8 @@ def response_framing(status: int, *, head_request: bool, chunked: bool, has_leng
 def rewrite_response(status: int, headers: Headers, *, head_request: bool, client_http11: bool,
                      client_keep_alive: bool) -> tuple[bytes, Framing, Framing, bool]:
     """-> (head for the client, dyno-side framing, client-side framing, keep client alive)."""
-    out = [status_line(status)]
+    line = STATUS_LINES.get(status)  # status_line(), inlined: once per response
+    out = [line if line is not None else status_line(status)]
     chunked = has_length = False
     listed: list[bytes] | None = None
     known = _RESPONSE_ACTIONS.by_raw
