@@ -70,7 +70,7 @@ LIMITS = [
     ("--max-headers", "headers", "header fields in a request or response (else 400 / H25)"),
     ("--max-response-status-line", "response_status_line", "a dyno's status line (else H25)"),
     ("--max-response-header-line", "response_header_line", "a dyno's header line (else H25)"),
-    ("--max-set-cookie", "set_cookie_line", "a dyno's Set-Cookie line (else H25)"),
+    ("--max-set-cookie-line", "set_cookie_line", "a dyno's Set-Cookie line (else H25)"),
 ]
 
 
