@@ -6,7 +6,7 @@ connection), and the pool must stay good afterwards."""
 import pytest
 
 from tests.router.conftest import app_entry, table_of
-from tests.router.wire import RawClient, build_request, read_response, send_bytes
+from tests.router.wire import build_request, read_response, send_bytes
 
 HOST = b"Host: app1.localhost\r\n"
 GET = b"GET / HTTP/1.1\r\n"

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from tests.router.conftest import app_entry, table_of, wait_until
-from tests.router.wire import build_request, read_head, read_response, response_bytes
+from tests.router.wire import build_request, read_head, response_bytes
 
 
 async def test_a_dyno_that_never_answers_is_h12(dyno_factory, router_factory):
