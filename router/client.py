@@ -42,14 +42,17 @@ if TYPE_CHECKING:
 
 _CRLF = b"\r\n"
 _CONNECT = b"CONNECT"
-_LINGER = 2.0  # seconds to read what a refused client still sends before closing
+# A lingering close reads (and drops) what the client still sends until it has been quiet this
+# long, for this long at most (nginx's lingering_timeout and lingering_time).
+_LINGER = 5.0
+_LINGER_TOTAL = 30.0
 
 
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
         # per connection
         "router", "rewriter", "parser", "transport", "gate", "peer", "write_paused", "_closing",
-        "_queue", "deadline", "_head_check", "_guard", "_early", "_error_after",
+        "_queue", "deadline", "_head_check", "_guard", "_early", "_error_after", "_linger_end",
         # what the parser holds: bytes of an incomplete head or trailer section (limits.py)
         "_unparsed", "_read_size", "_head_start",
         # per request being parsed
@@ -80,6 +83,7 @@ class ClientConnection(asyncio.Protocol):
         self._guard: GrowthGuard | None = None  # made when a head first grows large
         self._early = b""  # bytes after an upgrade request, for the tunnel
         self._error_after: RouterError | None = None  # to send once the requests before it are
+        self._linger_end = 0.0  # when lingering, the latest moment to close
         self._unparsed = 0
         self._read_size = 0
         self._head_start = 0  # `_unparsed` when the last message ended: more means a new head
@@ -108,6 +112,8 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
+            if self._linger_end:  # lingering: drop it, and wait a little longer
+                self.deadline = min(self.router.now + _LINGER, self._linger_end)
             return
         n = self._read_size = len(data)
         reading = self._reading
@@ -414,7 +420,8 @@ class ClientConnection(asyncio.Protocol):
         drop) what the client still sends for a moment before closing. Closing a socket with
         unread bytes makes the kernel send a reset, which can destroy the last answer before
         the client reads it (nginx's "lingering close"). A client that reads the answer and
-        closes ends it at once."""
+        closes ends it at once; one that goes on sending (an upload the app refused early)
+        is read until it is quiet for a moment, within a limit."""
         self._closing = True
         self._serving = None
         self._drop_queue()
@@ -424,7 +431,9 @@ class ClientConnection(asyncio.Protocol):
             return
         transport.write_eof()
         transport.resume_reading()
-        self.deadline = self.router.now + min(_LINGER, self.router.header_timeout)
+        now = self.router.now
+        self._linger_end = now + _LINGER_TOTAL
+        self.deadline = now + min(_LINGER, self.router.header_timeout)
 
     def _drop_queue(self) -> None:
         queue = self._queue
