@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from router.metrics import RouterCollector
+from router.metrics import RouterCollector, snapshot
 
 if TYPE_CHECKING:
     from router.server import Router
@@ -41,10 +41,15 @@ def admin_app(router: Router) -> web.Application:
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def counters(request: web.Request) -> web.Response:
+        """The raw counters as JSON, for the --workers supervisor to merge (workers.py)."""
+        return web.json_response(snapshot(router.metrics, router.gauges()))
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/snapshot", counters)
     return app
 
 
