@@ -21,7 +21,9 @@ def admin_app(router: Router) -> web.Application:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RouterCollector(router.metrics, router.gauges))
     if router.feed is not None:
-        registry.register(router.feed.collector())
+        from router.feed import FeedCollector
+
+        registry.register(FeedCollector(router.feed.figures))
 
     async def healthz(request: web.Request) -> web.Response:
         """The process is up and its loop answers."""
@@ -43,7 +45,10 @@ def admin_app(router: Router) -> web.Application:
 
     async def counters(request: web.Request) -> web.Response:
         """The raw counters as JSON, for the --workers supervisor to merge (workers.py)."""
-        return web.json_response(snapshot(router.metrics, router.gauges()))
+        data = snapshot(router.metrics, router.gauges())
+        if router.feed is not None:
+            data["feed"] = router.feed.figures()._asdict()
+        return web.json_response(data)
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

@@ -238,6 +238,12 @@ class WorkerSupervisor:
         merged, gauges = merge([data for _, data in snapshots])
         registry.register(RouterCollector(merged, lambda: gauges))
         registry.register(_WorkerCollector(len(self.workers), snapshots))
+        feeds = [data["feed"] for _, data in snapshots if "feed" in data]
+        if feeds:
+            from router.feed import FeedCollector, FeedFigures
+
+            merged_feed = FeedFigures.merge([FeedFigures(**figures) for figures in feeds])
+            registry.register(FeedCollector(lambda: merged_feed))
         return web.Response(body=generate_latest(registry),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 
