@@ -1,12 +1,12 @@
 """An app's log lines from the control plane: `Scale to web=3 by …`, `Preboot: switched to v8`.
 
 Everything the control plane says into an app's log goes through `AppLog.write`, in Heroku's
-format (`heroku[api]: …`). Today `StdoutAppLog` prints each line to the control plane's stdout,
-prefixed with the app like the dyno manager's own lines:
+format (`heroku[api]: …`). A control node writes each line twice (`TeeAppLog`): into the app's
+log stream (`StreamAppLog`: stored with the routers' and dyno managers' lines, shown by
+`dynomesh logs`), and to its own stdout (`StdoutAppLog`), prefixed with the app like the dyno
+manager's own lines:
 
     2026-11-26T12:00:00.123456+00:00 hello heroku[api]: Scale to web=3 by operator
-
-Storage and streaming (`dynomesh logs`) plug in behind the same interface.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ import logging
 import queue
 import sys
 import threading
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 import logline
+
+if TYPE_CHECKING:
+    from controlplane.logs.ingest import LogIngest
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +84,34 @@ class StdoutAppLog:
                         self._lines.qsize())
             return
         self._thread.join(timeout=5)
+
+
+class StreamAppLog:
+    """Lines into the app's log stream, queued for the next group commit (never waiting)."""
+
+    def __init__(self, ingest: LogIngest) -> None:
+        self._ingest = ingest
+
+    def write(self, app: str, message: str, *, process: str = "api") -> None:
+        from controlplane.store.logs import NewLine
+
+        self._ingest.write_nowait(app, NewLine(logline.rfc5424_timestamp(), "heroku", process,
+                                               message))
+
+    def close(self) -> None:
+        """The node flushes its log stream when it stops."""
+
+
+class TeeAppLog:
+    """The same lines to several app logs."""
+
+    def __init__(self, *logs: AppLog) -> None:
+        self._logs = logs
+
+    def write(self, app: str, message: str, *, process: str = "api") -> None:
+        for applog in self._logs:
+            applog.write(app, message, process=process)
+
+    def close(self) -> None:
+        for applog in self._logs:
+            applog.close()

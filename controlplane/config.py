@@ -66,6 +66,9 @@ class ControlConfig:
     # The control plane's URL as dyno managers reach it, for slug URLs in assignments;
     # None: the URL each dyno manager itself used.
     public_url: str | None = None
+    # Lines a `dynomesh logs --tail` session may fall behind before it is cut off (L11);
+    # about 1.5 MB of router lines, several seconds of a very busy app.
+    tail_buffer: int = 5_000
 
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port <= 65535 or not 1 <= self.router_port <= 65535:
@@ -82,6 +85,8 @@ class ControlConfig:
         for name in ("startup_grace", "take_out_grace"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must not be negative")
+        if self.tail_buffer < 1:
+            raise ValueError("--tail-buffer must be at least 1 line")
         if self.public_url is not None and not self.public_url.startswith(
                 ("http://", "https://")):
             raise ValueError(f"--public-url must be an http:// or https:// URL, got "

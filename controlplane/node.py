@@ -13,10 +13,11 @@ from collections.abc import Callable
 from aiohttp import web
 
 from controlplane.api import ApiContext, make_app
-from controlplane.applog import AppLog
+from controlplane.applog import AppLog, StreamAppLog, TeeAppLog
 from controlplane.config import ControlConfig
 from controlplane.feeds.hub import AssignmentHub, RouteHub
 from controlplane.feeds.progress import NodePresence, RouteFollowers
+from controlplane.logs import LogService
 from controlplane.scheduler.liveness import AgentLiveness
 from controlplane.scheduler.scheduler import FormationScheduler, SchedulerConfig
 from controlplane.scheduler.takeout import TakeOutPolicy
@@ -24,6 +25,8 @@ from controlplane.slugstore import SlugStorage
 from controlplane.store import Store
 
 log = logging.getLogger("dynomesh.control")
+# At shutdown, lines already taken in get this long to be stored.
+LOG_FLUSH_TIMEOUT = 5.0
 
 
 class ControlNode:
@@ -34,13 +37,15 @@ class ControlNode:
         self.config = config
         self.store = store
         self.node_id = node_id or f"node-{uuid.uuid4().hex[:12]}"
-        self.applog = applog
+        self.applog = applog  # as given (stdout); the node's lines also go to the log stream
+        self.logs = LogService(store)
+        app_log = TeeAppLog(applog, StreamAppLog(self.logs.ingest))
         history = config.change_history
         self.routes = RouteHub(store.db, base_domain=config.base_domain, history=history)
         self.assignments = AssignmentHub(store.db, history=history)
         self.followers = RouteFollowers()
         self.scheduler = FormationScheduler(
-            store.db, node_id=self.node_id, followers=self.followers, applog=applog,
+            store.db, node_id=self.node_id, followers=self.followers, applog=app_log,
             config=SchedulerConfig(
                 liveness=AgentLiveness(config.agent_timeout, config.startup_grace),
                 take_out=TakeOutPolicy(config.take_out_grace, config.take_out_timeout)),
@@ -49,8 +54,8 @@ class ControlNode:
                                       lambda: self.routes.revision, clock)
                          if store.db.shared else None)
         self.context = ApiContext(config, store, slugs, self.routes, self.assignments,
-                                  self.followers, applog, self.node_id,
-                                  self.scheduler.leading)
+                                  self.followers, app_log, self.node_id,
+                                  self.scheduler.leading, self.logs)
         self._tasks: list[asyncio.Task] = []
         # Set when a task of this node died of a bug: a node whose feeds or scheduler stopped
         # must not keep answering as if it were healthy; `dynomesh control` exits instead.
@@ -63,8 +68,9 @@ class ControlNode:
         """Load the feeds' state, then follow revisions and take part in scheduling."""
         await self.routes.start()
         await self.assignments.start()
+        await self.logs.start()
         runners = {"route-hub": self.routes.run(), "assignment-hub": self.assignments.run(),
-                   "scheduler": self.scheduler.run()}
+                   "scheduler": self.scheduler.run(), **self.logs.runners()}
         if self.presence is not None:
             runners["presence"] = self.presence.run()
         for name, coroutine in runners.items():
@@ -88,12 +94,16 @@ class ControlNode:
             self.failed.set()
 
     async def close_feeds(self) -> None:
-        """End every feed response (followers reconnect elsewhere); first step of a shutdown."""
+        """End every feed response and log tail (followers reconnect elsewhere); first step of
+        a shutdown."""
         await self.routes.close()
         await self.assignments.close()
+        self.logs.close_tails()
 
     async def stop(self) -> None:
         await self.close_feeds()
+        if self._tasks and not await self.logs.flush(LOG_FLUSH_TIMEOUT):
+            log.warning("control: log lines taken in were not all stored before stopping")
         for task in self._tasks:
             task.cancel()
         # Failures were logged when they happened (`_died`); cancellations are the point.

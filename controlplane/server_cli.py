@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default 10)")
     fleet.add_argument("--feed-heartbeat", type=_seconds, default=5.0, metavar="S",
                        help="send feed followers a heartbeat this often when idle (default 5)")
+    parser.add_argument("--tail-buffer", type=int, default=5_000, metavar="LINES",
+                        help="lines a `dynomesh logs --tail` session may fall behind before it "
+                             "is cut off (default 5000)")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
     return parser
@@ -100,7 +103,7 @@ def main(argv: list[str]) -> int:
             change_history=args.change_history, agent_timeout=args.agent_timeout,
             startup_grace=args.startup_grace, take_out_grace=args.take_out_grace,
             take_out_timeout=args.take_out_timeout, feed_heartbeat=args.feed_heartbeat,
-            public_url=args.public_url)
+            public_url=args.public_url, tail_buffer=args.tail_buffer)
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,

@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="JSON file of the dynos to run; re-read on SIGHUP")  # fmt: skip
     parser.add_argument("--token-file", metavar="FILE", type=Path,
                         help="with --control: file holding this VM's dynomgr token")  # fmt: skip
+    parser.add_argument("--no-log-ship", action="store_true",
+                        help="with --control: keep dyno output and platform lines out of the control plane's log stream (`dynomesh logs`); stdout only")  # fmt: skip
+    parser.add_argument("--log-ship-buffer", metavar="BYTES", type=int, default=8 * 1024 * 1024,
+                        help="with --control: log lines held while the control plane is slow or away, before they are dropped and counted (default 8388608)")  # fmt: skip
     parser.add_argument("--capacity-mb", metavar="MB", type=int,
                         help="with --control: memory offered to dynos (default: this machine's total memory)")  # fmt: skip
     parser.add_argument("--data-dir", metavar="DIR", type=Path,
@@ -170,7 +174,8 @@ def machine_memory_mb() -> int:
 def build_follow(args: argparse.Namespace):
     """--control, --token-file, --capacity-mb -> a FollowConfig (None with --assignments)."""
     if args.control is None:
-        for flag, value in (("--token-file", args.token_file), ("--capacity-mb", args.capacity_mb)):
+        for flag, value in (("--token-file", args.token_file), ("--capacity-mb", args.capacity_mb),
+                            ("--no-log-ship", args.no_log_ship or None)):
             if value is not None:
                 raise ValueError(f"{flag} goes with --control")
         return None
@@ -185,7 +190,17 @@ def build_follow(args: argparse.Namespace):
         urls=parse_control_urls(args.control),
         token=read_token_file(args.token_file),
         capacity_mb=args.capacity_mb if args.capacity_mb is not None else machine_memory_mb(),
+        logs=None if args.no_log_ship else _ship_settings(args.log_ship_buffer),
     )
+
+
+def _ship_settings(buffer_bytes: int):
+    from logship import ShipSettings
+
+    try:
+        return ShipSettings(buffer_bytes=buffer_bytes)
+    except ValueError as exc:
+        raise ValueError(f"--log-ship-buffer: {exc}") from None
 
 
 def base_env(environ: dict[str, str]) -> dict[str, str]:

@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any, Callable
 
 from feedclient import FeedError, FeedLost, FeedRefused, FeedResync, FeedSettings, follow_feed
+from logship import ShipSettings
 
 from dynomgr.assignments import (Assignment, AssignmentSet, AssignmentsError, EntryError, Key,
                                  parse_entries)
@@ -41,6 +42,8 @@ class FollowConfig:
     # Memory this VM offers to dynos, in MB (registered; the scheduler places by it).
     capacity_mb: int
     feed: FeedSettings = field(default_factory=FeedSettings)
+    # Dyno output and platform lines shipped to the control plane's log stream (None: not).
+    logs: ShipSettings | None = field(default_factory=ShipSettings)
 
     def __post_init__(self) -> None:
         if not self.urls:

@@ -57,6 +57,7 @@ async def run_agent(config: AgentConfig, base_env: Mapping[str, str], *,
     writer = NonBlockingWriter(1, config.log_buffer_bytes, on_drop=metrics.log_lines_dropped.inc)
     await writer.start()
     control = reporter = None
+    shipped: list = []  # the log shipping reporter, when following with shipping on
     if follow is not None:
         from dynomgr.control import ControlPlane
         from dynomgr.controlreporter import ControlPlaneReporter
@@ -65,6 +66,15 @@ async def run_agent(config: AgentConfig, base_env: Mapping[str, str], *,
         registration = {"address": config.advertise_host, "capacity_mb": follow.capacity_mb,
                         "ports": [config.ports.first, config.ports.last], "version": VERSION}
         reporter = ControlPlaneReporter(control, registration, log, metrics)
+        if follow.logs is not None:
+            from logship import LogShipper, ShipCollector
+
+            from dynomgr.logship import LogShipReporter
+
+            shipper = LogShipper(follow.urls, follow.token, follow.logs, say=log.info)
+            shipper.start()
+            metrics.registry.register(ShipCollector("dynomgr", shipper.figures))
+            shipped.append(LogShipReporter(shipper))
 
         def authorize(url: str):
             targets = control.slug_urls(url)
@@ -82,7 +92,7 @@ async def run_agent(config: AgentConfig, base_env: Mapping[str, str], *,
         markers=markers,
         ports=PortAllocator(config.ports),
         listen=ListenWatcher.create(config.readiness_interval),
-        reporter=stdout if reporter is None else FanoutReporter(stdout, reporter),
+        reporter=stdout if reporter is None else FanoutReporter(stdout, reporter, *shipped),
         metrics=metrics,
         base_env=dict(base_env),
         # util-linux's setpriv drops root in the exec chain (no fork of the agent); only

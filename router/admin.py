@@ -24,6 +24,10 @@ def admin_app(router: Router) -> web.Application:
         from router.feed import FeedCollector
 
         registry.register(FeedCollector(router.feed.figures))
+    if router.log_shipper is not None:
+        from logship import ShipCollector
+
+        registry.register(ShipCollector("dynomesh_router", router.log_shipper.figures))
 
     async def healthz(request: web.Request) -> web.Response:
         """The process is up and its loop answers."""
@@ -48,6 +52,8 @@ def admin_app(router: Router) -> web.Application:
         data = snapshot(router.metrics, router.gauges())
         if router.feed is not None:
             data["feed"] = router.feed.figures()._asdict()
+        if router.log_shipper is not None:
+            data["log_ship"] = router.log_shipper.figures()._asdict()
         return web.json_response(data)
 
     app = web.Application()

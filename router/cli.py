@@ -37,7 +37,8 @@ routes.json (format: docs/routes-format.md):
              "maintenance": false, "state": "running",
              "dynos": [{"name": "web.1", "address": "127.0.0.1:9001"}]}]}
 
-One log line per request goes to stdout; status messages go to stderr.
+One log line per request goes to stdout and, following a control plane, to its log stream
+(`dynomesh logs`); status messages go to stderr.
 Admin endpoints: /healthz, /readyz (a table is loaded), /metrics (Prometheus).
 Signals: SIGHUP reloads the routes file (with --routes); SIGTERM drains in-flight requests, then exits 0.
 Reference (every flag, H-code and limit): docs/router.md
@@ -99,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--routes", type=Path, metavar="FILE",
                         help="static routing table (JSON, see docs/routes-format.md), instead "
                              "of --control; SIGHUP reloads it")
+    parser.add_argument("--log-ship", metavar="URL[,URL]|off",
+                        help="ship each request's log line to these control planes' log "
+                             "stream (`dynomesh logs`); default: the --control URLs, none "
+                             "with --routes; 'off' for stdout only")
+    parser.add_argument("--log-ship-buffer", type=int, default=8 * 1024 * 1024,
+                        metavar="BYTES", help="log lines held while the control plane is slow "
+                        "or away, before they are dropped and counted (default %(default)s)")
     parser.add_argument("--workers", type=int, default=defaults.workers, metavar="N",
                         help="processes serving the one port (SO_REUSEPORT); /metrics shows "
                              "them together (default %(default)s)")
@@ -167,6 +175,28 @@ def feed_config_from_args(args: argparse.Namespace):
         raise ConfigError(str(error)) from None
 
 
+def log_ship_config_from_args(args: argparse.Namespace):
+    """--log-ship (default: the --control URLs) and --token-file -> a LogShipConfig or None."""
+    target = args.log_ship if args.log_ship is not None else args.control
+    if target is None or target.strip() == "off":
+        return None
+    from feedclient import parse_control_urls, read_token_file
+    from router.logship import LogShipConfig, ship_settings
+
+    if args.token_file is None:
+        raise ConfigError("--log-ship needs --token-file FILE holding a router token "
+                          "(dynomesh tokens:create --role router > FILE)")
+    try:
+        settings = ship_settings(args.log_ship_buffer)
+    except ValueError as error:
+        raise ConfigError(f"--log-ship-buffer: {error}") from None
+    try:
+        return LogShipConfig(parse_control_urls(target, "--log-ship"),
+                             read_token_file(args.token_file), settings)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 def table_source(config: RouterConfig, table, feed) -> str:
     """Where the table comes from, for the ready line."""
     if feed is not None:
@@ -180,6 +210,7 @@ def main(argv: list[str]) -> int:
     try:
         config = config_from_args(args)
         feed = feed_config_from_args(args)
+        ship = log_ship_config_from_args(args)
         table = RoutesFile(config.routes).load() if feed is None else None
     except ConfigError as error:
         print(f"dynomesh router: {error}", file=sys.stderr)
@@ -197,18 +228,28 @@ def main(argv: list[str]) -> int:
             # Each worker follows the feed (or reads the file) itself, from the same argv.
             return uvloop.run(WorkerSupervisor(config, argv, table_source(config, table, feed))
                               .run())
-        return uvloop.run(_serve(config, table, feed))
+        return uvloop.run(_serve(config, table, feed, ship))
     except KeyboardInterrupt:
         return 0
 
 
-async def _serve(config: RouterConfig, table, feed=None) -> int:
+async def _serve(config: RouterConfig, table, feed=None, ship=None) -> int:
     from router.accesslog import StreamSink
     from router.server import Router
 
     # Workers share stdout: each batch is written in whole lines of at most PIPE_BUF bytes,
     # so lines from different workers never interleave.
-    router = Router(config, sinks=[StreamSink(atomic=config.worker_id is not None)])
+    sinks = [StreamSink(atomic=config.worker_id is not None)]
+    shipper = None
+    if ship is not None:
+        from logship import LogShipper
+        from router.logship import ControlLogSink
+
+        shipper = LogShipper(ship.urls, ship.token, ship.settings,
+                             say=lambda message: say(config, message))
+        sinks.append(ControlLogSink(shipper))
+    router = Router(config, sinks=sinks)
+    router.log_shipper = shipper
     if feed is not None:
         from router.feed import RouteFeed
 
@@ -223,6 +264,8 @@ async def _serve(config: RouterConfig, table, feed=None) -> int:
     admin = f"; admin on http://{config.admin.host}:{router.admin_port}" if config.admin else ""
     if router.feed is not None:
         router.feed.start()
+    if shipper is not None:
+        shipper.start()
     say(config, f"ready on http://{config.listen.host}:{router.port} "
                 f"{table_source(config, table, feed)}{admin}")
     loop = asyncio.get_running_loop()
@@ -252,7 +295,9 @@ async def _serve(config: RouterConfig, table, feed=None) -> int:
         drain.cancel()
         left = len(router.clients) + len(router.tunnels)
         say(config, f"drain ended with {left} connections still open; closing them")
-    await router.stop()
+    await router.stop()  # flushes the last lines into the sinks
+    if shipper is not None:
+        await shipper.aclose()
     say(config, "stopped")
     return 0
 

@@ -49,6 +49,7 @@ class Router:
         self.trusted = TrustedProxies(config.trusted_proxies) if config.trusted_proxies else None
         self.table: RouteTable | None = None  # None until a table is installed (not ready)
         self.feed = None  # router.feed.RouteFeed when following the control plane
+        self.log_shipper = None  # logship.LogShipper when shipping lines to the control plane
         self.clients: set[ClientConnection] = set()
         self.tunnels: set = set()  # router.tunnel.Tunnel
         self.preambles: set[ProxyPreamble] = set()  # connections before their PROXY header

@@ -244,6 +244,12 @@ class WorkerSupervisor:
 
             merged_feed = FeedFigures.merge([FeedFigures(**figures) for figures in feeds])
             registry.register(FeedCollector(lambda: merged_feed))
+        ships = [data["log_ship"] for _, data in snapshots if "log_ship" in data]
+        if ships:
+            from logship import ShipCollector, ShipFigures
+
+            merged_ship = ShipFigures.merge([ShipFigures(**figures) for figures in ships])
+            registry.register(ShipCollector("dynomesh_router", lambda: merged_ship))
         return web.Response(body=generate_latest(registry),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controlplane.api import apps, dynos, feeds, releases, tokens, vms
+from controlplane.api import apps, dynos, feeds, logs, releases, tokens, vms
 from controlplane.api.auth import auth_middleware
 from controlplane.api.bodies import MAX_REPORT_BYTES
 from controlplane.api.context import CONTEXT, ApiContext
@@ -55,6 +55,8 @@ def make_app(context: ApiContext) -> web.Application:
         web.get(_APP + "/dynos/{dyno}", dynos.get_dyno),
         web.delete(_APP + "/dynos/{dyno}", dynos.restart_dyno),
         web.post(_APP + "/dynos/{dyno}/actions/stop", dynos.stop_dyno),
+        web.get(_APP + "/log", logs.app_log),
+        web.post("/logs", logs.ingest),
         web.get("/status", vms.status),
         web.get("/vms", vms.list_vms),
         web.get("/vms/{vm}", vms.get_vm),

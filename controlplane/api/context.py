@@ -11,6 +11,7 @@ from controlplane.applog import AppLog
 from controlplane.config import ControlConfig
 from controlplane.feeds.hub import AssignmentHub, RouteHub
 from controlplane.feeds.progress import RouteFollowers
+from controlplane.logs import LogService
 from controlplane.slugstore import SlugStorage
 from controlplane.store import Store
 
@@ -26,6 +27,7 @@ class ApiContext:
     applog: AppLog
     node_id: str
     leading: asyncio.Event  # set while this node runs the scheduler
+    logs: LogService
 
 
 CONTEXT = web.AppKey("context", ApiContext)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -42,17 +43,36 @@ class ApiClient:
                 if response.status >= 400:
                     raise _failure(response.status, body, text)
                 return body, dict(response.headers)
-        except aiohttp.ClientConnectorError as exc:
-            raise CliError(Exit.UNAVAILABLE, (
-                f"cannot reach the control plane at {self.api} ({exc.os_error.strerror or exc}): "
-                "start it with `dynomesh control`, or set DYNOMESH_API to where it runs")) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise CliError(Exit.UNAVAILABLE, (
-                f"the connection to the control plane at {self.api} failed ({exc or type(exc).__name__}): "
-                "try again")) from exc
+            raise self._unavailable(exc) from exc
 
     async def get(self, path: str) -> Any:
         return (await self.call("GET", path))[0]
+
+    @contextlib.asynccontextmanager
+    async def stream(self, path: str, *, params: dict[str, str], headers: dict[str, str],
+                     read_timeout: float | None) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A response read as it arrives (a log tail); any failure, while opening or while
+        reading, raises CliError as `call` does. `read_timeout` bounds the wait for a byte."""
+        timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=read_timeout)
+        try:
+            async with self._session.get(self.api + path, params=params, headers=headers,
+                                         timeout=timeout) as response:
+                if response.status >= 400:
+                    text = await response.text()
+                    raise _failure(response.status, _decode(text), text)
+                yield response
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: Exception) -> CliError:
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return CliError(Exit.UNAVAILABLE, (
+                f"cannot reach the control plane at {self.api} ({exc.os_error.strerror or exc}): "
+                "start it with `dynomesh control`, or set DYNOMESH_API to where it runs"))
+        return CliError(Exit.UNAVAILABLE, (
+            f"the connection to the control plane at {self.api} failed "
+            f"({exc or type(exc).__name__}): try again"))
 
 
 def _decode(text: str) -> Any:

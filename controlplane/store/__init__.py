@@ -4,7 +4,7 @@
     app = await store.apps.create("hello")
     await store.close()
 
-`store.apps`, `store.releases`, `store.tokens`, `store.vms` and `store.dynos` group the
+`store.apps`, `store.releases`, `store.tokens`, `store.vms`, `store.dynos` and `store.logs` group the
 operations by concept; each runs in its own transaction and raises only `store.errors` classes.
 """
 
@@ -16,6 +16,7 @@ from controlplane.store import errors
 from controlplane.store.apps import FEATURES, AppStore
 from controlplane.store.database import DEFAULT_HISTORY, Database
 from controlplane.store.dynos import DynoStore
+from controlplane.store.logs import LogStore
 from controlplane.store.migrations import migrate
 from controlplane.store.releases import ReleaseStore
 from controlplane.store.revision import ChangeLog, Feed
@@ -50,6 +51,7 @@ class Store:
         self.tokens = TokenStore(db)
         self.vms = VmStore(db)
         self.dynos = DynoStore(db)
+        self.logs = LogStore(db)
 
     @classmethod
     async def open(cls, db: Database) -> "Store":

@@ -39,6 +39,7 @@ class Transaction(abc.ABC):
         self.writable = writable
         self._history = history
         self.revision: int | None = None  # set once this transaction bumped the counter
+        self.ordered = writable  # False in `Database.write_unordered()`: no revision here
         self._recorded: set[tuple[Feed, str]] = set()
 
     @abc.abstractmethod
@@ -48,6 +49,15 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         """Run a query; return all its rows."""
+
+    async def insert_many(self, table: str, columns: Sequence[str],
+                          rows: Sequence[Sequence[Any]]) -> None:
+        """Insert many rows in one step (bulk paths: log lines). Backends override this with
+        their fast path; `table` and `columns` are the caller's constants, never user input."""
+        sql = (f"INSERT INTO {table} ({', '.join(columns)}) "
+               f"VALUES ({placeholders(len(columns))})")
+        for row in rows:
+            await self.execute(sql, *row)
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch(sql, *args)
@@ -63,8 +73,8 @@ class Transaction(abc.ABC):
         The first call bumps the global revision (the counter row is already locked by
         `Database.write`); later calls in the same transaction share that revision.
         """
-        if not self.writable:
-            raise RuntimeError("record_change() needs a write transaction")
+        if not self.writable or not self.ordered:
+            raise RuntimeError("record_change() needs a write transaction from write()")
         if self.revision is None:
             self.revision = int(await self.fetchval(
                 "UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value"))
@@ -180,6 +190,18 @@ class Database(abc.ABC):
             yield tx
         if tx.revision is not None:
             await self.signal.advance(tx.revision)
+
+    @contextlib.asynccontextmanager
+    async def write_unordered(self) -> AsyncIterator[Transaction]:
+        """A write transaction outside the revision order, for data no feed serves (log lines).
+
+        It does not lock the revision row, so it never waits behind feed writers on any
+        control node, nor they behind it; it cannot `record_change`. (SQLite still has one
+        writer at a time.)
+        """
+        async with self._transaction(writable=True, lock_revision=False) as tx:
+            tx.ordered = False
+            yield tx
 
     async def execute_script(self, tx: Transaction, statements: Sequence[str]) -> None:
         for statement in statements:

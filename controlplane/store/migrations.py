@@ -171,6 +171,33 @@ MIGRATIONS: tuple[Migration, ...] = (
             route_followers INTEGER NOT NULL,
             route_revision BIGINT NOT NULL)""",
     )),
+    Migration(3, "app log lines: the last lines of each app's log stream", (
+        # `seq` numbers an app's lines in the order they were stored, densely: the row is
+        # locked by each insert, so on PostgreSQL an app's lines commit in `seq` order across
+        # control nodes and a reader that saw seq N has seen every line up to N.
+        """CREATE TABLE log_heads (
+            app_id TEXT PRIMARY KEY REFERENCES apps (id) ON DELETE CASCADE,
+            seq BIGINT NOT NULL)""",
+        # `at` is the line's RFC 5424 timestamp (UTC, microseconds), which sorts as text.
+        # Clustered by (app, seq): an app's lines are one range, appended at its end and
+        # pruned from its start.
+        {"sqlite": """CREATE TABLE log_lines (
+            app_id TEXT NOT NULL REFERENCES log_heads (app_id) ON DELETE CASCADE,
+            seq BIGINT NOT NULL,
+            at TEXT NOT NULL,
+            source TEXT NOT NULL,
+            process TEXT NOT NULL,
+            text TEXT NOT NULL,
+            PRIMARY KEY (app_id, seq)) WITHOUT ROWID""",
+         "postgresql": """CREATE TABLE log_lines (
+            app_id TEXT NOT NULL REFERENCES log_heads (app_id) ON DELETE CASCADE,
+            seq BIGINT NOT NULL,
+            at TEXT NOT NULL,
+            source TEXT NOT NULL,
+            process TEXT NOT NULL,
+            text TEXT NOT NULL,
+            PRIMARY KEY (app_id, seq))"""},
+    )),
 )
 
 LATEST = MIGRATIONS[-1].version

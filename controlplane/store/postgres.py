@@ -97,6 +97,11 @@ class PostgresTransaction(Transaction):
         with _translated():
             return list(await self._conn.fetch(sql, *args))
 
+    async def insert_many(self, table: str, columns, rows) -> None:
+        # COPY: one round trip and no per-row statement, within this transaction.
+        with _translated():
+            await self._conn.copy_records_to_table(table, records=rows, columns=list(columns))
+
     async def _on_bump(self, revision: int) -> None:
         await self.execute(f"SELECT pg_notify('{NOTIFY_CHANNEL}', $1)", str(revision))
 

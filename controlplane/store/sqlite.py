@@ -110,6 +110,9 @@ class _ThreadConnection:
     def run_plain(self, sql: str) -> None:
         self._conn.execute(sql)
 
+    def run_many(self, sql: str, rows) -> None:
+        self._conn.executemany(sql, rows)
+
 
 class SqliteTransaction(Transaction):
     def __init__(self, connection: _ThreadConnection, *, writable: bool, history: int) -> None:
@@ -126,6 +129,11 @@ class SqliteTransaction(Transaction):
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         _, rows = await self._run(sql, args)
         return rows
+
+    async def insert_many(self, table: str, columns, rows) -> None:
+        # One thread hop and one prepared statement for every row.
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        await self._connection.call(self._connection.run_many, sql, rows)
 
 
 class SqliteDatabase(Database):
