@@ -143,6 +143,7 @@ async def _tail(request: web.Request, app_id: str, lines: int, after: int | None
             if tail.pending:
                 await response.write(tail.take())
             if tail.cut:
+                response.force_close()  # a reader this slow is not kept connected
                 await response.write(_cut_notice(tail.behind, json_format))
                 break
             if tail.closed:

@@ -2,9 +2,10 @@
 
 The hub hands every delivery to each tail of the app without waiting for any of them: a tail
 only appends to its own list and sets its event; the response writer takes the list when it
-can. A tail whose reader falls `limit` lines behind is cut off (Heroku's L11): its pending
-lines are dropped, it takes no more, and its writer ends the response with a last line saying
-why, so one slow terminal never holds memory or anyone else's lines.
+can. A tail whose reader still has more than `limit` lines waiting when more come is cut off
+(Heroku's L11): its pending lines are dropped, it takes no more, and its writer ends the
+response with a last line saying why, so one slow terminal never holds more than `limit` lines
+and one delivery, nor anyone else's lines.
 
 Until `start(after)` a tail keeps what it is given unfiltered: it joined the hub before its
 history was read, so nothing between the history and the first delivery can be missed, and
@@ -52,15 +53,22 @@ class Tail:
         if self.cut or self.closed:
             return
         if self.after is None:
-            self._early.append(rendered)
-            if sum(len(r.entries) for r in self._early) > self.limit:
-                self._cut_off(sum(len(r.entries) for r in self._early))
+            waiting = sum(len(r.entries) for r in self._early)
+            if waiting > self.limit:
+                self._cut_off(waiting + len(rendered.entries))
                 self._early.clear()
+                return
+            self._early.append(rendered)
+            return
+        pending = self.pending
+        if len(pending) > self.limit:
+            # More than `limit` lines were still waiting for the reader when more came.
+            self._cut_off(len(pending) + len(rendered.entries))
+            pending.clear()
             return
         after = self.after
         matches = self.filter.matches if not self.filter.everything else None
         lines = rendered.lines(self.json_format)
-        pending = self.pending
         newest = after
         for index, entry in enumerate(rendered.entries):
             seq = entry.seq
@@ -71,9 +79,6 @@ class Tail:
             if matches is None or matches(entry):
                 pending.append(lines[index])
         self.after = newest
-        if len(pending) > self.limit:
-            self._cut_off(len(pending))
-            pending.clear()
         self._event.set()
 
     def _cut_off(self, behind: int) -> None:
@@ -96,6 +101,7 @@ class Tail:
         """True when there is something to do (lines, a cut, a close); False on timeout."""
         if self.pending or self.cut or self.closed:
             return True
+        self._event.clear()  # set by a delivery this tail's filter kept nothing of
         try:
             async with asyncio.timeout(timeout):
                 await self._event.wait()

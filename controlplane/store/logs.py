@@ -113,29 +113,28 @@ class LogStore:
     async def recent(self, app_id: str, limit: int,
                      matches: Callable[[LogEntry], bool] | None = None
                      ) -> tuple[list[LogEntry], int]:
-        """The app's last `limit` lines (of those `matches` accepts) in time order, and the
-        seq of its newest line (0 for none) in the same snapshot."""
+        """The app's `limit` latest lines by time (of those `matches` accepts), in time
+        order, and the seq of its newest line (0 for none) in the same snapshot."""
         async with self._db.read() as tx:
             head = int(await tx.fetchval("SELECT seq FROM log_heads WHERE app_id = $1",
                                          app_id) or 0)
-            floor = head - KEEP
+            # The window is at most KEEP + PRUNE_STEP rows of one primary-key range: sorting
+            # it by time costs less than an index on time would on every insert.
+            query = (f"{_SELECT} WHERE app_id = $1 AND seq > $2 "
+                     "ORDER BY at DESC, seq DESC")
             if matches is None:
-                rows = await tx.fetch(f"{_SELECT} WHERE app_id = $1 AND seq > $2 "
-                                      "ORDER BY seq DESC LIMIT $3", app_id, floor, limit)
+                rows = await tx.fetch(query + " LIMIT $3", app_id, head - KEEP, limit)
                 entries = [_entry(r) for r in rows]
             else:
-                # The window is at most KEEP (+ PRUNE_STEP) rows: filter them here, with the
-                # same rule a tail uses.
-                rows = await tx.fetch(f"{_SELECT} WHERE app_id = $1 AND seq > $2 "
-                                      "ORDER BY seq DESC", app_id, floor)
                 entries = []
-                for row in rows:
+                for row in await tx.fetch(query, app_id, head - KEEP):
                     entry = _entry(row)
                     if matches(entry):
                         entries.append(entry)
                         if len(entries) >= limit:
                             break
-        return by_time(entries), head
+        entries.reverse()
+        return entries, head
 
     async def after(self, app_id: str, seq: int,
                     matches: Callable[[LogEntry], bool] | None = None

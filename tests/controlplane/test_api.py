@@ -13,9 +13,10 @@ from tests.controlplane.conftest import HELLO_SLUG, checksum, slug_bytes
 EXAMPLE_PATHS = {"app": "hello", "hostname": "www.example.test", "feature": "preboot",
                  "slug": "s", "release": "1", "type": "web", "token": "t", "dyno": "web.1",
                  "vm": "vm-1"}
-# Endpoints for routers and dyno managers (and users): their roles are tested in test_feeds.py.
+# Endpoints for routers and dyno managers (and users): their roles are tested in test_feeds.py
+# and test_logs.py.
 FLEET_PATHS = {"/feeds/routes", "/feeds/assignments", "/slugs/s/download", "/vms/vm-1",
-               "/vms/vm-1/heartbeat", "/vms/vm-1/states"}
+               "/vms/vm-1/heartbeat", "/vms/vm-1/states", "/logs"}
 
 
 def routes(api):
