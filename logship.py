@@ -290,7 +290,7 @@ class LogShipper:
         self.reachable = True
         self._away_since: float | None = None
         self._last_complaint = float("-inf")
-        self._dropped_at_loss = 0
+        self._dropped_before = 0  # buffer.dropped when the control plane last took lines
 
     # -- adding lines (the component's side; never blocks) ------------------------------------
 
@@ -425,20 +425,20 @@ class LogShipper:
             self.reachable = False
             self._away_since = now
             self._last_complaint = now
-            self._dropped_at_loss = self.buffer.dropped
             self._say(f"log shipping: cannot ship to {url} ({reason}); holding up to "
                       f"{self.buffer.limit} bytes of lines, then dropping and counting them")
         elif now - self._last_complaint >= 60:
             self._last_complaint = now
             self._say(f"log shipping: still cannot ship ({reason}); "
-                      f"{self.buffer.dropped - self._dropped_at_loss} lines dropped so far")
+                      f"{self.buffer.dropped - self._dropped_before} lines dropped so far")
 
     def _back(self) -> None:
+        dropped = self.buffer.dropped - self._dropped_before
+        self._dropped_before = self.buffer.dropped
         if self.reachable:
             return
         self.reachable = True
         away = self._clock() - (self._away_since or self._clock())
-        dropped = self.buffer.dropped - self._dropped_at_loss
         self._say(f"log shipping: shipping to {self.urls[self._preferred]} again after "
                   f"{away:.1f} s ({dropped} lines dropped meanwhile, reported in the apps' logs)")
 

@@ -60,6 +60,7 @@ class ScriptedControlPlane:
         self.history: list[tuple[int, str, list[dict], list[str]]] = []
         self.floor = self.revision
         self.requests: list[Recorded] = []
+        self.log_lines: list[tuple[str, str]] = []  # (app, line) from POST /logs, as received
         self.connections: list[FeedConnection] = []
         self.silent = False  # no heartbeats (the connection stays open, says nothing)
         self.forget_vm = False  # answer reports with 404 until the VM registers again
@@ -107,6 +108,7 @@ class ScriptedControlPlane:
         app.router.add_post("/vms/{vm}/heartbeat", self._report)
         app.router.add_post("/vms/{vm}/states", self._report)
         app.router.add_get("/slugs/{slug}/download", self._slug)
+        app.router.add_post("/logs", self._logs)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
@@ -326,6 +328,22 @@ class ScriptedControlPlane:
         if self.forget_vm:
             return web.json_response({"id": "not_found", "message": "no such VM"}, status=404)
         return web.json_response({"ok": True})
+
+    async def _logs(self, request: web.Request) -> web.Response:
+        """Log lines (docs/logs.md): kept in `log_lines`, not in `requests`."""
+        if self._caller(request) is None:
+            return self._refuse()
+        app, lines = None, []
+        for line in (await request.text()).splitlines():
+            if line.startswith("@"):
+                app = line[1:]
+            elif line:
+                lines.append((app, line))
+        with self._changed:
+            self.log_lines.extend(lines)
+            self._changed.notify_all()
+        return web.json_response({"accepted": len(lines), "ignored": 0, "unknown_apps": [],
+                                  "rejected": 0, "errors": []})
 
     async def _slug(self, request: web.Request) -> web.StreamResponse:
         self._note(Recorded("GET", request.path, {}))
