@@ -45,8 +45,9 @@ class ShipSettings:
     buffer_bytes: int = 8 * 1024 * 1024
     # One POST carries at most about this much (the control plane takes bodies of 4 MiB).
     batch_bytes: int = 1024 * 1024
-    # Once lines are waiting, wait this long for more before posting: fewer, larger requests.
-    linger: float = 0.05
+    # Posts start at least this far apart: a trickle of lines goes out at once, a flood
+    # gathers into fewer, larger posts.
+    min_interval: float = 0.05
     # Between failed attempts, as for the feeds: 0.1 s doubling to 5 s, with jitter.
     backoff_base: float = 0.1
     backoff_cap: float = 5.0
@@ -60,8 +61,8 @@ class ShipSettings:
             raise ValueError("the log shipping buffer must hold at least 4096 bytes")
         if self.batch_bytes < 1024:
             raise ValueError("a log shipping batch must allow at least 1024 bytes")
-        if self.linger < 0:
-            raise ValueError("log shipping linger must not be negative")
+        if self.min_interval < 0:
+            raise ValueError("log shipping min interval must not be negative")
         for name in ("backoff_base", "backoff_cap", "timeout", "close_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"log shipping {name.replace('_', ' ')} must be above 0 s")
@@ -284,6 +285,7 @@ class LogShipper:
         self._clock = clock
         self._preferred = 0
         self._ready: asyncio.Event | None = None
+        self._last_post = float("-inf")  # clock() when the last POST started
         self._task: asyncio.Task[None] | None = None
         self._session = None
         self.failures = 0
@@ -364,8 +366,9 @@ class LogShipper:
         backoff = Backoff(self.settings.backoff_base, self.settings.backoff_cap, self._rng)
         while True:
             await self._ready.wait()
-            if self.settings.linger:
-                await asyncio.sleep(self.settings.linger)  # let a batch gather
+            gap = self._last_post + self.settings.min_interval - self._clock()
+            if gap > 0:
+                await asyncio.sleep(gap)  # lines gather meanwhile
             try:
                 await self._drain_once()
             except _Failed:
@@ -396,6 +399,7 @@ class LogShipper:
 
         session = self._open_session()
         url = self.urls[self._preferred]
+        self._last_post = self._clock()
         try:
             async with session.post(url + LOGS_PATH, data=body) as response:
                 text = await response.text()

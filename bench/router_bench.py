@@ -197,6 +197,7 @@ def routes_file(work: Path, backend: int) -> Path:
 class Target:
     name: str
     binary: str | None  # the executable that must be installed
+    extra: tuple[str, ...] = ()  # more arguments (dynomesh-ship: where its lines go)
 
     def command(self, work: Path, port: int, backend: int) -> tuple[list[str], dict, Path | None]:
         """-> (argv, extra environment, file for stdout)."""
@@ -209,16 +210,74 @@ class Target:
                      "--adapter", "caddyfile"],
                     {"GOMAXPROCS": "1", "XDG_DATA_HOME": str(work), "XDG_CONFIG_HOME": str(work),
                      "HOME": str(work)}, None)
-        if self.name == "dynomesh":
+        if self.name in ("dynomesh", "dynomesh-ship"):
             admin = free_port()
             return ([sys.executable, "-m", "dynomesh", "router", "--listen", f"127.0.0.1:{port}",
-                     "--admin", f"127.0.0.1:{admin}", "--routes", str(routes_file(work, backend))],
-                    {"PYTHONPATH": str(REPO)}, work / "dynomesh-access.log")
+                     "--admin", f"127.0.0.1:{admin}", "--routes", str(routes_file(work, backend)),
+                     *self.extra],
+                    {"PYTHONPATH": str(REPO)}, work / f"{self.name}-access.log")
         raise ValueError(self.name)
 
 
 TARGETS = [Target("direct", None), Target("nginx", "nginx"), Target("haproxy", "haproxy"),
-           Target("caddy", "caddy"), Target("dynomesh", None)]
+           Target("caddy", "caddy"), Target("dynomesh", None), Target("dynomesh-ship", None)]
+
+
+class LogControlPlane:
+    """For dynomesh-ship: a `dynomesh control` (SQLite) on the load core that the router ships
+    its lines to, with the app and a router token."""
+
+    def __init__(self, work: Path) -> None:
+        self.home = work / "control"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> tuple[str, ...]:
+        """-> the router arguments that ship to it."""
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", LOAD_CORE, sys.executable, "-m", "dynomesh", "control",
+             "--listen", f"127.0.0.1:{self.port}", "--home", str(self.home)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+        ready = self.proc.stdout.readline()
+        if "listening on" not in ready:
+            raise RuntimeError(f"dynomesh control did not start: {ready!r}")
+        # Keep reading its stdout (app log lines) so that it never blocks on the pipe.
+        import threading
+
+        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+        user = json.loads((self.home / "credentials.json").read_text())["token"]
+        self._call("POST", "/apps", user, {"name": "app1"})
+        token = self._call("POST", "/tokens", user, {"role": "router"})["token"]
+        token_file = self.home / "router.token"
+        token_file.write_text(token + "\n")
+        return ("--log-ship", self.url, "--token-file", str(token_file))
+
+    def _call(self, method: str, path: str, token: str, body: dict) -> dict:
+        import urllib.request
+
+        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                         method=method, headers={
+                                             "Authorization": f"Bearer {token}",
+                                             "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def lines_stored(self) -> int:
+        """How many lines the control plane holds for app1 (at most its last 1500)."""
+        import urllib.request
+
+        user = json.loads((self.home / "credentials.json").read_text())["token"]
+        request = urllib.request.Request(self.url + "/apps/app1/log?lines=1500",
+                                         headers={"Authorization": f"Bearer {user}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return len(response.read().splitlines())
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(30)
 
 
 @dataclass
@@ -326,12 +385,12 @@ def summarise(runs: list[list[Result]]) -> list[dict]:
 
 
 def print_table(rows: list[dict], runs: int) -> None:
-    print(f"\n{'target':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>11}"
+    print(f"\n{'target':<13} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>11}"
           f" {'(min-max)':>13} {'× nginx':>8} {'errors':>7}")
     for row in rows:
         cpu = row["cpu_us_per_request"]
         spread = f"{row['cpu_us_min']:.1f}-{row['cpu_us_max']:.1f}" if cpu and runs > 1 else ""
-        print(f"{row['target']:<10} {row['rps']:>9} {row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f} "
+        print(f"{row['target']:<13} {row['rps']:>9} {row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f} "
               f"{cpu if cpu is not None else '-':>11} {spread:>13} "
               f"{row['ratio_to_nginx'] if row['ratio_to_nginx'] else '-':>8} {row['errors']:>7}")
 
@@ -369,6 +428,11 @@ def main() -> int:
     runs: list[list[Result]] = []
     with tempfile.TemporaryDirectory(prefix="dynomesh-bench-") as tmp:
         work = Path(tmp)
+        control = None
+        ship = next((t for t in targets if t.name == "dynomesh-ship"), None)
+        if ship is not None:
+            control = LogControlPlane(work)
+            ship.extra = control.start()
         backend_port = free_port()
         backend = subprocess.Popen(
             ["taskset", "-c", LOAD_CORE, "nginx", "-c", str(backend_conf(work, backend_port)),
@@ -383,9 +447,13 @@ def main() -> int:
                           file=sys.stderr, flush=True)
                     results.append(measure(target, work, backend_port, args))
                 runs.append(results)
+            if control is not None and control.lines_stored() == 0:
+                raise RuntimeError("dynomesh-ship: no line reached the control plane")
         finally:
             os.killpg(backend.pid, signal.SIGTERM)
             backend.wait(10)
+            if control is not None:
+                control.stop()
     rows = summarise(runs)
     print_table(rows, args.runs)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -237,6 +237,8 @@ class Platform:
             env = f"DYNOMESH_HOME={config.home} "
         self.say(f"try: {env}dynomesh apps:create hello && {env}dynomesh deploy examples/hello "
                  "--app hello")
+        self.say(f"then: {env}dynomesh logs --tail --app hello   (the router's, the dynos' and "
+                 "the platform's lines)")
         self.say("Ctrl-C stops everything, dynos included.")
 
     # -- running ------------------------------------------------------------------------------

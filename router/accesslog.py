@@ -11,9 +11,9 @@ shared `logline` module writes them (path, fwd and desc always quoted; others qu
 they must be); this module formats bytes directly from what the parser delivered, because it
 runs once per request, and its tests check it against `logline.logfmt`.
 
-Lines are appended to a `BufferedLogWriter` and handed to its sinks in batches, at least once a
-second and whenever enough are pending. A sink is anything with `write_lines(records)`: stdout
-now; a shipper to the control plane later sits beside it.
+Lines are appended to a `BufferedLogWriter` and handed to its sinks in batches, every quarter
+second and whenever enough are pending. A sink is anything with `write_lines(records)`: stdout,
+and, following a control plane, the shipper to its log stream (logship.py) beside it.
 """
 
 from __future__ import annotations

@@ -125,8 +125,9 @@ class RouterConfig:
     pool_idle_timeout: float = 90.0
     # Idle connections kept per dyno; beyond this a finished connection is closed.
     pool_max_idle: int = 64
-    # Log lines are flushed at least this often (and whenever 512 are pending).
-    log_flush_interval: float = 1.0
+    # Log lines are flushed at least this often (and whenever 512 are pending), so that they
+    # reach stdout and the app's log stream (`dynomesh logs --tail`) within a moment.
+    log_flush_interval: float = 0.25
     # Load balancers in front of the router: their X-Forwarded-Proto/-Port are kept and they
     # are not appended to X-Forwarded-For as a client.
     trusted_proxies: tuple[Network, ...] = ()

@@ -1,7 +1,7 @@
 """The router's lines to the control plane: one more sink of the `BufferedLogWriter`.
 
 The request path does not change: each exchange appends its formatted line to the writer's
-pending list, as it does for stdout. At flush time (about once a second, or every 512 lines)
+pending list, as it does for stdout. At flush time (every quarter second, or every 512 lines)
 `ControlLogSink.write_lines` gets the same batch the stdout sink gets, groups its lines by app
 (a dict append per line), and hands the encoded sections to the shared `LogShipper`
 (logship.py), which posts them from its own task. Lines of requests that matched no app (an
@@ -16,9 +16,9 @@ from logship import LogShipper, ShipSettings
 
 
 def ship_settings(buffer_bytes: int = ShipSettings.buffer_bytes) -> ShipSettings:
-    # The writer flushes about once a second, and every 512 lines under load; lingering 0.2 s
-    # after a flush lets one POST carry several flushes when the router is busy.
-    return ShipSettings(buffer_bytes=buffer_bytes, linger=0.2)
+    # Under load the writer flushes every 512 lines; at most five posts a second let one post
+    # carry several flushes then, while a quiet router's lines still go out at once.
+    return ShipSettings(buffer_bytes=buffer_bytes, min_interval=0.2)
 
 
 @dataclass(frozen=True)

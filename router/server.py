@@ -147,9 +147,8 @@ class Router:
         self._sweep.start()
 
     def housekeeping(self, now: float) -> None:
-        """About once a second: flush log lines, close idle pooled connections, and forget
-        quarantines that ended."""
-        self.log_writer.flush()
+        """About once a second: close idle pooled connections and forget quarantines that
+        ended (log lines are flushed on their own schedule, timers.py)."""
         limit = self.config.pool_idle_timeout
         for backend in self.backends.known():
             for pool in backend.pools:

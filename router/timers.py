@@ -3,9 +3,10 @@
 No timer is created per request or per connection. Each client connection, tunnel and
 PROXY-protocol preamble has a `deadline` (loop time) that the data path moves with a plain
 attribute store, computed from the router's coarse clock `router.now`; every `tick` seconds the
-sweep refreshes that clock, calls `expire(now)` on whatever is past its deadline, and, about
-once a second, does the housekeeping: flushing log lines, closing pooled dyno connections idle
-too long, and forgetting quarantines that ended.
+sweep refreshes that clock, calls `expire(now)` on whatever is past its deadline, flushes the log
+lines gathered since the last flush every `log_flush_interval` (a quarter second), and about
+once a second does the housekeeping: closing pooled dyno connections idle too long, and
+forgetting quarantines that ended.
 
 Deadlines are therefore kept to within one tick (a quarter second by default, less when a
 timeout is configured shorter; see `RouterConfig.tick`). The sweep's cost grows with the
@@ -21,19 +22,25 @@ if TYPE_CHECKING:
     from router.server import Router
 
 
+# Housekeeping (idle pooled connections, ended quarantines) needs no finer grain than this.
+HOUSEKEEPING_INTERVAL = 1.0
+
+
 class Sweep:
-    __slots__ = ("router", "tick", "_handle", "_next_housekeeping")
+    __slots__ = ("router", "tick", "_handle", "_next_housekeeping", "_next_flush")
 
     def __init__(self, router: Router) -> None:
         self.router = router
         self.tick = router.config.tick
         self._handle: asyncio.TimerHandle | None = None
         self._next_housekeeping = 0.0
+        self._next_flush = 0.0
 
     def start(self) -> None:
         loop = self.router.loop
         self.router.now = loop.time()
-        self._next_housekeeping = self.router.now + self.router.config.log_flush_interval
+        self._next_housekeeping = self.router.now + HOUSEKEEPING_INTERVAL
+        self._next_flush = self.router.now + self.router.config.log_flush_interval
         self._handle = loop.call_later(self.tick, self._run)
 
     def stop(self) -> None:
@@ -53,7 +60,11 @@ class Sweep:
             # Stopping: a connection with nothing in progress is closed at once.
             for client in [client for client in router.clients if client.idle()]:
                 client.drain()
+        if now >= self._next_flush:
+            # Nothing pending, nothing done: a quiet router writes nothing.
+            self._next_flush = now + router.config.log_flush_interval
+            router.log_writer.flush()
         if now >= self._next_housekeeping:
-            self._next_housekeeping = now + router.config.log_flush_interval
+            self._next_housekeeping = now + HOUSEKEEPING_INTERVAL
             router.housekeeping(now)
         self._handle = loop.call_later(self.tick, self._run)

@@ -109,7 +109,7 @@ def test_one_batch_at_a_time():
 def test_settings_are_checked_and_figures_merge_across_workers():
     with pytest.raises(ValueError, match="4096"):
         ShipSettings(buffer_bytes=10)
-    with pytest.raises(ValueError, match="linger"):
-        ShipSettings(linger=-1)
+    with pytest.raises(ValueError, match="min interval"):
+        ShipSettings(min_interval=-1)
     merged = ShipFigures.merge([ShipFigures(1, 2, 0, 1, 10, 1), ShipFigures(3, 0, 1, 0, 5, 0)])
     assert merged == ShipFigures(4, 2, 1, 1, 15, 0)

@@ -72,6 +72,7 @@ def parse_body(body: bytes, allowed: Callable[[str, str], str | None]) -> Parsed
     parsed = ParsedBody()
     current: list[NewLine] | None = None
     app_error = "no @APP line names the app of this line"
+    memo: dict = {}  # checked once a body: `heroku[router]` tags, timestamps' seconds
     for number, raw in enumerate(body.split(b"\n"), 1):
         if raw.endswith(b"\r"):
             raw = raw[:-1]
@@ -89,9 +90,9 @@ def parse_body(body: bytes, allowed: Callable[[str, str], str | None]) -> Parsed
         if current is None:
             parsed.refuse(number, app_error)
             continue
-        line, why = parse_line(raw, allowed)
-        if line is None:
-            parsed.refuse(number, why)
+        line = parse_line(raw, allowed, memo)
+        if line.__class__ is str:
+            parsed.refuse(number, line)
             continue
         current.append(line)
         parsed.count += 1
@@ -99,34 +100,57 @@ def parse_body(body: bytes, allowed: Callable[[str, str], str | None]) -> Parsed
     return parsed
 
 
-def parse_line(raw: bytes, allowed: Callable[[str, str], str | None]
-               ) -> tuple[NewLine | None, str]:
-    """`<timestamp> <source>[<process>]: <text>` -> (NewLine, "") or (None, why)."""
+def parse_line(raw: bytes, allowed: Callable[[str, str], str | None],
+               memo: dict | None = None) -> NewLine | str:
+    """`<timestamp> <source>[<process>]: <text>` -> a NewLine, or why not (a str)."""
     if len(raw) > MAX_LINE_BYTES:
-        return None, f"longer than {MAX_LINE_BYTES} bytes"
-    if raw[TIMESTAMP_BYTES:TIMESTAMP_BYTES + 1] != b" " or not TIMESTAMP.match(raw):
-        return None, ("does not start with an RFC 5424 UTC timestamp with microseconds "
-                      "(2026-11-26T12:00:00.123456+00:00)")
+        return f"longer than {MAX_LINE_BYTES} bytes"
+    if not _timestamped(raw, memo):
+        return ("does not start with an RFC 5424 UTC timestamp with microseconds "
+                "(2026-11-26T12:00:00.123456+00:00)")
     close = raw.find(b"]:", TIMESTAMP_BYTES + 1)
-    opening = raw.find(b"[", TIMESTAMP_BYTES + 1, close)
-    if close < 0 or opening < 0:
-        return None, "no source[process]: after the timestamp (e.g. app[web.1]:)"
-    source = raw[TIMESTAMP_BYTES + 1:opening].decode("ascii", "replace")
-    process = raw[opening + 1:close].decode("ascii", "replace")
-    if source not in SOURCES:
-        return None, f"source {source[:20]!r} is not app or heroku"
-    if not PROCESS.fullmatch(process):
-        return None, f"invalid process name {process[:40]!r}"
-    why = allowed(source, process)
-    if why is not None:
-        return None, why
-    text = raw[close + 2:]
-    if text.startswith(b" "):
-        text = text[1:]
+    if close < 0:
+        return "no source[process]: after the timestamp (e.g. app[web.1]:)"
+    tag = raw[TIMESTAMP_BYTES + 1:close]
+    checked = memo.get(tag) if memo is not None else None
+    if checked is None:
+        checked = _check_tag(tag, allowed)
+        if memo is not None:
+            memo[tag] = checked
+    if checked.__class__ is str:
+        return checked
+    text = raw[close + 3:] if raw[close + 2:close + 3] == b" " else raw[close + 2:]
     decoded = text.decode("utf-8", "replace")
     if "\x00" in decoded:  # PostgreSQL text cannot hold NUL
         decoded = decoded.replace("\x00", "\ufffd")
-    return NewLine(raw[:TIMESTAMP_BYTES].decode("ascii"), source, process, decoded), ""
+    return NewLine(raw[:TIMESTAMP_BYTES].decode("ascii"), checked[0], checked[1], decoded)
+
+
+def _timestamped(raw: bytes, seen: dict | None) -> bool:
+    """Whether `raw` starts with a timestamp and a space. Lines of one second share their
+    first 19 bytes: those are matched once per body, the rest each time."""
+    if raw[TIMESTAMP_BYTES:TIMESTAMP_BYTES + 1] != b" ":
+        return False
+    if seen is not None and raw[:19] in seen:
+        return raw[19] == 0x2E and raw[20:26].isdigit() and raw[26:32] == b"+00:00"
+    if TIMESTAMP.match(raw) is None:
+        return False
+    if seen is not None:
+        seen[raw[:19]] = True
+    return True
+
+
+def _check_tag(tag: bytes, allowed: Callable[[str, str], str | None]) -> tuple[str, str] | str:
+    """`heroku[router]` -> ("heroku", "router"), or why it is refused."""
+    source, opening, process = tag.decode("ascii", "replace").partition("[")
+    if not opening:
+        return "no source[process]: after the timestamp (e.g. app[web.1]:)"
+    if source not in SOURCES:
+        return f"source {source[:20]!r} is not app or heroku"
+    if not PROCESS.fullmatch(process):
+        return f"invalid process name {process[:40]!r}"
+    why = allowed(source, process)
+    return why if why is not None else (source, process)
 
 
 @dataclass(frozen=True)

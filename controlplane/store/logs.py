@@ -18,7 +18,6 @@ other control nodes can hand the new lines to their tails.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from controlplane.store.database import Database
@@ -34,8 +33,7 @@ _COLUMNS = ("app_id", "seq", "at", "source", "process", "text")
 _SELECT = "SELECT seq, at, source, process, text FROM log_lines"
 
 
-@dataclass(frozen=True, slots=True)
-class NewLine:
+class NewLine(NamedTuple):
     """A line on its way in: its RFC 5424 timestamp, `app`/`heroku`, `web.1`/`router`, text."""
 
     at: str

@@ -64,8 +64,8 @@ class Printer:
             if message.get("type") != "line":
                 others.append(message)
                 continue
-            if self.after is not None and message["seq"] <= self.after:
-                continue  # shown before a reconnect
+            # Lines come in time order, so seqs may step back; a client resuming asks for
+            # what came after the newest seq it was shown.
             self.after = max(self.after or 0, message["seq"])
             if self.as_json:
                 out.append(json.dumps({k: v for k, v in message.items() if k != "type"}))
