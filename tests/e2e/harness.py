@@ -79,9 +79,10 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in text.split()]
 
 
-def processes_with_env(key: str, value: str) -> list[int]:
-    """Pids of live processes whose environment has KEY=value (dynos carry their home dir)."""
-    needle = f"{key}={value}".encode()
+def dyno_processes(data_dir: Path) -> list[int]:
+    """Pids of live processes whose $HOME is under `data_dir`: a dyno's processes (the dyno
+    manager makes each dyno's directory its $HOME), wherever they were reparented to."""
+    prefix = f"HOME={data_dir}/".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -90,7 +91,7 @@ def processes_with_env(key: str, value: str) -> list[int]:
             environ = (entry / "environ").read_bytes()
         except OSError:
             continue  # gone, or a kernel thread
-        if needle in environ.split(b"\0") and alive(int(entry.name)):
+        if any(item.startswith(prefix) for item in environ.split(b"\0")) and alive(int(entry.name)):
             found.append(int(entry.name))
     return found
 
