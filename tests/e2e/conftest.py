@@ -1,4 +1,4 @@
-"""One `dynomesh up` shared by a module's tests (each test brings its own app and destroys it)."""
+"""One `dynomesh up` shared by the e2e tests (each test brings its own app and destroys it)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class Platform:
         return [d for d in dynos if app is None or d["app"] == app]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def platform():
     home = shared_tmpdir("dynomesh-e2e-")
     up = Up(home)
