@@ -9,9 +9,12 @@ control plane stays away.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -38,15 +41,19 @@ class Parts:
             path = home / f"{role}.token"
             path.write_text(token + "\n")
             path.chmod(0o600)
+        self.router_admin = f"http://127.0.0.1:{free_port()}"
         self.router = ProcessLines(dynomesh_argv(
-            "router", "--listen", f"127.0.0.1:{self.http_port}", "--admin", "off",
+            "router", "--listen", f"127.0.0.1:{self.http_port}",
+            "--admin", self.router_admin.removeprefix("http://"),
             "--control", self.api_url, "--token-file", str(home / "router.token")),
             dynomesh_env(), name="router")
         self.router.wait_for(r"^dynomesh router: ready on ")
+        self.dynomgr_admin = f"http://127.0.0.1:{free_port()}"
         self.dynomgr = ProcessLines(dynomesh_argv(
             "dynomgr", "--control", self.api_url, "--token-file", str(home / "dynomgr.token"),
-            "--admin", f"127.0.0.1:{free_port()}", "--data-dir", str(home / "dynos"),
-            "--address", "127.0.0.1"), dynomesh_env(), name="dynomgr")
+            "--admin", self.dynomgr_admin.removeprefix("http://"),
+            "--data-dir", str(home / "dynos"), "--address", "127.0.0.1"),
+            dynomesh_env(), name="dynomgr")
         self.dynomgr.wait_for(r"dynomgr: running \d+ dynos from assignment feed")
         self.api = Api(home)
         self.routing = RouterClient(self.http_port)
@@ -57,6 +64,17 @@ class Parts:
             "--router-port", str(self.http_port)), dynomesh_env(), name="control")
         control.wait_for(r"^dynomesh control: listening on ")
         return control
+
+    def readyz(self) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"{self.router_admin}/readyz", timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def agent_following(self) -> bool:
+        with urllib.request.urlopen(f"{self.dynomgr_admin}/healthz", timeout=10) as response:
+            return json.loads(response.read())["control"]["following"]
 
     def stop(self) -> None:
         for part in (self.router, self.dynomgr, self.control):
@@ -107,6 +125,11 @@ def test_sigkill_of_the_control_plane_mid_deploy_keeps_routing_then_converges(pa
         parts.control.proc.send_signal(signal.SIGKILL)
         parts.control.proc.wait(10)
         parts.router.wait_for(r"route feed: lost .*; routing on the table of revision", after=mark)
+        # Both followers say so, and stay up: the router ready on its last table.
+        status, text = poll(lambda: (r := parts.readyz()) and "; not following" in r[1] and r,
+                            "/readyz to say the router does not follow")
+        assert status == 200 and text.startswith("ready: "), text
+        poll(lambda: not parts.agent_following(), "the dyno manager's /healthz to say so")
         served = load.result.requests
         load.wait_for_body(lambda body: body.startswith("one: "), count=served + 100)
 
@@ -122,6 +145,8 @@ def test_sigkill_of_the_control_plane_mid_deploy_keeps_routing_then_converges(pa
 
         parts.control = parts.start_control()
         parts.control.wait_for(rf"{app} heroku\[api\]: Preboot: switched to v2", timeout=60)
+        poll(lambda: "; following http" in parts.readyz()[1] and parts.agent_following(),
+             "the router and the dyno manager following again")
         load.wait_for_body(lambda body: body.startswith("two: "), count=100)
     result = load.result
     assert result.failures == 0, dict(result.outcomes)

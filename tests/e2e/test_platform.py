@@ -252,6 +252,34 @@ def test_a_preboot_deploy_under_a_steady_client_loop_loses_no_request(platform, 
     wait_web(platform, app, 2, release=2)
 
 
+def test_a_preboot_release_that_cannot_boot_leaves_the_old_one_serving(platform, make_app,
+                                                                        workdir):
+    app = make_app("e2e-badboot")
+    platform.cli.ok("features:enable", "preboot", "--app", app)
+    deployed(platform, app, hello_variant(workdir, "one"))
+    platform.cli.ok("ps:scale", "web=1", "--app", app)
+    wait_web(platform, app, 1, release=1)
+
+    broken = write_app(workdir / "broken", {
+        "Procfile": "web: python3 -c \"import sys; sys.exit(4)\"\n"})
+    assert deployed(platform, app, broken) == 2
+    poll(lambda: any(d["release"]["version"] == 2 and d["state"] == "crashed"
+                     and not d["serving"] and d["restarts"] >= 2
+                     for d in platform.api.dynos(app)), "v2's web.1 crashing beside v1's")
+    ps = platform.cli.ok("ps", "--app", app)
+    assert re.search(r"^web\.1 +up +.* v1 ", ps, re.M), ps
+    assert re.search(r"^web\.1 +crashed \(Process exited with status 4\), preboot +.* v2 ", ps,
+                     re.M), ps
+    answers = [platform.router.get(app) for _ in range(10)]
+    assert all(r.status == 200 and r.text.startswith("one: ") for r in answers)
+
+    # The next release drops the preboot dynos that never served, and switches to itself.
+    assert deployed(platform, app, hello_variant(workdir, "three")) == 3
+    dynos = wait_web(platform, app, 1, release=3)
+    assert len(dynos) == 1, dynos
+    assert platform.router.get(app).text.startswith("three: ")
+
+
 def test_a_plain_deploy_under_load_holds_requests_at_the_router_instead_of_failing(
         platform, make_app, workdir):
     app = make_app("e2e-plain")
