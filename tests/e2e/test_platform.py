@@ -175,9 +175,9 @@ def test_a_crash_loop_backs_off_and_ps_shows_it(platform, make_app, workdir):
     app = make_app("e2e-crashing")
     source = write_app(workdir / "crashing", {
         "Procfile": "web: python3 -c \"import sys; print('cannot start'); sys.exit(3)\"\n"})
-    deployed(platform, app, source)
     mark = platform.up.mark()
-    platform.cli.ok("ps:scale", "web=1", "--app", app)
+    deployed(platform, app, source)  # an app's first deploy runs web=1 (as on Heroku)
+    assert re.search(r"^web +1 +standard-1x", platform.cli.ok("ps:scale", "--app", app), re.M)
     crashed = poll(lambda: next((d for d in platform.api.dynos(app)
                                  if d["state"] == "crashed" and d["restarts"] >= 4), None),
                    "web.1 crashed after 4 restarts", timeout=60)
@@ -186,13 +186,18 @@ def test_a_crash_loop_backs_off_and_ps_shows_it(platform, make_app, workdir):
     ps = platform.cli.ok("ps", "--app", app)
     row = re.search(r"^web\.1 +crashed \(Process exited with status 3\) +.* (\d+)$", ps, re.M)
     assert row and int(row.group(1)) >= 4, ps
-    # The restarts came ever further apart: at once, then about 1 s, 2 s, 4 s (jitter shaves
-    # up to a quarter off each, so these ranges cannot overlap).
-    starts = [line for line in platform.up.lines[mark:]
-              if f"{app} heroku[web.1]: State changed from crashed to starting" in line]
-    times = [_seconds(line) for line in starts[:4]]
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    assert len(gaps) == 3 and gaps == sorted(gaps) and gaps[-1] >= 2 * gaps[0], gaps
+    # Each crash waited longer before its restart: at once, then about 1 s, 2 s, 4 s (jitter
+    # shaves up to a quarter off each, so these ranges cannot overlap).
+    waits = []
+    for _ in range(4):
+        crash, mark = platform.up.wait_line(
+            rf"dynomgr \| (\S+) {app} heroku\[web\.1\]: State changed from starting to crashed",
+            after=mark)
+        start, mark = platform.up.wait_line(
+            rf"dynomgr \| (\S+) {app} heroku\[web\.1\]: State changed from crashed to starting",
+            after=mark)
+        waits.append(_seconds(start.group(1)) - _seconds(crash.group(1)))
+    assert waits[0] < 0.5 and 0.5 < waits[1] < waits[2] < waits[3], waits
     response = platform.router.get(app)
     assert (response.status, h_code(response.body)) == (503, "H10")
 
@@ -204,10 +209,9 @@ def test_a_crash_loop_backs_off_and_ps_shows_it(platform, make_app, workdir):
     assert platform.router.get(app).text == "Hello from web.1\n"
 
 
-def _seconds(line: str) -> float:
-    """The time of day of a dyno manager line (`dynomgr | 2026-11-26T15:49:28.085599+00:00 ...`)."""
-    stamp = re.search(r"T(\d\d):(\d\d):(\d\d\.\d+)", line)
-    hours, minutes, seconds = stamp.groups()
+def _seconds(stamp: str) -> float:
+    """Seconds since midnight of a dyno manager line's timestamp (`2026-11-26T15:49:28.0855+00:00`)."""
+    hours, minutes, seconds = re.search(r"T(\d\d):(\d\d):(\d\d\.\d+)", stamp).groups()
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
