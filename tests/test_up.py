@@ -173,3 +173,23 @@ def test_restart_backoff_is_immediate_then_doubles_to_the_cap_and_forgives_a_lon
 def test_up_refuses_a_port_given_twice(tmp_path):
     with pytest.raises(ValueError, match="four different ports"):
         UpConfig(home=tmp_path, api=Endpoint("127.0.0.1", 9000), http=Endpoint("127.0.0.1", 9000))
+
+
+def test_up_killed_with_sigkill_leaves_no_part_and_no_dyno_running(home, runs):
+    up = Up(home)
+    runs.append(up)
+    up.wait_for(r"up +\| dynomesh is up:")
+    for args in (("apps:create", "orphan", "--no-link"),
+                 ("deploy", str(copy_example("hello", home / "src")), "--app", "orphan")):
+        done = cli(home, *args)
+        assert done.returncode == 0, done.stderr
+    poll(lambda: web_up(Api(home).dynos("orphan"), 1), "web.1 up")
+    parts = up.pids()
+    dynos = dyno_processes(home / "dynos")
+    assert dynos
+
+    up.proc.kill()  # no chance to stop anything itself: its children get SIGTERM from the kernel
+    up.proc.wait(10)
+    poll(lambda: not any(alive(pid) for pid in parts.values()), "the parts to exit", timeout=60)
+    assert not any(alive(pid) for pid in dynos)
+    assert not dyno_processes(home / "dynos")
