@@ -18,7 +18,9 @@ now; a shipper to the control plane later sits beside it.
 
 from __future__ import annotations
 
+import os
 import re
+import select
 import sys
 import time
 from collections.abc import Sequence
@@ -71,19 +73,20 @@ _PLAIN = (_PREFIX + b"at=%s desc=%s method=%s path=%s host=%s request_id=%s fwd=
 class Timestamps:
     """RFC 5424 UTC timestamps; the date-and-seconds part is formatted once per second."""
 
-    __slots__ = ("_second", "_text")
+    __slots__ = ("second", "text")
 
     def __init__(self) -> None:
-        self._second = -1
-        self._text = b""
+        # The second `text` formats; AccessLog.info reads both directly (once per request).
+        self.second = -1
+        self.text = b""
 
     def split(self, wall: float) -> tuple[bytes, int]:
         """-> (b"2026-11-26T12:00:00", microseconds)."""
         second = int(wall)
-        if second != self._second:
-            self._second = second
-            self._text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
-        return self._text, int((wall - second) * 1_000_000)
+        if second != self.second:
+            self.second = second
+            self.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+        return self.text, int((wall - second) * 1_000_000)
 
 
 
@@ -97,22 +100,50 @@ class StreamSink:
 
     A blocking write, as nginx's access log is: a stalled reader of stdout stalls the router,
     which is the operator's to fix; a closed one (EPIPE) is counted and reported once.
+
+    `atomic=True` (processes sharing one stdout, `--workers`): the batch is written straight to
+    the file descriptor in pieces of whole lines of at most PIPE_BUF bytes, which a pipe
+    never interleaves with another writer's (POSIX); a longer line goes alone.
     """
 
-    def __init__(self, stream: BinaryIO | None = None) -> None:
+    def __init__(self, stream: BinaryIO | None = None, atomic: bool = False) -> None:
         self._stream = stream if stream is not None else sys.stdout.buffer
+        self._atomic = atomic
         self.failures = 0
 
     def write_lines(self, records: list[tuple[str | None, bytes]]) -> None:
-        data = b"\n".join([line for _, line in records])
         try:
-            self._stream.write(data + b"\n")
-            self._stream.flush()
+            if self._atomic:
+                self._write_atomic([line for _, line in records])
+            else:
+                data = b"\n".join([line for _, line in records])
+                self._stream.write(data + b"\n")
+                self._stream.flush()
         except (BrokenPipeError, ValueError, OSError) as error:
             self.failures += 1
             if self.failures == 1:
                 print(f"dynomesh router: cannot write log lines ({error}); dropping them",
                       file=sys.stderr)
+
+    def _write_atomic(self, lines: list[bytes]) -> None:
+        self._stream.flush()
+        fd = self._stream.fileno()
+        piece: list[bytes] = []
+        size = 0
+        for line in lines:
+            if piece and size + len(line) + 1 > select.PIPE_BUF:
+                _write_all(fd, b"\n".join(piece) + b"\n")
+                piece, size = [], 0
+            piece.append(line)
+            size += len(line) + 1
+        if piece:
+            _write_all(fd, b"\n".join(piece) + b"\n")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 class MemorySink:
@@ -158,14 +189,16 @@ class BufferedLogWriter:
 class AccessLog:
     """Formats the per-request line; holds nothing per request."""
 
-    __slots__ = ("writer", "_timestamps", "_protocol", "_fwd_quoted")
+    __slots__ = ("writer", "_timestamps", "_protocol", "_fwd_quoted", "_path_quoted")
 
     def __init__(self, writer: BufferedLogWriter, protocol: bytes = b"http") -> None:
         self.writer = writer
         self._timestamps = Timestamps()
         self._protocol = protocol
-        # fwd values repeat (one per client address): remember their quoted form, bounded.
+        # fwd values repeat (one per client address), and so do paths: remember their quoted
+        # form, bounded in entries (and, for paths, which clients choose, in length).
         self._fwd_quoted: dict[bytes, bytes] = {}
+        self._path_quoted: dict[bytes, bytes] = {}
 
     def info(self, app: str, wall: float, method: bytes, path: bytes, host: bytes,
              request_id: bytes, fwd: bytes, dyno: bytes, connect_ms: int, service_ms: int,
@@ -175,13 +208,18 @@ class AccessLog:
         `host` matched the routing table, so it holds only host-name characters and needs no
         quoting; `dyno` is already a logfmt value (see DynoPool).
         """
-        second, micros = self._timestamps.split(wall)
+        timestamps = self._timestamps
+        second = int(wall)
+        if second != timestamps.second:
+            timestamps.split(wall)  # a new second: formatted once
         fwd_quoted = self._fwd_quoted.get(fwd)
         if fwd_quoted is None:
             fwd_quoted = self._remember_fwd(fwd)
+        path_quoted = self._path_quoted.get(path)
+        if path_quoted is None:
+            path_quoted = self._remember_path(path)
         line = _INFO % (
-            second, micros, method,
-            b'"' + path + b'"' if _NEEDS_ESCAPE.search(path) is None else _escape_slow(path),
+            timestamps.text, int((wall - second) * 1_000_000), method, path_quoted,
             host, request_id if b"=" not in request_id else _escape_slow(request_id),
             fwd_quoted, dyno, connect_ms, service_ms, status, nbytes, self._protocol)
         writer = self.writer
@@ -189,6 +227,15 @@ class AccessLog:
         pending.append((app, line))
         if len(pending) >= writer._max_pending:
             writer.flush()
+
+    def _remember_path(self, path: bytes) -> bytes:
+        value = quoted(path)
+        if len(path) <= 256:
+            cache = self._path_quoted
+            if len(cache) >= 4096:
+                cache.clear()
+            cache[path] = value
+        return value
 
     def _remember_fwd(self, fwd: bytes) -> bytes:
         cache = self._fwd_quoted

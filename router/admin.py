@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from router.metrics import RouterCollector
+from router.metrics import RouterCollector, snapshot
 
 if TYPE_CHECKING:
     from router.server import Router
@@ -21,7 +21,9 @@ def admin_app(router: Router) -> web.Application:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RouterCollector(router.metrics, router.gauges))
     if router.feed is not None:
-        registry.register(router.feed.collector())
+        from router.feed import FeedCollector
+
+        registry.register(FeedCollector(router.feed.figures))
 
     async def healthz(request: web.Request) -> web.Response:
         """The process is up and its loop answers."""
@@ -41,10 +43,18 @@ def admin_app(router: Router) -> web.Application:
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def counters(request: web.Request) -> web.Response:
+        """The raw counters as JSON, for the --workers supervisor to merge (workers.py)."""
+        data = snapshot(router.metrics, router.gauges())
+        if router.feed is not None:
+            data["feed"] = router.feed.figures()._asdict()
+        return web.json_response(data)
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/snapshot", counters)
     return app
 
 

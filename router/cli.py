@@ -1,4 +1,11 @@
-"""`dynomesh router`: parse the command line, build a RouterConfig, run the router."""
+"""`dynomesh router`: parse the command line, build a RouterConfig, run the router.
+
+The table comes from the control plane's route feed (`--control`, router/feed.py) or from a
+static routes file (`--routes`). Signals: SIGHUP reloads `--routes` (a file with an error keeps the current table); SIGTERM or
+SIGINT drains (stop accepting, let requests in flight finish up to `--drain-timeout`) and exits
+0; a second one stops at once. With `--workers N` this process supervises N worker processes
+(workers.py) and passes the signals on.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from router.config import ConfigError, Endpoint, RouterConfig
+from router.config import ConfigError, Endpoint, Limits, RouterConfig, parse_networks
 from router.routes import RoutesError
 from router.source import RoutesFile
 
@@ -17,8 +24,13 @@ example:
   # follow the control plane's route feed (the usual way; token: dynomesh tokens:create --role router)
   dynomesh router --control http://10.0.0.2:5050,http://10.0.0.3:5050 --token-file router.token
 
+  # a static table, without the control plane:
   dynomesh router --listen 0.0.0.0:8080 --admin 127.0.0.1:8081 --routes routes.json
   curl -H 'Host: app1.localhost' http://127.0.0.1:8080/
+
+  # behind a load balancer at 10.0.0.0/8 that speaks the PROXY protocol, 4 processes:
+  dynomesh router --routes routes.json --workers 4 --trusted-proxies 10.0.0.0/8 \\
+      --proxy-protocol
 
 routes.json (format: docs/routes-format.md):
   {"apps": [{"name": "app1", "hosts": ["app1.localhost", "*.example.com"],
@@ -27,7 +39,44 @@ routes.json (format: docs/routes-format.md):
 
 One log line per request goes to stdout; status messages go to stderr.
 Admin endpoints: /healthz, /readyz (a table is loaded), /metrics (Prometheus).
+Signals: SIGHUP reloads the routes file (with --routes); SIGTERM drains in-flight requests, then exits 0.
+Reference (every flag, H-code and limit): docs/router.md
 """
+
+# (flag, RouterConfig or Limits field, help) for the numeric settings.
+TIMEOUTS = [
+    ("--connect-timeout", "connect_timeout", "for a dyno to accept a connection before it is "
+     "quarantined and another is tried (H19)"),
+    ("--request-timeout", "request_timeout", "to the first response byte once the request is "
+     "sent (H12); an app's entry may set its own"),
+    ("--idle-timeout", "idle_timeout", "without a byte either way once the response started, "
+     "or while the client sends its body (H15 dyno, H28 client)"),
+    ("--header-timeout", "header_timeout", "for a request head to arrive (408); idle "
+     "keep-alive connections close silently after it"),
+    ("--boot-queue-timeout", "boot_queue_timeout", "requests to a booting app wait this long "
+     "for a dyno (H20)"),
+    ("--quarantine-time", "quarantine_time", "a dyno that failed a connect is skipped this "
+     "long"),
+    ("--drain-timeout", "drain_timeout", "on SIGTERM, in-flight requests get this long to "
+     "finish"),
+    ("--pool-idle-timeout", "pool_idle_timeout", "pooled dyno connections idle this long are "
+     "closed"),
+]
+COUNTS = [
+    ("--connect-attempts", "connect_attempts", "connects on distinct dynos per request "
+     "before H19/H21"),
+    ("--max-in-flight-per-dyno", "max_in_flight_per_dyno", "requests in flight per web dyno "
+     "of an app before H11"),
+]
+LIMITS = [
+    ("--max-request-line", "request_line", "request line (else 414)"),
+    ("--max-header-line", "header_line", "request header line (else 400)"),
+    ("--max-header-name", "header_name", "request header name (else 400)"),
+    ("--max-headers", "headers", "header fields in a request or response (else 400 / H25)"),
+    ("--max-response-status-line", "response_status_line", "a dyno's status line (else H25)"),
+    ("--max-response-header-line", "response_header_line", "a dyno's header line (else H25)"),
+    ("--max-set-cookie-line", "set_cookie_line", "a dyno's Set-Cookie line (else H25)"),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,25 +98,54 @@ def build_parser() -> argparse.ArgumentParser:
                         help="file holding the router token for --control")
     parser.add_argument("--routes", type=Path, metavar="FILE",
                         help="static routing table (JSON, see docs/routes-format.md), instead "
-                             "of --control")
-    parser.add_argument("--boot-queue-timeout", type=float, default=defaults.boot_queue_timeout,
-                        metavar="SECONDS", help="how long requests to a booting app wait for a "
-                        "dyno before H20 (default %(default)s)")
-    parser.add_argument("--connect-timeout", type=float, default=defaults.connect_timeout,
-                        metavar="SECONDS", help="time for a dyno to accept a connection before "
-                        "another is tried (default %(default)s)")
-    parser.add_argument("--pool-idle-timeout", type=float, default=defaults.pool_idle_timeout,
-                        metavar="SECONDS", help="close pooled dyno connections idle this long "
-                        "(default %(default)s)")
+                             "of --control; SIGHUP reloads it")
+    parser.add_argument("--workers", type=int, default=defaults.workers, metavar="N",
+                        help="processes serving the one port (SO_REUSEPORT); /metrics shows "
+                             "them together (default %(default)s)")
+    timeouts = parser.add_argument_group("timeouts (seconds; fractions allowed)")
+    for option, name, text in TIMEOUTS:
+        timeouts.add_argument(option, type=float, default=getattr(defaults, name),
+                              metavar="S", help=f"{text} (default %(default)s)")
+    limits = parser.add_argument_group("limits")
+    for option, name, text in COUNTS:
+        limits.add_argument(option, type=int, default=getattr(defaults, name), metavar="N",
+                            help=f"{text} (default %(default)s)")
+    for option, name, text in LIMITS:
+        limits.add_argument(option, type=int, default=getattr(defaults.limits, name),
+                            dest=name, metavar="N" if name == "headers" else "BYTES",
+                            help=f"{text} (default %(default)s)")
+    edge = parser.add_argument_group("behind a load balancer")
+    edge.add_argument("--trusted-proxies", default="", metavar="CIDR[,CIDR]",
+                      help="peers whose X-Forwarded-Proto/-Port are kept and who are not "
+                           "appended to X-Forwarded-For (e.g. 10.0.0.0/8)")
+    edge.add_argument("--proxy-protocol", action="store_true",
+                      help="every connection starts with a PROXY protocol v1 or v2 header")
+    # Set by the --workers supervisor for each worker it starts.
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-id", type=int, default=None, help=argparse.SUPPRESS)
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> RouterConfig:
     admin = None if args.admin == "off" else Endpoint.parse(args.admin, "--admin")
+    numbers = {name: getattr(args, name) for _, name, _ in TIMEOUTS + COUNTS}
+    limits = Limits(**{name: getattr(args, name) for _, name, _ in LIMITS})
     return RouterConfig(
         listen=Endpoint.parse(args.listen, "--listen"), admin=admin, routes=args.routes,
-        boot_queue_timeout=args.boot_queue_timeout, connect_timeout=args.connect_timeout,
-        pool_idle_timeout=args.pool_idle_timeout)
+        limits=limits, trusted_proxies=parse_networks(args.trusted_proxies, "--trusted-proxies"),
+        proxy_protocol=args.proxy_protocol, workers=args.workers, reuse_port=args.reuse_port,
+        worker_id=args.worker_id, **numbers)
+
+
+def name_of(config: RouterConfig) -> str:
+    """How status lines name this process: `dynomesh router` or `dynomesh router[worker 2]`."""
+    if config.worker_id is None:
+        return "dynomesh router"
+    return f"dynomesh router[worker {config.worker_id}]"
+
+
+def say(config: RouterConfig, message: str) -> None:
+    print(f"{name_of(config)}: {message}", file=sys.stderr, flush=True)
 
 
 def feed_config_from_args(args: argparse.Namespace):
@@ -89,6 +167,14 @@ def feed_config_from_args(args: argparse.Namespace):
         raise ConfigError(str(error)) from None
 
 
+def table_source(config: RouterConfig, table, feed) -> str:
+    """Where the table comes from, for the ready line."""
+    if feed is not None:
+        return (f"following the route feed of {', '.join(feed.urls)} (every host is a 404 "
+                "until its first snapshot)")
+    return f"with {len(table)} apps from {config.routes} (revision {table.revision})"
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -105,46 +191,78 @@ def main(argv: list[str]) -> int:
     import uvloop  # the data path's event loop; imported here so --help stays fast
 
     try:
+        if config.workers > 1:
+            from router.workers import WorkerSupervisor
+
+            # Each worker follows the feed (or reads the file) itself, from the same argv.
+            return uvloop.run(WorkerSupervisor(config, argv, table_source(config, table, feed))
+                              .run())
         return uvloop.run(_serve(config, table, feed))
     except KeyboardInterrupt:
         return 0
 
 
-def _status(message: str) -> None:
-    print(f"dynomesh router: {message}", file=sys.stderr, flush=True)
-
-
 async def _serve(config: RouterConfig, table, feed=None) -> int:
+    from router.accesslog import StreamSink
     from router.server import Router
 
-    router = Router(config)
+    # Workers share stdout: each batch is written in whole lines of at most PIPE_BUF bytes,
+    # so lines from different workers never interleave.
+    router = Router(config, sinks=[StreamSink(atomic=config.worker_id is not None)])
     if feed is not None:
         from router.feed import RouteFeed
 
-        router.feed = RouteFeed(router, feed, say=_status)
+        router.feed = RouteFeed(router, feed, say=lambda message: say(config, message))
     else:
         router.install(table)
     try:
         await router.start()
     except OSError as error:
-        print(f"dynomesh router: cannot listen: {error.strerror or error}", file=sys.stderr)
+        say(config, f"cannot listen: {error.strerror or error}")
         return 1
     admin = f"; admin on http://{config.admin.host}:{router.admin_port}" if config.admin else ""
-    if feed is not None:
-        source = (f"following the route feed of {', '.join(feed.urls)} (every host is a 404 "
-                  "until its first snapshot)")
+    if router.feed is not None:
         router.feed.start()
-    else:
-        source = f"with {len(table)} apps from {config.routes} (revision {table.revision})"
-    print(f"dynomesh router: ready on http://{config.listen.host}:{router.port} {source}{admin}",
-          file=sys.stderr, flush=True)
-    stopping = asyncio.Event()
+    say(config, f"ready on http://{config.listen.host}:{router.port} "
+                f"{table_source(config, table, feed)}{admin}")
     loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    stop_now = asyncio.Event()
+
+    def on_stop_signal() -> None:
+        (stop_now if stopping.is_set() else stopping).set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
+        loop.add_signal_handler(signum, on_stop_signal)
+    if feed is None:
+        loop.add_signal_handler(signal.SIGHUP, _reload, config, router)
+    else:
+        loop.add_signal_handler(signal.SIGHUP, say, config,
+                                "SIGHUP ignored: the table follows the route feed")
     await stopping.wait()
     if router.feed is not None:
         await router.feed.stop()
+    say(config, f"draining: no new connections; in-flight requests get up to "
+                f"{config.drain_timeout:g} s")
+    drain = asyncio.ensure_future(router.drain())
+    forced = asyncio.ensure_future(stop_now.wait())
+    await asyncio.wait([drain, forced], return_when=asyncio.FIRST_COMPLETED)
+    forced.cancel()
+    if not drain.done() or not drain.result():
+        drain.cancel()
+        left = len(router.clients) + len(router.tunnels)
+        say(config, f"drain ended with {left} connections still open; closing them")
     await router.stop()
-    print("dynomesh router: stopped", file=sys.stderr, flush=True)
+    say(config, "stopped")
     return 0
+
+
+def _reload(config: RouterConfig, router) -> None:
+    """SIGHUP: read the routes file again; a bad file keeps the table in use."""
+    try:
+        table = RoutesFile(config.routes).load()
+    except RoutesError as error:
+        say(config, f"reload refused, keeping the current table: {config.routes}: {error}")
+        return
+    router.install(table)
+    say(config, f"reloaded {len(table)} apps from {config.routes} (revision {table.revision})")

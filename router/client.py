@@ -8,6 +8,15 @@ for the dyno in one write when the feed returns.
 Requests are answered in order. A request that arrives while another is being answered
 (pipelining, RFC 9112 §9.3.2) waits in `_queue` with reading paused, and starts when the one
 before it is done.
+
+Timeouts: the connection has one `deadline` (loop time) that the data path moves with a plain
+store, and the router's periodic sweep calls `expire` once it has passed (timers.py). What the
+deadline means depends on the moment: the head timeout while no request is being answered,
+otherwise the exchange's (connect, boot queue, request, idle).
+
+Bad input: what httptools refuses becomes a 400; what it accepts but the router must refuse is
+checked in `limits.py` and `headers.py`, which raise `RequestRejected` from inside a parser
+callback; httptools hands it back wrapped, and `_reject` answers it.
 """
 
 from __future__ import annotations
@@ -21,39 +30,63 @@ from httptools import (HttpParserCallbackError, HttpParserError, HttpParserUpgra
                        HttpRequestParser)
 
 from router import errors
-from router.errors import RouterError
+from router.errors import RequestRejected, RouterError
 from router.exchange import DONE, Exchange
-from router.flow import PEER_BUFFER_FULL, PIPELINED, ReadGate
-from router.headers import CHUNKED, RequestRewriter, last_chunk
+from router.flow import PEER_BUFFER_FULL, PIPELINED, UPGRADING, ReadGate
+from router.headers import (CHUNKED, EXPECT_CONTINUE, LENGTH, LENGTH_AND_CHUNKED, NONE, UPGRADE,
+                            RequestRewriter, last_chunk)
+from router.limits import GrowthGuard, check_request_head, check_trailers, origin_form
 
 if TYPE_CHECKING:
     from router.server import Router
 
 _CRLF = b"\r\n"
+_CONNECT = b"CONNECT"
+# A lingering close reads (and drops) what the client still sends until it has been quiet this
+# long, for this long at most (nginx's lingering_timeout and lingering_time).
+_LINGER = 5.0
+_LINGER_TOTAL = 30.0
 
 
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
         # per connection
         "router", "rewriter", "parser", "transport", "gate", "peer", "write_paused", "_closing",
-        "_queue",
+        "_queue", "deadline", "_head_check", "_guard", "_early", "_error_after", "_linger_end",
+        # what the parser holds: bytes of an incomplete head or trailer section (limits.py)
+        "_unparsed", "_read_size", "_head_start",
         # per request being parsed
-        "_url", "_headers", "_reading",
+        "on_url", "_url", "_headers", "_reading",
         # the request being answered
         "_serving",
     )
 
-    def __init__(self, router: Router, rewriter: RequestRewriter) -> None:
+    def __init__(self, router: Router) -> None:
         self.router = router
-        self.rewriter = rewriter
+        self.rewriter: RequestRewriter | None = None  # chosen by the peer, connection_made
+        # The request target's pieces as httptools delivers them: a bound list.append is the
+        # cheapest callback it can make (no Python frame). Set before the parser looks for it.
+        self._url: list[bytes] = []
+        self.on_url = self._url.append
         self.parser = HttpRequestParser(self)
+        # RFC 9112 §6.3: with both Content-Length and chunked, chunked wins (and the
+        # connection closes after the response); without this llhttp refuses such requests.
+        self.parser.set_dangerous_leniencies(lenient_chunked_length=True)
         self.transport: asyncio.Transport | None = None
         self.gate: ReadGate | None = None
         self.peer = b""
         self.write_paused = False
         self._closing = False
         self._queue: deque[Exchange] = deque()
-        self._url = b""
+        self.deadline = router.now + router.header_timeout
+        self._head_check = router.config.limits.request_head_check
+        self._guard: GrowthGuard | None = None  # made when a head first grows large
+        self._early = b""  # bytes after an upgrade request, for the tunnel
+        self._error_after: RouterError | None = None  # to send once the requests before it are
+        self._linger_end = 0.0  # when lingering, the latest moment to close
+        self._unparsed = 0
+        self._read_size = 0
+        self._head_start = 0  # `_unparsed` when the last message ended: more means a new head
         self._headers: list[tuple[bytes, bytes]] = []
         self._reading: Exchange | None = None  # receiving its request body
         self._serving: Exchange | None = None  # being answered
@@ -65,30 +98,50 @@ class ClientConnection(asyncio.Protocol):
 
     # -- asyncio Protocol -------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
+    def connection_made(self, transport: asyncio.Transport, peer: bytes | None = None) -> None:
+        """`peer`: the client's address when a PROXY protocol header named it; trust is
+        decided by the connection's own peer (the balancer)."""
         self.transport = transport
         self.gate = ReadGate(transport)
-        peer = transport.get_extra_info("peername")
-        self.peer = peer[0].encode("ascii") if peer else b""
-        self.router.clients.add(self)
+        address = transport.get_extra_info("peername")
+        connected = address[0].encode("ascii") if address else b""
+        self.peer = connected if peer is None else peer
+        router = self.router
+        self.rewriter = router.rewriter_for(connected)
+        router.clients.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
+            if self._linger_end:  # lingering: drop it, and wait a little longer
+                self.deadline = min(self.router.now + _LINGER, self._linger_end)
             return
+        n = self._read_size = len(data)
+        reading = self._reading
+        if reading is None:
+            self._unparsed += n  # a head: what httptools may be holding (limits.py)
+        else:
+            router = self.router
+            self.deadline = router.now + router.idle_timeout  # body bytes: rolling idle
+            if reading.framing is CHUNKED:
+                self._unparsed += n  # chunk lines and trailers are held too
         try:
             self.parser.feed_data(data)
-        except HttpParserUpgrade:
-            # The request went up without its Upgrade (a plain request); the bytes after it
-            # belong to a protocol the router does not speak, so the connection ends after it.
-            self._reading = None
-            if self._serving is not None:
-                self._serving.keep_alive = False
-            self._closing = True
-        except HttpParserCallbackError:
-            raise  # a bug in the router's own callbacks, not the client's fault
-        except HttpParserError:
-            self._unparseable()
-            return
+        except HttpParserUpgrade as upgrade:
+            self._upgrade_requested(data[upgrade.args[0]:])
+        except HttpParserCallbackError as error:
+            rejected = error.__context__
+            if not isinstance(rejected, RequestRejected):
+                raise  # a bug in the router's own callbacks, not the client's fault
+            self._reject(rejected.error)
+        except HttpParserError as error:
+            # llhttp knows HTTP/0.9 to 2.0 only; any other version is one the router does
+            # not speak (RFC 9110 §15.6.6).
+            self._reject(errors.VERSION_NOT_SUPPORTED if "HTTP version" in str(error)
+                         else errors.BAD_REQUEST)
+        else:
+            if self._unparsed > self._head_check and self._growing():
+                return
+        # What was parsed before any error still goes: it belongs to a request in progress.
         exchange = self._serving
         if exchange is not None and exchange.pending and exchange.upstream is not None:
             exchange.flush_request()
@@ -100,13 +153,16 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
-        self.router.clients.discard(self)
+        router = self.router
+        router.clients.discard(self)
         exchange, self._serving = self._serving, None
         if exchange is not None:
             exchange.client_lost()
         queue = self._queue
         while queue:
             queue.popleft().client_lost()
+        if router.draining is not None:
+            router.check_drained()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -122,9 +178,6 @@ class ClientConnection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------------
 
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-
     def on_header(self, name: bytes, value: bytes) -> None:
         # Head fields, or after the head (a fresh list then) the trailer fields of a chunked
         # body; no branch here, it runs for every field.
@@ -137,20 +190,26 @@ class ClientConnection(asyncio.Protocol):
         router = self.router
         wall = _wall_clock()
         method = parser.get_method()
-        target = self._url
+        pieces = self._url
+        target = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        pieces.clear()
         fields, self._headers = self._headers, []  # what follows the head are trailers
-        head, host, request_id, fwd, framing, connection_seen = self.rewriter.rewrite(
+        if self._unparsed > self._head_check:  # a large head: check it field by field
+            check_request_head(method, target, fields, router.config.limits)
+        # The rest of this read may start the next head: count it (conservatively) as such.
+        self._unparsed = self._head_start = self._read_size
+        if target[:1] != b"/" or method == _CONNECT:
+            target, fields = origin_form(method, target, fields)
+        head, host, request_id, fwd, framing, flags = self.rewriter.rewrite(
             method, target, fields, self.peer, int(wall * 1000))
-        self._url = b""
         keep_alive = parser.should_keep_alive()
-        if keep_alive and not connection_seen:
+        if keep_alive and not flags:
             http11 = True  # keep-alive without asking for it: only HTTP/1.1 does that
         else:
-            http11 = parser.get_http_version() == "1.1"
-            # HTTP/1.0 keep-alive is not offered: such clients get close-delimited answers.
-            keep_alive = keep_alive and http11
+            keep_alive, http11, flags = self._unusual_head(keep_alive, flags, framing, fields)
+        start = router.now = router.loop.time()  # keeps the coarse clock fresh under load
         exchange = Exchange(self, router, method, target, head, host, request_id, fwd, framing,
-                            keep_alive, http11, router.loop.time(), wall)
+                            keep_alive, http11, start, wall, flags)
         self._reading = exchange
         if self._serving is None:
             self._serving = exchange
@@ -160,6 +219,7 @@ class ClientConnection(asyncio.Protocol):
             self.gate.pause(PIPELINED)
 
     def on_body(self, data: bytes) -> None:
+        self._unparsed = 0  # progress: nothing is held for a chunked body's framing
         exchange = self._reading
         if exchange is None or exchange.phase is DONE:
             return  # the exchange ended early (router answer, or the dyno answered already)
@@ -169,23 +229,33 @@ class ClientConnection(asyncio.Protocol):
             exchange.pending.append(data)
 
     def on_message_complete(self) -> None:
-        exchange, self._reading = self._reading, None
+        exchange = self._reading
+        if exchange is None or exchange.request_complete:
+            self._reading = None
+            return  # no body (complete from the start)
+        self._unparsed = self._head_start = self._read_size  # as in on_headers_complete
         trailers = self._headers
         if trailers:
             self._headers = []
-        if exchange is None or exchange.phase is DONE:
+            check_trailers(trailers, self.router.config.limits)  # may refuse the request
+        self._reading = None
+        if exchange.phase is DONE:
             return
         if exchange.framing is CHUNKED:
             exchange.pending.append(last_chunk(trailers))
         exchange.request_complete = True
+        if exchange.upstream is not None:
+            exchange.request_sent()
 
     # -- what exchanges call back -----------------------------------------------------------
 
     def exchange_done(self, exchange: Exchange) -> None:
         """`exchange` was answered: start the next pipelined request, or close."""
-        self.gate.resume(PEER_BUFFER_FULL)
-        if not exchange.keep_alive or not exchange.request_complete or self._closing:
-            self._close()
+        gate = self.gate
+        if gate.reasons:
+            gate.resume(PEER_BUFFER_FULL)
+        if not exchange.keep_alive or not exchange.request_complete:
+            self._linger()  # the client may have sent (or be sending) more than this request
             return
         queue = self._queue
         if queue:
@@ -193,8 +263,15 @@ class ClientConnection(asyncio.Protocol):
             if not queue:
                 self.gate.resume(PIPELINED)
             following.dispatch()
-        else:
-            self._serving = None
+            return
+        if self._closing:
+            self._after_last()
+            return
+        self._serving = None
+        router = self.router
+        self.deadline = router.now + router.header_timeout
+        if exchange.flags & UPGRADE:
+            self._upgrade_declined()
 
     def router_answer(self, exchange: Exchange, error: RouterError) -> None:
         """Send the router's own page for `error`, log it, and close the connection."""
@@ -204,15 +281,132 @@ class ClientConnection(asyncio.Protocol):
             self.transport.write(error.response)
             exchange.nbytes = error.body_length
         exchange.log_error(error, error.status)
-        self._close()
+        self._linger()
 
     def response_interrupted(self, exchange: Exchange, error: RouterError) -> None:
         """The response broke off after its head went out: log it and cut the connection, so
         the client sees the truncation (a short body or a missing last chunk)."""
         exchange.log_error(error, exchange.status)
-        self._close()
+        if exchange.http11:
+            self._close()
+        else:
+            # An HTTP/1.0 client's body may be delimited by the close itself: only a reset
+            # shows it was cut short.
+            self._closing = True
+            self._serving = None
+            self._drop_queue()
+            self.transport.abort()
+
+    def handed_over(self) -> None:
+        """The connection became one end of a tunnel (tunnel.py): HTTP is over on it."""
+        self._closing = True
+        self._serving = None
+        self.router.clients.discard(self)
+
+    def take_early_data(self) -> bytes:
+        """The bytes the client sent after its upgrade request, for the tunnel."""
+        early, self._early = self._early, b""
+        return early
+
+    # -- timeouts and draining (the sweep calls these) --------------------------------------
+
+    def expire(self, now: float) -> None:
+        """The deadline passed: the head timeout, or the exchange's."""
+        if self._closing:
+            self.transport.close()  # the end of a lingering close
+            return
+        exchange = self._serving
+        if exchange is not None:
+            exchange.expire(now)
+            return
+        self.deadline = float("inf")
+        if self._head_begun():
+            self._answer_unrouted(errors.HEAD_TIMEOUT)  # a head began but did not finish
+        else:
+            self._close()  # an idle keep-alive connection: closed without a word
+
+    def drain(self) -> None:
+        """The router is stopping: finish what is being answered, then close."""
+        if self._serving is not None:
+            self._serving.keep_alive = False  # "Connection: close" if the head is not out yet
+        elif not self._head_begun():
+            self._close()
+
+    def idle(self) -> bool:
+        """No request being answered or arriving (the drain closes such connections)."""
+        return self._serving is None and not self._head_begun() and not self._closing
+
+    def _head_begun(self) -> bool:
+        """Bytes of a next request arrived since the last one ended."""
+        return self._unparsed != self._head_start or bool(self._url or self._headers)
 
     # -- internals --------------------------------------------------------------------------
+
+    def _unusual_head(self, keep_alive: bool, flags: int, framing, fields
+                      ) -> tuple[bool, bool, int]:
+        """The rarer heads: HTTP/1.0, Connection fields, Expect, Upgrade, both framings.
+        -> (keep the connection alive, client speaks HTTP/1.1, flags)."""
+        version = self.parser.get_http_version()
+        if version == "1.1":
+            http11 = True
+        elif version == "1.0":
+            # HTTP/1.0 keep-alive is not offered: such clients get close-delimited answers.
+            http11 = keep_alive = False
+            if framing is CHUNKED:  # RFC 9112 §6.1: Transfer-Encoding in 1.0 is faulty framing
+                raise RequestRejected(errors.BAD_FRAMING)
+            if flags & UPGRADE:  # RFC 9110 §7.8: a 1.0 Upgrade is ignored; the parser did not
+                raise RequestRejected(errors.BAD_REQUEST)
+            flags &= ~EXPECT_CONTINUE  # RFC 9110 §10.1.1: ignored in HTTP/1.0
+        else:
+            raise RequestRejected(errors.VERSION_NOT_SUPPORTED)  # 0.9, 2.0
+        if flags & LENGTH_AND_CHUNKED:
+            keep_alive = False
+        if bool(flags & UPGRADE) != self.parser.should_upgrade():
+            raise RequestRejected(errors.BAD_REQUEST)  # the parser and the rules disagree
+        if flags & UPGRADE and framing is not NONE and not _empty_body(framing, fields):
+            # The parser hands what follows an upgrade request's head to the new protocol;
+            # a body there would be sent as tunnel data. WebSocket handshakes have none.
+            raise RequestRejected(errors.BAD_FRAMING)
+        if flags & EXPECT_CONTINUE and framing is NONE:
+            flags &= ~EXPECT_CONTINUE  # nothing to continue with
+        return keep_alive, http11, flags
+
+    def _upgrade_requested(self, early: bytes) -> None:
+        """The parser stopped after an upgrade request's head: what follows is for the new
+        protocol if the dyno switches (a tunnel), so it waits, and reading pauses."""
+        self._reading = None
+        self._early = early
+        self.gate.pause(UPGRADING)
+
+    def _upgrade_declined(self) -> None:
+        """The dyno answered the upgrade request with an ordinary response. Bytes the client
+        sent after it were meant for the other protocol: then the connection ends; else it
+        carries on as HTTP (the parser resumes after the upgrade request)."""
+        if self._early:
+            self._linger()
+            return
+        self._early = b""
+        self.gate.resume(UPGRADING)
+
+    def _growing(self) -> bool:
+        """An incomplete head or trailer section keeps growing: bound what the parser holds.
+        -> True if the request was refused."""
+        reading = self._reading
+        if reading is not None and reading.framing is not CHUNKED:
+            self._unparsed = 0  # a body of known length: the parser holds nothing
+            return False
+        guard = self._guard
+        if guard is None:
+            limits = self.router.config.limits
+            guard = self._guard = GrowthGuard(limits.header_line, limits.request_line,
+                                              limits.headers)
+        verdict = guard.check(self._unparsed, self._headers, sum(map(len, self._url)))
+        if verdict == GrowthGuard.OK:
+            return False
+        self._reject(errors.REQUEST_LINE_TOO_LONG if verdict == GrowthGuard.FIRST_LINE_TOO_LONG
+                     else errors.TOO_MANY_HEADERS if verdict == GrowthGuard.TOO_MANY_FIELDS
+                     else errors.HEADER_TOO_LONG)
+        return True
 
     def _close(self) -> None:
         """End the connection once the exchange being answered is done."""
@@ -221,30 +415,75 @@ class ClientConnection(asyncio.Protocol):
         self._drop_queue()
         self.transport.close()
 
+    def _linger(self) -> None:
+        """The connection ends after what was written: send nothing more, but read (and
+        drop) what the client still sends for a moment before closing. Closing a socket with
+        unread bytes makes the kernel send a reset, which can destroy the last answer before
+        the client reads it (nginx's "lingering close"). A client that reads the answer and
+        closes ends it at once; one that goes on sending (an upload the app refused early)
+        is read until it is quiet for a moment, within a limit."""
+        self._closing = True
+        self._serving = None
+        self._drop_queue()
+        transport = self.transport
+        if transport.is_closing() or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        transport.resume_reading()
+        now = self.router.now
+        self._linger_end = now + _LINGER_TOTAL
+        self.deadline = now + min(_LINGER, self.router.header_timeout)
+
     def _drop_queue(self) -> None:
         queue = self._queue
         while queue:
             queue.popleft().client_lost()  # never dispatched: nothing to release or log
 
-    def _unparseable(self) -> None:
-        """The client broke HTTP (RFC 9112): answer 400 and close, after any request before."""
-        error = errors.BAD_REQUEST
+    def _reject(self, error: RouterError) -> None:
+        """The client broke HTTP or a limit: answer `error` and close, after any request
+        before this one. The parser stops here; nothing after it is read."""
+        if self._closing:
+            return  # already answered (the parser went on through the rest of that read)
         reading, serving = self._reading, self._serving
         self._reading = None
         if reading is not None and reading is serving and reading.phase is not DONE:
-            reading.fail(error)  # its body broke off mid-way: 400, or cut the response
+            reading.fail(error)  # its body broke off mid-way: the page, or cut the response
             self._closing = True
             return
+        if reading is not None and reading is not serving:
+            self._queue.remove(reading)  # a queued request whose body broke: never dispatched
+            reading.client_lost()
+        self._answer_unrouted(error)
+
+    def _answer_unrouted(self, error: RouterError) -> None:
+        """`error` for a request that reached no app: log it, send the page (now, or once the
+        request being answered is done), and close."""
         router = self.router
         router.log.router_error(None, _wall_clock(), error.code, error.desc, error.level, b"",
                                 b"", None, router.request_ids.next(), self.peer, None, None,
                                 None, error.status, error.body_length)
         router.metrics.count_unrouted(error.status)
+        serving = self._serving
+        self._closing = True  # nothing after the bad request is read
         if serving is None or serving.phase is DONE:
             self.transport.write(error.response)
-            self._close()
+            self._linger()
         else:
-            # Let the request before the garbage be answered, then close (exchange_done).
-            serving.keep_alive = False
-            self._closing = True
-            self._drop_queue()
+            # The requests before the bad one are answered first (exchange_done).
+            self._error_after = error
+
+    def _after_last(self) -> None:
+        """The last request before a bad one was answered: now the bad one's page."""
+        error, self._error_after = self._error_after, None
+        if error is not None:
+            self.transport.write(error.response)
+        self._linger()
+
+
+def _empty_body(framing, fields) -> bool:
+    """Content-Length: 0 (some WebSocket clients send it on the handshake)."""
+    if framing is not LENGTH:
+        return False
+    return all(value.strip() == b"0" for name, value in fields
+               if name.lower() == b"content-length")

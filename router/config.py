@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(ValueError):
     """A setting the router cannot run with; the message names the flag."""
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +40,59 @@ class Endpoint:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+def parse_networks(text: str, flag: str) -> tuple[Network, ...]:
+    """`10.0.0.0/8,192.168.1.7,::1` -> networks (a bare address is a /32 or /128)."""
+    networks = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigError(f"{flag}: {part!r} is not an address or CIDR block "
+                              "(e.g. 10.0.0.0/8)") from None
+    return tuple(networks)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Sizes the router accepts; beyond them it answers itself (docs/router.md, "Limits")."""
+
+    # Heroku's router: request line 8192 bytes (else 414), header line 8192 bytes and 1000
+    # header fields (else 400). The name limit keeps a field name from using a whole line.
+    request_line: int = 8192
+    header_line: int = 8192
+    header_name: int = 1000
+    headers: int = 1000
+    # Heroku's limits on what a dyno sends back (else H25): the status line 8192 bytes, a
+    # header line 512 KiB, a Set-Cookie line 8192 bytes (what browsers keep anyway).
+    response_status_line: int = 8192
+    response_header_line: int = 512 * 1024
+    set_cookie_line: int = 8192
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if not isinstance(value, int) or value < 64:
+                raise ConfigError(f"{flag('max_' + item.name)}: must be a whole number of at "
+                                  f"least 64, not {value!r}")
+
+    @property
+    def request_head_check(self) -> int:
+        """A request head no larger than this cannot break any request limit: the request line
+        and every field line fit, and more than `headers` fields need 4 bytes each ("a:" CRLF).
+        Field names are checked separately (headers.FieldActions). Larger heads are checked
+        field by field; smaller ones are not checked at all."""
+        return min(self.request_line, self.header_line, 4 * self.headers)
+
+    @property
+    def response_head_check(self) -> int:
+        """The same for response heads (whose field count is bounded by `headers` too)."""
+        return min(self.response_status_line, self.response_header_line, self.set_cookie_line,
+                   4 * self.headers)
+
+
 @dataclass(frozen=True, slots=True)
 class RouterConfig:
     listen: Endpoint = Endpoint("0.0.0.0", 8080)
@@ -45,6 +104,22 @@ class RouterConfig:
     connect_timeout: float = 5.0
     # Attempts on distinct dynos for one request when connects fail (Heroku: up to 10).
     connect_attempts: int = 10
+    # A dyno that refused or did not accept a connection is skipped this long (Heroku: 5 s).
+    quarantine_time: float = 5.0
+    # To the first response byte, counted once the request is sent (Heroku's H12: 30 s).
+    # An app's entry may set its own (`request_timeout` in the routes format).
+    request_timeout: float = 30.0
+    # No byte either way for this long once the response started, or while the client sends
+    # its body: H15 (the dyno is idle) or H28 (the client is). Heroku's rolling 55 s window.
+    idle_timeout: float = 55.0
+    # A request head must arrive within this long (else 408); an idle keep-alive connection is
+    # closed silently after it (Heroku and nginx both allow about a minute).
+    header_timeout: float = 60.0
+    # On SIGTERM, requests in flight get this long to finish before the router exits.
+    drain_timeout: float = 30.0
+    # Requests in flight per web dyno of an app before H11 (Heroku: 200 x web dynos).
+    max_in_flight_per_dyno: int = 200
+    limits: Limits = field(default_factory=Limits)
     # Idle pooled dyno connections are closed after this many seconds (nginx keepalive_timeout
     # style); longer than most app servers' own keep-alive is pointless, shorter costs connects.
     pool_idle_timeout: float = 90.0
@@ -52,19 +127,44 @@ class RouterConfig:
     pool_max_idle: int = 64
     # Log lines are flushed at least this often (and whenever 512 are pending).
     log_flush_interval: float = 1.0
+    # Load balancers in front of the router: their X-Forwarded-Proto/-Port are kept and they
+    # are not appended to X-Forwarded-For as a client.
+    trusted_proxies: tuple[Network, ...] = ()
+    # Every connection starts with a PROXY protocol v1 or v2 header (HAProxy's accept-proxy).
+    proxy_protocol: bool = False
+    # Processes serving one port (SO_REUSEPORT); 1 runs the router in this process.
+    workers: int = 1
+    # Join other processes listening on the same port (set for each of --workers N).
+    reuse_port: bool = False
+    # Which worker this process is (None: not a worker); shown in its status lines.
+    worker_id: int | None = None
     # The listener's scheme as seen by apps (X-Forwarded-Proto) and in log lines.
     protocol: str = "http"
     backlog: int = 1024
 
     def __post_init__(self) -> None:
-        for name in ("boot_queue_timeout", "connect_timeout", "pool_idle_timeout",
-                     "log_flush_interval"):
+        for name in ("boot_queue_timeout", "connect_timeout", "quarantine_time",
+                     "request_timeout", "idle_timeout", "header_timeout", "drain_timeout",
+                     "pool_idle_timeout", "log_flush_interval"):
             value = getattr(self, name)
             if not value > 0:
-                raise ConfigError(f"--{name.replace('_', '-')}: must be above 0, not {value}")
+                raise ConfigError(f"{flag(name)}: must be above 0, not {value}")
         if self.connect_attempts < 1:
             raise ConfigError("--connect-attempts: must be at least 1")
+        if self.max_in_flight_per_dyno < 1:
+            raise ConfigError("--max-in-flight-per-dyno: must be at least 1")
         if self.pool_max_idle < 0:
             raise ConfigError("--pool-max-idle: must not be negative")
+        if not 1 <= self.workers <= 256:
+            raise ConfigError(f"--workers: 1 to 256, not {self.workers}")
         if self.protocol not in ("http", "https"):
             raise ConfigError(f"protocol: http or https, not {self.protocol!r}")
+
+    @property
+    def tick(self) -> float:
+        """How often the router's sweep checks deadlines (and so their precision): a quarter
+        second, or a fifth of the shortest timeout when that is shorter (tests use tiny ones).
+        One periodic sweep replaces a timer per request, as nginx's coarse timers do."""
+        shortest = min(self.connect_timeout, self.request_timeout, self.idle_timeout,
+                       self.header_timeout, self.boot_queue_timeout, self.drain_timeout)
+        return max(0.005, min(0.25, shortest / 5))

@@ -5,21 +5,28 @@ until the response is relayed (or the router answers itself). It owns the per-re
 (request id, timings, status, bytes) and the decisions between the two connections; the two
 `Protocol`s only move bytes into and out of it.
 
-Its phases and their transitions are the table in `phases.py`.
+Its phases and their transitions are the table in `phases.py`. Which dyno, and whether a failed
+attempt is tried again, are the balancer's, the quarantine's and the retry policy's decisions
+(balancer.py, quarantine.py, retry.py). Its timeouts are one deadline on the client connection
+that each phase moves; the router's sweep calls `expire` when it passes (timers.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
 from functools import partial
 from typing import TYPE_CHECKING
 
 from router import errors
 from router.errors import RouterError
 from router.flow import AWAITING_DYNO, PEER_BUFFER_FULL
-from router.headers import NONE, Framing
+from router.headers import EXPECT_CONTINUE, NONE, Framing
+from router.limits import valid_host
 from router.phases import ALLOWED_MASK, CONNECTING, DONE, FORWARDING, QUEUED, RESPONDING, Phase
+from router.retry import Retry
 from router.routes import AppRoute, AppState
+from router.tunnel import Tunnel
 from router.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
@@ -28,9 +35,8 @@ if TYPE_CHECKING:
     from router.server import Router
 
 
-# RFC 9110 §9.2.2: only these may be sent again after a pooled connection died under them.
-IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
-
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_NEVER = float("inf")
 _RUNNING = AppState.RUNNING
 _STATE_ERRORS = {
     AppState.BLANK: errors.BLANK_APP,
@@ -43,9 +49,9 @@ class Exchange:
     __slots__ = (
         # fixed at creation
         "client", "router", "method", "target", "head", "host", "request_id", "fwd",
-        "framing", "is_head", "http11", "start", "wall",
+        "framing", "is_head", "http11", "start", "wall", "flags",
         # routing
-        "route", "backend", "pool", "tried", "failure", "retried", "timer",
+        "route", "backend", "pool", "tried", "failure", "retried", "connecting",
         # progress
         "phase", "upstream", "pending", "request_complete", "keep_alive", "reused",
         "connect_ms", "sent_at", "status", "nbytes",
@@ -54,7 +60,7 @@ class Exchange:
     def __init__(self, client: ClientConnection, router: Router, method: bytes, target: bytes,
                  head: bytes, host: bytes | None, request_id: bytes, fwd: bytes,
                  framing: Framing, keep_alive: bool, http11: bool, start: float,
-                 wall: float) -> None:
+                 wall: float, flags: int = 0) -> None:
         self.client = client
         self.router = router
         self.method = method
@@ -69,13 +75,14 @@ class Exchange:
         self.http11 = http11
         self.start = start  # loop time when the head was parsed
         self.wall = wall  # the same moment in Unix time
+        self.flags = flags  # what RequestRewriter.rewrite reported (EXPECT_CONTINUE, UPGRADE..)
         self.route: AppRoute | None = None
         self.backend: AppBackend | None = None
         self.pool: DynoPool | None = None
         self.tried: list[DynoPool] | None = None
         self.failure: RouterError | None = None
         self.retried = False
-        self.timer: asyncio.TimerHandle | None = None
+        self.connecting: asyncio.Task | None = None
         self.phase = QUEUED
         self.upstream: UpstreamConnection | None = None
         self.pending: list[bytes] = [head]  # request bytes not yet written to the dyno
@@ -96,23 +103,31 @@ class Exchange:
     def dispatch(self) -> None:
         """Route by Host and start the request (called when it is this request's turn)."""
         router = self.router
-        if self.host is None:
-            # RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400.
-            self.fail(errors.BAD_REQUEST)
-            return
         table = router.table
-        route = table.lookup(self.host) if table is not None else None
+        # The exact-name dict first (RouteTable.lookup's first step, inlined), then the rest.
+        route = table.by_host.get(self.host) if table is not None else None
+        if route is None and table is not None:
+            route = table.lookup(self.host)
         if route is None:
-            self.fail(errors.NO_SUCH_APP)
+            # RFC 9112 §3.2: a Host that is not a host[:port] is a 400; an unknown one, 404.
+            self.fail(errors.NO_SUCH_APP if valid_host(self.host) else errors.BAD_HOST)
             return
         self.route = route
         backend = router.backends.bound.get(route.name)
         if backend is None or backend.route is not route:
             backend = router.backends.get(route)
         self.backend = backend
-        backend.metrics.in_flight += 1
+        metrics = backend.metrics
+        metrics.in_flight += 1
         if route.state is _RUNNING and not route.maintenance and backend.pools:
-            self._attempt()
+            if metrics.in_flight > backend.max_in_flight:
+                self.fail(errors.BACKLOG_TOO_DEEP)  # Heroku's H11: 200 per web dyno
+            elif self.flags & EXPECT_CONTINUE:
+                # RFC 9110 §10.1.1: the router answers the expectation itself, before the body.
+                self.client.transport.write(_CONTINUE)
+                self._attempt()
+            else:
+                self._attempt()
         elif route.maintenance:
             self.fail(errors.MAINTENANCE)
         elif route.state is _RUNNING:
@@ -123,18 +138,16 @@ class Exchange:
             self.fail(_STATE_ERRORS[route.state])
 
     def _attempt(self) -> None:
-        """Pick a dyno (P2C over those not yet tried) and use a pooled or new connection."""
+        """Pick a dyno (P2C) and use a pooled or new connection."""
+        router = self.router
         pools = self.backend.pools
-        tried = self.tried
-        if tried:
-            if len(tried) >= self.router.config.connect_attempts:
-                self.fail(self.failure)
+        if self.tried is not None or router.quarantine.members:
+            pool = self._choose_carefully(pools)
+            if pool is None:
+                self.fail(self.failure or errors.CONNECTION_REFUSED)
                 return
-            pools = [pool for pool in pools if pool not in tried]
-        pool = pools[0] if len(pools) == 1 else self.router.balancer.choose(pools)
-        if pool is None:
-            self.fail(self.failure or errors.CONNECTION_REFUSED)
-            return
+        else:
+            pool = pools[0] if len(pools) == 1 else router.balancer.choose(pools)
         self.pool = pool
         pool.in_flight += 1
         idle = pool.idle
@@ -147,21 +160,32 @@ class Exchange:
         else:
             self._connect(pool)
 
+    def _choose_carefully(self, pools):
+        """P2C over the dynos not tried yet for this request and not in quarantine (or, if
+        all are, the one quarantined longest ago); None when every dyno was tried."""
+        tried = self.tried
+        candidates = [pool for pool in pools if pool not in tried] if tried else pools
+        if not candidates:
+            return None
+        usable = self.router.quarantine.usable(candidates)
+        return usable[0] if len(usable) == 1 else self.router.balancer.choose(usable)
+
     def _connect(self, pool: DynoPool) -> None:
         self._move(CONNECTING)
         router = self.router
         loop = router.loop
-        self.client.gate.pause(AWAITING_DYNO)
+        client = self.client
+        client.gate.pause(AWAITING_DYNO)
         self.reused = False
         started = loop.time()
-        task = loop.create_task(loop.create_connection(
+        client.deadline = started + router.config.connect_timeout  # the sweep cancels it
+        task = self.connecting = loop.create_task(loop.create_connection(
             partial(UpstreamConnection, pool, router), pool.host, pool.port))
-        timer = loop.call_later(router.config.connect_timeout, task.cancel)
-        task.add_done_callback(partial(self._connected, pool, timer, started))
+        task.add_done_callback(partial(self._connected, pool, started))
 
-    def _connected(self, pool: DynoPool, timer: asyncio.TimerHandle, started: float,
-                   task: asyncio.Task) -> None:
-        timer.cancel()
+    def _connected(self, pool: DynoPool, started: float, task: asyncio.Task) -> None:
+        if self.connecting is task:
+            self.connecting = None
         if task.cancelled():
             failure: RouterError | None = errors.CONNECT_TIMEOUT
         elif task.exception() is not None:
@@ -169,10 +193,11 @@ class Exchange:
             failure = errors.CONNECTION_REFUSED
         else:
             failure = None
+        router = self.router
         if self.phase is not CONNECTING or self.pool is not pool:
             # The client left (or the router gave up) while connecting: keep the connection.
             if failure is None:
-                pool.give_back(task.result()[1], self.router.loop.time())
+                pool.give_back(task.result()[1], router.loop.time())
             return
         if failure is not None:
             pool.in_flight -= 1
@@ -181,9 +206,15 @@ class Exchange:
             if self.tried is None:
                 self.tried = []
             self.tried.append(pool)
-            self._attempt()
+            router.quarantine.fail(pool)
+            untried = sum(1 for p in self.backend.pools if p not in self.tried)
+            if router.retry.after_connect_failure(len(self.tried), untried) is Retry.GIVE_UP:
+                self.fail(failure)
+            else:
+                self._attempt()
             return
-        elapsed = self.router.loop.time() - started
+        router.quarantine.release(pool)
+        elapsed = router.loop.time() - started
         self.connect_ms = int(elapsed * 1000)
         self.backend.metrics.connect.observe(elapsed)
         self._attach(task.result()[1])
@@ -199,10 +230,13 @@ class Exchange:
         client = self.client
         conn.client_transport = client.transport
         if self.reused:
-            self.sent_at = self.start
+            sent_at = self.sent_at = self.start
             self.backend.metrics.connect.counts[0] += 1  # a pooled connection took 0 s
         else:
-            self.sent_at = self.router.loop.time()
+            sent_at = self.sent_at = self.router.loop.time()
+        # Sent whole: the request timeout runs (H12); else the client is sending its body.
+        client.deadline = sent_at + (self.backend.request_timeout if self.request_complete
+                                     else self.router.idle_timeout)
         if client.write_paused:
             conn.gate.pause(PEER_BUFFER_FULL)
         if client.gate.reasons:
@@ -210,6 +244,11 @@ class Exchange:
         pending = self.pending
         conn.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
         pending.clear()
+
+    def request_sent(self) -> None:
+        """The client's body ended and is on its way: the request timeout (H12) starts."""
+        if self.phase is FORWARDING:
+            self.client.deadline = self.router.now + self.backend.request_timeout
 
     def flush_request(self) -> None:
         """Write the request bytes parsed so far to the dyno."""
@@ -221,29 +260,44 @@ class Exchange:
 
     def _wait_for_boot(self) -> None:
         """Heroku queues requests while an app's web dynos boot, up to 75 s (then H20)."""
-        self.client.gate.pause(AWAITING_DYNO)
+        client = self.client
+        client.gate.pause(AWAITING_DYNO)
         self.backend.waiters.append(self)
-        self.timer = self.router.loop.call_later(self.router.config.boot_queue_timeout,
-                                                 self._boot_timed_out)
-
-    def _boot_timed_out(self) -> None:
-        self.timer = None
-        try:
-            self.backend.waiters.remove(self)
-        except ValueError:
-            pass  # woken in the same loop iteration; the wake-up will find the phase DONE
-        self.fail(errors.BOOT_TIMEOUT)
+        client.deadline = self.router.now + self.router.config.boot_queue_timeout
 
     def booted(self, route: AppRoute) -> None:
         """The app's entry changed while this request waited: route it again."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         if self.phase is not QUEUED:
             return
         self.client.gate.resume(AWAITING_DYNO)
         self.backend.metrics.in_flight -= 1
         self.dispatch()
+
+    # -- deadlines --------------------------------------------------------------------------
+
+    def expire(self, now: float) -> None:
+        """The client connection's deadline passed while this exchange was being answered."""
+        client = self.client
+        client.deadline = _NEVER  # whatever happens next sets a new one, or ends the exchange
+        phase = self.phase
+        if phase is CONNECTING:
+            if self.connecting is not None:
+                self.connecting.cancel()  # -> _connected: H19, quarantine, another dyno
+        elif phase is QUEUED:
+            self.fail(errors.BOOT_TIMEOUT)  # only a request waiting for a boot is QUEUED here
+        elif phase is FORWARDING:
+            if self.request_complete:
+                self.fail(errors.REQUEST_TIMEOUT)  # H12: no response byte in time
+            elif client.gate.reasons & PEER_BUFFER_FULL:
+                self.fail(errors.DYNO_IDLE)  # H15: the dyno stopped reading the body
+            else:
+                self.fail(errors.CLIENT_IDLE)  # H28: the client stopped sending it
+        elif phase is RESPONDING:
+            upstream = self.upstream
+            if upstream is not None and upstream.gate.reasons & PEER_BUFFER_FULL:
+                self.fail(errors.CLIENT_IDLE)  # H28: the client stopped reading
+            else:
+                self.fail(errors.DYNO_IDLE)  # H15: the dyno stopped sending
 
     # -- the response -----------------------------------------------------------------------
 
@@ -261,7 +315,9 @@ class Exchange:
         statuses = metrics.statuses
         statuses[status] = statuses.get(status, 0) + 1
         service = now - self.sent_at
-        metrics.service.observe(service)
+        histogram = metrics.service  # Histogram.observe(), inlined: once per request
+        histogram.counts[bisect_left(histogram.bounds, service)] += 1
+        histogram.total += service
         router.log.info(backend.route.name, self.wall + (now - self.start), self.method,
                         self.target, self.host, self.request_id, self.fwd, pool.log_name,
                         self.connect_ms, int(service * 1000), status, self.nbytes)
@@ -291,10 +347,33 @@ class Exchange:
         else:
             self.client.router_answer(self, error)
 
+    def upgraded(self, conn: UpstreamConnection, from_dyno: bytes) -> None:
+        """The dyno switched protocols (101, relayed already): log and count the request,
+        and hand both connections to a byte-transparent tunnel (tunnel.py)."""
+        router = self.router
+        now = router.loop.time()
+        self._move(DONE)  # FORWARDING -> DONE: a 101 has no response body
+        pool, backend = self.pool, self.backend
+        self.upstream = None
+        pool.in_flight -= 1
+        metrics = backend.metrics
+        metrics.in_flight -= 1
+        metrics.statuses[101] = metrics.statuses.get(101, 0) + 1
+        service = now - self.sent_at
+        metrics.service.observe(service)
+        router.log.info(backend.route.name, self.wall + (now - self.start), self.method,
+                        self.target, self.host, self.request_id, self.fwd, pool.log_name,
+                        self.connect_ms, int(service * 1000), 101, 0)
+        client = self.client
+        Tunnel(router, client.transport, conn.transport, client.take_early_data(), from_dyno)
+        client.handed_over()
+        conn.handed_over()
+
     def upstream_lost(self, conn: UpstreamConnection, got_bytes: bool) -> None:
         """The dyno connection closed under this exchange, response incomplete."""
-        if self.phase is FORWARDING and not got_bytes and self.reused and not self.retried \
-                and self.framing is NONE and self.method in IDEMPOTENT:
+        if self.phase is FORWARDING and self.router.retry.after_connection_closed(
+                method=self.method, has_body=self.framing is not NONE, reused=self.reused,
+                response_started=got_bytes, retried=self.retried) is Retry.FRESH_CONNECTION:
             # A pooled connection the dyno had already closed: send the request once more on a
             # fresh connection (nothing reached the dyno's application).
             self.retried = True
@@ -335,9 +414,9 @@ class Exchange:
     def _release(self) -> None:
         """Give back everything the exchange holds; it ends here."""
         self._move(DONE)
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        if self.connecting is not None:
+            self.connecting.cancel()  # nobody waits for that connection any more
+            self.connecting = None
         conn = self.upstream
         if conn is not None:
             self.upstream = None

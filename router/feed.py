@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -309,30 +309,49 @@ class RouteFeed:
         return (f"not following the route feed (last message {self.last_message_age():.1f} s "
                 f"ago, {self.reconnects} reconnects)")
 
-    def collector(self) -> FeedCollector:
-        return FeedCollector(self)
+    def figures(self) -> FeedFigures:
+        return FeedFigures(int(self.following), self.revision or 0, self.last_message_age(),
+                           self.reconnects, self.rejected)
+
+
+class FeedFigures(NamedTuple):
+    """The follower's state at one moment: what /metrics shows (and /snapshot carries)."""
+
+    following: int
+    revision: int
+    last_message_seconds: float
+    reconnects: int
+    rejected: int
+
+    @classmethod
+    def merge(cls, every: list[FeedFigures]) -> FeedFigures:
+        """Workers of one node, each following the feed: the node follows when all do, is as
+        far as its slowest worker, and counts every worker's reconnects and refusals."""
+        return cls(min(f.following for f in every), min(f.revision for f in every),
+                   max(f.last_message_seconds for f in every),
+                   sum(f.reconnects for f in every), sum(f.rejected for f in every))
 
 
 class FeedCollector:
     """The follower's state as Prometheus metrics, read at scrape time."""
 
-    def __init__(self, feed: RouteFeed) -> None:
-        self._feed = feed
+    def __init__(self, figures: Callable[[], FeedFigures]) -> None:
+        self._figures = figures
 
     def collect(self):
-        feed = self._feed
+        figures = self._figures()
         yield GaugeMetricFamily("dynomesh_router_feed_following",
                                 "1 while the route feed is connected and delivering",
-                                value=1 if feed.following else 0)
+                                value=figures.following)
         yield GaugeMetricFamily("dynomesh_router_feed_revision",
                                 "Newest route feed revision applied (heartbeats included)",
-                                value=feed.revision or 0)
+                                value=figures.revision)
         yield GaugeMetricFamily("dynomesh_router_feed_last_message_seconds",
                                 "Seconds since the last route feed message",
-                                value=feed.last_message_age())
+                                value=figures.last_message_seconds)
         yield CounterMetricFamily("dynomesh_router_feed_reconnects",
                                   "Route feed connections opened after the first",
-                                  value=feed.reconnects)
+                                  value=figures.reconnects)
         yield CounterMetricFamily("dynomesh_router_feed_rejected",
                                   "Route feed lines refused (each leads to a fresh snapshot)",
-                                  value=feed.rejected)
+                                  value=figures.rejected)

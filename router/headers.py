@@ -11,7 +11,10 @@ What changes on the way up (Heroku's router behaviour):
   * `X-Forwarded-For` gets the peer address appended (one header, the client's list first);
     `X-Forwarded-Proto` / `-Port` are set from the listener; `X-Request-Start` is Unix ms;
   * `Via: 1.1 dynomesh` is appended (RFC 9110 §7.6.3), on requests and on responses.
-Everything else keeps its order, spelling and repeats.
+Everything else keeps its order, spelling and repeats. A request that breaks a rule the
+router enforces (a second Host, an unsupported Expect or transfer coding, an overlong field
+name) raises `RequestRejected`; a response, `ResponseRejected`. Those checks sit in branches the
+normal path never takes.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
+
+from router import errors
+from router.errors import RequestRejected, ResponseRejected
 
 Headers = Sequence[tuple[bytes, bytes]]
 
@@ -46,8 +52,10 @@ HOP_BY_HOP = frozenset({
     b"proxy-authenticate", b"proxy-authorization",
 })
 
-# What the request rule does with a field (looked up by lower-case name).
-_PASS, _DROP, _HOST, _REQUEST_ID, _XFF, _CONNECTION, _TRANSFER_ENCODING, _LENGTH = range(8)
+# What the request rule does with a field (looked up by lower-case name). The order of the
+# branches in `RequestRewriter.rewrite` follows how common each is.
+(_PASS, _DROP, _HOST, _REQUEST_ID, _XFF, _CONNECTION, _TRANSFER_ENCODING, _LENGTH, _UPGRADE,
+ _EXPECT, _FORWARDED, _NAME_TOO_LONG) = range(12)
 _REQUEST_FIELDS: dict[bytes, int] = {name: _DROP for name in HOP_BY_HOP}
 _REQUEST_FIELDS.update({
     b"connection": _CONNECTION,
@@ -56,11 +64,23 @@ _REQUEST_FIELDS.update({
     b"host": _HOST,
     b"x-request-id": _REQUEST_ID,
     b"x-forwarded-for": _XFF,
+    b"upgrade": _UPGRADE,
+    b"expect": _EXPECT,
     # Set by the router from its own listener and clock; a client's values are not trusted.
     b"x-forwarded-proto": _DROP,
     b"x-forwarded-port": _DROP,
     b"x-request-start": _DROP,
 })
+# From a trusted load balancer, its X-Forwarded-Proto/-Port describe the client's connection.
+_TRUSTED_REQUEST_FIELDS = _REQUEST_FIELDS | {b"x-forwarded-proto": _FORWARDED,
+                                             b"x-forwarded-port": _FORWARDED}
+
+# What `RequestRewriter.rewrite` reports besides the head: bits of one int, 0 on the normal path.
+CONNECTION_FIELD = 1  # a Connection field was present: keep-alive needs a closer look
+EXPECT_CONTINUE = 2  # Expect: 100-continue, answered by the router (RFC 9110 §10.1.1)
+UPGRADE = 4  # Upgrade with Connection: upgrade, forwarded as such (RFC 9110 §7.8)
+LENGTH_AND_CHUNKED = 8  # both framings: chunked wins, and the connection closes after
+# (RFC 9112 §6.1: "the server MUST close the connection after responding")
 
 _RESPONSE_FIELDS: dict[bytes, int] = {name: _DROP for name in HOP_BY_HOP}
 _RESPONSE_FIELDS.update({
@@ -74,18 +94,23 @@ class FieldActions:
     """Action by field name as spelled on the wire, remembered so that repeated spellings
     skip the lower-casing; bounded, since clients choose the spellings."""
 
-    __slots__ = ("_by_lower", "by_raw", "_limit")
+    __slots__ = ("_by_lower", "by_raw", "_limit", "_name_limit")
 
-    def __init__(self, by_lower: dict[bytes, int], limit: int = 1024) -> None:
+    def __init__(self, by_lower: dict[bytes, int], limit: int = 1024,
+                 name_limit: int | None = None) -> None:
         self._by_lower = by_lower
         self.by_raw: dict[bytes, int] = {}  # read directly by the loops below
         self._limit = limit
+        self._name_limit = name_limit
 
     def get(self, name: bytes) -> int:
         action = self.by_raw.get(name)
         return action if action is not None else self.learn(name)
 
     def learn(self, name: bytes) -> int:
+        # A name past the limit is never remembered, so the check costs nothing per field.
+        if self._name_limit is not None and len(name) > self._name_limit:
+            return _NAME_TOO_LONG
         action = self._by_lower.get(name.lower(), _PASS)
         if len(self.by_raw) >= self._limit:
             self.by_raw.clear()
@@ -93,7 +118,6 @@ class FieldActions:
         return action
 
 
-_REQUEST_ACTIONS = FieldActions(_REQUEST_FIELDS)
 _RESPONSE_ACTIONS = FieldActions(_RESPONSE_FIELDS)
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close",
                                b"keep-alive, close"})
@@ -114,7 +138,7 @@ class RequestIds:
     hex is grouped by `bytes.hex`, leaving three slices per id.
     """
 
-    __slots__ = ("_random_bytes", "_batch", "_ready")
+    __slots__ = ("_random_bytes", "_batch", "ready")
 
     _VERSION_4 = bytes((b & 0x0F) | 0x40 for b in range(256))  # byte 6: 0100xxxx
     _VARIANT_1 = bytes((b & 0x3F) | 0x80 for b in range(256))  # byte 8: 10xxxxxx
@@ -122,14 +146,14 @@ class RequestIds:
     def __init__(self, random_bytes: Callable[[int], bytes] = os.urandom, batch: int = 256):
         self._random_bytes = random_bytes
         self._batch = batch
-        self._ready: list[bytes] = []
+        self.ready: list[bytes] = []  # ids made and not yet handed out (popped from the end)
 
     def next(self) -> bytes:
         try:
-            return self._ready.pop()
+            return self.ready.pop()
         except IndexError:  # once per batch
             self._refill()
-            return self._ready.pop()
+            return self.ready.pop()
 
     def _refill(self) -> None:
         raw = bytearray(self._random_bytes(16 * self._batch))
@@ -137,7 +161,7 @@ class RequestIds:
         raw[8::16] = raw[8::16].translate(self._VARIANT_1)
         # "aaaa-bbbb-cccc-dddd-eeee-ffff-gggg-hhhh-" per id -> "aaaabbbb-cccc-dddd-eeee-ffffgggghhhh"
         text = raw.hex("-", 2).encode("ascii") + b"-"
-        self._ready = [text[i:i + 4] + text[i + 5:i + 29] + text[i + 30:i + 34] + text[i + 35:i + 39]
+        self.ready = [text[i:i + 4] + text[i + 5:i + 29] + text[i + 30:i + 34] + text[i + 35:i + 39]
                        for i in range(0, len(text), 40)]
 
 
@@ -162,37 +186,54 @@ def _without_fields(lines: list[bytes], start: int, names: set[bytes]) -> list[b
 
 
 class RequestRewriter:
-    """The forwarding rules for one listener (its scheme and port are fixed per listener)."""
+    """The forwarding rules for one listener (its scheme and port are fixed per listener).
 
-    __slots__ = ("_forwarded", "_request_ids")
+    With `trusted=True` the rules for a trusted load balancer's connections: its
+    X-Forwarded-Proto/-Port are kept (the router's own are added only when absent) and its
+    X-Forwarded-For already names the client, so the balancer is not appended to it.
+    """
 
-    def __init__(self, *, proto: str, port: int, request_ids: RequestIds) -> None:
-        self._forwarded = (f"X-Forwarded-Proto: {proto}\r\nX-Forwarded-Port: {port}\r\n"
-                           ).encode("ascii") + VIA
+    __slots__ = ("_forwarded", "_proto", "_port", "_request_ids", "_actions", "_trusted")
+
+    def __init__(self, *, proto: str, port: int, request_ids: RequestIds,
+                 max_name: int = 1000, trusted: bool = False) -> None:
+        self._proto = f"X-Forwarded-Proto: {proto}\r\n".encode("ascii")
+        self._port = f"X-Forwarded-Port: {port}\r\n".encode("ascii")
+        self._forwarded = self._proto + self._port + VIA
         self._request_ids = request_ids
+        self._actions = FieldActions(_TRUSTED_REQUEST_FIELDS if trusted else _REQUEST_FIELDS,
+                                     name_limit=max_name)
+        self._trusted = trusted
 
     def rewrite(self, method: bytes, target: bytes, headers: Headers, peer: bytes,
-                now_ms: int) -> tuple[bytes, bytes | None, bytes, bytes, Framing, bool]:
+                now_ms: int) -> tuple[bytes, bytes, bytes, bytes, Framing, int]:
         """-> (head to send upstream, Host value, request id, X-Forwarded-For value, body
-        framing, whether a Connection field was present).
+        framing, flags: CONNECTION_FIELD | EXPECT_CONTINUE | UPGRADE | LENGTH_AND_CHUNKED).
 
         The upstream request is always HTTP/1.1 with keep-alive (the router pools connections).
+        Raises RequestRejected for a missing, empty or repeated Host (RFC 9112 §3.2), an
+        Expect other than 100-continue (RFC 9110 §10.1.1: 417), a transfer coding other than
+        chunked (501, as nginx), and a field name over the limit.
         """
         out = [method, b" ", target, b" HTTP/1.1\r\n"]
         host = request_id = xff = None
         framing = NONE
+        flags = 0
         listed: list[bytes] | None = None
-        length_seen = connection_seen = False
-        known = _REQUEST_ACTIONS.by_raw
+        upgrade: bytes | None = None
+        length_seen = False
+        actions = self._actions
+        known = actions.by_raw
         for name, value in headers:
             action = known.get(name)
             if action is None:
-                action = _REQUEST_ACTIONS.learn(name)
+                action = actions.learn(name)
             if action == _PASS:
                 out += (name, b": ", value, b"\r\n")
             elif action == _HOST:
-                if host is None:
-                    host = value
+                if host is not None:
+                    raise RequestRejected(errors.BAD_HOST)
+                host = value
                 out += (name, b": ", value, b"\r\n")
             elif action == _LENGTH:
                 length_seen = True
@@ -205,16 +246,36 @@ class RequestRewriter:
             elif action == _XFF:
                 xff = value if xff is None else xff + b", " + value
             elif action == _TRANSFER_ENCODING:
-                framing = CHUNKED  # the parser refuses a request TE that does not end in chunked
+                # The parser refuses a request whose last coding is not chunked; a coding
+                # before it (gzip, chunked) would need decoding the router does not do.
+                if value != b"chunked" and value.strip().lower() != b"chunked":
+                    raise RequestRejected(errors.UNSUPPORTED_TRANSFER_CODING)
+                framing = CHUNKED
             elif action == _CONNECTION:
-                connection_seen = True
+                flags |= CONNECTION_FIELD
                 if value not in _PLAIN_CONNECTION:
                     if listed is None:
                         listed = []
                     listed.append(value)
-            # _DROP: nothing
+            elif action == _DROP:
+                pass
+            elif action == _UPGRADE:
+                upgrade = value.strip()
+            elif action == _EXPECT:
+                if value.strip().lower() != b"100-continue":
+                    raise RequestRejected(errors.EXPECTATION_FAILED)
+                flags |= EXPECT_CONTINUE  # the router answers it; the dyno gets the body
+            elif action == _FORWARDED:
+                out += (name, b": ", value, b"\r\n")
+            else:  # _NAME_TOO_LONG
+                raise RequestRejected(errors.HEADER_TOO_LONG)
+        if not host:
+            raise RequestRejected(errors.BAD_HOST)
         if listed is not None:
-            names = connection_options(listed) - {b"close", b"keep-alive"}
+            names = connection_options(listed)
+            if upgrade and b"upgrade" in names:
+                flags |= UPGRADE
+            names -= {b"close", b"keep-alive"}
             # Never let Connection remove what the router itself relies on.
             names -= {b"host", b"content-length", b"transfer-encoding"}
             if names:
@@ -226,15 +287,28 @@ class RequestRewriter:
         if framing is CHUNKED:
             if length_seen:  # RFC 9112 §6.3: chunked wins; never forward both
                 out = _without_fields(out, 4, {b"content-length"})
+                flags |= LENGTH_AND_CHUNKED
             out.append(b"Transfer-Encoding: chunked\r\n")
+        if flags & UPGRADE:
+            out.append(b"Connection: Upgrade\r\nUpgrade: %s\r\n" % upgrade)
         if request_id is None or not valid_request_id(request_id):
-            request_id = self._request_ids.next()
-        xff = peer if xff is None else xff + b", " + peer
+            ready = self._request_ids.ready  # RequestIds.next(), inlined: once per request
+            request_id = ready.pop() if ready else self._request_ids.next()
+        if xff is None:
+            xff = peer
+        elif not self._trusted:
+            xff = xff + b", " + peer
         out.append(b"X-Request-Id: %s\r\nX-Forwarded-For: %s\r\nX-Request-Start: %d\r\n"
                    % (request_id, xff, now_ms))
-        out.append(self._forwarded)
+        out.append(self._forwarded if not self._trusted else self._trusted_forwarded(out))
         out.append(b"\r\n")
-        return b"".join(out), host, request_id, xff, framing, connection_seen
+        return b"".join(out), host, request_id, xff, framing, flags
+
+    def _trusted_forwarded(self, out: list[bytes]) -> bytes:
+        """The router's X-Forwarded-Proto/-Port where the balancer sent none, and Via."""
+        sent = {part.lower() for part in out[4::4]}
+        return ((self._proto if b"x-forwarded-proto" not in sent else b"")
+                + (self._port if b"x-forwarded-port" not in sent else b"") + VIA)
 
 
 def _status_lines() -> dict[int, bytes]:
@@ -253,7 +327,9 @@ STATUS_LINES = _status_lines()
 
 def status_line(status: int) -> bytes:
     line = STATUS_LINES.get(status)
-    return line if line is not None else b"HTTP/1.1 %d \r\n" % status
+    if line is None:  # RFC 9110 §15: status codes are 100-599
+        raise ResponseRejected(errors.BAD_RESPONSE)
+    return line
 
 
 def response_framing(status: int, *, head_request: bool, chunked: bool, has_length: bool,
@@ -277,7 +353,8 @@ def response_framing(status: int, *, head_request: bool, chunked: bool, has_leng
 def rewrite_response(status: int, headers: Headers, *, head_request: bool, client_http11: bool,
                      client_keep_alive: bool) -> tuple[bytes, Framing, Framing, bool]:
     """-> (head for the client, dyno-side framing, client-side framing, keep client alive)."""
-    out = [status_line(status)]
+    line = STATUS_LINES.get(status)  # status_line(), inlined: once per response
+    out = [line if line is not None else status_line(status)]
     chunked = has_length = False
     listed: list[bytes] | None = None
     known = _RESPONSE_ACTIONS.by_raw
@@ -291,7 +368,11 @@ def rewrite_response(status: int, headers: Headers, *, head_request: bool, clien
             has_length = True
             out += (name, b": ", value, b"\r\n")
         elif action == _TRANSFER_ENCODING:
-            chunked = True  # the parser refuses a response TE it cannot delimit
+            # Other codings before chunked would have to be passed on or decoded; like nginx,
+            # the router refuses them (H17) rather than relay a body it re-frames wrongly.
+            if value != b"chunked" and value.strip().lower() != b"chunked":
+                raise ResponseRejected(errors.BAD_RESPONSE)
+            chunked = True
         elif action == _CONNECTION and value not in _PLAIN_CONNECTION:
             if listed is None:
                 listed = []
@@ -317,6 +398,43 @@ def rewrite_response(status: int, headers: Headers, *, head_request: bool, clien
     out.append(VIA)
     out.append(b"\r\n")
     return b"".join(out), upstream, downstream, keep_alive
+
+
+def interim_response(status: int, headers: Headers) -> bytes:
+    """A 1xx response (100 Continue, 103 Early Hints) for an HTTP/1.1 client, hop-by-hop
+    fields removed (RFC 9110 §15.2: a proxy forwards interim responses)."""
+    out = [status_line(status)]
+    known = _RESPONSE_ACTIONS.by_raw
+    for name, value in headers:
+        action = known.get(name)
+        if action is None:
+            action = _RESPONSE_ACTIONS.learn(name)
+        if action == _PASS:
+            out += (name, b": ", value, b"\r\n")
+    out.append(VIA)
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+def upgrade_response(headers: Headers) -> bytes:
+    """The dyno's 101 Switching Protocols for the client: its fields minus the hop-by-hop ones,
+    then the Upgrade it chose with Connection: Upgrade (both hop-by-hop, so re-stated)."""
+    out = [STATUS_LINES[101]]
+    upgrade = None
+    known = _RESPONSE_ACTIONS.by_raw
+    for name, value in headers:
+        action = known.get(name)
+        if action is None:
+            action = _RESPONSE_ACTIONS.learn(name)
+        if action == _PASS:
+            out += (name, b": ", value, b"\r\n")
+        elif name.lower() == b"upgrade":
+            upgrade = value
+    if upgrade is not None:
+        out.append(b"Connection: Upgrade\r\nUpgrade: %s\r\n" % upgrade)
+    out.append(VIA)
+    out.append(b"\r\n")
+    return b"".join(out)
 
 
 def last_chunk(trailers: Headers) -> bytes:

@@ -12,6 +12,13 @@ Exposed (all prefixed `dynomesh_router_`):
   unrouted_requests_total{status}      requests for no known app (404) or unparseable (400)
   routes_apps, routes_revision         the loaded table
   upstream_connections_idle            pooled connections waiting to be reused
+  client_connections, tunnels          open client connections, open tunnels (WebSocket...)
+  quarantined_dynos                    dynos skipped after a failed connect
+
+With `--workers N` each worker keeps its own counters; the supervisor's admin listener reads a
+`snapshot` of every worker at scrape time and shows their `merge` (sums, except the table's
+facts, which are the same in every worker: their minimum is shown, so a worker that has not
+loaded a table yet is visible), plus `worker_requests_total{worker}`.
 """
 
 from __future__ import annotations
@@ -86,6 +93,58 @@ class RouterMetrics:
 
     def count_unrouted(self, status: int) -> None:
         self.unrouted[status] = self.unrouted.get(status, 0) + 1
+
+    def total_requests(self) -> int:
+        return (sum(self.unrouted.values())
+                + sum(sum(app.statuses.values()) + sum(app.errors.values())
+                      for app in self.apps.values()))
+
+
+# Gauges that describe the routing table (the same in every worker): merged by minimum.
+TABLE_GAUGES = frozenset({"routes_apps", "routes_revision", "routes_loaded"})
+
+
+def snapshot(metrics: RouterMetrics, gauges: dict[str, tuple[str, float]]) -> dict:
+    """One worker's counters as JSON-able data (served at the worker's /snapshot)."""
+    return {
+        "apps": {name: {
+            "in_flight": app.in_flight,
+            "statuses": {str(status): count for status, count in app.statuses.items()},
+            "errors": [[status, code, count] for (status, code), count in app.errors.items()],
+            "connect": {"counts": app.connect.counts, "total": app.connect.total},
+            "service": {"counts": app.service.counts, "total": app.service.total},
+        } for name, app in list(metrics.apps.items())},
+        "unrouted": {str(status): count for status, count in metrics.unrouted.items()},
+        "gauges": {name: [help_text, value] for name, (help_text, value) in gauges.items()},
+    }
+
+
+def merge(snapshots: list[dict]) -> tuple[RouterMetrics, dict[str, tuple[str, float]]]:
+    """Several workers' snapshots -> one RouterMetrics and one set of gauges."""
+    merged = RouterMetrics()
+    gauges: dict[str, tuple[str, float]] = {}
+    for data in snapshots:
+        for name, app_data in data["apps"].items():
+            app = merged.app(name)
+            app.in_flight += app_data["in_flight"]
+            for status, count in app_data["statuses"].items():
+                app.statuses[int(status)] = app.statuses.get(int(status), 0) + count
+            for status, code, count in app_data["errors"]:
+                app.errors[(status, code)] = app.errors.get((status, code), 0) + count
+            for histogram, part in ((app.connect, app_data["connect"]),
+                                    (app.service, app_data["service"])):
+                histogram.counts = [a + b for a, b in zip(histogram.counts, part["counts"])]
+                histogram.total += part["total"]
+        for status, count in data["unrouted"].items():
+            merged.unrouted[int(status)] = merged.unrouted.get(int(status), 0) + count
+        for name, (help_text, value) in data["gauges"].items():
+            if name not in gauges:
+                gauges[name] = (help_text, value)
+            elif name in TABLE_GAUGES:
+                gauges[name] = (help_text, min(gauges[name][1], value))
+            else:
+                gauges[name] = (help_text, gauges[name][1] + value)
+    return merged, gauges
 
 
 class RouterCollector(Collector):

@@ -86,26 +86,31 @@ class DynoPool:
 class AppBackend:
     """An app's route entry bound to its pools and metrics; rebuilt when the entry changes."""
 
-    __slots__ = ("route", "pools", "metrics", "waiters")
+    __slots__ = ("route", "pools", "metrics", "waiters", "request_timeout", "max_in_flight")
 
     def __init__(self, route: AppRoute, pools: tuple[DynoPool, ...], metrics: AppMetrics,
-                 waiters: list[Exchange]) -> None:
+                 waiters: list[Exchange], config: RouterConfig) -> None:
         self.route = route
         self.pools = pools
         self.metrics = metrics
         self.waiters = waiters  # exchanges queued while the app boots
+        # The app's own request timeout (routes format), else the router's (H12).
+        self.request_timeout = route.request_timeout or config.request_timeout
+        # Heroku's H11: requests in flight beyond 200 per web dyno are refused.
+        self.max_in_flight = config.max_in_flight_per_dyno * max(1, len(pools))
 
 
 class Backends:
     """app name -> AppBackend, rebound lazily when the table holds a new entry for the app."""
 
-    __slots__ = ("bound", "_metrics", "_max_idle")
+    __slots__ = ("bound", "_metrics", "_max_idle", "_config")
 
     def __init__(self, metrics: RouterMetrics, config: RouterConfig) -> None:
         # app name -> its backend; the request path reads it directly, see Exchange.dispatch
         self.bound: dict[str, AppBackend] = {}
         self._metrics = metrics
         self._max_idle = config.pool_max_idle
+        self._config = config
 
     def get(self, route: AppRoute) -> AppBackend:
         backend = self.bound.get(route.name)
@@ -120,7 +125,7 @@ class Backends:
         for pool in previous.values():
             pool.retire()
         backend = AppBackend(route, pools, self._metrics.app(route.name),
-                             old.waiters if old is not None else [])
+                             old.waiters if old is not None else [], self._config)
         self.bound[route.name] = backend
         return backend
 

@@ -1,15 +1,19 @@
 """The router: its shared state, its listeners, and how a new routing table is installed.
 
 `Router` is the one object every protocol instance holds: the current `RouteTable` (one
-reference, swapped whole by `install`), the per-app `Backends`, the balancer, the access log and
-the metrics. Nothing here is a module global, so several routers can run in one process (tests
-do).
+reference, swapped whole by `install`), the per-app `Backends`, the balancer, quarantine and
+retry policies, the access log, the metrics, and the coarse clock the sweep keeps (timers.py).
+Nothing here is a module global, so several routers can run in one process (tests do).
+
+Stopping: `drain` stops accepting, lets the requests in flight finish (up to the drain
+timeout), closes connections as they fall idle, then `stop` closes whatever is left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Iterable, Sequence
 
 from router.accesslog import AccessLog, BufferedLogWriter, LogSink, StreamSink
@@ -20,8 +24,13 @@ from router.config import RouterConfig
 from router.headers import RequestIds, RequestRewriter
 from router.metrics import RouterMetrics
 from router.pool import Backends
+from router.proxyproto import ProxyPreamble
+from router.quarantine import Quarantine
+from router.retry import RetryPolicy
 from router.routes import AppState
 from router.table import RouteTable
+from router.timers import Sweep
+from router.trust import TrustedProxies
 
 
 class Router:
@@ -34,16 +43,29 @@ class Router:
         self.log = AccessLog(self.log_writer, config.protocol.encode("ascii"))
         self.backends = Backends(self.metrics, config)
         self.balancer = P2CBalancer(rng if rng is not None else random.Random())
+        self.quarantine = Quarantine(config.quarantine_time, time.monotonic)
+        self.retry = RetryPolicy(config.connect_attempts)
         self.request_ids = request_ids if request_ids is not None else RequestIds()
+        self.trusted = TrustedProxies(config.trusted_proxies) if config.trusted_proxies else None
         self.table: RouteTable | None = None  # None until a table is installed (not ready)
         self.feed = None  # router.feed.RouteFeed when following the control plane
         self.clients: set[ClientConnection] = set()
+        self.tunnels: set = set()  # router.tunnel.Tunnel
+        self.preambles: set[ProxyPreamble] = set()  # connections before their PROXY header
+        # The coarse clock (loop time) deadlines are computed from; the sweep refreshes it.
+        self.now = 0.0
+        # Copied from the config for the request path (one attribute read instead of two).
+        self.idle_timeout = config.idle_timeout
+        self.header_timeout = config.header_timeout
+        self.draining: asyncio.Event | None = None  # set once stopping, until all are done
         self.loop: asyncio.AbstractEventLoop | None = None
         self.port: int | None = None  # bound HTTP port, once started
         self.admin_port: int | None = None
         self._server: asyncio.Server | None = None
         self._admin = None
-        self._housekeeping: asyncio.TimerHandle | None = None
+        self._sweep = Sweep(self)
+        self._rewriter: RequestRewriter | None = None
+        self._trusted_rewriter: RequestRewriter | None = None
 
     # -- the routing table ------------------------------------------------------------------
 
@@ -79,49 +101,95 @@ class Router:
             "upstream_connections_idle": ("Pooled dyno connections waiting for a request",
                                           self.backends.idle_connections()),
             "client_connections": ("Open client connections", len(self.clients)),
+            "tunnels": ("Open tunnels (upgraded connections, e.g. WebSocket)",
+                        len(self.tunnels)),
+            "quarantined_dynos": ("Dynos skipped after a failed connect",
+                                  self.quarantine.expire()),
         }
+
+    # -- connections ------------------------------------------------------------------------
+
+    def new_client(self) -> ClientConnection:
+        return ClientConnection(self)
+
+    def rewriter_for(self, peer: bytes) -> RequestRewriter:
+        """The forwarding rules for a connection from `peer` (a trusted balancer's or not)."""
+        if self.trusted is not None and peer in self.trusted:
+            return self._trusted_rewriter
+        return self._rewriter
+
+    def _new_connection(self):
+        return ProxyPreamble(self) if self.config.proxy_protocol else ClientConnection(self)
 
     # -- life cycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         config = self.config
         loop = self.loop = asyncio.get_running_loop()
+        self.now = loop.time()
         server = await loop.create_server(
-            self._new_client, config.listen.host, config.listen.port, backlog=config.backlog,
-            reuse_address=True, start_serving=False)
+            self._new_connection, config.listen.host, config.listen.port,
+            backlog=config.backlog, reuse_address=True, reuse_port=config.reuse_port or None,
+            start_serving=False)
         self._server = server
         self.port = server.sockets[0].getsockname()[1]
+        limits = config.limits
         self._rewriter = RequestRewriter(proto=config.protocol, port=self.port,
-                                         request_ids=self.request_ids)
+                                         request_ids=self.request_ids, max_name=limits.header_name)
+        self._trusted_rewriter = RequestRewriter(
+            proto=config.protocol, port=self.port, request_ids=self.request_ids,
+            max_name=limits.header_name, trusted=True)
         if config.admin is not None:
             self._admin, self.admin_port = await start_admin(self, config.admin.host,
                                                              config.admin.port)
         await server.start_serving()
-        self._housekeeping = loop.call_later(config.log_flush_interval, self._tick)
+        self._sweep.start()
 
-    def _new_client(self) -> ClientConnection:
-        return ClientConnection(self, self._rewriter)
-
-    def _tick(self) -> None:
-        """Once a second: flush log lines, close dyno connections idle too long."""
+    def housekeeping(self, now: float) -> None:
+        """About once a second: flush log lines, close idle pooled connections, and forget
+        quarantines that ended."""
         self.log_writer.flush()
-        now = self.loop.time()
         limit = self.config.pool_idle_timeout
         for backend in self.backends.known():
             for pool in backend.pools:
                 if pool.idle:
                     pool.sweep(now, limit)
-        self._housekeeping = self.loop.call_later(self.config.log_flush_interval, self._tick)
+        self.quarantine.expire()
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Stop accepting; let requests in flight finish (up to `timeout`, default the drain
+        timeout) while connections close as they fall idle. -> True if all finished."""
+        if self._server is not None:
+            self._server.close()
+        self.draining = asyncio.Event()
+        for preamble in list(self.preambles):
+            preamble.transport.close()
+        for client in list(self.clients):
+            client.drain()
+        self.check_drained()
+        try:
+            async with asyncio.timeout(self.config.drain_timeout if timeout is None else timeout):
+                await self.draining.wait()
+            return True
+        except TimeoutError:
+            return False
+
+    def check_drained(self) -> None:
+        """Called as connections end while draining."""
+        if not self.clients and not self.tunnels:
+            self.draining.set()
 
     async def stop(self) -> None:
         """Stop listening, close connections and pools, flush the log."""
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            self._housekeeping = None
+        self._sweep.stop()
         if self._server is not None:
             self._server.close()
             for client in list(self.clients):
                 client.transport.close()
+            for tunnel in list(self.tunnels):
+                tunnel.close()
+            for preamble in list(self.preambles):
+                preamble.transport.close()
             await self._server.wait_closed()
             self._server = None
         for backend in self.backends.known():

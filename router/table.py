@@ -49,13 +49,13 @@ def normalise_host(host: bytes) -> bytes:
 class RouteTable:
     """Host -> AppRoute. Never mutated after construction; build a new one instead."""
 
-    __slots__ = ("_apps", "_exact", "_wildcard", "revision")
+    __slots__ = ("_apps", "_exact", "_wildcard", "revision", "by_host")
 
     def __init__(self, apps: dict[str, AppRoute], exact: dict[bytes, AppRoute],
                  wildcard: dict[bytes, AppRoute], revision: int) -> None:
         # Use RouteTable.build / RouteTable.empty; this constructor trusts its arguments.
         self._apps = apps
-        self._exact = exact
+        self._exact = self.by_host = exact  # by_host: read-only, for the request path
         self._wildcard = wildcard  # parent domain ("example.com") -> app of "*.example.com"
         self.revision = revision
 
@@ -76,6 +76,7 @@ class RouteTable:
             apps[route.name] = route
             _claim_hosts(route, exact, wildcard, f"apps[{index}]")
         table._apps, table._exact, table._wildcard, table.revision = apps, exact, wildcard, revision
+        table.by_host = exact
         return table
 
     @classmethod

@@ -5,6 +5,10 @@ in that dyno's `DynoPool` between requests. While an exchange is attached, every
 feeds httptools; the callbacks collect the rewritten head and the (re-)framed body pieces, and
 once the feed returns they go to the client in a single write. Nothing is buffered beyond one
 read: a full client write buffer pauses reading from the dyno (back-pressure), see `flow.py`.
+
+Interim responses (1xx) are relayed to HTTP/1.1 clients and dropped for HTTP/1.0 ones; a 101
+to an upgrade request hands both connections to a tunnel (tunnel.py). A response the parser
+refuses is H17; one past the size limits (limits.py) is H25.
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from httptools import HttpParserCallbackError, HttpParserError, HttpResponseParser
+from httptools import (HttpParserCallbackError, HttpParserError, HttpParserUpgrade,
+                       HttpResponseParser)
 
 from router import errors
+from router.errors import ResponseRejected
 from router.flow import PEER_BUFFER_FULL, ReadGate
+from router.headers import (CHUNKED, CLOSE, NONE, UPGRADE, interim_response, last_chunk,
+                            rewrite_response, upgrade_response)
+from router.limits import GrowthGuard, allowed_trailers, check_response_head
 from router.phases import RESPONDING
-from router.headers import CHUNKED, CLOSE, NONE, last_chunk, rewrite_response
 
 if TYPE_CHECKING:
     from router.exchange import Exchange
@@ -30,10 +38,12 @@ _CRLF = b"\r\n"
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         # per connection
-        "pool", "router", "transport", "gate", "parser", "idle_since",
+        "pool", "router", "transport", "gate", "parser", "idle_since", "on_status", "_reason",
+        "_head_check", "_guard",
         # per exchange
         "exchange", "client_transport", "_headers", "_head_done", "_downstream",
-        "_upstream", "_out", "_complete", "_reusable", "_got_bytes", "_stray",
+        "_upstream", "_out", "_complete", "_reusable", "_got_bytes", "_stray", "_unparsed",
+        "_switching",
     )
 
     def __init__(self, pool: DynoPool, router: Router) -> None:
@@ -41,8 +51,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.router = router
         self.transport: asyncio.Transport | None = None
         self.gate: ReadGate | None = None
+        # The reason phrase's pieces, only to measure the status line (a bound list.append is
+        # the cheapest callback httptools can make; cleared at each head).
+        self._reason: list[bytes] = []
+        self.on_status = self._reason.append
         self.parser = HttpResponseParser(self)
         self.idle_since = 0.0
+        self._head_check = router.config.limits.response_head_check
+        self._guard: GrowthGuard | None = None
         self.exchange: Exchange | None = None
         self.client_transport: asyncio.Transport | None = None
         self._out: list[bytes] = []
@@ -57,6 +73,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._reusable = False
         self._got_bytes = False
         self._stray = False
+        self._unparsed = 0  # bytes of a head (or trailers) not yet complete: limits.py
+        self._switching: bytes | None = None  # the 101 head for the client, once it came
 
     # -- pool and exchange life cycle -------------------------------------------------------
 
@@ -67,16 +85,29 @@ class UpstreamConnection(asyncio.Protocol):
     def detach(self) -> None:
         self.exchange = None
         self.client_transport = None
-        self.gate.resume(PEER_BUFFER_FULL)
+        gate = self.gate
+        if gate.reasons:
+            gate.resume(PEER_BUFFER_FULL)
         if self._stray or (self._head_done and not self._complete):
             # Bytes beyond the response, or a response cut short: this connection's framing
             # can no longer be trusted.
             self.close()
-        self._reset()
+        # As _reset(), inlined: this runs once per request.
+        self._headers = []
+        self._head_done = self._complete = self._reusable = self._got_bytes = False
+        self._stray = False
+        self._downstream = self._upstream = NONE
+        self._unparsed = 0
+        self._switching = None
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    def handed_over(self) -> None:
+        """The connection became one end of a tunnel (tunnel.py): HTTP is over on it."""
+        self.exchange = None
+        self.client_transport = None
 
     # -- asyncio Protocol -------------------------------------------------------------------
 
@@ -92,17 +123,25 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()
             return
         self._got_bytes = True
+        if not self._head_done or self._upstream is CHUNKED:
+            self._unparsed += len(data)
         try:
             self.parser.feed_data(data)
-        except HttpParserCallbackError:
-            raise  # a bug in the router's own callbacks, not the dyno's fault
+        except HttpParserUpgrade as switch:
+            self._switched(exchange, data[switch.args[0]:])
+            return
+        except HttpParserCallbackError as error:
+            rejected = error.__context__
+            if not isinstance(rejected, ResponseRejected):
+                raise  # a bug in the router's own callbacks, not the dyno's fault
+            self._refuse(exchange, rejected.error)
+            return
         except HttpParserError:
             # A response the parser refuses (malformed head or framing): the client cannot be
             # given a reliable answer from this connection.
-            self._out.clear()
-            self.transport.close()
-            self._stray = True
-            exchange.fail(errors.BAD_RESPONSE)
+            self._refuse(exchange, errors.BAD_RESPONSE)
+            return
+        if self._unparsed > self._head_check and self._growing(exchange):
             return
         out = self._out
         if out:
@@ -112,6 +151,10 @@ class UpstreamConnection(asyncio.Protocol):
             if self._stray:
                 self._reusable = False
             exchange.finish(self._reusable)
+        else:
+            # The response started (or goes on): the rolling idle timeout runs (H15/H28).
+            router = self.router
+            exchange.client.deadline = router.now + router.idle_timeout
 
     def eof_received(self) -> bool:
         return False  # close our side too; an idle dyno connection half-closed is useless
@@ -152,10 +195,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
+        if self._unparsed > self._head_check:  # a large head: check it field by field
+            check_response_head(sum(map(len, self._reason)), self._headers,
+                                self.router.config.limits)
+        self._reason.clear()
         if status < 200:
-            # Interim responses (100 Continue, 103 Early Hints) are not relayed; the final
-            # response follows on this connection.
-            self._headers = []
+            self._interim(status)
             return
         exchange = self.exchange
         fields, self._headers = self._headers, []  # what follows the head are trailers
@@ -163,6 +208,7 @@ class UpstreamConnection(asyncio.Protocol):
             status, fields, head_request=exchange.is_head, client_http11=exchange.http11,
             client_keep_alive=exchange.keep_alive)
         self._head_done = True
+        self._unparsed = 0
         self._out.append(head)
         exchange.phase = RESPONDING  # FORWARDING -> RESPONDING
         exchange.status = status
@@ -175,6 +221,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.parser = HttpResponseParser(self)
 
     def on_body(self, data: bytes) -> None:
+        self._unparsed = 0  # progress: nothing is held for a chunked body's framing
         if self._complete or not self._head_done:
             self._stray = True  # body bytes after a HEAD response, or of an interim response
             return
@@ -192,11 +239,62 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self._reusable = self.parser.should_keep_alive()
         if self._downstream is CHUNKED:
-            self._out.append(last_chunk(self._headers))
+            trailers = self._headers
+            self._out.append(last_chunk(allowed_trailers(trailers) if trailers else trailers))
         self._complete = True
 
     def _message_done(self) -> None:
         if self._downstream is CHUNKED:
-            self._out.append(last_chunk(self._headers))
+            self._out.append(last_chunk(allowed_trailers(self._headers)))
         self._complete = True
 
+    # -- the rarer paths --------------------------------------------------------------------
+
+    def _interim(self, status: int) -> None:
+        """A 1xx response: relayed to HTTP/1.1 clients (RFC 9110 §15.2), dropped for 1.0 ones;
+        a 101 is remembered until the parser confirms the switch."""
+        fields, self._headers = self._headers, []
+        exchange = self.exchange
+        self._unparsed = self._head_check + 1  # check the final head exactly (rare anyway)
+        if status == 101:
+            if not exchange.flags & UPGRADE:
+                raise ResponseRejected(errors.BAD_RESPONSE)  # a switch nobody asked for
+            self._switching = upgrade_response(fields)
+            return
+        head = interim_response(status, fields)  # refuses a status below 100
+        if exchange.http11:
+            self._out.append(head)
+
+    def _switched(self, exchange: Exchange, from_dyno: bytes) -> None:
+        """The parser stopped after a 101 with Upgrade: the protocols switch (tunnel.py)."""
+        head, self._switching = self._switching, None
+        if head is None:
+            self._refuse(exchange, errors.BAD_RESPONSE)  # not an answer to an upgrade request
+            return
+        out = self._out
+        out.append(head)
+        self.client_transport.write(b"".join(out))
+        out.clear()
+        exchange.status = 101
+        exchange.upgraded(self, from_dyno)
+
+    def _refuse(self, exchange: Exchange, error) -> None:
+        """The response cannot be relayed (H17, H25): close this connection, answer or cut."""
+        self._out.clear()
+        self.transport.close()
+        self._stray = True
+        exchange.fail(error)
+
+    def _growing(self, exchange: Exchange) -> bool:
+        """An incomplete head or trailer section keeps growing: bound what the parser holds.
+        -> True if the response was refused (H25)."""
+        guard = self._guard
+        if guard is None:
+            limits = self.router.config.limits
+            guard = self._guard = GrowthGuard(limits.response_header_line,
+                                              limits.response_status_line, limits.headers)
+        first_line = 0 if self._head_done else sum(map(len, self._reason))
+        if guard.check(self._unparsed, self._headers, first_line) == GrowthGuard.OK:
+            return False
+        self._refuse(exchange, errors.RESPONSE_TOO_LARGE)
+        return True

@@ -361,8 +361,6 @@ def test_server_sent_events_stream_through_the_router(platform, make_app, workdi
     assert all(e["event"] == "tick" and '"dyno": "web.1"' in e["data"] for e in events)
 
 
-@pytest.mark.xfail(strict=True, reason="the router does not relay protocol upgrades (101 "
-                   "Switching Protocols) yet: it strips Upgrade as a hop-by-hop header")
 def test_a_websocket_echoes_through_the_router(platform, make_app, workdir):
     from tests.test_examples_streams import client_frame, read_head, server_frame
 

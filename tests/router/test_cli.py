@@ -86,3 +86,25 @@ def test_a_bad_listen_address_is_named(tmp_path):
     result = subprocess.run(dynomesh_argv("router", "--listen", "8080", "--routes", routes),
                             env=dynomesh_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "--listen: expected HOST:PORT" in result.stderr
+
+
+def test_bad_settings_are_named_with_their_flag(tmp_path):
+    routes = write_routes(tmp_path, {"apps": []})
+    for flags, message in [
+        (["--trusted-proxies", "10.0.0.0/8,not-a-network"],
+         "--trusted-proxies: 'not-a-network' is not an address or CIDR block"),
+        (["--idle-timeout", "0"], "--idle-timeout: must be above 0"),
+        (["--max-header-line", "10"], "--max-header-line: must be a whole number of at least 64"),
+        (["--workers", "0"], "--workers: 1 to 256"),
+    ]:
+        result = run_router("--routes", routes, *flags)
+        assert result.returncode == 2 and message in result.stderr, (flags, result.stderr)
+
+
+def test_help_lists_timeouts_limits_and_the_balancer_options():
+    result = subprocess.run(dynomesh_argv("router", "--help"), env=dynomesh_env(),
+                            capture_output=True, text=True, timeout=60)
+    for text in ("--request-timeout", "--idle-timeout", "--header-timeout", "--drain-timeout",
+                 "--max-request-line", "--trusted-proxies", "--proxy-protocol", "--workers",
+                 "SIGHUP reloads", "docs/router.md"):
+        assert text in result.stdout, text

@@ -4,6 +4,8 @@ import uuid
 
 import pytest
 
+from router import errors
+from router.errors import RequestRejected
 from router.headers import (CHUNKED, CLOSE, LENGTH, NONE, RequestIds, RequestRewriter,
                             response_framing, rewrite_response, valid_request_id)
 
@@ -47,7 +49,7 @@ def test_request_goes_up_as_http11_with_herokus_headers_in_order():
 
 def test_hop_by_hop_fields_and_those_named_in_connection_are_removed():
     _, fields, *_ = rewrite([
-        (b"Host", b"a"), (b"Connection", b"keep-alive, X-Secret, Upgrade"), (b"X-Secret", b"s"),
+        (b"Host", b"a"), (b"Connection", b"keep-alive, X-Secret"), (b"X-Secret", b"s"),
         (b"Keep-Alive", b"timeout=5"), (b"Upgrade", b"websocket"), (b"TE", b"trailers"),
         (b"Proxy-Connection", b"keep-alive"), (b"Proxy-Authorization", b"Basic x"),
         (b"x-secret", b"again"), (b"X-Kept", b"1")])
@@ -109,8 +111,12 @@ def test_body_framing_length_chunked_and_chunked_wins_over_length():
     assert [v for n, v in fields if n == b"Transfer-Encoding"] == [b"chunked"]
 
 
-def test_missing_host_is_reported_as_none():
-    assert rewrite([(b"Accept", b"*/*")])[2] is None
+@pytest.mark.parametrize("hosts", [[], [b""], [b"a", b"a"], [b"a", b"b"]],
+                         ids=["missing", "empty", "repeated", "two"])
+def test_a_request_needs_exactly_one_non_empty_host(hosts):
+    with pytest.raises(RequestRejected) as refused:
+        rewrite([(b"Host", host) for host in hosts] + [(b"Accept", b"*/*")])
+    assert refused.value.error is errors.BAD_HOST and refused.value.error.status == 400
 
 
 def test_request_ids_are_uuid4():

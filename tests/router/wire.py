@@ -221,3 +221,19 @@ async def echo_handler(dyno: Dyno, reader: asyncio.StreamReader,
         body = b"%s %s %s" % (dyno.name.encode(), request.target, request.body)
         writer.write(response_bytes(body=body, headers=[("Content-Type", "text/plain")]))
         await writer.drain()
+
+
+async def send_bytes(writer: asyncio.StreamWriter, data: bytes, bytewise: bool = False) -> None:
+    """Write `data` whole, or one byte per write, giving the loop a turn after each byte so a
+    server on the same loop reads them one by one. Stops quietly if the peer hangs up."""
+    try:
+        if not bytewise:
+            writer.write(data)
+            await writer.drain()
+            return
+        for i in range(len(data)):
+            writer.write(data[i:i + 1])
+            await writer.drain()
+            await asyncio.sleep(0)
+    except (ConnectionError, OSError):
+        pass  # the server closed early; what it answered is still readable

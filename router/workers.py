@@ -1,0 +1,271 @@
+"""`dynomesh router --workers N`: N router processes on one port, supervised by this one.
+
+Python runs one core per process, so a router node scales across cores with processes, as
+nginx does with workers. Each worker is an ordinary `dynomesh router` (the same command line,
+plus `--reuse-port --worker-id I`) that binds the port with SO_REUSEPORT; the kernel spreads
+new connections across the workers' listening sockets. The supervisor first binds the port
+itself (without listening) so that `--listen host:0` picks one port for all, and it keeps that
+reservation while it runs.
+
+The supervisor is never on the request path. It:
+  * waits for every worker's ready line, then prints its own;
+  * passes SIGHUP (reload the routes file) and SIGTERM/SIGINT (drain, then exit) on to the
+    workers, and exits 0 once they have all exited;
+  * restarts a worker that dies unexpectedly (at most once a second per worker);
+  * serves the admin listener: `/metrics` asks every worker for its counters (`/snapshot` on
+    the worker's own loopback admin listener) and shows their merge (metrics.py), so the node
+    reports all its workers together; `/readyz` is ready when every worker is.
+
+Workers write their log lines to the shared stdout in whole-line pieces (accesslog.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from router.config import RouterConfig
+from router.metrics import RouterCollector, merge
+
+_READY = re.compile(r"ready on .*?(?:admin on http://[^:]+:(\d+))?$")
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # where `dynomesh` imports from
+
+
+class Worker:
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.process: asyncio.subprocess.Process | None = None
+        self.admin_port: int | None = None
+        self.ready = asyncio.Event()
+        self.started_at = 0.0
+
+
+class WorkerSupervisor:
+    def __init__(self, config: RouterConfig, argv: list[str], source: str) -> None:
+        self.config = config
+        self.argv = list(argv)
+        self.source = source  # where the workers' table comes from, for the ready line
+        self.workers = [Worker(i) for i in range(1, config.workers + 1)]
+        self.stopping = False
+        self.port = 0
+        self._reservation: socket.socket | None = None
+        self._admin: web.AppRunner | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    def say(self, message: str) -> None:
+        print(f"dynomesh router: {message}", file=sys.stderr, flush=True)
+
+    async def run(self) -> int:
+        config = self.config
+        try:
+            self._reserve_port()
+        except OSError as error:
+            self.say(f"cannot listen: {error.strerror or error}")
+            return 1
+        loop = asyncio.get_running_loop()
+        stopped = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop, stopped)
+        loop.add_signal_handler(signal.SIGHUP, self._signal_workers, signal.SIGHUP)
+        for worker in self.workers:
+            await self._start(worker)
+        try:
+            async with asyncio.timeout(60):
+                await asyncio.gather(*(worker.ready.wait() for worker in self.workers))
+        except TimeoutError:
+            self.say("workers did not start within 60 s; stopping")
+            self._stop(stopped)
+            await self._wait_workers()
+            return 1
+        admin = ""
+        if config.admin is not None:
+            admin_port = await self._start_admin()
+            admin = f"; admin on http://{config.admin.host}:{admin_port}"
+        self.say(f"ready on http://{config.listen.host}:{self.port} {self.source}, "
+                 f"{len(self.workers)} workers{admin}")
+        await stopped.wait()
+        await self._wait_workers()
+        if self._admin is not None:
+            await self._admin.cleanup()
+        self.say("stopped")
+        return 0
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def _reserve_port(self) -> None:
+        listen = self.config.listen
+        family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((listen.host, listen.port))  # bound, not listening: gets no connections
+        self._reservation = sock
+        self.port = sock.getsockname()[1]
+
+    def _worker_argv(self, worker: Worker) -> list[str]:
+        host = self.config.listen.host
+        listen = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        admin = "off" if self.config.admin is None else "127.0.0.1:0"
+        # argparse keeps the last value of a repeated option: these override the user's.
+        return [sys.executable, "-m", "dynomesh", "router", *self.argv, "--listen", listen,
+                "--admin", admin, "--workers", "1", "--reuse-port",
+                "--worker-id", str(worker.index)]
+
+    async def _start(self, worker: Worker) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        worker.ready.clear()
+        worker.started_at = time.monotonic()
+        worker.process = await asyncio.create_subprocess_exec(
+            *self._worker_argv(worker), env=env, stdin=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE)  # stdout (log lines) is shared as is
+        task = asyncio.ensure_future(self._watch(worker, worker.process))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self, worker: Worker, process: asyncio.subprocess.Process) -> None:
+        """Relay the worker's status lines, note when it is ready, restart it if it dies."""
+        async for raw in process.stderr:
+            line = raw.decode(errors="replace").rstrip("\n")
+            print(line, file=sys.stderr, flush=True)
+            match = _READY.search(line)
+            if match and not worker.ready.is_set():
+                worker.admin_port = int(match.group(1)) if match.group(1) else None
+                worker.ready.set()
+        code = await process.wait()
+        if self.stopping:
+            return
+        self.say(f"worker {worker.index} exited with status {code}; starting it again")
+        await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - worker.started_at)))
+        if not self.stopping:
+            await self._start(worker)
+
+    def _signal_workers(self, signum: int) -> None:
+        for worker in self.workers:
+            if worker.process is not None and worker.process.returncode is None:
+                worker.process.send_signal(signum)
+
+    def _stop(self, stopped: asyncio.Event) -> None:
+        """SIGTERM/SIGINT: the workers drain and exit (a second signal stops them at once)."""
+        if self.stopping:
+            self._signal_workers(signal.SIGTERM)  # each worker: "stop now"
+            return
+        self.stopping = True
+        self.say("draining the workers")
+        self._signal_workers(signal.SIGTERM)
+        stopped.set()
+
+    async def _wait_workers(self) -> None:
+        grace = self.config.drain_timeout + 10
+        for worker in self.workers:
+            process = worker.process
+            if process is None:
+                continue
+            try:
+                async with asyncio.timeout(grace):
+                    await process.wait()
+            except TimeoutError:
+                self.say(f"worker {worker.index} did not stop; killing it")
+                process.kill()
+                await process.wait()
+        for task in list(self._tasks):
+            await task
+        if self._reservation is not None:
+            self._reservation.close()
+
+    # -- the admin listener -----------------------------------------------------------------
+
+    async def _start_admin(self) -> int:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.admin.host, self.config.admin.port)
+        await site.start()
+        self._admin = runner
+        return runner.addresses[0][1]
+
+    async def _ask_workers(self, path: str) -> list[tuple[Worker, int, bytes]]:
+        """GET `path` from every worker's admin listener -> (worker, status, body); a worker
+        that cannot answer shows as status 0."""
+        timeout = aiohttp.ClientTimeout(total=5)
+
+        async def ask(session: aiohttp.ClientSession, worker: Worker):
+            if worker.admin_port is None or not worker.ready.is_set():
+                return worker, 0, b""
+            try:
+                async with session.get(f"http://127.0.0.1:{worker.admin_port}{path}") as reply:
+                    return worker, reply.status, await reply.read()
+            except (aiohttp.ClientError, TimeoutError) as error:
+                self.say(f"worker {worker.index} did not answer {path}: {error!r}")
+                return worker, 0, b""
+
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            return await asyncio.gather(*(ask(session, worker) for worker in self.workers))
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        alive = sum(1 for w in self.workers if w.process and w.process.returncode is None)
+        return web.Response(text=f"ok: {alive} of {len(self.workers)} workers running\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        answers = await self._ask_workers("/readyz")
+        waiting = [str(worker.index) for worker, status, _ in answers if status != 200]
+        if waiting:
+            return web.Response(status=503, text=f"not ready: workers {', '.join(waiting)}\n")
+        return web.Response(text=f"ready: {len(answers)} workers\n")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        import json
+
+        answers = await self._ask_workers("/snapshot")
+        snapshots = [(worker, json.loads(body)) for worker, status, body in answers
+                     if status == 200]
+        registry = CollectorRegistry(auto_describe=False)
+        merged, gauges = merge([data for _, data in snapshots])
+        registry.register(RouterCollector(merged, lambda: gauges))
+        registry.register(_WorkerCollector(len(self.workers), snapshots))
+        feeds = [data["feed"] for _, data in snapshots if "feed" in data]
+        if feeds:
+            from router.feed import FeedCollector, FeedFigures
+
+            merged_feed = FeedFigures.merge([FeedFigures(**figures) for figures in feeds])
+            registry.register(FeedCollector(lambda: merged_feed))
+        return web.Response(body=generate_latest(registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class _WorkerCollector(Collector):
+    """How many workers answered, and each worker's share of the requests."""
+
+    def __init__(self, configured: int, snapshots: list[tuple[Worker, dict]]) -> None:
+        self._configured = configured
+        self._snapshots = snapshots
+
+    def collect(self):
+        from router.metrics import merge as merge_one
+
+        yield GaugeMetricFamily("dynomesh_router_workers", "Worker processes configured",
+                                value=self._configured)
+        yield GaugeMetricFamily("dynomesh_router_workers_reporting",
+                                "Worker processes that answered this scrape",
+                                value=len(self._snapshots))
+        requests = CounterMetricFamily("dynomesh_router_worker_requests",
+                                       "Requests answered, by worker", labels=("worker",))
+        for worker, data in self._snapshots:
+            metrics, _ = merge_one([data])
+            requests.add_metric((str(worker.index),), metrics.total_requests())
+        yield requests
