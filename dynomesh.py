@@ -30,8 +30,8 @@ Run the platform:
 {process}
 
 Use it (talks to the control plane at $DYNOMESH_API, default http://127.0.0.1:5050):
-  apps, apps:create, deploy, ps, ps:scale, config:set, releases, logs, ...
-  dynomesh help COMMAND, or dynomesh COMMAND --help, explains one command with an example.
+  apps, apps:create, deploy, ps, ps:scale, ps:restart, config:set, releases, rollback, ...
+  dynomesh help lists them all; dynomesh help COMMAND explains one, with an example.
 
 Quick start on one machine:
   dynomesh up

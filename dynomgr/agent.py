@@ -155,7 +155,7 @@ class Agent:
         svc.spawner.close()
         if not self.reconciler.dynos():
             try:
-                svc.markers.close()
+                await svc.markers.close()
             except MarkerError as exc:
                 svc.metrics.internal_errors.labels("marker").inc()
                 self.log.error(str(exc))
@@ -234,7 +234,7 @@ class Agent:
             await self._terminate_all({pid for pids in alive.values() for pid in pids})
         for instance in set(found) | set(records):
             try:
-                svc.markers.release_leftover(instance)
+                await svc.markers.release_leftover(instance)
             except MarkerError as exc:
                 svc.metrics.internal_errors.labels("marker").inc()
                 self.log.error(str(exc))

@@ -402,7 +402,7 @@ class Dyno:
             svc.data_dir.remove_record(life.record_id(self.ref))
         if life.marker is not None:
             try:
-                svc.markers.release(life.marker)
+                await svc.markers.release(life.marker)
             except MarkerError as exc:
                 svc.metrics.internal_errors.labels("marker").inc()
                 self._say(f"Error: {exc}")

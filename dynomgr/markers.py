@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import errno
 import os
 import signal
 from pathlib import Path
@@ -121,15 +122,10 @@ class Markers:
             sent += 1
         return sent
 
-    def release(self, marker: DynoMarker) -> None:
+    async def release(self, marker: DynoMarker) -> None:
         """Forget the marker once its processes are gone (removes the empty cgroup)."""
         if marker.cgroup is not None:
-            try:
-                marker.cgroup.rmdir()
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise MarkerError(f"cannot remove cgroup {marker.cgroup}: {exc.strerror}") from exc
+            await _remove_cgroup(marker.cgroup)
 
     async def leftovers(self) -> dict[str, set[int]]:
         """Marked processes of this agent id that no dyno of this run created, by instance."""
@@ -144,19 +140,14 @@ class Markers:
                 found.setdefault(value[len(prefix) :], set()).update(pids)
         return found
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """The agent exits with no dynos left: remove its (empty) cgroup."""
         if self.cgroup_base is not None:
-            try:
-                self.cgroup_base.rmdir()
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise MarkerError(f"cannot remove cgroup {self.cgroup_base}: {exc.strerror}") from exc
+            await _remove_cgroup(self.cgroup_base)
 
-    def release_leftover(self, instance: str) -> None:
+    async def release_leftover(self, instance: str) -> None:
         if self.cgroup_base is not None:
-            self.release(DynoMarker(f"{self.agent_id}.{instance}", self.cgroup_base / instance))
+            await self.release(DynoMarker(f"{self.agent_id}.{instance}", self.cgroup_base / instance))
 
     async def _environ_scan(self) -> dict[str, dict[int, int]]:
         """Marker value -> pids over all processes. Concurrent callers share one scan (a drain
@@ -187,6 +178,30 @@ def _scan_environ() -> dict[str, dict[int, int]]:
         if stat is not None and not stat.zombie:
             found.setdefault(value.decode(errors="replace"), {})[pid] = stat.start_ticks
     return found
+
+
+# A process leaves cgroup.procs when its last thread starts exiting, but the cgroup stays
+# populated (rmdir fails with EBUSY) until the kernel has torn the process down, which for a
+# process holding gigabytes takes a while, longer on a busy machine.
+_CGROUP_EMPTYING = 10.0
+
+
+async def _remove_cgroup(cgroup: Path) -> None:
+    """rmdir the cgroup, waiting up to _CGROUP_EMPTYING seconds for its last process to leave."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _CGROUP_EMPTYING
+    pause = 0.01
+    while True:
+        try:
+            cgroup.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or loop.time() >= deadline:
+                raise MarkerError(f"cannot remove cgroup {cgroup}: {exc.strerror}") from exc
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.25)
 
 
 def _cgroup_procs(cgroup: Path) -> set[int]:

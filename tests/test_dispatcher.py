@@ -16,3 +16,15 @@ def test_no_arguments_prints_usage_and_fails():
                             timeout=30)
     assert result.returncode == 2
     assert "usage: dynomesh" in result.stdout
+
+
+def test_every_user_command_the_usage_names_exists():
+    usage = subprocess.run(dynomesh_argv("--help"), env=dynomesh_env(), capture_output=True,
+                           text=True, timeout=30).stdout
+    line = next(line for line in usage.splitlines() if line.strip().startswith("apps,"))
+    named = [name.strip() for name in line.split(",") if name.strip() not in ("", "...")]
+    assert len(named) >= 5
+    for name in named:
+        result = subprocess.run(dynomesh_argv("help", name), env=dynomesh_env(),
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, f"`dynomesh {name}` is in the usage but: {result.stderr}"

@@ -10,8 +10,6 @@ import signal
 import stat
 import subprocess
 import tempfile
-import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,84 +18,9 @@ import pytest
 
 from onebox.config import Endpoint, UpConfig
 from onebox.restart import RestartBackoff
-from tests.conftest import dynomesh_argv, dynomesh_env, free_port
-
-
-class Up:
-    """A running `dynomesh up` on free ports, its stdout collected line by line."""
-
-    def __init__(self, home: Path, *extra: str) -> None:
-        self.home = home
-        self.ports = {name: free_port() for name in ("api", "http", "router", "dynomgr")}
-        self.api = f"http://127.0.0.1:{self.ports['api']}"
-        self.router_admin = f"http://127.0.0.1:{self.ports['router']}"
-        self.dynomgr_admin = f"http://127.0.0.1:{self.ports['dynomgr']}"
-        argv = dynomesh_argv(
-            "up", "--home", str(home), "--api", f"127.0.0.1:{self.ports['api']}",
-            "--http", f"127.0.0.1:{self.ports['http']}",
-            "--router-admin", f"127.0.0.1:{self.ports['router']}",
-            "--dynomgr-admin", f"127.0.0.1:{self.ports['dynomgr']}",
-            "--data-dir", str(home / "dynos"), "--ready-timeout", "1", "--stop-timeout", "20",
-            *extra)
-        self.proc = subprocess.Popen(argv, env=dynomesh_env(NO_COLOR="1"),
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for raw in iter(self.proc.stdout.readline, b""):
-            with self._changed:
-                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    def wait_for(self, pattern: str, *, after: int = 0, timeout: float = 60.0) -> re.Match:
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            index = after
-            while True:
-                for index in range(index, len(self.lines)):
-                    match = regex.search(self.lines[index])
-                    if match:
-                        return match
-                index = len(self.lines)
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._reader.is_alive():
-                    raise AssertionError(f"no line matching {pattern!r}:\n" + "\n".join(self.lines[-40:]))
-                self._changed.wait(min(left, 0.5))
-
-    def mark(self) -> int:
-        with self._changed:
-            return len(self.lines)
-
-    def pids(self) -> dict[str, int]:
-        """The latest pid of each child, from `up`'s own lines."""
-        found = {}
-        with self._changed:
-            for line in self.lines:
-                match = re.search(r"up +\| started (\w+) (?:again )?\(pid (\d+)\)", line)
-                if match:
-                    found[match.group(1)] = int(match.group(2))
-        return found
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
-        self.proc.send_signal(sig)
-        code = self.proc.wait(timeout)
-        self._reader.join(5)
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+from tests.conftest import dynomesh_argv, dynomesh_env
+from tests.e2e.harness import (Api, Cli, RouterClient, Up, alive, copy_example, poll,
+                               dyno_processes, web_up)
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -108,17 +31,8 @@ def get(url: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0]
-    except OSError:
-        return False
-    return state not in (b"Z", b"X")
-
-
 def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(dynomesh_argv(*args), env=dynomesh_env(DYNOMESH_HOME=str(home)),
-                          capture_output=True, text=True, timeout=60)
+    return Cli(home).run(*args, timeout=60)
 
 
 @pytest.fixture
@@ -158,20 +72,44 @@ def test_up_starts_the_platform_prints_its_urls_and_stops_everything_on_sigterm(
     for name in ("credentials.json", "router.token", "dynomgr.token"):
         assert stat.S_IMODE((home / name).stat().st_mode) == 0o600
 
+    # The platform runs an app: deploy, scale, an answer through the router.
+    app_dir = copy_example("hello", home / "src")
+    for args in (("deploy", str(app_dir), "--app", "hello"),
+                 ("ps:scale", "web=2", "worker=1", "--app", "hello")):
+        done = cli(home, *args)
+        assert done.returncode == 0, done.stderr
+    api = Api(home)
+    poll(lambda: web_up(dynos := api.dynos("hello"), 2)
+         and any(d["name"] == "worker.1" and d["state"] == "up" for d in dynos),
+         "web.1, web.2 and worker.1 up")
+    answer = RouterClient(up.http_port).get("hello")
+    assert answer.status == 200 and answer.text.startswith("Hello from web.")
+    dynos = dyno_processes(home / "dynos")
+    assert len(dynos) >= 3  # each dyno's shell and its program
+
     pids = up.pids()
     assert up.stop(signal.SIGTERM) == 0
     lines = "\n".join(up.lines)
     order = [lines.index(f"up      | {name} stopped (status 0)") for name in ("router", "dynomgr", "control")]
     assert order == sorted(order), lines
+    for dyno in ("web.1", "web.2", "worker.1"):
+        assert f"hello heroku[{dyno}]: State changed from stopping to down" in lines
     assert not any(alive(pid) for pid in pids.values())
-    assert not list((home / "dynos" / "run").glob("*.json"))  # no dyno left running
+    assert not any(alive(pid) for pid in dynos)
+    assert not dyno_processes(home / "dynos")  # no dyno left running
+    assert not list((home / "dynos" / "run").glob("*.json"))
 
 
 def test_up_again_keeps_its_state_and_tokens_and_restarts_a_killed_child(home, runs):
     first = Up(home)
     runs.append(first)
     first.wait_for(r"up +\| dynomesh is up:")
-    assert cli(home, "apps:create", "kept", "--no-link").returncode == 0
+    for args in (("apps:create", "kept", "--no-link"),
+                 ("deploy", str(copy_example("hello", home / "src")), "--app", "kept"),
+                 ("ps:scale", "web=1", "--app", "kept")):
+        done = cli(home, *args)
+        assert done.returncode == 0, done.stderr
+    poll(lambda: web_up(Api(home).dynos("kept"), 1), "web.1 up")
     tokens = {name: (home / name).read_text() for name in ("router.token", "dynomgr.token")}
     assert first.stop(signal.SIGINT) == 0
 
@@ -182,6 +120,10 @@ def test_up_again_keeps_its_state_and_tokens_and_restarts_a_killed_child(home, r
     assert {name: (home / name).read_text() for name in tokens} == tokens
     listed = cli(home, "apps", "--json")
     assert [app["name"] for app in json.loads(listed.stdout)] == ["kept"]
+    # The formation survived too: its dyno runs again and answers through the new router.
+    router = RouterClient(second.http_port)
+    poll(lambda: router.answers("kept", lambda r: r.text == "Hello from web.1\n"),
+         "kept's web.1 answering again")
 
     mark = second.mark()
     old = second.pids()["router"]
@@ -189,15 +131,9 @@ def test_up_again_keeps_its_state_and_tokens_and_restarts_a_killed_child(home, r
     second.wait_for(r"up +\| router exited with signal SIGKILL; starting it again now", after=mark)
     new = int(second.wait_for(r"up +\| started router again \(pid (\d+)\)", after=mark).group(1))
     assert new != old
-    deadline = time.monotonic() + 30
-    while True:  # the new router process answers on the same admin port
-        try:
-            if get(f"{second.router_admin}/healthz")[0] == 200:
-                break
-        except OSError:
-            pass  # not listening yet
-        assert time.monotonic() < deadline, "the restarted router never answered"
-        time.sleep(0.05)
+    # The new router process takes the table from the feed again and routes on the same port.
+    poll(lambda: router.answers("kept", lambda r: r.status == 200), "the restarted router")
+    assert get(f"{second.router_admin}/healthz")[0] == 200
     assert second.stop(signal.SIGTERM) == 0
 
 
@@ -237,3 +173,23 @@ def test_restart_backoff_is_immediate_then_doubles_to_the_cap_and_forgives_a_lon
 def test_up_refuses_a_port_given_twice(tmp_path):
     with pytest.raises(ValueError, match="four different ports"):
         UpConfig(home=tmp_path, api=Endpoint("127.0.0.1", 9000), http=Endpoint("127.0.0.1", 9000))
+
+
+def test_up_killed_with_sigkill_leaves_no_part_and_no_dyno_running(home, runs):
+    up = Up(home)
+    runs.append(up)
+    up.wait_for(r"up +\| dynomesh is up:")
+    for args in (("apps:create", "orphan", "--no-link"),
+                 ("deploy", str(copy_example("hello", home / "src")), "--app", "orphan")):
+        done = cli(home, *args)
+        assert done.returncode == 0, done.stderr
+    poll(lambda: web_up(Api(home).dynos("orphan"), 1), "web.1 up")
+    parts = up.pids()
+    dynos = dyno_processes(home / "dynos")
+    assert dynos
+
+    up.proc.kill()  # no chance to stop anything itself: its children get SIGTERM from the kernel
+    up.proc.wait(10)
+    poll(lambda: not any(alive(pid) for pid in parts.values()), "the parts to exit", timeout=60)
+    assert not any(alive(pid) for pid in dynos)
+    assert not dyno_processes(home / "dynos")

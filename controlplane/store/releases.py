@@ -162,6 +162,16 @@ class ReleaseStore:
             if old.status is not ReleaseStatus.SUCCEEDED:
                 raise errors.Invalid(f"release v{old.version} {old.status.value}; roll back to a "
                                      "release that succeeded")
+            if old.slug_id is None:
+                # Config vars set before the first deploy make releases without a slug. Rolling
+                # back to one once the app runs code would take the code away (no dynos, H81).
+                current = await current_release(tx, app)
+                if current is not None and current.slug_id is not None:
+                    raise errors.Invalid(
+                        f"v{old.version} has no slug (its config vars were set before the first "
+                        f"deploy): rolling back to it would leave {app.name} no code to run. "
+                        "Roll back to a release with a slug (`dynomesh releases` shows them), "
+                        "or change config vars with `dynomesh config:set`")
             await tx.execute("DELETE FROM config_vars WHERE app_id = $1", app.id)
             for key, value in old.config.items():
                 await tx.execute("INSERT INTO config_vars (app_id, key, value) VALUES ($1, $2, $3)",

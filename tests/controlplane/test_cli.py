@@ -76,6 +76,21 @@ def test_the_readme_walk_through(control, hello_dir, tmp_path):
     assert who.startswith("router token")
 
 
+def test_rollback_skips_releases_without_code(control, hello_dir):
+    ok(control.cli("apps:create", "configfirst", "--no-link"))
+    ok(control.cli("config:set", "GREETING=hey", "--app", "configfirst"))  # v1: no slug
+    ok(control.cli("deploy", str(hello_dir), "--app", "configfirst"))  # v2
+    refused = control.cli("rollback", "--app", "configfirst")  # the one before is v1
+    assert refused.returncode == 3
+    assert "no earlier release with code" in refused.stderr
+    refused = control.cli("rollback", "v1", "--app", "configfirst")
+    assert refused.returncode == 1 and "v1 has no slug" in refused.stderr
+    ok(control.cli("config:set", "GREETING=hi", "--app", "configfirst"))  # v3
+    assert "Rollback to v2, now v4" in ok(control.cli("rollback", "--app", "configfirst"))
+    current = as_json(control.cli("releases:info", "v4", "--app", "configfirst", "--json"))
+    assert current["slug"] is not None
+
+
 def test_a_linked_directory_needs_no_app_flag(control, hello_dir, tmp_path):
     ok(control.cli("apps:create", "linked", cwd=hello_dir))
     assert (hello_dir / ".dynomesh" / "app").read_text().strip() == "linked"

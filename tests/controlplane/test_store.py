@@ -279,6 +279,22 @@ async def test_rollback_is_a_new_release_with_the_old_slug_and_config(store):
         await store.releases.rollback("hello", 99)
 
 
+async def test_a_release_without_a_slug_is_not_rolled_back_to_once_the_app_has_code(store):
+    await store.apps.create("hello")
+    await store.releases.update_config("hello", {"A": "1"})  # v1: config before the first deploy
+    await store.releases.update_config("hello", {"A": "2"})  # v2
+    rolled = await store.releases.rollback("hello", "v1")  # no code yet: only config comes back
+    assert (rolled.version, rolled.slug_id, rolled.config) == (3, None, {"A": "1"})
+    await store.releases.add_slug("hello", slug_id="code", checksum="sha256:" + "ab" * 32,
+                                  size=5, process_types={"web": "python web.py"})
+    await store.releases.create("hello", "code")  # v4
+    with pytest.raises(errors.Invalid, match=r"v1 has no slug .*`dynomesh releases`"):
+        await store.releases.rollback("hello", "v1")
+    current = await store.releases.current("hello")
+    assert (current.version, current.slug_id) == (4, "code")
+    assert await store.releases.config("hello") == {"A": "1"}
+
+
 async def test_release_status_moves_only_forward_and_only_succeeded_is_current(store):
     await deployed(store)
     await store.releases.add_slug("hello", slug_id="next", checksum="sha256:" + "cd" * 32,

@@ -125,9 +125,12 @@ async def _(args, session):
         listed = await session.api.get(f"{app_path(name)}/releases?limit=1000")
         current = next((r for r in listed if r["current"]), None)
         earlier = [r for r in listed if current and r["version"] < current["version"]
-                   and r["status"] == "succeeded"]
+                   and r["status"] == "succeeded"
+                   # once the app runs code, a release without a slug would take it away
+                   and (r["slug"] is not None or current["slug"] is None)]
         if not earlier:
-            raise CliError(Exit.NOT_FOUND, f"{name} has no earlier release to roll back to")
+            kind = "release with code" if current and current["slug"] else "release"
+            raise CliError(Exit.NOT_FOUND, f"{name} has no earlier {kind} to roll back to")
         target = str(earlier[0]["version"])
     release, _ = await session.api.call("POST", app_path(name) + "/releases",
                                         json_body={"release": target.lstrip("vV")

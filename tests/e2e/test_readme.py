@@ -1,0 +1,78 @@
+"""The README's walk-through ("Try it"), run line by line as written against `dynomesh up`.
+
+Only what cannot be the same here changes: the router's port (tests never take 8080) and
+`$PWD/.venv/bin` (this checkout's `dynomesh` command). Each command must succeed; each `curl`
+must get the answer its comment promises (retried for a bounded while: a release's dynos
+restart a moment after the command returns).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.e2e.harness import poll
+
+pytestmark = pytest.mark.timeout(240)
+
+# What each curl of the walk-through must print, in order.
+CURL_ANSWERS = [
+    r"^Hello from web\.[123]$",
+    r"^hi from web\.[123]$",
+    r"^hi from web\.[123]$",  # www.example.test
+]
+
+
+def walk_through() -> list[str]:
+    text = (REPO_ROOT / "README.md").read_text()
+    block = text.split("\n## Try it\n", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_the_readme_walk_through_works_as_written(platform, tmp_path):
+    port = platform.up.http_port
+    bin_dir = tmp_path / ".venv" / "bin"  # what `pip install -e .` would have put there
+    bin_dir.mkdir(parents=True)
+    wrapper = bin_dir / "dynomesh"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -m dynomesh \"$@\"\n")
+    wrapper.chmod(0o755)
+    shutil.copytree(REPO_ROOT / "examples", tmp_path / "examples",
+                    ignore=shutil.ignore_patterns(".dynomesh"))
+    env = dict(platform.cli.env, PWD=str(tmp_path), PATH=os.environ["PATH"])
+
+    lines = walk_through()
+    assert lines[0] == "export PATH=$PWD/.venv/bin:$PATH"
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    answers = iter(CURL_ANSWERS)
+    try:
+        for line in lines[1:]:
+            command = line.split("  #")[0].strip().replace(":8080", f":{port}")
+            if command.startswith("curl "):
+                expected = next(answers, None)
+                if expected is None:
+                    continue
+
+                def answered(command=command, expected=expected):
+                    done = subprocess.run(["bash", "-c", command + " -s"], env=env,
+                                          cwd=tmp_path, capture_output=True, text=True,
+                                          timeout=90)
+                    return re.search(expected, done.stdout, re.M)
+
+                poll(answered, f"`{command}` to print {expected}", timeout=30)
+                continue
+            done = subprocess.run(["bash", "-c", command], env=env, cwd=tmp_path,
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, f"`{command}`:\n{done.stdout}\n{done.stderr}"
+        # The last steps' promises: H14 once web is scaled to zero.
+        poll(lambda: platform.router.answers("hello", lambda r: b"<code>H14</code>" in r.body),
+             "H14 after ps:scale web=0")
+    finally:
+        platform.cli.run("apps:destroy", "--app", "hello", "--confirm", "hello")
+        poll(lambda: not platform.agent_dynos("hello"), "hello's dynos to stop")
+    assert next(answers, None) is None, "the README has fewer curls than this test expects"
