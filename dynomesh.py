@@ -30,7 +30,7 @@ Run the platform:
 {process}
 
 Use it (talks to the control plane at $DYNOMESH_API, default http://127.0.0.1:5050):
-  apps, apps:create, deploy, ps, ps:scale, ps:restart, config:set, releases, rollback, ...
+  apps, apps:create, deploy, ps, ps:scale, ps:restart, config:set, releases, logs, ...
   dynomesh help lists them all; dynomesh help COMMAND explains one, with an example.
 
 Quick start on one machine:
