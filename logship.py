@@ -383,7 +383,9 @@ class LogShipper:
         while (body := self.buffer.take(self.settings.batch_bytes)) is not None:
             try:
                 await self._post(body)
-            except _Failed:
+            except (_Failed, asyncio.CancelledError):
+                # Cancelled mid-post (the shipper is closing): the lines count as not sent, so
+                # the final drain takes them again; the control plane may see them twice.
                 self.buffer.failed()
                 raise
             except _Refused as error:

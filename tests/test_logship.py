@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 import logline
@@ -113,3 +115,45 @@ def test_settings_are_checked_and_figures_merge_across_workers():
         ShipSettings(min_interval=-1)
     merged = ShipFigures.merge([ShipFigures(1, 2, 0, 1, 10, 1), ShipFigures(3, 0, 1, 0, 5, 0)])
     assert merged == ShipFigures(4, 2, 1, 1, 15, 0)
+
+
+async def test_closing_while_a_batch_is_in_flight_ships_it_on_the_way_out():
+    """A router stopped under load: its shipper is cancelled mid-POST, and the batch that was
+    in flight is posted again by the final drain instead of the shutdown failing."""
+    from aiohttp import web
+
+    from logship import LogShipper
+
+    bodies: list[bytes] = []
+    first_arrived, finished = asyncio.Event(), asyncio.Event()
+
+    async def take(request: web.Request) -> web.Response:
+        body = await request.read()
+        if not first_arrived.is_set():
+            first_arrived.set()
+            await finished.wait()  # the first answer never comes while the shipper waits
+            return web.json_response({"lines": 0})
+        bodies.append(body)
+        return web.json_response({"lines": len(lines_of(body))})
+
+    app = web.Application()
+    app.router.add_post("/logs", take)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    said: list[str] = []
+    shipper = LogShipper((f"http://127.0.0.1:{port}",), "token", ShipSettings(min_interval=0),
+                         say=said.append)
+    try:
+        shipper.start()
+        shipper.offer("hello", LINE)
+        await asyncio.wait_for(first_arrived.wait(), 10)
+        await shipper.aclose()
+    finally:
+        finished.set()
+        await runner.cleanup()
+    assert [lines_of(b) for b in bodies] == [[("hello", LINE)]]
+    assert shipper.buffer.shipped == 1 and not shipper.buffer.pending
+    assert said == []
