@@ -111,7 +111,7 @@ def test_up_again_keeps_its_state_and_tokens_and_restarts_a_killed_child(home, r
         assert done.returncode == 0, done.stderr
     poll(lambda: web_up(Api(home).dynos("kept"), 1), "web.1 up")
     tokens = {name: (home / name).read_text() for name in ("router.token", "dynomgr.token")}
-    assert first.stop(signal.SIGINT) == 0
+    assert first.stop(signal.SIGINT) == 0, "\n".join(first.lines[-40:])
 
     second = Up(home)
     runs.append(second)
@@ -134,7 +134,7 @@ def test_up_again_keeps_its_state_and_tokens_and_restarts_a_killed_child(home, r
     # The new router process takes the table from the feed again and routes on the same port.
     poll(lambda: router.answers("kept", lambda r: r.status == 200), "the restarted router")
     assert get(f"{second.router_admin}/healthz")[0] == 200
-    assert second.stop(signal.SIGTERM) == 0
+    assert second.stop(signal.SIGTERM) == 0, "\n".join(second.lines[-40:])
 
 
 def test_a_part_that_cannot_start_stops_the_others_and_fails(home, runs):
