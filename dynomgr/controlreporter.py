@@ -186,8 +186,11 @@ class ControlPlaneReporter:
         while True:
             pause = max(0.0, next_heartbeat - self._clock())
             try:
-                await asyncio.wait_for(self._wake.wait(), pause)
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
+                # that arrives as the event is set, and aclose() would wait forever.
+                async with asyncio.timeout(pause):
+                    await self._wake.wait()
+            except TimeoutError:
                 pass  # time for a heartbeat
             self._wake.clear()
             try:

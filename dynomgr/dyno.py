@@ -175,8 +175,9 @@ class Dyno:
         if delay <= 0:
             return self._stop_requested.is_set()
         try:
-            await asyncio.wait_for(self._stop_requested.wait(), delay)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(delay):
+                await self._stop_requested.wait()
+        except TimeoutError:
             return False
         return True
 
@@ -367,8 +368,9 @@ class Dyno:
         """Wait until the main process and every marked process have exited."""
         deadline = self.services.clock() + timeout
         try:
-            await asyncio.wait_for(asyncio.shield(process.exited), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(process.exited)
+        except TimeoutError:
             return False
         await self._reap(life, process)
         pause = 0.01

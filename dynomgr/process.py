@@ -156,8 +156,9 @@ class DynoProcess:
         """Wait (a little) for the last lines after exit: pipes close once no process holds
         them, which may be never when a forgotten grandchild keeps one open."""
         try:
-            await asyncio.wait_for(asyncio.shield(self._pipes_closed), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._pipes_closed)
+        except TimeoutError:
             pass  # a process outside the group holds the pipe; it is killed with the rest
 
     def signal_group(self, sig: int) -> bool:

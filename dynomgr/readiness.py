@@ -157,8 +157,9 @@ async def accepts(host: str, port: int) -> bool:
 async def health_check_status(host: str, port: int, path: str, timeout: float) -> int | None:
     """Status code of `GET path` on the dyno, or None when it did not answer in time."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, asyncio.TimeoutError):
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+    except (OSError, TimeoutError):
         return None
     try:
         request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: dynomesh-dynomgr\r\nConnection: close\r\n\r\n"

@@ -142,8 +142,8 @@ class FeedHub:
         """Wait until `predicate()` holds (True) or `timeout` passes (False)."""
         async with self._changed:
             try:
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self._closed or predicate()), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait_for(lambda: self._closed or predicate())
             except TimeoutError:
                 return False
             if self._closed:

@@ -158,6 +158,8 @@ class ProcessLines:
         self.send(sig)
         code = self.proc.wait(timeout)
         self._reader.join(5)
+        if code != 0:  # shown with the failing test's output
+            print(f"{self.name} exited with {code}; its last lines:\n" + "\n".join(self.lines[-80:]))
         return code
 
     def kill(self, timeout: float = 60.0) -> None:
