@@ -120,21 +120,24 @@ class RecordingTransport:
         # A bound list.append, like uvloop's write a C call with no Python frame: the path
         # measured is the router's alone.
         self.write = self.written.append
+        # is_closing() is called per request; uvloop's is a C call too. Truthy once closed.
+        self._closes: list[bool] = []
+        self.is_closing = self._closes.__len__
         self.peer = peer
-        self.closed = False
         self.reading = True
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._closes)
 
     def get_extra_info(self, name: str, default=None):
         return self.peer if name == "peername" else default
 
-    def is_closing(self) -> bool:
-        return self.closed
-
     def close(self) -> None:
-        self.closed = True
+        self._closes.append(True)
 
     def abort(self) -> None:
-        self.closed = True
+        self._closes.append(True)
 
     def pause_reading(self) -> None:
         self.reading = False
@@ -146,7 +149,7 @@ class RecordingTransport:
         return True
 
     def write_eof(self) -> None:
-        self.closed = True
+        self._closes.append(True)
 
 
 class LastBatchSink:
@@ -271,25 +274,33 @@ def microseconds(iterations: int, repeats: int, warmup: int) -> list[float]:
     return samples
 
 
-def callgrind_total(cycles: int) -> int:
-    """Instructions (Ir) of the whole program run with `--cycles cycles` under callgrind."""
+def callgrind_totals(runs: list[int]) -> list[int]:
+    """Instructions (Ir) of the whole program run with `--cycles n` under callgrind, for each
+    n in `runs` (the runs go side by side)."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
         env = dict(os.environ, PYTHONHASHSEED="0")
-        proc = subprocess.run(
+        outs = [Path(tmp) / f"callgrind.{i}" for i in range(len(runs))]
+        procs = [subprocess.Popen(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
              sys.executable, str(Path(__file__).resolve()), "--cycles", str(cycles)],
-            env=env, capture_output=True, text=True, timeout=1800)
-        if proc.returncode != 0:
-            raise SystemExit(f"router_path: the run under callgrind failed:\n{proc.stderr[-2000:]}")
-        for line in out.read_text().splitlines():
-            if line.startswith(("totals:", "summary:")):
-                return int(line.split()[1])
-    raise SystemExit("router_path: no totals in callgrind's output")
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for out, cycles in zip(outs, runs)]
+        totals = []
+        for proc, out in zip(procs, outs):
+            _, stderr = proc.communicate(timeout=1800)
+            if proc.returncode != 0:
+                raise SystemExit(f"router_path: the run under callgrind failed:\n{stderr[-2000:]}")
+            lines = [line for line in out.read_text().splitlines()
+                     if line.startswith(("totals:", "summary:"))]
+            if not lines:
+                raise SystemExit("router_path: no totals in callgrind's output")
+            totals.append(int(lines[0].split()[1]))
+        return totals
 
 
 def instructions(low: int, high: int) -> float:
-    return (callgrind_total(high) - callgrind_total(low)) / (high - low)
+    first, second = callgrind_totals([low, high])
+    return (second - first) / (high - low)
 
 
 def git_revision() -> str:
