@@ -31,6 +31,9 @@ from router.errors import RequestRejected, ResponseRejected
 Headers = Sequence[tuple[bytes, bytes]]
 
 VIA = b"Via: 1.1 dynomesh\r\n"
+# The fields the router adds to every request (request id, forwarded-for, start in Unix ms).
+_VIA_END = VIA + b"\r\n"  # a response head's last field and its end
+_ADDED = b"X-Request-Id: %s\r\nX-Forwarded-For: %s\r\nX-Request-Start: %d\r\n"
 
 
 class Framing(enum.IntEnum):
@@ -200,13 +203,15 @@ class RequestRewriter:
     X-Forwarded-For already names the client, so the balancer is not appended to it.
     """
 
-    __slots__ = ("_forwarded", "_proto", "_port", "_request_ids", "_actions", "_trusted")
+    __slots__ = ("_tail", "_proto", "_port", "_request_ids", "_actions", "_trusted")
 
     def __init__(self, *, proto: str, port: int, request_ids: RequestIds,
                  max_name: int = 1000, trusted: bool = False) -> None:
         self._proto = f"X-Forwarded-Proto: {proto}\r\n".encode("ascii")
         self._port = f"X-Forwarded-Port: {port}\r\n".encode("ascii")
-        self._forwarded = self._proto + self._port + VIA
+        # What every request from an untrusted peer ends with, as one format: the fields the
+        # router adds, Via, and the end of the head.
+        self._tail = _ADDED + self._proto + self._port + VIA + b"\r\n"
         self._request_ids = request_ids
         self._actions = FieldActions(_TRUSTED_REQUEST_FIELDS if trusted else _REQUEST_FIELDS,
                                      name_limit=max_name)
@@ -305,17 +310,18 @@ class RequestRewriter:
             xff = peer
         elif not self._trusted:
             xff = xff + b", " + peer
-        out.append(b"X-Request-Id: %s\r\nX-Forwarded-For: %s\r\nX-Request-Start: %d\r\n"
-                   % (request_id, xff, now_ms))
-        out.append(self._forwarded if not self._trusted else self._trusted_forwarded(out))
-        out.append(b"\r\n")
+        if not self._trusted:
+            out.append(self._tail % (request_id, xff, now_ms))  # the fields, Via, the end
+        else:
+            out.append(_ADDED % (request_id, xff, now_ms))
+            out.append(self._trusted_forwarded(out))
         return b"".join(out), host, request_id, xff, framing, flags
 
     def _trusted_forwarded(self, out: list[bytes]) -> bytes:
         """The router's X-Forwarded-Proto/-Port where the balancer sent none, and Via."""
         sent = {part.lower() for part in out[4::4]}
         return ((self._proto if b"x-forwarded-proto" not in sent else b"")
-                + (self._port if b"x-forwarded-port" not in sent else b"") + VIA)
+                + (self._port if b"x-forwarded-port" not in sent else b"") + VIA + b"\r\n")
 
 
 def _status_lines() -> dict[int, bytes]:
@@ -357,7 +363,7 @@ def response_framing(status: int, *, head_request: bool, chunked: bool, has_leng
     return CLOSE, CHUNKED if client_http11 else CLOSE
 
 
-def rewrite_response(status: int, headers: Headers, *, head_request: bool, client_http11: bool,
+def rewrite_response(status: int, headers: Headers, head_request: bool, client_http11: bool,
                      client_keep_alive: bool) -> tuple[bytes, Framing, Framing, bool]:
     """-> (head for the client, dyno-side framing, client-side framing, keep client alive)."""
     line = STATUS_LINES.get(status)  # status_line(), inlined: once per response
@@ -402,8 +408,7 @@ def rewrite_response(status: int, headers: Headers, *, head_request: bool, clien
         out.append(b"Transfer-Encoding: chunked\r\n")
     if not keep_alive:
         out.append(b"Connection: close\r\n")
-    out.append(VIA)
-    out.append(b"\r\n")
+    out.append(_VIA_END)
     return b"".join(out), upstream, downstream, keep_alive
 
 
