@@ -97,12 +97,15 @@ class FieldActions:
     """Action by field name as spelled on the wire, remembered so that repeated spellings
     skip the lower-casing; bounded, since clients choose the spellings."""
 
-    __slots__ = ("_by_lower", "by_raw", "_limit", "_name_limit")
+    __slots__ = ("_by_lower", "by_raw", "passing", "_limit", "_name_limit")
 
     def __init__(self, by_lower: dict[bytes, int], limit: int = 1024,
                  name_limit: int | None = None) -> None:
         self._by_lower = by_lower
         self.by_raw: dict[bytes, int] = {}  # read directly by the loops below
+        # The spellings learnt to be _PASS: most fields are, and one set test per field lets
+        # them skip the action lookup and its branches.
+        self.passing: set[bytes] = set()
         self._limit = limit
         self._name_limit = name_limit
 
@@ -117,7 +120,10 @@ class FieldActions:
         action = self._by_lower.get(name.lower(), _PASS)
         if len(self.by_raw) >= self._limit:
             self.by_raw.clear()
+            self.passing.clear()
         self.by_raw[name] = action
+        if action == _PASS:
+            self.passing.add(name)
         return action
 
 
@@ -235,12 +241,15 @@ class RequestRewriter:
         upgrade: bytes | None = None
         length_seen = False
         actions = self._actions
-        known = actions.by_raw
+        known, passing = actions.by_raw, actions.passing
         for name, value in headers:
+            if name in passing:
+                out += (name, b": ", value, b"\r\n")
+                continue
             action = known.get(name)
             if action is None:
                 action = actions.learn(name)
-            if action == _PASS:
+            if action == _PASS:  # a spelling seen for the first time
                 out += (name, b": ", value, b"\r\n")
             elif action == _HOST:
                 if host is not None:
@@ -370,12 +379,15 @@ def rewrite_response(status: int, headers: Headers, head_request: bool, client_h
     out = [line if line is not None else status_line(status)]
     chunked = has_length = False
     listed: list[bytes] | None = None
-    known = _RESPONSE_ACTIONS.by_raw
+    known, passing = _RESPONSE_ACTIONS.by_raw, _RESPONSE_ACTIONS.passing
     for name, value in headers:
+        if name in passing:
+            out += (name, b": ", value, b"\r\n")
+            continue
         action = known.get(name)
         if action is None:
             action = _RESPONSE_ACTIONS.learn(name)
-        if action == _PASS:
+        if action == _PASS:  # a spelling seen for the first time
             out += (name, b": ", value, b"\r\n")
         elif action == _LENGTH:
             has_length = True
