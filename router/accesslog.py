@@ -68,14 +68,13 @@ _EQUALS = ord("=")
 # The pieces of an info line between its values.
 _INFO_METHOD = b"+00:00 heroku[router]: at=info method="
 _INFO_REQUEST_ID = b" request_id="
-_INFO_CONNECT = b" connect="
-_INFO_SERVICE = b"ms service="
-_INFO_STATUS = b"ms status="
-_INFO_BYTES = b" bytes="
-# Numbers below 1000 as text (milliseconds, statuses, small bodies), and "000" to "999" for
-# the microseconds' halves: cheaper than formatting an int.
+# Numbers below 1000 as text (milliseconds, small bodies), "000" to "999" for the
+# microseconds' halves, and the connect time and the status with the field names around them
+# (fewer pieces to join): cheaper than formatting an int.
 _DECIMAL = tuple(b"%d" % n for n in range(1000))
 _THREE_DIGITS = tuple(b"%03d" % n for n in range(1000))
+_CONNECT_PARTS = tuple(b" connect=%dms service=" % n for n in range(1000))
+_STATUS_PARTS = tuple(b"ms status=%d bytes=" % n for n in range(1000))
 
 _PREFIX = b"%s.%06d+00:00 heroku[router]: "
 _ERROR = (_PREFIX + b"at=%s code=%s desc=%s method=%s path=%s host=%s request_id=%s fwd=%s "
@@ -247,10 +246,11 @@ class AccessLog:
             timestamps.dotted, _THREE_DIGITS[micros // 1000], _THREE_DIGITS[micros % 1000],
             _INFO_METHOD, method, path_part, host, _INFO_REQUEST_ID,
             request_id if _EQUALS not in request_id else _escape_slow(request_id),
-            fwd_part, dyno, _INFO_CONNECT,
-            _DECIMAL[connect_ms] if connect_ms < 1000 else b"%d" % connect_ms, _INFO_SERVICE,
-            _DECIMAL[service_ms] if service_ms < 1000 else b"%d" % service_ms, _INFO_STATUS,
-            _DECIMAL[status] if status < 1000 else b"%d" % status, _INFO_BYTES,
+            fwd_part, dyno,
+            _CONNECT_PARTS[connect_ms] if connect_ms < 1000
+            else b" connect=%dms service=" % connect_ms,
+            _DECIMAL[service_ms] if service_ms < 1000 else b"%d" % service_ms,
+            _STATUS_PARTS[status] if status < 1000 else b"ms status=%d bytes=" % status,
             _DECIMAL[nbytes] if nbytes < 1000 else b"%d" % nbytes, self._protocol_part))
         writer = self.writer
         pending = writer._pending
