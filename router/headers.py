@@ -246,8 +246,9 @@ class RequestRewriter:
             if name in passing:
                 out += (name, b": ", value, b"\r\n")
                 continue
-            action = known.get(name)
-            if action is None:
+            try:  # (a dict subscript in a try costs less than .get and a None test)
+                action = known[name]
+            except KeyError:
                 action = actions.learn(name)
             if action == _PASS:  # a spelling seen for the first time
                 out += (name, b": ", value, b"\r\n")
@@ -375,8 +376,10 @@ def response_framing(status: int, *, head_request: bool, chunked: bool, has_leng
 def rewrite_response(status: int, headers: Headers, head_request: bool, client_http11: bool,
                      client_keep_alive: bool) -> tuple[bytes, Framing, Framing, bool]:
     """-> (head for the client, dyno-side framing, client-side framing, keep client alive)."""
-    line = STATUS_LINES.get(status)  # status_line(), inlined: once per response
-    out = [line if line is not None else status_line(status)]
+    try:  # status_line(), inlined: once per response
+        out = [STATUS_LINES[status]]
+    except KeyError:
+        out = [status_line(status)]  # refuses it
     chunked = has_length = False
     listed: list[bytes] | None = None
     known, passing = _RESPONSE_ACTIONS.by_raw, _RESPONSE_ACTIONS.passing
@@ -384,8 +387,9 @@ def rewrite_response(status: int, headers: Headers, head_request: bool, client_h
         if name in passing:
             out += (name, b": ", value, b"\r\n")
             continue
-        action = known.get(name)
-        if action is None:
+        try:  # (a dict subscript in a try costs less than .get and a None test)
+            action = known[name]
+        except KeyError:
             action = _RESPONSE_ACTIONS.learn(name)
         if action == _PASS:  # a spelling seen for the first time
             out += (name, b": ", value, b"\r\n")
