@@ -145,10 +145,10 @@ class RequestIds:
     `str(uuid.uuid4())` costs several microseconds and the router makes one per request; here
     a whole batch is made by a handful of C-level operations on one buffer (the version and
     variant bits by two `translate` calls, the hex and its dashes by `bytes.hex` and four
-    strided deletes), leaving one slice per id.
+    strided deletes), then cut into ids by `map` over precomputed slices.
     """
 
-    __slots__ = ("_random_bytes", "_batch", "ready")
+    __slots__ = ("_random_bytes", "_batch", "_slices", "ready")
 
     _VERSION_4 = bytes((b & 0x0F) | 0x40 for b in range(256))  # byte 6: 0100xxxx
     _VARIANT_1 = bytes((b & 0x3F) | 0x80 for b in range(256))  # byte 8: 10xxxxxx
@@ -156,6 +156,8 @@ class RequestIds:
     def __init__(self, random_bytes: Callable[[int], bytes] = os.urandom, batch: int = 256):
         self._random_bytes = random_bytes
         self._batch = batch
+        # Where each id sits in a batch's text: `map` cuts them in C, no Python loop per id.
+        self._slices = tuple(slice(i, i + 36) for i in range(0, 36 * batch, 36))
         self.ready: list[bytes] = []  # ids made and not yet handed out (popped from the end)
 
     def next(self) -> bytes:
@@ -177,8 +179,7 @@ class RequestIds:
         del text[34::39]
         del text[29::38]
         del text[4::37]
-        text = bytes(text)
-        self.ready = [text[i:i + 36] for i in range(0, len(text), 36)]
+        self.ready = list(map(bytes(text).__getitem__, self._slices))
 
 
 def connection_options(values: Sequence[bytes]) -> set[bytes]:
