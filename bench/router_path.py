@@ -17,7 +17,7 @@ Two figures:
 
 * instructions per request, counted by valgrind's callgrind: the whole program run with
   `--cycles N1` and with `--cycles N2`, (I2 - I1) / (N2 - N1), so start-up and imports cancel
-  out. Deterministic to well under 0.1 % from one run to the next (PYTHONHASHSEED is fixed).
+  out. Deterministic to about 0.1 % from one run to the next (PYTHONHASHSEED is fixed).
 * µs per request by `time.perf_counter` over `--iterations` cycles, the median of `--repeats`
   runs: a second opinion, but noisy on a shared machine.
 
