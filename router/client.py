@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 _CRLF = b"\r\n"
 _CONNECT = b"CONNECT"
+_SLASH = ord("/")  # an origin-form target's first byte (an int: no slice to make per request)
 # A lingering close reads (and drops) what the client still sends until it has been quiet this
 # long, for this long at most (nginx's lingering_timeout and lingering_time).
 _LINGER = 5.0
@@ -198,7 +199,7 @@ class ClientConnection(asyncio.Protocol):
             check_request_head(method, target, fields, router.config.limits)
         # The rest of this read may start the next head: count it (conservatively) as such.
         self._unparsed = self._head_start = self._read_size
-        if target[:1] != b"/" or method == _CONNECT:
+        if not target or target[0] != _SLASH or method == _CONNECT:
             target, fields = origin_form(method, target, fields)
         head, host, request_id, fwd, framing, flags = self.rewriter.rewrite(
             method, target, fields, self.peer, int(wall * 1000))

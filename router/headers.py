@@ -31,6 +31,9 @@ from router.errors import RequestRejected, ResponseRejected
 Headers = Sequence[tuple[bytes, bytes]]
 
 VIA = b"Via: 1.1 dynomesh\r\n"
+# The fields the router adds to every request (request id, forwarded-for, start in Unix ms).
+_VIA_END = VIA + b"\r\n"  # a response head's last field and its end
+_ADDED = b"X-Request-Id: %s\r\nX-Forwarded-For: %s\r\nX-Request-Start: %d\r\n"
 
 
 class Framing(enum.IntEnum):
@@ -94,12 +97,15 @@ class FieldActions:
     """Action by field name as spelled on the wire, remembered so that repeated spellings
     skip the lower-casing; bounded, since clients choose the spellings."""
 
-    __slots__ = ("_by_lower", "by_raw", "_limit", "_name_limit")
+    __slots__ = ("_by_lower", "by_raw", "passing", "_limit", "_name_limit")
 
     def __init__(self, by_lower: dict[bytes, int], limit: int = 1024,
                  name_limit: int | None = None) -> None:
         self._by_lower = by_lower
         self.by_raw: dict[bytes, int] = {}  # read directly by the loops below
+        # The spellings learnt to be _PASS: most fields are, and one set test per field lets
+        # them skip the action lookup and its branches.
+        self.passing: set[bytes] = set()
         self._limit = limit
         self._name_limit = name_limit
 
@@ -114,7 +120,10 @@ class FieldActions:
         action = self._by_lower.get(name.lower(), _PASS)
         if len(self.by_raw) >= self._limit:
             self.by_raw.clear()
+            self.passing.clear()
         self.by_raw[name] = action
+        if action == _PASS:
+            self.passing.add(name)
         return action
 
 
@@ -134,11 +143,12 @@ class RequestIds:
     """UUID v4 request ids (RFC 9562 §5.4), made in batches from one random read.
 
     `str(uuid.uuid4())` costs several microseconds and the router makes one per request; here
-    the version and variant bits are set for a whole batch with two `translate` calls and the
-    hex is grouped by `bytes.hex`, leaving three slices per id.
+    a whole batch is made by a handful of C-level operations on one buffer (the version and
+    variant bits by two `translate` calls, the hex and its dashes by `bytes.hex` and four
+    strided deletes), then cut into ids by `map` over precomputed slices.
     """
 
-    __slots__ = ("_random_bytes", "_batch", "ready")
+    __slots__ = ("_random_bytes", "_batch", "_slices", "ready")
 
     _VERSION_4 = bytes((b & 0x0F) | 0x40 for b in range(256))  # byte 6: 0100xxxx
     _VARIANT_1 = bytes((b & 0x3F) | 0x80 for b in range(256))  # byte 8: 10xxxxxx
@@ -146,6 +156,8 @@ class RequestIds:
     def __init__(self, random_bytes: Callable[[int], bytes] = os.urandom, batch: int = 256):
         self._random_bytes = random_bytes
         self._batch = batch
+        # Where each id sits in a batch's text: `map` cuts them in C, no Python loop per id.
+        self._slices = tuple(slice(i, i + 36) for i in range(0, 36 * batch, 36))
         self.ready: list[bytes] = []  # ids made and not yet handed out (popped from the end)
 
     def next(self) -> bytes:
@@ -159,10 +171,15 @@ class RequestIds:
         raw = bytearray(self._random_bytes(16 * self._batch))
         raw[6::16] = raw[6::16].translate(self._VERSION_4)
         raw[8::16] = raw[8::16].translate(self._VARIANT_1)
-        # "aaaa-bbbb-cccc-dddd-eeee-ffff-gggg-hhhh-" per id -> "aaaabbbb-cccc-dddd-eeee-ffffgggghhhh"
-        text = raw.hex("-", 2).encode("ascii") + b"-"
-        self.ready = [text[i:i + 4] + text[i + 5:i + 29] + text[i + 30:i + 34] + text[i + 35:i + 39]
-                       for i in range(0, len(text), 40)]
+        # 40 characters per id, "aaaa-bbbb-cccc-dddd-eeee-ffff-gggg-hhhh-"; the dashes at 39,
+        # 34, 29 and 4 of each go (the highest first, so the lower offsets stay put), leaving
+        # "aaaabbbb-cccc-dddd-eeee-ffffgggghhhh", 36 per id.
+        text = bytearray(raw.hex("-", 2), "ascii") + b"-"
+        del text[39::40]
+        del text[34::39]
+        del text[29::38]
+        del text[4::37]
+        self.ready = list(map(bytes(text).__getitem__, self._slices))
 
 
 def connection_options(values: Sequence[bytes]) -> set[bytes]:
@@ -193,13 +210,15 @@ class RequestRewriter:
     X-Forwarded-For already names the client, so the balancer is not appended to it.
     """
 
-    __slots__ = ("_forwarded", "_proto", "_port", "_request_ids", "_actions", "_trusted")
+    __slots__ = ("_tail", "_proto", "_port", "_request_ids", "_actions", "_trusted")
 
     def __init__(self, *, proto: str, port: int, request_ids: RequestIds,
                  max_name: int = 1000, trusted: bool = False) -> None:
         self._proto = f"X-Forwarded-Proto: {proto}\r\n".encode("ascii")
         self._port = f"X-Forwarded-Port: {port}\r\n".encode("ascii")
-        self._forwarded = self._proto + self._port + VIA
+        # What every request from an untrusted peer ends with, as one format: the fields the
+        # router adds, Via, and the end of the head.
+        self._tail = _ADDED + self._proto + self._port + VIA + b"\r\n"
         self._request_ids = request_ids
         self._actions = FieldActions(_TRUSTED_REQUEST_FIELDS if trusted else _REQUEST_FIELDS,
                                      name_limit=max_name)
@@ -223,12 +242,16 @@ class RequestRewriter:
         upgrade: bytes | None = None
         length_seen = False
         actions = self._actions
-        known = actions.by_raw
+        known, passing = actions.by_raw, actions.passing
         for name, value in headers:
-            action = known.get(name)
-            if action is None:
+            if name in passing:
+                out += (name, b": ", value, b"\r\n")
+                continue
+            try:  # (a dict subscript in a try costs less than .get and a None test)
+                action = known[name]
+            except KeyError:
                 action = actions.learn(name)
-            if action == _PASS:
+            if action == _PASS:  # a spelling seen for the first time
                 out += (name, b": ", value, b"\r\n")
             elif action == _HOST:
                 if host is not None:
@@ -298,17 +321,18 @@ class RequestRewriter:
             xff = peer
         elif not self._trusted:
             xff = xff + b", " + peer
-        out.append(b"X-Request-Id: %s\r\nX-Forwarded-For: %s\r\nX-Request-Start: %d\r\n"
-                   % (request_id, xff, now_ms))
-        out.append(self._forwarded if not self._trusted else self._trusted_forwarded(out))
-        out.append(b"\r\n")
+        if not self._trusted:
+            out.append(self._tail % (request_id, xff, now_ms))  # the fields, Via, the end
+        else:
+            out.append(_ADDED % (request_id, xff, now_ms))
+            out.append(self._trusted_forwarded(out))
         return b"".join(out), host, request_id, xff, framing, flags
 
     def _trusted_forwarded(self, out: list[bytes]) -> bytes:
         """The router's X-Forwarded-Proto/-Port where the balancer sent none, and Via."""
         sent = {part.lower() for part in out[4::4]}
         return ((self._proto if b"x-forwarded-proto" not in sent else b"")
-                + (self._port if b"x-forwarded-port" not in sent else b"") + VIA)
+                + (self._port if b"x-forwarded-port" not in sent else b"") + VIA + b"\r\n")
 
 
 def _status_lines() -> dict[int, bytes]:
@@ -350,19 +374,25 @@ def response_framing(status: int, *, head_request: bool, chunked: bool, has_leng
     return CLOSE, CHUNKED if client_http11 else CLOSE
 
 
-def rewrite_response(status: int, headers: Headers, *, head_request: bool, client_http11: bool,
+def rewrite_response(status: int, headers: Headers, head_request: bool, client_http11: bool,
                      client_keep_alive: bool) -> tuple[bytes, Framing, Framing, bool]:
     """-> (head for the client, dyno-side framing, client-side framing, keep client alive)."""
-    line = STATUS_LINES.get(status)  # status_line(), inlined: once per response
-    out = [line if line is not None else status_line(status)]
+    try:  # status_line(), inlined: once per response
+        out = [STATUS_LINES[status]]
+    except KeyError:
+        out = [status_line(status)]  # refuses it
     chunked = has_length = False
     listed: list[bytes] | None = None
-    known = _RESPONSE_ACTIONS.by_raw
+    known, passing = _RESPONSE_ACTIONS.by_raw, _RESPONSE_ACTIONS.passing
     for name, value in headers:
-        action = known.get(name)
-        if action is None:
+        if name in passing:
+            out += (name, b": ", value, b"\r\n")
+            continue
+        try:  # (a dict subscript in a try costs less than .get and a None test)
+            action = known[name]
+        except KeyError:
             action = _RESPONSE_ACTIONS.learn(name)
-        if action == _PASS:
+        if action == _PASS:  # a spelling seen for the first time
             out += (name, b": ", value, b"\r\n")
         elif action == _LENGTH:
             has_length = True
@@ -395,8 +425,7 @@ def rewrite_response(status: int, headers: Headers, *, head_request: bool, clien
         out.append(b"Transfer-Encoding: chunked\r\n")
     if not keep_alive:
         out.append(b"Connection: close\r\n")
-    out.append(VIA)
-    out.append(b"\r\n")
+    out.append(_VIA_END)
     return b"".join(out), upstream, downstream, keep_alive
 
 

@@ -92,8 +92,10 @@ class UpstreamConnection(asyncio.Protocol):
             # Bytes beyond the response, or a response cut short: this connection's framing
             # can no longer be trusted.
             self.close()
-        # As _reset(), inlined: this runs once per request.
-        self._headers = []
+        # As _reset(), inlined: this runs once per request. The head's fields were handed
+        # over with a fresh list already; only trailers leave it non-empty.
+        if self._headers:
+            self._headers = []
         self._head_done = self._complete = self._reusable = self._got_bytes = False
         self._stray = False
         self._downstream = self._upstream = NONE
@@ -204,9 +206,9 @@ class UpstreamConnection(asyncio.Protocol):
             return
         exchange = self.exchange
         fields, self._headers = self._headers, []  # what follows the head are trailers
+        # Positional arguments: a call with keywords costs more, and this runs per response.
         head, self._upstream, self._downstream, exchange.keep_alive = rewrite_response(
-            status, fields, head_request=exchange.is_head, client_http11=exchange.http11,
-            client_keep_alive=exchange.keep_alive)
+            status, fields, exchange.is_head, exchange.http11, exchange.keep_alive)
         self._head_done = True
         self._unparsed = 0
         self._out.append(head)
