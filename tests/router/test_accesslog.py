@@ -1,6 +1,6 @@
 """The router log line: Heroku's fields, logfmt exactly as the shared logline module writes."""
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import logline
@@ -34,7 +34,7 @@ def expected(path="/", fwd="127.0.0.1", request_id="8a1f2e0c-7a8e-4a8a-9f3b-2b1a
 def test_info_line_is_herokus_format_with_a_log_stream_prefix():
     line = one_line()
     assert line == (logline.rfc5424_timestamp(WALL) + " heroku[router]: " + expected())
-    assert line.split(" heroku[router]: ")[1] == (
+    assert line.split(" heroku[router]: ", 1)[1] == (
         'at=info method=GET path="/" host=app1.localhost '
         'request_id=8a1f2e0c-7a8e-4a8a-9f3b-2b1a0c9d8e7f fwd="127.0.0.1" dyno=web.1 '
         'connect=1ms service=18ms status=200 bytes=13 protocol=http')
@@ -43,9 +43,10 @@ def test_info_line_is_herokus_format_with_a_log_stream_prefix():
 @given(path=st.binary(min_size=1, max_size=40).map(lambda b: b"/" + b),
        fwd=st.binary(max_size=30),
        request_id=st.text("AZaz09+/=-", min_size=20, max_size=40))
+@example(path=b"/ heroku[router]: ", fwd=b"", request_id="0" * 20)  # the prefix inside a value
 def test_values_are_quoted_and_escaped_as_logfmt_does(path, fwd, request_id):
     line = one_line(path=path, fwd=fwd, request_id=request_id.encode())
-    assert line.split(" heroku[router]: ")[1] == expected(
+    assert line.split(" heroku[router]: ", 1)[1] == expected(
         path.decode("latin-1"), fwd.decode("latin-1"), request_id)
 
 
@@ -55,7 +56,7 @@ def test_router_error_line_has_code_and_desc_after_at():
     log.router_error("app1", WALL, "H10", "App crashed", "error", b"GET", b"/", b"app1.localhost",
                      b"r" * 20, b"127.0.0.1", None, None, None, 503, 0)
     log.writer.flush()
-    message = sink.lines[0].decode().split(" heroku[router]: ")[1]
+    message = sink.lines[0].decode().split(" heroku[router]: ", 1)[1]
     assert message == logline.logfmt([
         ("at", "error"), ("code", "H10"), ("desc", "App crashed"), ("method", "GET"),
         ("path", "/"), ("host", "app1.localhost"), ("request_id", "r" * 20),
