@@ -15,6 +15,7 @@ back-off are plain objects, tested without sockets.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,7 +208,7 @@ async def _stream(session, url: str, path: str, token: str, handler: FeedHandler
     except asyncio.TimeoutError as error:
         raise _lost(f"nothing received for {settings.dead_after:g} s", applied) from error
     except aiohttp.ClientError as error:
-        raise _lost(_describe(error), applied) from error
+        raise _lost(describe_error(error), applied) from error
     except OSError as error:
         raise _lost(error.strerror or str(error), applied) from error
 
@@ -218,26 +219,33 @@ def _lost(reason: str, applied: int) -> FeedLost:
     return error
 
 
-def _describe(error: Exception) -> str:
+def describe_error(error: BaseException) -> str:
+    """A transport error in a few words, for log lines: "timed out", else its type and text."""
+    if isinstance(error, asyncio.TimeoutError):
+        return "timed out"
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-async def _error_message(response) -> str:
+def api_error_message(body: bytes | str, fallback: str = "no message") -> str:
     """The control plane's JSON error message (docs/api.md), or the start of the body."""
     try:
-        body = await response.content.read(4096)
-    except Exception as error:  # the body is only decoration for the message
-        return f"(body unreadable: {_describe(error)})"
-    try:
-        import json
-
         message = json.loads(body).get("message")
         if isinstance(message, str):
             return message
     except (ValueError, AttributeError):
         pass  # not the API's JSON error shape: show the raw start instead
-    return body[:200].decode("utf-8", "replace").strip() or response.reason or "no message"
+    if isinstance(body, bytes):
+        body = body[:200].decode("utf-8", "replace")
+    return body[:200].strip() or fallback
+
+
+async def _error_message(response) -> str:
+    try:
+        body = await response.content.read(4096)
+    except Exception as error:  # the body is only decoration for the message
+        return f"(body unreadable: {describe_error(error)})"
+    return api_error_message(body, response.reason or "no message")
 
 
 # -- command-line helpers both followers use ----------------------------------------------------

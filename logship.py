@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import logline
-from feedclient import Backoff
+from feedclient import Backoff, api_error_message, describe_error
 
 LOGS_PATH = "/logs"
 CONTENT_TYPE = "text/plain; charset=utf-8"
@@ -407,11 +407,11 @@ class LogShipper:
                 text = await response.text()
                 status = response.status
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
-            self._lost(url, _describe(error))
-            raise _Failed(_describe(error)) from error
+            self._lost(url, describe_error(error))
+            raise _Failed(describe_error(error)) from error
         if status < 300:
             return
-        message = _message(text)
+        message = api_error_message(text)
         if status in (401, 403):
             self._lost(url, f"HTTP {status}: {message} — the token is not accepted: give a "
                             "valid router or dynomgr token")
@@ -447,23 +447,3 @@ class LogShipper:
         away = self._clock() - (self._away_since or self._clock())
         self._say(f"log shipping: shipping to {self.urls[self._preferred]} again after "
                   f"{away:.1f} s ({dropped} lines dropped meanwhile, reported in the apps' logs)")
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, asyncio.TimeoutError):
-        return "timed out"
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _message(text: str) -> str:
-    """The API's JSON error message, or the start of the body."""
-    import json
-
-    try:
-        message = json.loads(text).get("message")
-        if isinstance(message, str):
-            return message
-    except (ValueError, AttributeError):
-        pass  # not the API's error shape: show the raw start instead
-    return text[:200].strip() or "no message"

@@ -17,6 +17,8 @@ import asyncio
 import json
 from typing import Any
 
+from feedclient import api_error_message, describe_error
+
 
 class ControlError(Exception):
     """A request to the control plane failed; the message is for an operator."""
@@ -91,14 +93,14 @@ class ControlPlane:
                 async with self._session.request(method, url + path, json=body) as response:
                     text = await response.text()
                     if response.status >= 500:
-                        failures.append(f"{url}: HTTP {response.status}: {_message(text)}")
+                        failures.append(f"{url}: HTTP {response.status}: {api_error_message(text)}")
                         continue
                     self._preferred = index
                     if response.status >= 400:
-                        raise _answered(response.status, _message(text))
+                        raise _answered(response.status, api_error_message(text))
                     return json.loads(text) if text else None
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
-                failures.append(f"{url}: {_describe(error)}")
+                failures.append(f"{url}: {describe_error(error)}")
             except ValueError as error:  # a 2xx whose body is not JSON: a broken server
                 failures.append(f"{url}: the answer is not JSON ({error})")
         raise ControlUnavailable("; ".join(failures))
@@ -115,21 +117,3 @@ def _answered(status: int, message: str) -> ControlAnswered:
     if status == 404:
         return ControlNotFound(status, message)
     return ControlRejected(status, message)
-
-
-def _message(text: str) -> str:
-    """The API's JSON error message, or the start of the body."""
-    try:
-        message = json.loads(text).get("message")
-        if isinstance(message, str):
-            return message
-    except (ValueError, AttributeError):
-        pass  # not the API's error shape: show the raw start instead
-    return text[:200].strip() or "no message"
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, asyncio.TimeoutError):
-        return "timed out"
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
