@@ -9,7 +9,9 @@ and jitter (0.1 s, doubling, at most 5 s), trying each control URL in turn, and 
 This module is that transport and nothing more, shared because it is the same on both sides.
 What a line means, and which revision to resume from, belong to each follower (each side owns
 its own parser of the wire shape), through the `FeedHandler` protocol. The line splitter and the
-back-off are plain objects, tested without sockets.
+back-off are plain objects, tested without sockets. `describe_error` and `api_error_message`
+word a failed call to the control plane the same way for everything that talks to it (the
+feeds, the log shipper, the dyno manager's reports).
 """
 
 from __future__ import annotations
