@@ -34,7 +34,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import logline  # noqa: E402
+from dynomesh import logline  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.controlplane.harness import ControlPlane  # noqa: E402
 from tests.pgcluster import PostgresCluster, create_database, find_bindir  # noqa: E402

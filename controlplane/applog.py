@@ -17,7 +17,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Protocol, TextIO
 
-import logline
+from dynomesh import logline
 
 if TYPE_CHECKING:
     from controlplane.logs.ingest import LogIngest

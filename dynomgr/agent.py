@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import Iterable
 
-import logline
+from dynomesh import logline
 
 from dynomgr import procscan
 from dynomgr.admin import AdminServer

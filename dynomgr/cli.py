@@ -179,7 +179,7 @@ def build_follow(args: argparse.Namespace):
             if value is not None:
                 raise ValueError(f"{flag} goes with --control")
         return None
-    from feedclient import parse_control_urls, read_token_file
+    from dynomesh.feedclient import parse_control_urls, read_token_file
 
     from dynomgr.feed import FollowConfig
 
@@ -195,7 +195,7 @@ def build_follow(args: argparse.Namespace):
 
 
 def _ship_settings(buffer_bytes: int):
-    from logship import ShipSettings
+    from dynomesh.logship import ShipSettings
 
     try:
         return ShipSettings(buffer_bytes=buffer_bytes)

@@ -17,7 +17,7 @@ import asyncio
 import json
 from typing import Any
 
-from feedclient import api_error_message, describe_error
+from dynomesh.feedclient import api_error_message, describe_error
 
 
 class ControlError(Exception):

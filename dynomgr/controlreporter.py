@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from feedclient import Backoff
+from dynomesh.feedclient import Backoff
 
 from dynomgr.control import (ControlError, ControlNotFound, ControlPlane, ControlRefused,
                              ControlRejected)

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable
 
-from feedclient import FeedError, FeedLost, FeedRefused, FeedResync, FeedSettings, follow_feed
-from logship import ShipSettings
+from dynomesh.feedclient import FeedError, FeedLost, FeedRefused, FeedResync, FeedSettings, follow_feed
+from dynomesh.logship import ShipSettings
 
 from dynomgr.assignments import (Assignment, AssignmentSet, AssignmentsError, EntryError, Key,
                                  parse_entries)

@@ -13,8 +13,8 @@ control plane, and lines that do not fit while it is away are counted and report
 
 from __future__ import annotations
 
-import logline
-from logship import LogShipper
+from dynomesh import logline
+from dynomesh.logship import LogShipper
 
 from dynomgr.events import LogLine, StateChange
 

@@ -18,7 +18,7 @@ import stat
 import sys
 from typing import Callable
 
-import logline
+from dynomesh import logline
 
 from dynomgr.events import LogLine, StateChange
 

@@ -67,7 +67,7 @@ async def run_agent(config: AgentConfig, base_env: Mapping[str, str], *,
                         "ports": [config.ports.first, config.ports.last], "version": VERSION}
         reporter = ControlPlaneReporter(control, registration, log, metrics)
         if follow.logs is not None:
-            from logship import LogShipper, ShipCollector
+            from dynomesh.logship import LogShipper, ShipCollector
 
             from dynomgr.logship import LogShipReporter
 

@@ -37,7 +37,6 @@ from onebox.tokens import TokenError, ensure_token, read_credentials
 
 NAMES = ["control", "router", "dynomgr", "up"]
 # Where `dynomesh` itself is importable from, for the children (a checkout or site-packages).
-_CODE_ROOT = Path(__file__).resolve().parent.parent
 
 
 class StartupFailed(Exception):
@@ -56,8 +55,6 @@ class Platform:
         environ = dict(os.environ if environ is None else environ)
         environ["PYTHONUNBUFFERED"] = "1"
         environ["DYNOMESH_HOME"] = str(config.home)
-        environ["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(_CODE_ROOT), environ.get("PYTHONPATH")]))
         self._env = environ
         self._python = python
         self._stopping = asyncio.Event()

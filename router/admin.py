@@ -25,7 +25,7 @@ def admin_app(router: Router) -> web.Application:
 
         registry.register(FeedCollector(router.feed.figures))
     if router.log_shipper is not None:
-        from logship import ShipCollector
+        from dynomesh.logship import ShipCollector
 
         registry.register(ShipCollector("dynomesh_router", router.log_shipper.figures))
 

@@ -163,7 +163,7 @@ def feed_config_from_args(args: argparse.Namespace):
                           "FILE (a static table)")
     if args.control is None:
         return None
-    from feedclient import parse_control_urls, read_token_file
+    from dynomesh.feedclient import parse_control_urls, read_token_file
     from router.feed import RouteFeedConfig
 
     if args.token_file is None:
@@ -180,7 +180,7 @@ def log_ship_config_from_args(args: argparse.Namespace):
     target = args.log_ship if args.log_ship is not None else args.control
     if target is None or target.strip() == "off":
         return None
-    from feedclient import parse_control_urls, read_token_file
+    from dynomesh.feedclient import parse_control_urls, read_token_file
     from router.logship import LogShipConfig, ship_settings
 
     if args.token_file is None:
@@ -242,7 +242,7 @@ async def _serve(config: RouterConfig, table, feed=None, ship=None) -> int:
     sinks = [StreamSink(atomic=config.worker_id is not None)]
     shipper = None
     if ship is not None:
-        from logship import LogShipper
+        from dynomesh.logship import LogShipper
         from router.logship import ControlLogSink
 
         shipper = LogShipper(ship.urls, ship.token, ship.settings,

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from feedclient import FeedError, FeedRefused, FeedResync, FeedSettings, follow_feed
+from dynomesh.feedclient import FeedError, FeedRefused, FeedResync, FeedSettings, follow_feed
 from router.routes import RoutesError, parse_app
 from router.table import RouteTable
 

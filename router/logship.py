@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from logship import LogShipper, ShipSettings
+from dynomesh.logship import LogShipper, ShipSettings
 
 
 def ship_settings(buffer_bytes: int = ShipSettings.buffer_bytes) -> ShipSettings:

@@ -22,13 +22,11 @@ Workers write their log lines to the shared stdout in whole-line pieces (accessl
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import socket
 import sys
 import time
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -40,7 +38,6 @@ from router.config import RouterConfig
 from router.metrics import RouterCollector, merge
 
 _READY = re.compile(r"ready on .*?(?:admin on http://[^:]+:(\d+))?$")
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # where `dynomesh` imports from
 
 
 class Worker:
@@ -124,12 +121,10 @@ class WorkerSupervisor:
                 "--worker-id", str(worker.index)]
 
     async def _start(self, worker: Worker) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         worker.ready.clear()
         worker.started_at = time.monotonic()
         worker.process = await asyncio.create_subprocess_exec(
-            *self._worker_argv(worker), env=env, stdin=asyncio.subprocess.DEVNULL,
+            *self._worker_argv(worker), stdin=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE)  # stdout (log lines) is shared as is
         task = asyncio.ensure_future(self._watch(worker, worker.process))
         self._tasks.add(task)
@@ -246,7 +241,7 @@ class WorkerSupervisor:
             registry.register(FeedCollector(lambda: merged_feed))
         ships = [data["log_ship"] for _, data in snapshots if "log_ship" in data]
         if ships:
-            from logship import ShipCollector, ShipFigures
+            from dynomesh.logship import ShipCollector, ShipFigures
 
             merged_ship = ShipFigures.merge([ShipFigures(**figures) for figures in ships])
             registry.register(ShipCollector("dynomesh_router", lambda: merged_ship))

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from feedclient import (Backoff, FeedSettings, LineSplitter, LineTooLong, parse_control_urls,
+from dynomesh.feedclient import (Backoff, FeedSettings, LineSplitter, LineTooLong, parse_control_urls,
                         read_token_file)
 
 

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-import logline
+from dynomesh import logline
 
 
 def test_timestamp_is_rfc5424_utc_with_microseconds():

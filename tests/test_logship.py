@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-import logline
-from logship import ShipBuffer, ShipFigures, ShipSettings, overflow_line, section
+from dynomesh import logline
+from dynomesh.logship import ShipBuffer, ShipFigures, ShipSettings, overflow_line, section
 
 LINE = b"2026-11-26T12:00:00.000000+00:00 heroku[router]: at=info status=200"
 START = 1_795_000_000.0
@@ -122,7 +122,7 @@ async def test_closing_while_a_batch_is_in_flight_ships_it_on_the_way_out():
     in flight is posted again by the final drain instead of the shutdown failing."""
     from aiohttp import web
 
-    from logship import LogShipper
+    from dynomesh.logship import LogShipper
 
     bodies: list[bytes] = []
     first_arrived, finished = asyncio.Event(), asyncio.Event()

@@ -14,7 +14,7 @@ import json
 
 from aiohttp import web
 
-import logline
+from dynomesh import logline
 from controlplane.api import bodies
 from controlplane.api.auth import TOKEN_KEY, allow
 from controlplane.api.context import context

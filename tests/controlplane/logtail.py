@@ -16,7 +16,7 @@ import time
 
 import aiohttp
 
-import logline
+from dynomesh import logline
 
 TAIL_TIMEOUT = 20.0  # generous: two shared cores under a parallel test load
 BASE = 1_795_000_000.0

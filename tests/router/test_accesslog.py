@@ -3,7 +3,7 @@
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-import logline
+from dynomesh import logline
 from router.accesslog import AccessLog, BufferedLogWriter, MemorySink
 
 WALL = 1795000000.25  # 2026-11-18T...: a fixed moment

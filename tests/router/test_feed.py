@@ -10,7 +10,7 @@ import random
 import aiohttp
 import pytest
 
-from feedclient import FeedSettings
+from dynomesh.feedclient import FeedSettings
 from router.accesslog import MemorySink
 from router.config import Endpoint, RouterConfig
 from router.feed import RouteFeed, RouteFeedConfig

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from feedclient import FeedResync
+from dynomesh.feedclient import FeedResync
 from router.feed import decode_line
 from router.routes import RoutesError
 from router.table import DuplicateHostError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from logship import LogShipper, ShipSettings
+from dynomesh.logship import LogShipper, ShipSettings
 from router.accesslog import MemorySink
 from router.config import Endpoint, RouterConfig
 from router.logship import ControlLogSink

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote
 
-from feedclient import Backoff
+from dynomesh.feedclient import Backoff
 
 from controlplane.cli.errors import CliError, Exit, usage
 from controlplane.cli.registry import command, runs

@@ -63,6 +63,3 @@ def main(argv: list[str] | None = None) -> int:
     entry = _load(USER_COMMANDS)
     return int(entry(args) or 0)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

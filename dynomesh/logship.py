@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import logline
-from feedclient import Backoff, api_error_message, describe_error
+from dynomesh import logline
+from dynomesh.feedclient import Backoff, api_error_message, describe_error
 
 LOGS_PATH = "/logs"
 CONTENT_TYPE = "text/plain; charset=utf-8"
