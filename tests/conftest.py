@@ -12,7 +12,36 @@ from pathlib import Path
 
 import pytest
 
+from tests.tiers import PurityGuard, tier_of, uses_postgres
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- tiers: unit, functional, e2e (and postgres); see tests/tiers.py ---------------------------
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        tier = tier_of(item)
+        if item.get_closest_marker(tier) is None:
+            item.add_marker(tier)
+        if uses_postgres(item):
+            item.add_marker("postgres")
+
+
+_purity = PurityGuard()
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_do_no_io(request):
+    """A `unit` test runs with sockets and processes refused (tests/tiers.py)."""
+    if tier_of(request.node) != "unit":
+        yield
+        return
+    _purity.active = True
+    try:
+        yield
+    finally:
+        _purity.active = False
 
 
 def free_port(host: str = "127.0.0.1") -> int:

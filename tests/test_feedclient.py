@@ -9,6 +9,8 @@ import pytest
 from dynomesh.feedclient import (Backoff, FeedSettings, LineSplitter, LineTooLong, parse_control_urls,
                         read_token_file)
 
+pytestmark = pytest.mark.unit
+
 
 class FixedRandom(random.Random):
     def __init__(self, value: float) -> None:

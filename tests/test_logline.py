@@ -1,6 +1,9 @@
 from datetime import datetime
 
 from dynomesh import logline
+import pytest
+
+pytestmark = pytest.mark.unit
 
 
 def test_timestamp_is_rfc5424_utc_with_microseconds():

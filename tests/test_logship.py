@@ -34,10 +34,12 @@ def lines_of(body: bytes) -> list[tuple[str, bytes]]:
     return out
 
 
+@pytest.mark.unit
 def test_a_section_names_its_app_then_its_lines():
     assert section("hello", [b"a", b"b"]) == b"@hello\na\nb\n"
 
 
+@pytest.mark.unit
 def test_lines_are_held_up_to_the_bound_then_dropped_and_counted_per_app():
     buffer = ShipBuffer(limit=3 * ONE)
     assert all(buffer.offer("hello", LINE) for _ in range(3))
@@ -46,6 +48,7 @@ def test_lines_are_held_up_to_the_bound_then_dropped_and_counted_per_app():
     assert buffer.dropped == 2 and len(buffer) == 3
 
 
+@pytest.mark.unit
 def test_the_next_batch_reports_drops_with_herokus_l10_line_first():
     clock = Clock()
     buffer = ShipBuffer(limit=ONE, clock=clock)
@@ -63,6 +66,7 @@ def test_the_next_batch_reports_drops_with_herokus_l10_line_first():
     assert buffer.take(1_000_000) is None  # reported once
 
 
+@pytest.mark.unit
 def test_a_failed_batch_is_taken_again_with_its_drop_counts_grown_meanwhile():
     clock = Clock()
     buffer = ShipBuffer(limit=ONE, clock=clock)
@@ -79,6 +83,7 @@ def test_a_failed_batch_is_taken_again_with_its_drop_counts_grown_meanwhile():
     assert buffer.size == 0 and buffer.shipped == 1 and buffer.dropped == 2
 
 
+@pytest.mark.unit
 def test_a_batch_is_the_oldest_sections_up_to_the_size_with_at_least_one():
     buffer = ShipBuffer(limit=1_000_000)
     for index in range(5):
@@ -92,6 +97,7 @@ def test_a_batch_is_the_oldest_sections_up_to_the_size_with_at_least_one():
     assert len(lines_of(buffer.take(1_000_000))) == 2
 
 
+@pytest.mark.unit
 def test_a_refused_batch_is_forgotten_and_counted():
     buffer = ShipBuffer(limit=1_000_000)
     buffer.offer("hello", LINE)
@@ -100,6 +106,7 @@ def test_a_refused_batch_is_forgotten_and_counted():
     assert buffer.take(1_000_000) is None and buffer.refused_lines == 1 and buffer.size == 0
 
 
+@pytest.mark.unit
 def test_one_batch_at_a_time():
     buffer = ShipBuffer(limit=1_000_000)
     buffer.offer("hello", LINE)
@@ -108,6 +115,7 @@ def test_one_batch_at_a_time():
         buffer.take(1_000_000)
 
 
+@pytest.mark.unit
 def test_settings_are_checked_and_figures_merge_across_workers():
     with pytest.raises(ValueError, match="4096"):
         ShipSettings(buffer_bytes=10)

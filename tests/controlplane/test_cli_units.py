@@ -12,6 +12,8 @@ from controlplane.cli.output import Progress
 from controlplane.cli.pack import NotDeployable, SlugIgnore, pack
 from controlplane.cli.registry import COMMANDS
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_every_command_has_help_with_an_example(name, capsys):

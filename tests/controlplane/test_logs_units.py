@@ -9,6 +9,8 @@ from controlplane.logs.tail import Tail
 from controlplane.store.logs import LogEntry, by_time
 from controlplane.store.models import Role
 
+pytestmark = pytest.mark.unit
+
 AT = "2026-11-26T12:00:00.123456+00:00"
 
 

@@ -7,6 +7,8 @@ import pytest
 from controlplane import names, procfile
 from controlplane.config import ControlConfig, parse_listen
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("name", ["abc", "hello-world", "a1-b2", "a" * 30])
 def test_good_app_names(name):

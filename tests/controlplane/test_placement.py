@@ -9,6 +9,8 @@ import pytest
 
 from controlplane.scheduler.placement import DynoRequest, Placement, VmRoom
 
+pytestmark = pytest.mark.unit
+
 WEB = DynoRequest("hello", 512, web=True)
 WORKER = DynoRequest("hello", 512, web=False)
 

@@ -7,6 +7,9 @@ import itertools
 from controlplane.scheduler.planner import (AppSpec, Create, ProcessSpec, Remove, Rerelease,
                                             Serve, StartTakeOut, plan_app)
 from controlplane.store.models import Dyno, ObservedState, TakeOut
+import pytest
+
+pytestmark = pytest.mark.unit
 
 _ids = itertools.count(1)
 

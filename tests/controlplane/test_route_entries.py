@@ -6,6 +6,9 @@ from router.routes import parse_app
 from controlplane.feeds.routes import RouteFacts, route_entry
 from controlplane.store.models import ObservedState, TakeOut
 from tests.controlplane.test_planner import dyno
+import pytest
+
+pytestmark = pytest.mark.unit
 
 UP, STARTING, CRASHED = ObservedState.UP, ObservedState.STARTING, ObservedState.CRASHED
 

@@ -9,6 +9,8 @@ from controlplane.scheduler.fleet import NodeProgress
 from controlplane.scheduler.liveness import AgentLiveness
 from controlplane.scheduler.takeout import TakeOutPolicy, TakeOutTracker
 
+pytestmark = pytest.mark.unit
+
 
 def test_a_take_out_completes_a_grace_after_every_follower_was_sent_it():
     tracker = TakeOutTracker(TakeOutPolicy(grace=2, timeout=10))

@@ -11,6 +11,8 @@ from dynomgr.assignments import parse_assignments
 from dynomgr.feed import FeedAssignmentSource
 from dynomesh.feedclient import FeedResync
 
+pytestmark = pytest.mark.unit
+
 SCHEMES = frozenset({"file", "http", "https"})
 SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 

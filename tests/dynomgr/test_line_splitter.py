@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dynomgr.output import LineSplitter, decode_line
+import pytest
+
+pytestmark = pytest.mark.unit
 
 
 def test_lines_arrive_whole_whatever_the_chunking():

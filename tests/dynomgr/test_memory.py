@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dynomgr.memory import MB, MemorySampler, MemoryVerdict, judge, usage_text
 from dynomgr.procscan import ProcStat, parse_stat
+import pytest
+
+pytestmark = pytest.mark.unit
 
 
 def test_over_quota_is_r14_and_over_twice_is_r15():

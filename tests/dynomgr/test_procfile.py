@@ -6,6 +6,8 @@ import pytest
 
 from dynomgr.procfile import ProcfileError, parse_procfile
 
+pytestmark = pytest.mark.unit
+
 
 def test_types_and_commands_in_file_order():
     text = "web: gunicorn app:app --bind 0.0.0.0:$PORT\nworker:python worker.py\n"

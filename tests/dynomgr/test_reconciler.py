@@ -6,6 +6,9 @@ import asyncio
 
 from dynomgr.assignments import Assignment, SlugRef
 from dynomgr.reconciler import Reconciler, change_reason
+import pytest
+
+pytestmark = pytest.mark.unit
 
 SLUG = SlugRef("file:///slug.tgz", "0" * 64)
 

@@ -6,6 +6,8 @@ import pytest
 
 from dynomgr.restart import RestartConfig, RestartPolicy
 
+pytestmark = pytest.mark.unit
+
 
 class FakeClock:
     def __init__(self) -> None:

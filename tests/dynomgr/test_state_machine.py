@@ -8,6 +8,8 @@ from dynomgr.events import DynoRef, StateChange
 from dynomgr.state import DynoState as S
 from dynomgr.state import IllegalTransition, check_transition
 
+pytestmark = pytest.mark.unit
+
 ALLOWED = {
     (S.DOWN, S.STARTING),
     (S.STARTING, S.UP),

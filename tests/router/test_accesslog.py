@@ -5,6 +5,9 @@ from hypothesis import strategies as st
 
 from dynomesh import logline
 from router.accesslog import AccessLog, BufferedLogWriter, MemorySink
+import pytest
+
+pytestmark = pytest.mark.unit
 
 WALL = 1795000000.25  # 2026-11-18T...: a fixed moment
 

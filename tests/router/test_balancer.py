@@ -5,6 +5,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 from router.balancer import P2CBalancer
+import pytest
+
+pytestmark = pytest.mark.unit
 
 
 @dataclass(eq=False)

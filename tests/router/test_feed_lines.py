@@ -13,6 +13,8 @@ from router.routes import RoutesError
 from router.table import DuplicateHostError
 from tests.router.conftest import table_of
 
+pytestmark = pytest.mark.unit
+
 
 def line(**message) -> bytes:
     return json.dumps(message).encode()

@@ -9,6 +9,8 @@ from router.errors import RequestRejected
 from router.headers import (CHUNKED, CLOSE, LENGTH, NONE, RequestIds, RequestRewriter,
                             response_framing, rewrite_response, valid_request_id)
 
+pytestmark = pytest.mark.unit
+
 
 class FixedIds(RequestIds):
     def next(self) -> bytes:

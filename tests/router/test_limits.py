@@ -8,6 +8,8 @@ from router.errors import RequestRejected, ResponseRejected
 from router.limits import (GrowthGuard, allowed_trailers, check_request_head,
                            check_response_head, check_trailers, origin_form, valid_host)
 
+pytestmark = pytest.mark.unit
+
 LIMITS = Limits()
 
 

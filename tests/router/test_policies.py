@@ -5,6 +5,8 @@ import pytest
 from router.quarantine import Quarantine
 from router.retry import Retry, RetryPolicy
 
+pytestmark = pytest.mark.unit
+
 
 class Clock:
     def __init__(self) -> None:

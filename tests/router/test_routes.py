@@ -8,6 +8,8 @@ from router.routes import AppState, RoutesError, parse_routes
 from router.source import RoutesFile
 from router.table import RouteTable
 
+pytestmark = pytest.mark.unit
+
 EXAMPLE = {"apps": [{"name": "app1", "hosts": ["app1.localhost", "*.example.com"],
                      "maintenance": False, "state": "running",
                      "dynos": [{"name": "web.1", "address": "127.0.0.1:9001"}]}]}

@@ -5,6 +5,8 @@ import pytest
 from router.routes import AppRoute, RoutesError
 from router.table import DuplicateHostError, RouteTable, normalise_host
 
+pytestmark = pytest.mark.unit
+
 
 def app(name, *hosts):
     return AppRoute(name=name, hosts=tuple(hosts))
