@@ -28,12 +28,6 @@ class Retry(enum.Enum):
     GIVE_UP = "give up"
 
 
-class Failure(enum.Enum):
-    CONNECT_REFUSED = "refused"  # H21 if nothing else works
-    CONNECT_TIMEOUT = "timeout"  # H19 if nothing else works
-    CLOSED = "closed"  # the connection closed after the request went out (H13, H18)
-
-
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     max_attempts: int = 10

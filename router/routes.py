@@ -74,10 +74,6 @@ def is_hostname(text: str) -> bool:
     return len(text) <= _MAX_HOSTNAME and _HOSTNAME.fullmatch(text) is not None
 
 
-def is_label(text: str) -> bool:
-    return re.fullmatch(_LABEL, text) is not None
-
-
 def parse_host_pattern(raw: Any, path: str) -> str:
     """An app hostname: an exact name, or `*.` followed by a name (matches exactly one label)."""
     if not isinstance(raw, str):
