@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import Callable, Iterable, Mapping
+from typing import Awaitable, Callable, Iterable, Mapping
 
 from dynomgr.assignments import Assignment, Key
 from dynomgr.dyno import Dyno
@@ -40,7 +40,7 @@ def change_reason(old: Assignment, new: Assignment) -> str:
 
 
 class _Slot:
-    __slots__ = ("desired", "current", "wake", "task", "removal_reason")
+    __slots__ = ("desired", "current", "wake", "task", "removal_reason", "waiting_for")
 
     def __init__(self) -> None:
         self.desired: Assignment | None = None
@@ -48,6 +48,9 @@ class _Slot:
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.removal_reason = "Stopping: no longer assigned to this VM"
+        # What the slot's task waits for outside the reconciler: "a change" of the desired set
+        # or "a stop" to finish; None while it has work it can do now.
+        self.waiting_for: str | None = None
 
 
 class Reconciler:
@@ -55,6 +58,7 @@ class Reconciler:
         self._make_dyno = make_dyno
         self._slots: dict[Key, _Slot] = {}
         self._closed = False
+        self._progress = asyncio.Condition()
 
     def dynos(self) -> list[Dyno]:
         """Every dyno object that exists right now (running, starting, crashed or stopping)."""
@@ -79,7 +83,10 @@ class Reconciler:
                 slot.desired = desired.get(key)
                 slot.removal_reason = "Stopping: no longer assigned to this VM"
                 slot.wake.set()
+                if slot.waiting_for == "a change":
+                    slot.waiting_for = None  # it has work now
             if slot.task is None or slot.task.done():
+                slot.waiting_for = None
                 slot.task = asyncio.create_task(self._drive(key, slot), name=f"slot {' '.join(key) if isinstance(key, tuple) else key}")
 
     async def drain(self, reason: str) -> None:
@@ -93,6 +100,23 @@ class Reconciler:
         if tasks:
             await asyncio.gather(*tasks)
 
+    async def settled(self) -> None:
+        """Return once every slot has done all it can for now: each waits for the desired set
+        to change or for a dyno to finish stopping. (What the agent's tests wait for after an
+        `apply`, instead of giving the loop some turns and hoping.)"""
+        async with self._progress:
+            await self._progress.wait_for(
+                lambda: all(slot.waiting_for for slot in self._slots.values()))
+
+    async def _wait(self, slot: _Slot, what: str, outside: Awaitable[object]) -> None:
+        slot.waiting_for = what
+        async with self._progress:
+            self._progress.notify_all()
+        try:
+            await outside
+        finally:
+            slot.waiting_for = None
+
     async def _drive(self, key: Key, slot: _Slot) -> None:
         while True:
             slot.wake.clear()
@@ -100,7 +124,7 @@ class Reconciler:
             current = slot.current
             if current is not None and current.assignment != wanted:
                 reason = slot.removal_reason if wanted is None else change_reason(current.assignment, wanted)
-                await current.stop(reason)
+                await self._wait(slot, "a stop", current.stop(reason))
                 slot.current = None
                 continue  # the desired set may have changed while it stopped
             if wanted is not None and current is None:
@@ -108,7 +132,9 @@ class Reconciler:
                 dyno.start()
             if slot.desired is None and slot.current is None:
                 del self._slots[key]
+                async with self._progress:
+                    self._progress.notify_all()
                 return
             if slot.wake.is_set():
                 continue
-            await slot.wake.wait()
+            await self._wait(slot, "a change", slot.wake.wait())

@@ -24,6 +24,7 @@ class StandInDyno:
         self.assignment = assignment
         self._log = log
         self._released = asyncio.Event()
+        self.stopped = asyncio.Event()
         if not hold_stops:
             self._released.set()
 
@@ -33,6 +34,7 @@ class StandInDyno:
     async def stop(self, reason: str) -> None:
         self._log.append(("stop", self.assignment.name, self.assignment.release, reason))
         await self._released.wait()
+        self.stopped.set()
 
     def release(self) -> None:
         self._released.set()
@@ -50,9 +52,9 @@ def make(hold_stops: bool = False):
     return Reconciler(factory), log, made
 
 
-async def settle() -> None:
-    for _ in range(20):
-        await asyncio.sleep(0)
+async def settle(reconciler: Reconciler) -> None:
+    async with asyncio.timeout(5):
+        await reconciler.settled()
 
 
 def keyed(*assignments: Assignment) -> dict:
@@ -62,11 +64,11 @@ def keyed(*assignments: Assignment) -> dict:
 async def test_only_changed_dynos_are_touched():
     reconciler, log, _ = make()
     reconciler.apply(keyed(assignment("web.1"), assignment("web.2"), assignment("worker.1")))
-    await settle()
+    await settle(reconciler)
     assert sorted(log) == [("start", "web.1", 1), ("start", "web.2", 1), ("start", "worker.1", 1)]
     log.clear()
     reconciler.apply(keyed(assignment("web.1", GREETING="hi"), assignment("web.2"), assignment("clock.1")))
-    await settle()
+    await settle(reconciler)
     assert sorted(log) == [
         ("start", "clock.1", 1),
         ("start", "web.1", 1),
@@ -80,13 +82,14 @@ async def test_only_changed_dynos_are_touched():
 async def test_a_name_never_runs_twice_while_its_old_dyno_is_still_stopping():
     reconciler, log, made = make(hold_stops=True)
     reconciler.apply(keyed(assignment("web.1", release=1)))
-    await settle()
+    await settle(reconciler)
     for release in (2, 3, 4):  # three new releases while release 1 is still stopping
         reconciler.apply(keyed(assignment("web.1", release=release)))
-        await settle()
+        await settle(reconciler)
     assert log == [("start", "web.1", 1), ("stop", "web.1", 1, "Restarting for release v2")]
     made[0].release()
-    await settle()
+    await made[0].stopped.wait()
+    await settle(reconciler)
     assert log[2:] == [("start", "web.1", 4)]  # straight to the latest, never 2 or 3
     assert [d.assignment.release for d in reconciler.dynos()] == [4]
 
@@ -94,10 +97,10 @@ async def test_a_name_never_runs_twice_while_its_old_dyno_is_still_stopping():
 async def test_names_kept_by_bad_entries_are_left_alone():
     reconciler, log, _ = make()
     reconciler.apply(keyed(assignment("web.1"), assignment("web.2")))
-    await settle()
+    await settle(reconciler)
     log.clear()
     reconciler.apply({}, keep=[("hello", "web.1")])
-    await settle()
+    await settle(reconciler)
     assert log == [("stop", "web.2", 1, "Stopping: no longer assigned to this VM")]
     assert [d.assignment.name for d in reconciler.dynos()] == ["web.1"]
 
@@ -105,14 +108,14 @@ async def test_names_kept_by_bad_entries_are_left_alone():
 async def test_the_same_name_in_two_apps_is_two_dynos():
     reconciler, log, _ = make()
     reconciler.apply(keyed(assignment("web.1"), assignment("web.1", app="other")))
-    await settle()
+    await settle(reconciler)
     assert len(reconciler.dynos()) == 2
 
 
 async def test_drain_stops_everything_and_ignores_later_sets():
     reconciler, log, _ = make()
     reconciler.apply(keyed(assignment("web.1"), assignment("worker.1")))
-    await settle()
+    await settle(reconciler)
     log.clear()
     await reconciler.drain("Stopping: the dyno manager is shutting down")
     assert sorted(log) == [
@@ -120,7 +123,7 @@ async def test_drain_stops_everything_and_ignores_later_sets():
         ("stop", "worker.1", 1, "Stopping: the dyno manager is shutting down"),
     ]
     reconciler.apply(keyed(assignment("web.9")))
-    await settle()
+    await settle(reconciler)
     assert reconciler.dynos() == []
 
 
