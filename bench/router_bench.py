@@ -105,7 +105,7 @@ worker_processes 1;
 daemon off;
 pid {work}/backend.pid;
 error_log {work}/backend-error.log;
-events {{ worker_connections 4096; }}
+events {{ worker_connections 16384; }}
 http {{
     access_log off;
     keepalive_requests 10000000;
@@ -113,24 +113,29 @@ http {{
         listen 127.0.0.1:{port};
         default_type text/plain;
         location / {{ return 200 "{BODY}"; }}
+        location = /64k {{ root {work}/static; }}
     }}
 }}
 """)
+    static = work / "static"
+    static.mkdir(exist_ok=True)
+    work.chmod(0o755)  # nginx's workers (not root) read the file
+    (static / "64k").write_bytes(b"x" * 65536)
     return conf
 
 
-def nginx_conf(work: Path, port: int, backend: int) -> Path:
+def nginx_conf(work: Path, port: int, backend: int, upstream_idle: int = 64) -> Path:
     conf = work / "nginx.conf"
     conf.write_text(f"""
 worker_processes 1;
 daemon off;
 pid {work}/nginx.pid;
 error_log {work}/nginx-error.log;
-events {{ worker_connections 4096; }}
+events {{ worker_connections 16384; }}
 http {{
     access_log {work}/nginx-access.log combined buffer=64k flush=1s;
     keepalive_requests 10000000;
-    upstream app {{ server 127.0.0.1:{backend}; keepalive 64; keepalive_requests 10000000; }}
+    upstream app {{ server 127.0.0.1:{backend}; keepalive {upstream_idle}; keepalive_requests 10000000; }}
     server {{
         listen 127.0.0.1:{port};
         location / {{
@@ -152,7 +157,7 @@ def haproxy_conf(work: Path, port: int, backend: int) -> Path:
     conf.write_text(f"""
 global
     nbthread 1
-    maxconn 4096
+    maxconn 20000
 defaults
     mode http
     timeout connect 5s
@@ -198,11 +203,13 @@ class Target:
     name: str
     binary: str | None  # the executable that must be installed
     extra: tuple[str, ...] = ()  # more arguments (dynomesh-ship: where its lines go)
+    upstream_idle: int = 64  # nginx: idle upstream connections kept (`keepalive N`)
 
     def command(self, work: Path, port: int, backend: int) -> tuple[list[str], dict, Path | None]:
         """-> (argv, extra environment, file for stdout)."""
         if self.name == "nginx":
-            return ["nginx", "-c", str(nginx_conf(work, port, backend)), "-p", str(work)], {}, None
+            conf = nginx_conf(work, port, backend, self.upstream_idle)
+            return ["nginx", "-c", str(conf), "-p", str(work)], {}, None
         if self.name == "haproxy":
             return ["haproxy", "-db", "-f", str(haproxy_conf(work, port, backend))], {}, None
         if self.name == "caddy":
@@ -297,9 +304,27 @@ def _latency_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(port: int, seconds: float, connections: int) -> dict:
-    argv = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-            "--latency", "-H", "Host: app1.localhost", f"http://127.0.0.1:{port}/"]
+@dataclass(frozen=True)
+class Load:
+    """What wrk sends: how many connections, to which path, and (POST) a wrk script."""
+    connections: int = 32
+    path: str = "/"
+    script: Path | None = None
+    label: str = "GET 13 B"
+
+
+def post_script(work: Path, size: int) -> Path:
+    path = work / f"post-{size}.lua"
+    path.write_text(f'wrk.method = "POST"\nwrk.body = string.rep("x", {size})\n'
+                    'wrk.headers["Content-Type"] = "application/octet-stream"\n')
+    return path
+
+
+def run_wrk(port: int, seconds: float, load: Load) -> dict:
+    script = ["-s", str(load.script)] if load.script else []
+    argv = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{load.connections}",
+            f"-d{max(1, round(seconds))}s", "--timeout", "10s", "--latency", *script,
+            "-H", "Host: app1.localhost", f"http://127.0.0.1:{port}{load.path}"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
     requests = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
     if requests is None:
@@ -317,7 +342,8 @@ def run_wrk(port: int, seconds: float, connections: int) -> dict:
     }
 
 
-def measure(target: Target, work: Path, backend_port: int, args) -> Result:
+def measure(target: Target, work: Path, backend_port: int, duration: float,
+            load: Load) -> Result:
     if target.name == "direct":
         port, proc = backend_port, None
     else:
@@ -330,11 +356,11 @@ def measure(target: Target, work: Path, backend_port: int, args) -> Result:
     try:
         if proc is not None:
             wait_for_port(port, proc)
-        run_wrk(port, min(2, args.duration), args.connections)  # warm up: pools, caches
+        run_wrk(port, min(2, duration), load)  # warm up: pools, caches
         pids = process_tree(proc.pid) if proc is not None else []
         before = cpu_seconds(pids)
         started = time.monotonic()
-        wrk = run_wrk(port, args.duration, args.connections)
+        wrk = run_wrk(port, duration, load)
         elapsed = time.monotonic() - started
         cpu = cpu_seconds(pids) - before if proc is not None else None
     except RuntimeError as error:
@@ -352,6 +378,51 @@ def measure(target: Target, work: Path, backend_port: int, args) -> Result:
     return Result(target.name, wrk["requests"], round(elapsed, 2), wrk["rps"], wrk["p50_ms"],
                   wrk["p99_ms"], None if per_request is None else round(per_request, 2),
                   wrk["errors"])
+
+
+class Backend:
+    """The nginx every proxy forwards to, on the load core: 13 bytes at `/`, 64 KiB at `/64k`."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Backend":
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", LOAD_CORE, "nginx", "-c", str(backend_conf(self.work, self.port)),
+             "-p", str(self.work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        wait_for_port(self.port, self.proc)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(10)
+
+
+def run_rounds(targets: list[Target], work: Path, backend_port: int, args) -> list[list[Result]]:
+    runs = []
+    for run in range(args.runs):
+        results = []
+        for target in targets:
+            print(f"run {run + 1}/{args.runs}: {target.name} ({args.duration:g} s)...",
+                  file=sys.stderr, flush=True)
+            results.append(measure(target, work, backend_port, args.duration,
+                                   Load(args.connections)))
+        runs.append(results)
+    return runs
+
+
+def raise_open_files_limit(wanted: int = 65536) -> None:
+    """wrk and the proxies (children inherit it) need a descriptor per connection, two for a
+    proxy; the usual soft limit of 1024 is too few at 1000 connections."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def missing_tools(targets: list[Target]) -> list[str]:
@@ -395,6 +466,24 @@ def print_table(rows: list[dict], runs: int) -> None:
               f"{row['ratio_to_nginx'] if row['ratio_to_nginx'] else '-':>8} {row['errors']:>7}")
 
 
+def usable_targets(targets: list[Target], program: str) -> list[Target] | None:
+    """The targets whose tools are installed (saying which are skipped), or None when the
+    benchmark cannot run at all here."""
+    missing = missing_tools(targets)
+    if {"wrk", "taskset", "nginx"} & set(missing):
+        print(f"{program}: missing {', '.join(missing)}; install with: {INSTALL_HINT}",
+              file=sys.stderr)
+        return None
+    for tool in missing:
+        print(f"{program}: skipping {tool}: not installed (install with: {INSTALL_HINT})",
+              file=sys.stderr)
+    if os.cpu_count() and os.cpu_count() < 2:
+        print(f"{program}: needs 2 cores (proxy on one, wrk and backend on the other)",
+              file=sys.stderr)
+        return None
+    return [t for t in targets if t.binary not in missing]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -411,19 +500,10 @@ def main() -> int:
     unknown = set(wanted) - {t.name for t in TARGETS}
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
-    missing = missing_tools(targets)
-    if {"wrk", "taskset", "nginx"} & set(missing):
-        print(f"router_bench: missing {', '.join(missing)}; install with: {INSTALL_HINT}",
-              file=sys.stderr)
+    targets = usable_targets(targets, "router_bench")
+    if targets is None:
         return 2
-    for tool in missing:
-        print(f"router_bench: skipping {tool}: not installed (install with: {INSTALL_HINT})",
-              file=sys.stderr)
-    targets = [t for t in targets if t.binary not in missing]
-    if os.cpu_count() and os.cpu_count() < 2:
-        print("router_bench: needs 2 cores (proxy on one, wrk and backend on the other)",
-              file=sys.stderr)
-        return 2
+    raise_open_files_limit()
 
     runs: list[list[Result]] = []
     with tempfile.TemporaryDirectory(prefix="dynomesh-bench-") as tmp:
@@ -433,25 +513,12 @@ def main() -> int:
         if ship is not None:
             control = LogControlPlane(work)
             ship.extra = control.start()
-        backend_port = free_port()
-        backend = subprocess.Popen(
-            ["taskset", "-c", LOAD_CORE, "nginx", "-c", str(backend_conf(work, backend_port)),
-             "-p", str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
         try:
-            wait_for_port(backend_port, backend)
-            for run in range(args.runs):
-                results = []
-                for target in targets:
-                    print(f"run {run + 1}/{args.runs}: {target.name} ({args.duration:g} s)...",
-                          file=sys.stderr, flush=True)
-                    results.append(measure(target, work, backend_port, args))
-                runs.append(results)
+            with Backend(work) as backend:
+                runs = run_rounds(targets, work, backend.port, args)
             if control is not None and control.lines_stored() == 0:
                 raise RuntimeError("dynomesh-ship: no line reached the control plane")
         finally:
-            os.killpg(backend.pid, signal.SIGTERM)
-            backend.wait(10)
             if control is not None:
                 control.stop()
     rows = summarise(runs)
