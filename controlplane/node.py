@@ -45,12 +45,12 @@ class ControlNode:
         self.assignments = AssignmentHub(store.db, history=history)
         self.followers = RouteFollowers()
         self.scheduler = FormationScheduler(
-            store.db, node_id=self.node_id, followers=self.followers, applog=app_log,
+            store, node_id=self.node_id, followers=self.followers, applog=app_log,
             config=SchedulerConfig(
                 liveness=AgentLiveness(config.agent_timeout, config.startup_grace),
                 take_out=TakeOutPolicy(config.take_out_grace, config.take_out_timeout)),
             clock=clock, rng=rng)
-        self.presence = (NodePresence(store.db, self.node_id, self.followers,
+        self.presence = (NodePresence(store.nodes, self.node_id, self.followers,
                                       lambda: self.routes.revision, clock)
                          if store.db.shared else None)
         self.context = ApiContext(config, store, slugs, self.routes, self.assignments,

@@ -207,15 +207,13 @@ async def batch_update_formation(request: web.Request) -> web.Response:
 
 async def scale(request: web.Request, app, updates: list[FormationUpdate]):
     """Apply the updates; a change goes into the app's log (`Scale to web=3, worker=1 by …`)."""
-    store = context(request).store
-    before = await store.releases.formation(app.id)
-    entries = await store.releases.scale(app.id, updates)
-    if [(e.type, e.quantity, e.size) for e in before] != [(e.type, e.quantity, e.size)
-                                                          for e in entries]:
+    ctx = context(request)
+    scaled = await ctx.store.releases.scale(app.id, updates)
+    if scaled.changed:
         formation = ", ".join(f"{e.type}={e.quantity}" + (
-            f":{e.size}" if e.size != sizes.DEFAULT_SIZE else "") for e in entries)
-        context(request).applog.write(app.name, f"Scale to {formation} by {actor(request)}")
-    return entries
+            f":{e.size}" if e.size != sizes.DEFAULT_SIZE else "") for e in scaled.formation)
+        ctx.applog.write(app.name, f"Scale to {formation} by {actor(request)}")
+    return scaled.formation
 
 
 @allow(Role.USER)

@@ -17,7 +17,6 @@ from controlplane.api import bodies, render
 from controlplane.api.auth import TOKEN_KEY, allow
 from controlplane.api.context import context
 from controlplane.api.errors import ApiError, invalid
-from controlplane.scheduler.fleet import leader
 from controlplane.store.models import ObservedReport, ObservedState, Role, VmRegistration
 
 MAX_DYNOS_PER_REPORT = 10_000
@@ -110,10 +109,11 @@ def registration(body: dict) -> VmRegistration:
 async def status(request: web.Request) -> web.Response:
     """This control node, which node schedules, and how far this node's feeds are."""
     ctx = context(request)
-    node, since = await leader(ctx.store.db)
+    leader = await ctx.store.nodes.leader()
     return web.json_response({
         "node": ctx.node_id, "leading": ctx.leading.is_set(),
-        "scheduler": {"node": node, "since": render.unix_iso(since) if since else None},
+        "scheduler": {"node": leader.node,
+                      "since": render.unix_iso(leader.since) if leader.since else None},
         "revision": ctx.routes.revision, "route_followers": ctx.followers.count})
 
 
@@ -134,10 +134,9 @@ async def get_vm(request: web.Request) -> web.Response:
 async def register_vm(request: web.Request) -> web.Response:
     vm_id = _own_vm(request)
     body = await bodies.json_object(request, allowed=None)
-    store = context(request).store
     now = time.time()
-    await store.vms.register(vm_id, registration(body), now=now)
-    return web.json_response(render.vm(await store.vms.get(vm_id), now))
+    usage = await context(request).store.vms.register(vm_id, registration(body), now=now)
+    return web.json_response(render.vm(usage, now))
 
 
 @allow(Role.DYNOMGR)

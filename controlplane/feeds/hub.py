@@ -22,8 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 from controlplane.feeds.routes import route_entry
-from controlplane.feeds.state import load_route_facts
 from controlplane.store import errors
+from controlplane.store.feeds import route_facts
 from controlplane.store.database import Database, Transaction
 from controlplane.store.revision import Feed
 
@@ -203,7 +203,7 @@ class RouteHub(FeedHub):
         self._deltas: dict[tuple[int, int], bytes] = {}
 
     async def _read(self, tx: Transaction, keys: set[str] | None) -> Any:
-        facts = await load_route_facts(tx, keys, self.base_domain)
+        facts = await route_facts(tx, keys, self.base_domain)
         return {name: route_entry(f) for name, f in facts.items()}
 
     def _apply(self, data: Any, keys: set[str] | None) -> None:

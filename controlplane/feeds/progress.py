@@ -3,8 +3,8 @@
 The scheduler stops a dyno taken out at revision D only once every router has been sent D
 (docs/feeds.md, "Taking dynos out"). Each control node knows its own followers
 (`RouteFollowers`); with a shared PostgreSQL database it also publishes the lowest revision its
-followers were sent (`NodePresence`, the `control_nodes` table, a NOTIFY), so the leader on
-another node can count them too (`fleet_delivered`).
+followers were sent (`NodePresence` through `store.nodes`: the `control_nodes` table, a
+NOTIFY), so the leader on another node can count them too (`fleet_delivered`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable, Iterable
 
 from controlplane.aio import wait_event
-from controlplane.scheduler.fleet import NodeProgress, forget_node, publish_node
 from controlplane.store import errors
-from controlplane.store.database import Database
+from controlplane.store.models import NodeProgress
+from controlplane.store.nodes import NodeStore
 
 log = logging.getLogger(__name__)
 # A control node refreshes its row this often; one silent for three beats is gone (its
@@ -77,9 +77,9 @@ def fleet_delivered(local: int | None, others: Iterable[NodeProgress], *,
 class NodePresence:
     """Keeps this node's row in `control_nodes` current (shared databases only)."""
 
-    def __init__(self, db: Database, node_id: str, followers: RouteFollowers,
+    def __init__(self, nodes: NodeStore, node_id: str, followers: RouteFollowers,
                  revision: Callable[[], int], clock: Callable[[], float] = time.time) -> None:
-        self._db = db
+        self._nodes = nodes
         self._node_id = node_id
         self._followers = followers
         self._revision = revision  # the route hub's revision: what an idle node has sent
@@ -95,14 +95,14 @@ class NodePresence:
             node = NodeProgress(self._node_id, self._clock(), self._followers.count,
                                 self._revision() if delivered is None else delivered)
             try:
-                await publish_node(self._db, node, started_at=self._started_at)
+                await self._nodes.publish(node, started_at=self._started_at)
             except errors.StoreError as exc:
                 log.warning("control: could not publish this node's feed progress: %s", exc)
             await wait_event(self._changed, NODE_BEAT)  # a change, or the periodic refresh
 
     async def leave(self) -> None:
         try:
-            await forget_node(self._db, self._node_id)
+            await self._nodes.forget(self._node_id)
         except errors.StoreError as exc:
             log.warning("control: could not remove this node's row: %s (it expires in %ds)",
                         exc, NODE_TIMEOUT)

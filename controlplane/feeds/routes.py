@@ -16,20 +16,11 @@ apply, so the rules below are unit-tested without a database.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from controlplane.store.models import Dyno, ObservedState
+from controlplane.store.models import ObservedState, RouteFacts
 
-
-@dataclass(frozen=True)
-class RouteFacts:
-    name: str
-    maintenance: bool
-    hosts: tuple[str, ...]  # the default hostname first
-    has_release: bool  # a current release with a slug
-    web_quantity: int
-    web_dynos: tuple[Dyno, ...]
+__all__ = ["RouteFacts", "app_state", "route_entry"]
 
 
 def app_state(facts: RouteFacts) -> str:

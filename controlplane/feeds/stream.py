@@ -13,10 +13,11 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from controlplane.feeds.assignments import assignment_entries
 from controlplane.feeds.hub import AssignmentHub, HubClosed, RouteHub, ndjson
 from controlplane.feeds.progress import RouteFollowers
-from controlplane.feeds.state import load_assignments
 from controlplane.store import errors
+from controlplane.store.feeds import assignments
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "application/x-ndjson"
@@ -105,7 +106,7 @@ async def serve_assignments(feed: FeedResponse, hub: AssignmentHub, vm_id: str,
         await feed.open()
         async with db.read() as tx:
             revision = await tx.current_revision()
-            sent = await load_assignments(tx, vm_id, base_url)
+            sent = assignment_entries(await assignments(tx, vm_id), base_url)
             resumable = since is not None and since <= revision
             if resumable:
                 try:
@@ -126,7 +127,7 @@ async def serve_assignments(feed: FeedResponse, hub: AssignmentHub, vm_id: str,
             if keys is None or vm_id in keys:
                 async with db.read() as tx:
                     revision = max(revision, await tx.current_revision())
-                    now = await load_assignments(tx, vm_id, base_url)
+                    now = assignment_entries(await assignments(tx, vm_id), base_url)
                 changed, removed = _diff(sent, now)
                 sent = now
                 if changed or removed:

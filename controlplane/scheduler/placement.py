@@ -20,6 +20,8 @@ import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from controlplane.store.models import Dyno
+
 
 @dataclass(frozen=True)
 class VmRoom:
@@ -41,6 +43,10 @@ class DynoRequest:
     app_id: str
     memory_mb: int
     web: bool
+
+    @classmethod
+    def for_dyno(cls, dyno: Dyno) -> "DynoRequest":
+        return cls(dyno.app_id, dyno.memory_mb, dyno.is_web)
 
 
 class Placement:

@@ -19,46 +19,20 @@ transaction. What it decides, per process type with quantity Q of release R at s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Union
 
-from controlplane.store.models import Dyno, ObservedState, TakeOut
+from controlplane.store.models import (AppSpec, Dyno, NewDyno, ObservedState, ProcessSpec,
+                                       TakeOut)
+
+__all__ = ["AppSpec", "ProcessSpec", "Action", "Create", "Remove", "StartTakeOut", "Rerelease",
+           "Serve", "plan_app", "describe", "retire"]
 
 
 @dataclass(frozen=True)
-class ProcessSpec:
-    """One formation entry, as the planner needs it."""
-
-    type: str
-    quantity: int
-    size: str
-    memory_mb: int
-
-
-@dataclass(frozen=True)
-class AppSpec:
-    id: str
-    name: str
-    release: int | None  # the current release that can run (has a slug); None: run nothing
-    processes: Mapping[str, ProcessSpec]
-    preboot: bool = False
-
-
-# --- actions ---
-
-@dataclass(frozen=True)
-class Create:
-    type: str
-    number: int
-    release: int
-    size: str
-    memory_mb: int
-    serving: bool  # False: a preboot dyno that routes do not list until the switch
-
-    @property
-    def name(self) -> str:
-        return f"{self.type}.{self.number}"
+class Create(NewDyno):
+    """Start a new dyno, placed where `Placement` says."""
 
 
 @dataclass(frozen=True)

@@ -31,17 +31,16 @@ from dataclasses import dataclass
 from controlplane.aio import wait_any
 from controlplane.applog import AppLog
 from controlplane.feeds.progress import RouteFollowers, fleet_delivered
-from controlplane.scheduler import fleet
 from controlplane.scheduler.liveness import AgentLiveness
-from controlplane.scheduler.placement import DynoRequest, Placement
+from controlplane.scheduler.placement import DynoRequest, Placement, VmRoom
 from controlplane.scheduler.planner import (Action, AppSpec, Create, Remove, Rerelease, Serve,
                                             StartTakeOut, describe, plan_app)
 from controlplane.scheduler.takeout import TakeOutPolicy, TakeOutTracker
-from controlplane.store import errors
-from controlplane.store.database import Database, Leadership, Transaction
-from controlplane.store.dynos import remove_now, restart_now, start_take_out
-from controlplane.store.models import Dyno, TakeOut, VmState
-from controlplane.store.revision import Feed
+from controlplane.store import Store, errors
+from controlplane.store.database import Leadership
+from controlplane.store.fleet import FleetPass
+from controlplane.store.models import Dyno, TakeOut, Vm, VmLoad, VmState
+from controlplane.store.nodes import PROGRESS_CHANNEL
 
 log = logging.getLogger("dynomesh.scheduler")
 # Back-off while the database cannot be reached: 0.1 s doubling to 5 s.
@@ -60,29 +59,38 @@ class PassResult:
     wake_at: float  # look again by then even if nothing happens
 
 
+def vm_room(vm: Vm, load: VmLoad) -> VmRoom:
+    """A ready VM's room for placement: memory and ports (one per web dyno) left."""
+    return VmRoom(vm.id, vm.capacity_mb, load.used_mb,
+                  vm.ports[1] - vm.ports[0] + 1 - load.web_dynos, load.app_dynos)
+
+
 class _Rooms:
     """The pass's placement, built on first use from the VMs' room at that moment."""
 
-    def __init__(self, tx: Transaction, vms, rng: random.Random) -> None:
-        self._tx, self._vms, self._rng = tx, vms, rng
+    def __init__(self, fleet: FleetPass, vms: list[Vm], rng: random.Random) -> None:
+        self._fleet, self._vms, self._rng = fleet, vms, rng
         self._placement: Placement | None = None
 
     async def place(self, request: DynoRequest) -> str | None:
         if self._placement is None:
-            self._placement = Placement(await fleet.vm_rooms(self._tx, self._vms), self._rng)
+            loads = await self._fleet.vm_loads()
+            self._placement = Placement(
+                [vm_room(vm, loads.get(vm.id, VmLoad())) for vm in self._vms], self._rng)
         return self._placement.place(request)
 
     def free(self, dyno: Dyno) -> None:
         if self._placement is not None and dyno.vm_id is not None:
-            self._placement.release(dyno.vm_id, fleet.request_for(dyno))
+            self._placement.release(dyno.vm_id, DynoRequest.for_dyno(dyno))
 
 
 class FormationScheduler:
-    def __init__(self, db: Database, *, node_id: str, followers: RouteFollowers,
+    def __init__(self, store: Store, *, node_id: str, followers: RouteFollowers,
                  config: SchedulerConfig, applog: AppLog,
                  clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None) -> None:
-        self._db = db
+        self._store = store
+        self._db = store.db
         self._node_id = node_id
         self._followers = followers
         self._config = config
@@ -97,9 +105,6 @@ class FormationScheduler:
         self.decided = asyncio.Event()  # set once this node leads or knows it stands by
         self.passes = 0
 
-    def poke(self) -> None:
-        self._wake.set()
-
     def _on_progress(self) -> None:
         self._progress += 1
         if self._waiting_on_followers:
@@ -108,7 +113,7 @@ class FormationScheduler:
     async def run(self) -> None:
         """Wait to lead, lead until that ends, and again, until cancelled."""
         self._followers.on_change(self._on_progress)
-        await self._db.subscribe(fleet.PROGRESS_CHANNEL, lambda _: self._on_progress())
+        await self._db.subscribe(PROGRESS_CHANNEL, lambda _: self._on_progress())
         watcher = asyncio.create_task(self._watch_revisions(), name="scheduler-wake")
         delay = RETRY_FIRST
         try:
@@ -135,7 +140,7 @@ class FormationScheduler:
             self._wake.set()
 
     async def _lead(self, held: Leadership) -> None:
-        epoch = await fleet.claim_leadership(self._db, self._node_id, self._clock())
+        epoch = await self._store.nodes.claim_leadership(self._node_id, self._clock())
         log.info("scheduler: node %s schedules now (epoch %d)", self._node_id, epoch)
         watching_since = self._clock()
         seen: int | None = None  # None: look at every app
@@ -147,7 +152,7 @@ class FormationScheduler:
                 self._wake.clear()
                 try:
                     result = await self.run_pass(epoch, seen, watching_since)
-                except fleet.NotLeader as exc:
+                except errors.NotLeader as exc:
                     log.warning("scheduler: node %s stops scheduling: %s", self._node_id, exc)
                     return
                 except (errors.Unavailable, errors.Busy) as exc:
@@ -169,72 +174,72 @@ class FormationScheduler:
     async def run_pass(self, epoch: int, seen: int | None, watching_since: float) -> PassResult:
         notes: list[tuple[str, str]] = []  # app log lines, written once the pass committed
         progress = self._progress
-        async with self._db.write() as tx:
-            await fleet.check_epoch(tx, epoch)
+        async with self._store.fleet.scheduling(epoch) as fleet:
             now = self._clock()
-            revision = await tx.current_revision()
-            dirty = await _dirty_apps(tx, seen)
-            vms = await fleet.load_vms(tx)
+            revision = await fleet.revision()
+            dirty = await fleet.changed_apps(seen)
+            vms = await fleet.vms()
             liveness = self._config.liveness
             lost = [vm for vm in vms if vm.state is VmState.READY and liveness.is_lost(
                 vm.heartbeat_at, now=now, watching_since=watching_since)]
             ready = [vm for vm in vms if vm.state is VmState.READY and vm not in lost]
             wake_at = min((liveness.check_at(vm.heartbeat_at, watching_since=watching_since)
                            for vm in ready), default=math.inf)
-            rooms = _Rooms(tx, ready, self._rng)
+            rooms = _Rooms(fleet, ready, self._rng)
             for vm in lost:
-                for app in await self._replace_lost(tx, vm, rooms, now):
+                for app in await self._replace_lost(fleet, vm, rooms, now):
                     if dirty is not None:
                         dirty.add(app)
-            due, touched = await self._finish_take_outs(tx, rooms, revision, now)
+            due, touched = await self._finish_take_outs(fleet, rooms, revision, now)
             wake_at = min(wake_at, due)
             if dirty is not None:
                 dirty |= touched
-            for app, dynos in await fleet.load_apps(tx, dirty):
+            for app, dynos in await fleet.apps(dirty):
                 actions = plan_app(app, dynos)
                 if actions:
                     log.debug("scheduler: %s: %s", app.name, "; ".join(describe(actions)))
                 for action in actions:
-                    note = await self._apply(tx, app, action, rooms, now)
+                    note = await self._apply(fleet, app, action, rooms, now)
                     if note:
                         notes.append((app.name, note))
-            for dyno, app_name in await fleet.load_unplaced(tx):
-                target = await rooms.place(fleet.request_for(dyno))
+            for dyno, app_name in await fleet.unplaced():
+                target = await rooms.place(DynoRequest.for_dyno(dyno))
                 if target is not None:
-                    await fleet.place_dyno(tx, dyno, app_name, target)
+                    await fleet.place(dyno, app_name, target)
         for app_name, note in notes:
             self._applog.write(app_name, note)
         if self._waiting_on_followers and self._progress != progress:
             self._wake.set()  # followers got further while this pass ran: look again
         return PassResult(revision, wake_at)
 
-    async def _replace_lost(self, tx: Transaction, vm, rooms: _Rooms, now: float) -> set[str]:
-        dynos = await fleet.load_dynos_on(tx, vm.id)
+    async def _replace_lost(self, fleet: FleetPass, vm: Vm, rooms: _Rooms,
+                            now: float) -> set[str]:
+        dynos = await fleet.dynos_on(vm.id)
         log.warning("scheduler: VM %s sent no heartbeat for %.0fs: lost; placing its %d "
                     "dynos elsewhere", vm.id, now - vm.heartbeat_at, len(dynos))
-        await fleet.mark_lost(tx, vm)
+        await fleet.mark_lost(vm)
         apps = set()
         for dyno, app_name in dynos:
             apps.add(app_name)
             if dyno.take_out is TakeOut.STOP:
-                await remove_now(tx, dyno, app_name)
+                await fleet.remove(dyno, app_name)
                 continue
-            target = await rooms.place(fleet.request_for(dyno))
-            await fleet.place_dyno(tx, dyno, app_name, target)
+            target = await rooms.place(DynoRequest.for_dyno(dyno))
+            await fleet.place(dyno, app_name, target)
             if target is None:
                 log.warning("scheduler: %s %s is unplaced: no VM has %d MB free",
                             app_name, dyno.name, dyno.memory_mb)
         return apps
 
-    async def _finish_take_outs(self, tx: Transaction, rooms: _Rooms, revision: int,
+    async def _finish_take_outs(self, fleet: FleetPass, rooms: _Rooms, revision: int,
                                 now: float) -> tuple[float, set[str]]:
         """Complete the take-outs that are due; return when the next is, and the apps touched."""
-        taken = await fleet.load_taken_out(tx)
+        taken = await fleet.taken_out()
         self._tracker.retain({dyno.id for dyno, _ in taken})
         delivered = None
         if taken:
             delivered = fleet_delivered(self._followers.delivered(),
-                                        await fleet.other_nodes(tx, self._node_id), now=now)
+                                        await fleet.other_nodes(self._node_id), now=now)
         due, touched, waiting = math.inf, set(), False
         for dyno, app_name in taken:
             decision = self._tracker.decide(dyno.id, revision=dyno.take_out_revision,
@@ -248,47 +253,34 @@ class FormationScheduler:
             self._tracker.forget(dyno.id)
             touched.add(app_name)
             if dyno.take_out is TakeOut.STOP:
-                await remove_now(tx, dyno, app_name)
+                await fleet.remove(dyno, app_name)
                 rooms.free(dyno)
             else:
-                await restart_now(tx, dyno, app_name)
+                await fleet.restart(dyno, app_name)
         self._waiting_on_followers = waiting
         return due, touched
 
-    async def _apply(self, tx: Transaction, app: AppSpec, action: Action, rooms: _Rooms,
+    async def _apply(self, fleet: FleetPass, app: AppSpec, action: Action, rooms: _Rooms,
                      now: float) -> str | None:
         """Apply one planned step; return an app log line to write, if it makes one."""
         match action:
             case Create():
                 target = await rooms.place(DynoRequest(app.id, action.memory_mb,
                                                        action.type == "web"))
-                await fleet.create_dyno(tx, app, action, target)
+                await fleet.create_dyno(app, action, target)
                 if target is None:
                     log.warning("scheduler: %s %s is unplaced: no VM has %d MB free",
                                 app.name, action.name, action.memory_mb)
             case Remove():
-                await remove_now(tx, action.dyno, app.name)
+                await fleet.remove(action.dyno, app.name)
                 rooms.free(action.dyno)
             case StartTakeOut():
-                await start_take_out(tx, action.dyno, app.name, action.then, now)
+                await fleet.start_take_out(action.dyno, app.name, action.then, now)
             case Rerelease():
-                await fleet.rerelease(tx, action.dyno, action.release)
+                await fleet.rerelease(action.dyno, action.release)
             case Serve():
-                await fleet.serve(tx, action.dynos, app.name)
+                await fleet.serve(action.dynos, app.name)
                 if action.switched_to is not None:
                     return f"Preboot: switched to v{action.switched_to}"
         return None
 
-
-async def _dirty_apps(tx: Transaction, seen: int | None) -> set[str] | None:
-    """Apps changed after `seen` (None: every app, also when that history is gone)."""
-    if seen is None:
-        return None
-    apps: set[str] = set()
-    for feed in (Feed.ROUTES, Feed.FORMATION):
-        try:
-            changes = await tx.changes_since(feed, seen)
-        except errors.HistoryExpired:
-            return None
-        apps |= {change.key for change in changes.changes}
-    return apps

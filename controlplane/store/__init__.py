@@ -4,8 +4,11 @@
     app = await store.apps.create("hello")
     await store.close()
 
-`store.apps`, `store.releases`, `store.tokens`, `store.vms`, `store.dynos` and `store.logs` group the
-operations by concept; each runs in its own transaction and raises only `store.errors` classes.
+`store.apps`, `store.releases`, `store.tokens`, `store.vms`, `store.dynos`, `store.logs`,
+`store.nodes` (control nodes, scheduler leadership) and `store.fleet` (a scheduling pass) group
+the operations by concept; each runs in its own transaction (`store.fleet.scheduling` hands out
+one pass's) and raises only `store.errors` classes. `store/feeds.py` has the feeds' reads,
+which run in the caller's read transaction.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from controlplane.store import errors
 from controlplane.store.apps import FEATURES, AppStore
 from controlplane.store.database import DEFAULT_HISTORY, Database
 from controlplane.store.dynos import DynoStore
+from controlplane.store.fleet import FleetStore
 from controlplane.store.logs import LogStore
 from controlplane.store.migrations import migrate
+from controlplane.store.nodes import NodeStore
 from controlplane.store.releases import ReleaseStore
 from controlplane.store.revision import ChangeLog, Feed
 from controlplane.store.tokens import TokenStore
@@ -52,6 +57,8 @@ class Store:
         self.vms = VmStore(db)
         self.dynos = DynoStore(db)
         self.logs = LogStore(db)
+        self.nodes = NodeStore(db)
+        self.fleet = FleetStore(db)
 
     @classmethod
     async def open(cls, db: Database) -> "Store":

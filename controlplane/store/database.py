@@ -25,11 +25,28 @@ Row = Mapping[str, Any]
 DEFAULT_HISTORY = 10_000
 # Pruning runs inside write transactions, once every this many revisions.
 PRUNE_EVERY = 64
+# Bound the number of parameters of one `IN (...)` list (SQLite and PostgreSQL both take more).
+IN_CHUNK = 500
 
 
 def placeholders(count: int, start: int = 1) -> str:
     """`$1, $2, ...` for an `IN (...)` list of `count` values."""
     return ", ".join(f"${i}" for i in range(start, start + count))
+
+
+async def fetch_for(tx: "Transaction", sql: str, column: str, values: Sequence[str] | None,
+                    *, order: str = "") -> list[Row]:
+    """Rows of `sql` (which ends in a WHERE clause) whose `column` is one of `values` (all if
+    None), asked in chunks of `IN_CHUNK` values."""
+    suffix = f" ORDER BY {order}" if order else ""
+    if values is None:
+        return await tx.fetch(f"{sql} AND TRUE{suffix}")
+    rows: list[Row] = []
+    for i in range(0, len(values), IN_CHUNK):
+        chunk = list(values[i:i + IN_CHUNK])
+        rows += await tx.fetch(f"{sql} AND {column} IN ({placeholders(len(chunk))}){suffix}",
+                               *chunk)
+    return rows
 
 
 class Transaction(abc.ABC):
@@ -202,7 +219,3 @@ class Database(abc.ABC):
         async with self._transaction(writable=True, lock_revision=False) as tx:
             tx.ordered = False
             yield tx
-
-    async def execute_script(self, tx: Transaction, statements: Sequence[str]) -> None:
-        for statement in statements:
-            await tx.execute(statement)

@@ -16,11 +16,17 @@ from dataclasses import dataclass
 
 from controlplane.store import errors
 from controlplane.store.apps import require_app
-from controlplane.store.database import Database, Transaction
+from controlplane.store.database import Database, Row, Transaction
 from controlplane.store.models import App, Dyno, TakeOut
 from controlplane.store.revision import Feed
 
 _ORDER = "ORDER BY type, number, serving DESC, created_at, id"
+# Dynos with their app's name (feeds are keyed by it); a query adds its WHERE clause.
+WITH_APP_NAME = "SELECT d.*, a.name AS app_name FROM dynos d JOIN apps a ON a.id = d.app_id"
+
+
+def with_app_name(rows: Iterable[Row]) -> list[tuple[Dyno, str]]:
+    return [(Dyno.from_row(r), r["app_name"]) for r in rows]
 
 
 async def start_take_out(tx: Transaction, dyno: Dyno, app_name: str, then: TakeOut,

@@ -36,6 +36,10 @@ class SchemaTooNew(StoreError):
     """The database was migrated by a newer dynomesh than this one."""
 
 
+class NotLeader(StoreError):
+    """Another control node claimed scheduling since this one did (the epoch moved on)."""
+
+
 class HistoryExpired(StoreError):
     """Changes since the requested revision were pruned: the caller needs a fresh snapshot."""
 

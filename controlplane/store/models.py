@@ -104,6 +104,14 @@ class FormationEntry:
 
 
 @dataclass(frozen=True)
+class Scaled:
+    """What a batch scale left: the whole formation, and whether the batch changed it."""
+
+    formation: list[FormationEntry]
+    changed: bool
+
+
+@dataclass(frozen=True)
 class FormationUpdate:
     """One item of a batch scale: leave `quantity` or `size` None to keep it."""
 
@@ -272,3 +280,95 @@ class VmRegistration:
     capacity_mb: int
     ports: tuple[int, int]
     version: str
+
+
+@dataclass(frozen=True)
+class VmLoad:
+    """What is placed on one VM: memory quotas, dynos, web dynos (one port each), per app."""
+
+    used_mb: int = 0
+    dynos: int = 0
+    web_dynos: int = 0
+    app_dynos: Mapping[str, int] = field(default_factory=dict)  # app id -> dynos placed
+
+
+# --- what the scheduler reads and writes ---
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One formation entry, as the planner needs it."""
+
+    type: str
+    quantity: int
+    size: str
+    memory_mb: int
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """What an app should run: its current release that can run, formation and features."""
+
+    id: str
+    name: str
+    release: int | None  # the current release that can run (has a slug); None: run nothing
+    processes: Mapping[str, ProcessSpec]
+    preboot: bool = False
+
+
+@dataclass(frozen=True)
+class NewDyno:
+    """A dyno to create (the planner's `Create` is one)."""
+
+    type: str
+    number: int
+    release: int
+    size: str
+    memory_mb: int
+    serving: bool  # False: a preboot dyno that routes do not list until the switch
+
+    @property
+    def name(self) -> str:
+        return f"{self.type}.{self.number}"
+
+
+@dataclass(frozen=True)
+class NodeProgress:
+    """A control node's row in `control_nodes`: how far its route-feed followers got."""
+
+    id: str
+    seen_at: float
+    route_followers: int
+    route_revision: int
+
+
+@dataclass(frozen=True)
+class Leader:
+    """Which control node schedules, since when (Unix seconds); None before any led."""
+
+    node: str | None
+    since: float | None
+
+
+# --- what the feeds serve ---
+
+@dataclass(frozen=True)
+class RouteFacts:
+    """What the store knows about one app that its route entry is derived from."""
+
+    name: str
+    maintenance: bool
+    hosts: tuple[str, ...]  # the default hostname first
+    has_release: bool  # a current release with a slug
+    web_quantity: int
+    web_dynos: tuple[Dyno, ...]
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A dyno placed on a VM with what its dyno manager needs to run it."""
+
+    dyno: Dyno
+    app_name: str
+    slug_id: str | None
+    checksum: str | None  # "sha256:<hex>"; None only if the release lost its slug
+    config: dict[str, str]

@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from controlplane import sizes
 from controlplane.store import errors
 from controlplane.store.apps import require_app, touch_routes
-from controlplane.store.database import Database, Transaction
+from controlplane.store.database import Database, Transaction, fetch_for
 from controlplane.store.models import (App, FormationEntry, FormationUpdate, Release,
-                                       ReleaseStatus, Slug, now_iso)
+                                       ReleaseStatus, Scaled, Slug, now_iso)
 
 _RELEASE_COLUMNS = ("SELECT releases.*, slugs.process_types FROM releases "
                     "LEFT JOIN slugs ON slugs.id = releases.slug_id ")
@@ -27,6 +27,16 @@ async def current_version(tx: Transaction, app: App) -> int | None:
     value = await tx.fetchval(
         "SELECT MAX(version) FROM releases WHERE app_id = $1 AND status = 'succeeded'", app.id)
     return None if value is None else int(value)
+
+
+async def runnable_versions(tx: Transaction, app_ids: Sequence[str] | None) -> dict[str, int]:
+    """app id -> its current release's version, for the apps (all if None) whose current
+    release (the newest that succeeded) has a slug: what their dynos run."""
+    rows = await fetch_for(
+        tx, "SELECT r.app_id, r.version, r.slug_id FROM releases r WHERE r.status = 'succeeded' "
+        "AND r.version = (SELECT MAX(x.version) FROM releases x WHERE x.app_id = r.app_id "
+        "AND x.status = 'succeeded')", "r.app_id", app_ids)
+    return {r["app_id"]: int(r["version"]) for r in rows if r["slug_id"] is not None}
 
 
 async def current_release(tx: Transaction, app: App) -> Release | None:
@@ -269,8 +279,9 @@ class ReleaseStore:
         return [FormationEntry(app.id, r["type"], int(r["quantity"]), r["size"],
                                commands.get(r["type"], ""), r["updated_at"]) for r in rows]
 
-    async def scale(self, ident: str, updates: Sequence[FormationUpdate]) -> list[FormationEntry]:
-        """Apply a batch of formation updates atomically; all are checked before any applies."""
+    async def scale(self, ident: str, updates: Sequence[FormationUpdate]) -> Scaled:
+        """Apply a batch of formation updates atomically; all are checked before any applies.
+        Return the formation after it, and whether the batch changed anything."""
         async with self._db.write() as tx:
             app = await require_app(tx, ident)
             entries = {e.type: e for e in await self._formation(tx, app)}
@@ -296,4 +307,4 @@ class ReleaseStore:
                         update.type)
             if changed:
                 await touch_routes(tx, app)
-            return await self._formation(tx, app)
+            return Scaled(await self._formation(tx, app), changed)

@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 
 from controlplane.store import errors
 from controlplane.store.database import Database, Transaction, placeholders
-from controlplane.store.models import (Dyno, ObservedReport, Vm, VmRegistration, VmState,
+from controlplane.store.dynos import WITH_APP_NAME, with_app_name
+from controlplane.store.models import (ObservedReport, Vm, VmLoad, VmRegistration, VmState,
                                        now_iso)
 from controlplane.store.revision import Feed
 
@@ -46,6 +47,38 @@ async def _require_vm(tx: Transaction, vm_id: str) -> Vm:
     return Vm.from_row(row)
 
 
+async def vm_loads(tx: Transaction) -> dict[str, VmLoad]:
+    """VM id -> what is placed on it, for every VM with a dyno placed."""
+    totals: dict[str, list[int]] = {}  # vm id -> [used_mb, dynos, web dynos]
+    apps: dict[str, dict[str, int]] = {}
+    for row in await tx.fetch(
+            "SELECT vm_id, app_id, type, COUNT(*) AS n, SUM(memory_mb) AS mb FROM dynos "
+            "WHERE vm_id IS NOT NULL GROUP BY vm_id, app_id, type"):
+        n = int(row["n"])
+        total = totals.setdefault(row["vm_id"], [0, 0, 0])
+        total[0] += int(row["mb"])
+        total[1] += n
+        if row["type"] == "web":
+            total[2] += n
+        per_app = apps.setdefault(row["vm_id"], {})
+        per_app[row["app_id"]] = per_app.get(row["app_id"], 0) + n
+    return {vm_id: VmLoad(used, dynos, web, apps[vm_id])
+            for vm_id, (used, dynos, web) in totals.items()}
+
+
+async def all_vms(tx: Transaction) -> list[Vm]:
+    return [Vm.from_row(r) for r in await tx.fetch("SELECT * FROM vms ORDER BY id")]
+
+
+async def _usage(tx: Transaction) -> list[VmUsage]:
+    loads = await vm_loads(tx)
+    usage = []
+    for vm in await all_vms(tx):
+        load = loads.get(vm.id, VmLoad())
+        usage.append(VmUsage(vm, load.used_mb, load.dynos))
+    return usage
+
+
 async def _sign_of_life(tx: Transaction, vm: Vm, now: float) -> None:
     """The agent is alive: refresh its heartbeat; a lost VM is back (and can take dynos)."""
     await tx.execute("UPDATE vms SET heartbeat_at = $1, state = 'ready', lost_at = NULL "
@@ -59,10 +92,8 @@ async def apply_reports(tx: Transaction, vm_id: str,
     if not reports:
         return ReportOutcome(0, 0)
     ids = sorted({r.id for r in reports})
-    rows = await tx.fetch(
-        f"SELECT d.*, a.name AS app_name FROM dynos d JOIN apps a ON a.id = d.app_id "
-        f"WHERE d.id IN ({placeholders(len(ids))})", *ids)
-    known = {r["id"]: (Dyno.from_row(r), r["app_name"]) for r in rows}
+    rows = await tx.fetch(f"{WITH_APP_NAME} WHERE d.id IN ({placeholders(len(ids))})", *ids)
+    known = {dyno.id: (dyno, app_name) for dyno, app_name in with_app_name(rows)}
     applied = ignored = 0
     for report in reports:
         found = known.get(report.id)
@@ -97,8 +128,10 @@ class VmStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def register(self, vm_id: str, registration: VmRegistration, *, now: float) -> Vm:
-        """Register or re-register a VM (at its agent's start and after every reconnect)."""
+    async def register(self, vm_id: str, registration: VmRegistration, *,
+                       now: float) -> VmUsage:
+        """Register or re-register a VM (at its agent's start and after every reconnect);
+        return it as registered, with what is placed on it."""
         low, high = registration.ports
         async with self._db.write() as tx:
             row = await tx.fetchrow("SELECT * FROM vms WHERE id = $1", vm_id)
@@ -121,7 +154,7 @@ class VmStore:
                         or old.ports != registration.ports):
                     # Room or reachability changed: the scheduler looks again.
                     await tx.record_change(Feed.ASSIGNMENTS, vm_id)
-            return await _require_vm(tx, vm_id)
+            return next(u for u in await _usage(tx) if u.vm.id == vm_id)
 
     async def heartbeat(self, vm_id: str, observed: Sequence[ObservedReport], *,
                         now: float) -> ReportOutcome:
@@ -151,8 +184,4 @@ class VmStore:
 
     async def list(self) -> list[VmUsage]:
         async with self._db.read() as tx:
-            vms = [Vm.from_row(r) for r in await tx.fetch("SELECT * FROM vms ORDER BY id")]
-            usage = {r["vm_id"]: (int(r["used"]), int(r["dynos"])) for r in await tx.fetch(
-                "SELECT vm_id, SUM(memory_mb) AS used, COUNT(*) AS dynos FROM dynos "
-                "WHERE vm_id IS NOT NULL GROUP BY vm_id")}
-        return [VmUsage(vm, *usage.get(vm.id, (0, 0))) for vm in vms]
+            return await _usage(tx)

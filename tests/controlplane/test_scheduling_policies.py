@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from controlplane.feeds.progress import NODE_TIMEOUT, fleet_delivered
-from controlplane.scheduler.fleet import NodeProgress
 from controlplane.scheduler.liveness import AgentLiveness
 from controlplane.scheduler.takeout import TakeOutPolicy, TakeOutTracker
+from controlplane.store.models import NodeProgress
 
 pytestmark = pytest.mark.unit
 

@@ -320,9 +320,10 @@ async def test_a_failed_release_cannot_be_rolled_back_to(store):
 
 async def test_scaling_is_a_checked_batch(store):
     await deployed(store)
-    formation = await store.releases.scale("hello", [
+    scaled = await store.releases.scale("hello", [
         FormationUpdate("web", 3), FormationUpdate("worker", 1, "standard-2x")])
-    assert {f.type: (f.quantity, f.size) for f in formation} == {
+    assert scaled.changed
+    assert {f.type: (f.quantity, f.size) for f in scaled.formation} == {
         "web": (3, "standard-1x"), "worker": (1, "standard-2x")}
     revision = await store.revision()
     with pytest.raises(errors.NotFound, match="clock"):
@@ -330,8 +331,9 @@ async def test_scaling_is_a_checked_batch(store):
     assert {f.type: f.quantity for f in await store.releases.formation("hello")} == {
         "web": 3, "worker": 1}
     assert await store.revision() == revision
-    await store.releases.scale("hello", [FormationUpdate("web", 3)])  # no change, no revision
-    assert await store.revision() == revision
+    unchanged = await store.releases.scale("hello", [FormationUpdate("web", 3)])
+    assert not unchanged.changed and unchanged.formation == scaled.formation
+    assert await store.revision() == revision  # no change, no revision
 
 
 async def test_scaling_before_a_deploy_says_to_deploy(store):
