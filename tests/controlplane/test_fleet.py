@@ -182,6 +182,7 @@ def worker_id(fleet, feed) -> str:
 async def test_scale_up_writes_the_apps_log(api, fleet_factory):
     await deployed(api)
     await scale(api, web=2, worker=1)
+    await scale(api, web=2)  # no change: no line
     await asyncio.to_thread(api.node.applog.flush)
     lines = [line.split(" ", 1)[1] for line in api.log_lines()]  # without the timestamp
     token = (await api.store.tokens.authenticate(api.tokens[Role.USER])).id[:8]
