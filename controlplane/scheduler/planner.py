@@ -26,9 +26,12 @@ from typing import Union
 from controlplane.store.models import (AppSpec, Dyno, NewDyno, ObservedState, ProcessSpec,
                                        TakeOut)
 
+# The planner's input (`AppSpec`, `ProcessSpec`) is what the store reads for a pass.
 __all__ = ["AppSpec", "ProcessSpec", "Action", "Create", "Remove", "StartTakeOut", "Rerelease",
            "Serve", "plan_app", "describe", "retire"]
 
+
+# --- actions ---
 
 @dataclass(frozen=True)
 class Create(NewDyno):
