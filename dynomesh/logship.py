@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 from dynomesh import logline
 from dynomesh.feedclient import Backoff, api_error_message, describe_error
+from dynomesh.tasks import cancel_and_wait
 
 LOGS_PATH = "/logs"
 CONTENT_TYPE = "text/plain; charset=utf-8"
@@ -327,11 +328,7 @@ class LogShipper:
         """Stop; what is still held gets `close_timeout` to reach the control plane."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass  # the cancellation asked for just above
+            await cancel_and_wait(task)
         if self.buffer.pending and self.settings.close_timeout > 0:
             try:
                 async with asyncio.timeout(self.settings.close_timeout):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from dynomesh.feedclient import Backoff
+from dynomesh.tasks import cancel_and_wait
 
 from dynomgr.control import (ControlError, ControlNotFound, ControlPlane, ControlRefused,
                              ControlRejected)
@@ -298,11 +299,7 @@ class ControlPlaneReporter:
             self._flush_timer = None
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass  # the cancellation asked for just above
+            await cancel_and_wait(task)
             if self._pending and self._registered:
                 try:
                     async with asyncio.timeout(self.settings.close_timeout):

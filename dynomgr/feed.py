@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from dynomesh.feedclient import FeedError, FeedLost, FeedRefused, FeedResync, FeedSettings, follow_feed
 from dynomesh.logship import ShipSettings
+from dynomesh.tasks import cancel_and_wait
 
 from dynomgr.assignments import (Assignment, AssignmentSet, AssignmentsError, EntryError, Key,
                                  parse_entries)
@@ -115,11 +116,7 @@ class FeedAssignmentSource:
     async def aclose(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass  # the cancellation asked for just above
+            await cancel_and_wait(task)
         self.following = False
 
     def _take(self) -> AssignmentSet:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from dynomesh.feedclient import FeedError, FeedRefused, FeedResync, FeedSettings, follow_feed
+from dynomesh.tasks import cancel_and_wait
 from router.routes import RoutesError, parse_app
 from router.table import RouteTable
 
@@ -212,11 +213,7 @@ class RouteFeed:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass  # the cancellation asked for just above
+            await cancel_and_wait(task)
         self.following = False
 
     # -- FeedHandler --------------------------------------------------------------------------

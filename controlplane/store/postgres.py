@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from dynomesh.tasks import cancel_and_wait
 from controlplane.store import errors
 from controlplane.store.database import (DEFAULT_HISTORY, Database, Leadership, Row,
                                          Transaction)
@@ -167,10 +168,9 @@ class _Listener:
             log.info("postgres: LISTEN connection back")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task, self._task = self._task, None
+        if task is not None:
+            await cancel_and_wait(task)
         if self._conn is not None:
             with contextlib.suppress(*_UNAVAILABLE, asyncpg.PostgresError):
                 await self._conn.close(timeout=5)
