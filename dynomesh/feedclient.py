@@ -8,8 +8,9 @@ and jitter (0.1 s, doubling, at most 5 s), trying each control URL in turn, and 
 
 This module is that transport and nothing more, shared because it is the same on both sides.
 What a line means, and which revision to resume from, belong to each follower (each side owns
-its own parser of the wire shape), through the `FeedHandler` protocol. The line splitter and the
-back-off are plain objects, tested without sockets. `describe_error` and `api_error_message`
+its own parser of the wire shape), through the `FeedHandler` protocol. The back-off is the
+shared `dynomesh.backoff.Backoff` with "equal jitter" (each delay shortened at random by up to a
+half, so that clients that lost one control plane together do not come back in lockstep). `describe_error` and `api_error_message`
 word a failed call to the control plane the same way for everything that talks to it (the
 feeds, the log shipper, the dyno manager's reports).
 """
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
+
+from dynomesh.backoff import Backoff
 
 
 @dataclass(frozen=True)
@@ -47,26 +50,6 @@ class FeedSettings:
             raise ValueError("feed back-off cap must not be below its base")
         if self.max_line_bytes < 1024:
             raise ValueError("feed lines must be allowed at least 1024 bytes")
-
-
-class Backoff:
-    """Delays between reconnect attempts: base × 2^n up to the cap, each one shortened by a
-    random fraction of up to a half ("equal jitter"), so that many clients that lost one
-    control plane at the same moment do not come back in lockstep."""
-
-    def __init__(self, base: float, cap: float, rng: random.Random) -> None:
-        self._base = base
-        self._cap = cap
-        self._rng = rng
-        self._failures = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self._cap, self._base * 2 ** min(self._failures, 32))
-        self._failures += 1
-        return ceiling * (0.5 + 0.5 * self._rng.random())
-
-    def reset(self) -> None:
-        self._failures = 0
 
 
 class LineTooLong(ValueError):
@@ -160,7 +143,7 @@ async def follow_feed(urls: tuple[str, ...], path: str, token: str, handler: Fee
     attempt or lost connection."""
     import aiohttp  # imported here so that `--help` of the commands stays fast
 
-    backoff = Backoff(settings.backoff_base, settings.backoff_cap, rng or random.Random())
+    backoff = Backoff(settings.backoff_base, settings.backoff_cap, jitter=0.5, rng=rng)
     # sock_read bounds the wait for any byte, headers included: the dead-connection rule.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
                                     sock_read=settings.dead_after)

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from dynomesh import logline
-from dynomesh.feedclient import Backoff, api_error_message, describe_error
+from dynomesh.backoff import Backoff
+from dynomesh.feedclient import api_error_message, describe_error
 from dynomesh.tasks import cancel_and_wait
 
 LOGS_PATH = "/logs"
@@ -360,7 +361,8 @@ class LogShipper:
         return self._session
 
     async def _run(self) -> None:
-        backoff = Backoff(self.settings.backoff_base, self.settings.backoff_cap, self._rng)
+        backoff = Backoff(self.settings.backoff_base, self.settings.backoff_cap, jitter=0.5,
+                          rng=self._rng)
         while True:
             await self._ready.wait()
             gap = self._last_post + self.settings.min_interval - self._clock()

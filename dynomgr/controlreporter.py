@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from dynomesh.feedclient import Backoff
+from dynomesh.backoff import Backoff
 from dynomesh.tasks import cancel_and_wait
 
 from dynomgr.control import (ControlError, ControlNotFound, ControlPlane, ControlRefused,
@@ -182,7 +182,8 @@ class ControlPlaneReporter:
     # -- sending ------------------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
-        backoff = Backoff(self.settings.backoff_base, self.settings.backoff_cap, self._rng)
+        backoff = Backoff(self.settings.backoff_base, self.settings.backoff_cap, jitter=0.5,
+                          rng=self._rng)
         next_heartbeat = self._clock()
         while True:
             pause = max(0.0, next_heartbeat - self._clock())

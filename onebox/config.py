@@ -55,6 +55,8 @@ class UpConfig:
     # How soon a child that died is started again: first at once, then 1, 2, 4 ... 30 s.
     restart_base: float = 1.0
     restart_cap: float = 30.0
+    # A child that ran this long before it died is restarted at once again (a fresh start).
+    restart_healthy_after: float = 30.0
 
     def __post_init__(self) -> None:
         ports = [self.api.port, self.http.port, self.router_admin.port, self.dynomgr_admin.port]

@@ -13,8 +13,8 @@ Start-up, in order, each step waiting for the one before to be ready:
 
 Each part is a process of its own (the router never shares an event loop with the control
 plane), started as `dynomesh <part>`: this module imports none of them. Their output comes out
-prefixed with their names. A child that dies is started again with back-off (restart.py), and
-said so. SIGINT (Ctrl-C) or SIGTERM stops them in order: the router first (it drains requests in
+prefixed with their names. A child that dies is started again with back-off
+(`dynomesh.backoff.RestartBackoff`), and said so. SIGINT (Ctrl-C) or SIGTERM stops them in order: the router first (it drains requests in
 flight), then the dyno manager (it stops every dyno and reports it), then the control plane;
 the exit status is 0 when all stopped in time. A second signal kills whatever is left.
 """
@@ -29,10 +29,11 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from dynomesh.backoff import Backoff, RestartBackoff
+
 from onebox.child import Child, describe_exit
 from onebox.config import UpConfig
 from onebox.output import PrefixedOutput
-from onebox.restart import RestartBackoff
 from onebox.tokens import TokenError, ensure_token, read_credentials
 
 NAMES = ["control", "router", "dynomgr", "up"]
@@ -241,8 +242,11 @@ class Platform:
     # -- running ------------------------------------------------------------------------------
 
     async def _keep_running(self, child: Child) -> None:
-        backoff = RestartBackoff(time.monotonic, base=self.config.restart_base,
-                                 cap=max(self.config.restart_base, self.config.restart_cap))
+        config = self.config
+        backoff = RestartBackoff(
+            Backoff(config.restart_base, max(config.restart_base, config.restart_cap),
+                    immediate_first=True),
+            healthy_after=config.restart_healthy_after, clock=time.monotonic)
         backoff.started()
         while True:
             code = await child.wait()

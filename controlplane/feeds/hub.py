@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from dynomesh.backoff import Backoff
 from controlplane.feeds.routes import route_entry
 from controlplane.feeds.state import load_route_facts
 from controlplane.store import errors
@@ -103,17 +104,17 @@ class FeedHub:
 
     async def run(self) -> None:
         """Follow the revision signal until cancelled."""
-        delay = RETRY_FIRST
+        backoff = Backoff(RETRY_FIRST, RETRY_MAX)
         while True:
             await self.db.signal.wait_beyond(self.revision)
             try:
                 await self.advance()
-                delay = RETRY_FIRST
+                backoff.reset()
             except errors.StoreError as exc:
+                delay = backoff.next_delay()
                 log.warning("feeds: reading the %s feed failed: %s; retrying in %.1fs",
                             self.feed.value, exc, delay)
                 await asyncio.sleep(delay)  # back-off while the database is away
-                delay = min(delay * 2, RETRY_MAX)
 
     async def advance(self) -> None:
         async with self.db.read() as tx:

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from dynomesh.backoff import Backoff
 from dynomesh.tasks import cancel_and_wait
 from controlplane.store import errors
 from controlplane.store.database import (DEFAULT_HISTORY, Database, Leadership, Row,
@@ -113,8 +114,10 @@ class PostgresTransaction(Transaction):
 class _Listener:
     """A dedicated LISTEN connection that comes back after it drops."""
 
-    def __init__(self, url: str, on_connected: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, url: str, on_connected: Callable[[], Awaitable[None]],
+                 rng: random.Random | None = None) -> None:
         self._url = url
+        self._rng = rng or random.Random()
         self._on_connected = on_connected
         self._callbacks: dict[str, list[Callable[[str], None]]] = {}
         self._conn: asyncpg.Connection | None = None
@@ -151,20 +154,20 @@ class _Listener:
                 await self._conn.add_listener(channel, self._dispatch)
 
     async def _keep_connected(self) -> None:
-        delay = RECONNECT_FIRST
+        # Jitter: every node lost the same server at once; they should not all come back at once.
+        backoff = Backoff(RECONNECT_FIRST, RECONNECT_MAX, jitter=0.25, rng=self._rng)
         while True:
             await self._dropped.wait()
             log.warning("postgres: the LISTEN connection dropped; reconnecting")
             while True:
-                await asyncio.sleep(delay * random.uniform(0.75, 1.0))  # back-off, not polling
+                await asyncio.sleep(backoff.next_delay())  # back-off, not polling
                 try:
                     await self._connect()
                     await self._on_connected()  # notices sent while away are lost: catch up
                     break
                 except errors.StoreError as exc:
                     log.warning("postgres: LISTEN reconnect failed: %s", exc)
-                    delay = min(delay * 2, RECONNECT_MAX)
-            delay = RECONNECT_FIRST
+            backoff.reset()
             log.info("postgres: LISTEN connection back")
 
     async def close(self) -> None:
