@@ -26,6 +26,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from dynomesh.backoff import Backoff
+from dynomesh.lines import LineSplitter, LineTooLong
 
 
 @dataclass(frozen=True)
@@ -50,42 +51,6 @@ class FeedSettings:
             raise ValueError("feed back-off cap must not be below its base")
         if self.max_line_bytes < 1024:
             raise ValueError("feed lines must be allowed at least 1024 bytes")
-
-
-class LineTooLong(ValueError):
-    pass
-
-
-class LineSplitter:
-    """Bytes as they come off the socket -> complete lines (without the newline)."""
-
-    def __init__(self, max_line_bytes: int) -> None:
-        self._max = max_line_bytes
-        self._parts: list[bytes] = []
-        self._held = 0
-
-    def feed(self, data: bytes) -> list[bytes]:
-        lines: list[bytes] = []
-        start = 0
-        while True:
-            end = data.find(b"\n", start)
-            if end < 0:
-                break
-            if self._parts:
-                self._parts.append(data[start:end])
-                lines.append(b"".join(self._parts))
-                self._parts.clear()
-                self._held = 0
-            else:
-                lines.append(data[start:end])
-            start = end + 1
-        if start < len(data):
-            rest = data[start:]
-            self._held += len(rest)
-            if self._held > self._max:
-                raise LineTooLong(f"a feed line passed {self._max} bytes without ending")
-            self._parts.append(rest)
-        return lines
 
 
 # -- what can end a connection ----------------------------------------------------------------
@@ -178,7 +143,7 @@ async def _stream(session, url: str, path: str, token: str, handler: FeedHandler
             if response.status != 200:
                 raise FeedLost(f"HTTP {response.status}: {await _error_message(response)}")
             handler.connected(url)
-            splitter = LineSplitter(settings.max_line_bytes)
+            splitter = LineSplitter(settings.max_line_bytes, overlong="refuse")
             async for chunk in response.content.iter_any():
                 for line in splitter.feed(chunk):
                     if line.strip():

@@ -1,28 +1,10 @@
-"""The feed transport both followers share: line splitting, URLs and token files."""
+"""The feed transport both followers share: settings, URLs and token files."""
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
-from dynomesh.feedclient import (FeedSettings, LineSplitter, LineTooLong, parse_control_urls,
-                                 read_token_file)
-
-
-def test_lines_are_split_across_reads_and_reads_across_lines():
-    splitter = LineSplitter(1024)
-    assert splitter.feed(b'{"a"') == []
-    assert splitter.feed(b': 1}\n{"b": 2}\n{"c"') == [b'{"a": 1}', b'{"b": 2}']
-    assert splitter.feed(b"") == []
-    assert splitter.feed(b': 3}\n\n') == [b'{"c": 3}', b""]
-
-
-def test_a_line_that_never_ends_is_refused():
-    splitter = LineSplitter(1024)
-    splitter.feed(b"x" * 1000)
-    with pytest.raises(LineTooLong):
-        splitter.feed(b"x" * 100)
+from dynomesh.feedclient import FeedSettings, parse_control_urls, read_token_file
 
 
 def test_settings_are_checked():
