@@ -12,6 +12,8 @@ import shutil
 from pathlib import Path
 from typing import Mapping
 
+from dynomesh.writer import NonBlockingWriter
+
 from dynomgr.agent import Agent, AgentLog
 from dynomgr.config import AgentConfig
 from dynomgr.datadir import DataDir, DataDirError
@@ -20,7 +22,7 @@ from dynomgr.metrics import AgentMetrics
 from dynomgr.ports import PortAllocator
 from dynomgr.process import Spawner
 from dynomgr.readiness import ListenWatcher
-from dynomgr.reporting import FanoutReporter, NonBlockingWriter, StdoutReporter
+from dynomgr.reporting import FanoutReporter, StdoutReporter, drop_notice
 from dynomgr.services import DynoServices
 from dynomgr.slugs import SlugCache, default_fetchers
 from dynomgr.sources import AssignmentSource, FileAssignmentSource
@@ -54,7 +56,8 @@ async def run_agent(config: AgentConfig, base_env: Mapping[str, str], *,
         log.info(f"not using cgroups ({why_not_cgroups}); marking dynos in their environment")
 
     metrics = AgentMetrics()
-    writer = NonBlockingWriter(1, config.log_buffer_bytes, on_drop=metrics.log_lines_dropped.inc)
+    writer = NonBlockingWriter(1, config.log_buffer_bytes, drop_notice=drop_notice,
+                               on_drop=metrics.log_lines_dropped.inc, name="dynomgr")
     await writer.start()
     control = reporter = None
     shipped: list = []  # the log shipping reporter, when following with shipping on
