@@ -15,6 +15,7 @@ import sys
 from typing import Iterable
 
 from dynomesh import logline
+from dynomesh.ready import Readiness
 
 from dynomgr import procscan
 from dynomgr.admin import AdminServer
@@ -48,10 +49,12 @@ class AgentLog:
 
 
 class Agent:
-    def __init__(self, services: DynoServices, source: AssignmentSource, log: AgentLog) -> None:
+    def __init__(self, services: DynoServices, source: AssignmentSource, log: AgentLog,
+                 ready: Readiness | None = None) -> None:
         self.services = services
         self.source = source
         self.log = log
+        self.ready = ready or Readiness()  # a supervisor's ready pipe (dynomesh/ready.py)
         self.reconciler = Reconciler(lambda assignment: Dyno(assignment, services))
         self.admin: AdminServer | None = None
         self._shutdown = asyncio.Event()
@@ -87,6 +90,9 @@ class Agent:
                 return 2
             host, port = self.admin.address
             self.log.info(f"admin endpoints on http://{host}:{port}/healthz and /metrics")
+            self.ready.announce(admin=f"http://{host}:{port}")
+        else:
+            self.ready.announce(admin=None)
         try:
             initial = await self._first()
         except AssignmentsError as exc:

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Mapping
 
+from dynomesh.ready import Readiness
 from dynomesh.writer import NonBlockingWriter
 
 from dynomgr.agent import Agent, AgentLog
@@ -35,7 +36,8 @@ _SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 async def run_agent(config: AgentConfig, base_env: Mapping[str, str], *,
-                    assignments: Path | None = None, follow=None) -> int:
+                    assignments: Path | None = None, follow=None,
+                    ready: Readiness | None = None) -> int:
     """Run an agent on assignments from a file, or following the control plane (`follow`, a
     `FollowConfig`); the exit status."""
     log = AgentLog()
@@ -112,7 +114,7 @@ async def run_agent(config: AgentConfig, base_env: Mapping[str, str], *,
         metrics.registry.register(FollowCollector(source))
     else:
         source = FileAssignmentSource(assignments, slugs.schemes)
-    agent = Agent(services, source, log)
+    agent = Agent(services, source, log, ready)
     if reporter is not None:
         reporter.watch(agent.reconciler.dynos)
     return await agent.run()
