@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dynomesh import ready as readiness
+from dynomesh.backoff import RestartBackoff
 from dynomesh.lines import LineSplitter, decode_line
 
 _PR_SET_PDEATHSIG = 1
@@ -53,6 +54,21 @@ def describe_exit(code: int | None) -> str:
         except ValueError:
             return f"signal {-code}"
     return f"status {code}"
+
+
+async def restart_pause(delay: float, stopping: asyncio.Event) -> bool:
+    """Wait out a restart back-off: True once `delay` passed, False if `stopping` came first
+    (the child stays down)."""
+    try:
+        async with asyncio.timeout(delay):
+            await stopping.wait()
+        return False
+    except TimeoutError:
+        return True
+
+
+def restart_when(delay: float) -> str:
+    return "now" if delay == 0 else f"in {delay:g} s"
 
 
 class Child:
@@ -110,8 +126,11 @@ class Child:
         # Shielded: a caller that stops waiting must not cancel the reading for the others.
         return await asyncio.shield(self._ready)
 
-    async def wait(self) -> int:
-        """The exit status, once the process ended and all its output was passed on."""
+    async def wait(self) -> int | None:
+        """The exit status, once the process ended and all its output was passed on (None
+        for a child that could not be started)."""
+        if self.process is None:
+            return None
         code = await self.process.wait()
         if self._pumps:
             await asyncio.wait(self._pumps)  # unlike gather, a timeout here leaves them running
@@ -160,6 +179,51 @@ class Child:
                 self.on_line(decode_line(line))
         for line in splitter.flush():
             self.on_line(decode_line(line))
+
+
+async def keep_running(child: Child, restarts: RestartBackoff, stopping: asyncio.Event,
+                       say: Callable[[str], None], *,
+                       on_ready: Callable[[dict[str, Any]], None] | None = None,
+                       on_exit: Callable[[], None] | None = None) -> None:
+    """Keep `child` running until `stopping` is set: start it (unless it was started already),
+    hand what it announces to `on_ready`, and whenever it exits, call `on_exit` and start it
+    again after the back-off `restarts` asks for. Each start and exit is said through `say`."""
+    again = child.process is not None
+    if again:
+        restarts.started()  # the caller's start counts as the first
+    else:
+        await _restart(child, restarts, stopping, say, again)
+    while True:
+        if on_ready is not None and child.running:
+            try:
+                on_ready(await child.ready())
+            except readiness.NotReady:
+                pass  # it exited before it was ready: its status follows
+        code = await child.wait()
+        if on_exit is not None:
+            on_exit()
+        if stopping.is_set():
+            return
+        delay = restarts.exited()
+        say(f"{child.name} exited with {describe_exit(code)}; starting it again "
+            f"{restart_when(delay)} (restart {restarts.failures} in a row)")
+        if not await restart_pause(delay, stopping):
+            return
+        await _restart(child, restarts, stopping, say, True)
+
+
+async def _restart(child: Child, restarts: RestartBackoff, stopping: asyncio.Event,
+                   say: Callable[[str], None], again: bool) -> None:
+    try:
+        pid = await child.start()
+    except OSError as error:
+        say(f"cannot start {child.name}{' again' if again else ''}: {error}")
+        return  # its last exit stands; the next back-off follows
+    restarts.started()
+    if stopping.is_set():
+        child.signal(signal.SIGTERM)  # started just as the stop came
+    elif again:
+        say(f"started {child.name} again (pid {pid})")
 
 
 def _retrieve(task: asyncio.Task) -> None:

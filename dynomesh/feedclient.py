@@ -59,6 +59,7 @@ class FeedError(Exception):
     """Why a feed connection ended (or could not start); the message is for an operator."""
 
     applied = 0  # lines the follower applied on the connection that ended
+    opened = False  # whether the feed had answered 200 on it
 
 
 class FeedLost(FeedError):
@@ -89,8 +90,8 @@ class FeedHandler(Protocol):
         """About to open the feed at `url`; raise `FeedError` to fail this attempt."""
         ...
 
-    def connected(self, url: str) -> None:
-        """The feed answered 200; lines follow."""
+    def connected(self, url: str, reconnect: bool = False) -> None:
+        """The feed answered 200; lines follow. `reconnect`: an earlier connection was open."""
         ...
 
     async def line(self, data: bytes) -> None:
@@ -114,13 +115,15 @@ async def follow_feed(urls: tuple[str, ...], path: str, token: str, handler: Fee
                                     sock_read=settings.dead_after)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         attempt = 0
+        opened = False  # some connection was open before: the next one is a reconnect
         while True:
             url = urls[attempt % len(urls)]
             attempt += 1
             try:
                 await handler.connecting(url)
-                await _stream(session, url, path, token, handler, settings)
+                await _stream(session, url, path, token, handler, settings, opened)
             except FeedError as error:
+                opened = opened or error.opened
                 handler.disconnected(url, error)
                 if error.applied:
                     backoff.reset()  # the connection worked: come back quickly after a blip
@@ -128,7 +131,7 @@ async def follow_feed(urls: tuple[str, ...], path: str, token: str, handler: Fee
 
 
 async def _stream(session, url: str, path: str, token: str, handler: FeedHandler,
-                  settings: FeedSettings) -> None:
+                  settings: FeedSettings, reconnect: bool) -> None:
     """Read one feed response to its end; always raises the `FeedError` that ended it."""
     import aiohttp
 
@@ -136,13 +139,15 @@ async def _stream(session, url: str, path: str, token: str, handler: FeedHandler
     params = {} if since is None else {"since": str(since)}
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/x-ndjson"}
     applied = 0
+    opened = False
     try:
         async with session.get(url + path, params=params, headers=headers) as response:
             if response.status in (401, 403):
                 raise FeedRefused(response.status, await _error_message(response))
             if response.status != 200:
                 raise FeedLost(f"HTTP {response.status}: {await _error_message(response)}")
-            handler.connected(url)
+            opened = True
+            handler.connected(url, reconnect)
             splitter = LineSplitter(settings.max_line_bytes, overlong="refuse")
             async for chunk in response.content.iter_any():
                 for line in splitter.feed(chunk):
@@ -151,21 +156,21 @@ async def _stream(session, url: str, path: str, token: str, handler: FeedHandler
                         applied += 1
             raise FeedLost("the control plane ended the feed")
     except FeedError as error:
-        error.applied = applied
+        error.applied, error.opened = applied, opened
         raise
     except LineTooLong as error:
-        raise _lost(str(error), applied) from error
+        raise _lost(str(error), applied, opened) from error
     except asyncio.TimeoutError as error:
-        raise _lost(f"nothing received for {settings.dead_after:g} s", applied) from error
+        raise _lost(f"nothing received for {settings.dead_after:g} s", applied, opened) from error
     except aiohttp.ClientError as error:
-        raise _lost(describe_error(error), applied) from error
+        raise _lost(describe_error(error), applied, opened) from error
     except OSError as error:
-        raise _lost(error.strerror or str(error), applied) from error
+        raise _lost(error.strerror or str(error), applied, opened) from error
 
 
-def _lost(reason: str, applied: int) -> FeedLost:
+def _lost(reason: str, applied: int, opened: bool) -> FeedLost:
     error = FeedLost(reason)
-    error.applied = applied
+    error.applied, error.opened = applied, opened
     return error
 
 

@@ -80,7 +80,6 @@ class FeedAssignmentSource:
         self.rejected = 0
         self.started_at = clock()
         self.last_message_at: float | None = None
-        self._connections = 0
         self._fresh = False
         self._resync = False
         self._lost_at: float | None = None
@@ -138,10 +137,8 @@ class FeedAssignmentSource:
         except ControlError as error:
             raise FeedLost(f"cannot register this VM: {error}") from None
 
-    def connected(self, url: str) -> None:
-        self._connections += 1
-        if self._connections > 1:
-            self.reconnects += 1
+    def connected(self, url: str, reconnect: bool = False) -> None:
+        self.reconnects += reconnect
         self._fresh = True
 
     async def line(self, data: bytes) -> None:

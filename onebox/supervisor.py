@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from dynomesh.backoff import Backoff, RestartBackoff
-from dynomesh.child import Child, describe_exit
+from dynomesh.child import Child, describe_exit, keep_running
 from dynomesh.ready import NotReady
 
 from onebox.config import UpConfig
@@ -252,32 +252,11 @@ class Platform:
 
     async def _keep_running(self, child: Child) -> None:
         config = self.config
-        backoff = RestartBackoff(
+        restarts = RestartBackoff(
             Backoff(config.restart_base, max(config.restart_base, config.restart_cap),
                     immediate_first=True),
             healthy_after=config.restart_healthy_after, clock=time.monotonic)
-        backoff.started()
-        while True:
-            code = await child.wait()
-            if self._stopping.is_set():
-                return
-            delay = backoff.exited()
-            when = "now" if delay == 0 else f"in {delay:g} s"
-            self.say(f"{child.name} exited with {describe_exit(code)}; starting it again {when} "
-                     f"(restart {backoff.failures} in a row)")
-            try:
-                async with asyncio.timeout(delay):
-                    await self._stopping.wait()
-                return  # stopping: stay down
-            except TimeoutError:
-                pass  # the back-off is over
-            try:
-                pid = await child.start()
-            except OSError as error:
-                self.say(f"cannot start {child.name} again: {error}")
-                continue
-            backoff.started()
-            self.say(f"started {child.name} again (pid {pid})")
+        await keep_running(child, restarts, self._stopping, self.say)
 
     # -- stopping -----------------------------------------------------------------------------
 

@@ -195,7 +195,6 @@ class RouteFeed:
         self.rejected = 0  # lines refused (each makes the router take a fresh snapshot)
         self.started_at = clock()
         self.last_message_at: float | None = None
-        self._connections = 0
         self._fresh = False
         self._resync = False
         self._lost_at: float | None = None
@@ -224,10 +223,8 @@ class RouteFeed:
     async def connecting(self, url: str) -> None:
         self.url = url
 
-    def connected(self, url: str) -> None:
-        self._connections += 1
-        if self._connections > 1:
-            self.reconnects += 1
+    def connected(self, url: str, reconnect: bool = False) -> None:
+        self.reconnects += reconnect
         self._fresh = True
 
     async def line(self, data: bytes) -> None:

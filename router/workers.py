@@ -37,8 +37,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from dynomesh.backoff import Backoff, RestartBackoff
-from dynomesh.child import Child, describe_exit
-from dynomesh.ready import NotReady, Readiness
+from dynomesh.child import Child, keep_running
+from dynomesh.ready import Readiness
 from router.config import RouterConfig
 from router.metrics import RouterCollector, merge
 
@@ -135,38 +135,15 @@ class WorkerSupervisor:
 
     async def _keep_running(self, worker: Worker) -> None:
         """Start the worker, note when it is ready, start it again when it dies."""
-        child = worker.child
         restarts = RestartBackoff(Backoff(RESTART_BASE, RESTART_CAP, immediate_first=True),
                                   healthy_after=RESTART_HEALTHY_AFTER, clock=time.monotonic)
-        while True:
-            code = None
-            try:
-                await child.start()
-            except OSError as error:
-                self.say(f"cannot start worker {worker.index}: {error}")
-            else:
-                restarts.started()
-                if self.stopping:
-                    child.signal(signal.SIGTERM)  # started as the stop signal came
-                try:
-                    facts = await child.ready()
-                    worker.admin_port = facts.get("admin_port")
-                    worker.ready.set()
-                except NotReady:
-                    pass  # it exited before it was ready: its status follows
-                code = await child.wait()
-            worker.ready.clear()
-            if self.stopping:
-                return
-            delay = restarts.exited()
-            self.say(f"worker {worker.index} exited with {describe_exit(code)}; starting it "
-                     f"again {'now' if delay == 0 else f'in {delay:g} s'}")
-            try:
-                async with asyncio.timeout(delay):
-                    await self._stopped.wait()
-                return  # stopping: stay down
-            except TimeoutError:
-                pass  # the back-off is over
+
+        def ready(facts: dict) -> None:
+            worker.admin_port = facts.get("admin_port")
+            worker.ready.set()
+
+        await keep_running(worker.child, restarts, self._stopped, self.say, on_ready=ready,
+                           on_exit=worker.ready.clear)
 
     def _signal_workers(self, signum: int) -> None:
         for worker in self.workers:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import time
 
 import pytest
 import uvloop
 
-from dynomesh.child import Child, describe_exit
+from dynomesh.backoff import Backoff, RestartBackoff
+from dynomesh.child import Child, describe_exit, keep_running, restart_pause, restart_when
 from dynomesh.ready import NotReady
 from tests.conftest import dynomesh_env
 
@@ -22,8 +24,8 @@ ready = Readiness.from_environ()
 print("out line", flush=True)
 print("err line", file=sys.stderr, flush=True)
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
+print("ready for people", flush=True)  # as the components do: the line, then the pipe
 ready.announce(port=1234, name="test")
-print("ready for people", flush=True)
 time.sleep(60)
 """
 
@@ -116,3 +118,68 @@ def test_exits_are_described_for_people():
     assert describe_exit(0) == "status 0"
     assert describe_exit(-9) == "signal SIGKILL"
     assert describe_exit(None) == "no status (it did not start)"
+
+
+async def test_a_restart_pause_ends_after_its_delay_or_early_when_stopping():
+    stopping = asyncio.Event()
+    assert await restart_pause(0, stopping) is True
+    assert await restart_pause(0.01, stopping) is True
+    stopping.set()
+    assert await restart_pause(3600, stopping) is False
+    assert restart_when(0) == "now" and restart_when(2.5) == "in 2.5 s"
+
+
+def quick_restarts() -> RestartBackoff:
+    return RestartBackoff(Backoff(0.01, 0.01, immediate_first=True), healthy_after=60,
+                          clock=time.monotonic)
+
+
+async def test_keep_running_starts_a_child_again_after_it_died(tmp_path):
+    marker = tmp_path / "ran-once"
+    code = f"""
+import pathlib, sys, time
+from dynomesh.ready import Readiness
+marker = pathlib.Path({str(marker)!r})
+first = not marker.exists()
+marker.touch()
+Readiness.from_environ().announce(first=first)
+if first:
+    sys.exit(5)
+time.sleep(60)
+"""
+    child, _ = python(code)
+    stopping = asyncio.Event()
+    said: list[str] = []
+    announced: list[dict] = []
+    exits: list[bool] = []
+
+    def on_ready(facts):
+        announced.append(facts)
+        if not facts["first"]:
+            stopping.set()
+            child.signal(signal.SIGTERM)
+
+    async with asyncio.timeout(30):
+        await keep_running(child, quick_restarts(), stopping, said.append, on_ready=on_ready,
+                           on_exit=lambda: exits.append(True))
+    assert announced == [{"first": True}, {"first": False}]
+    assert len(exits) == 2
+    assert said[0] == "kid exited with status 5; starting it again now (restart 1 in a row)"
+    assert said[1].startswith("started kid again (pid ")
+
+
+async def test_keep_running_backs_off_while_a_child_cannot_be_started(tmp_path):
+    child = Child("kid", [str(tmp_path / "missing")], on_line=print)
+    stopping = asyncio.Event()
+    said: list[str] = []
+
+    def say(text: str) -> None:
+        said.append(text)
+        if sum("cannot start" in line for line in said) == 2:
+            stopping.set()
+
+    async with asyncio.timeout(30):
+        await keep_running(child, quick_restarts(), stopping, say)
+    assert said[0].startswith("cannot start kid: ")
+    assert said[1] == "kid exited with no status (it did not start); starting it again now (restart 1 in a row)"
+    assert said[2].startswith("cannot start kid again: ")

@@ -7,16 +7,9 @@ import os
 import pytest
 
 from dynomesh.ready import READY_FD_ENV, NotReady, Readiness, parse
+from tests.conftest import read_all
 
 pytestmark = pytest.mark.unit
-
-
-def read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 4096):
-        chunks.append(chunk)
-    os.close(fd)
-    return b"".join(chunks)
 
 
 def test_a_child_asked_announces_one_line_then_closes_the_pipe():

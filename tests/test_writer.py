@@ -10,16 +10,9 @@ import pytest
 import uvloop
 
 from dynomesh.writer import NonBlockingWriter
+from tests.conftest import read_all
 
 RUNNERS = {"asyncio": asyncio.run, "uvloop": uvloop.run}
-
-
-def read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    os.close(fd)
-    return b"".join(chunks)
 
 
 async def opened_pipe(limit: int, **kwargs) -> tuple[int, NonBlockingWriter]:
