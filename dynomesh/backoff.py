@@ -1,10 +1,11 @@
 """Back-off: how long to wait before trying again, the one policy every component uses.
 
-`Backoff` hands out delays `base × factor^n`, at most `cap`, each shortened at random by up to
-`jitter` of itself, so that many clients that failed together (a lost control plane, a lost
-database, a bad release) do not come back in lockstep. `reset()` starts over after a success.
-With `immediate_first`, the first delay after a reset is 0 (a one-off failure costs nothing) and
-the exponential part starts at the second.
+A `BackoffPolicy` holds the numbers (frozen, validated; configuration carries one). Its
+`start()` gives a `Backoff` that hands out delays `base × factor^n`, at most `cap`, each
+shortened at random by up to `jitter` of itself, so that many clients that failed together (a
+lost control plane, a lost database, a bad release) do not come back in lockstep; `reset()`
+starts over after a success. With `immediate_first`, the first delay after a reset is 0 (a
+one-off failure costs nothing) and the exponential part starts at the second.
 
 `RestartBackoff` is that policy for restarting a process that ended unasked: the first restart
 is immediate, later ones back off, and a run of `healthy_after` seconds forgives the past.
@@ -16,39 +17,60 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 from typing import Callable
 
 
-class Backoff:
-    """Delays between attempts. Not thread-safe; one per retry loop."""
+@dataclass(frozen=True)
+class BackoffPolicy:
+    """A back-off's numbers, frozen and validated on construction (configuration holds these);
+    `start()` makes the `Backoff` that counts one retry loop's failures."""
 
-    def __init__(self, base: float, cap: float, *, factor: float = 2.0, jitter: float = 0.0,
-                 immediate_first: bool = False, rng: random.Random | None = None) -> None:
-        if not 0 < base <= cap:
-            raise ValueError(f"back-off needs 0 < base <= cap, got base {base} and cap {cap}")
-        if factor < 1:
-            raise ValueError(f"back-off factor must be >= 1, got {factor}")
-        if not 0 <= jitter < 1:
-            raise ValueError(f"back-off jitter must be in [0, 1), got {jitter}")
-        self.base, self.cap, self.factor, self.jitter = base, cap, factor, jitter
-        self.immediate_first = immediate_first
+    base: float  # the first delay (the second, with immediate_first)
+    cap: float  # the longest delay
+    factor: float = 2.0  # each delay this many times the one before
+    jitter: float = 0.0  # up to this fraction of each delay is shaved off at random
+    immediate_first: bool = False  # the first delay after a reset is 0
+
+    def __post_init__(self) -> None:
+        if not self.base > 0:
+            raise ValueError(f"back-off base must be above 0 s, got {self.base}")
+        if self.cap < self.base:
+            raise ValueError(f"back-off cap ({self.cap} s) must not be below its base "
+                             f"({self.base} s)")
+        if self.factor < 1:
+            raise ValueError(f"back-off factor must be >= 1, got {self.factor}")
+        if not 0 <= self.jitter < 1:
+            raise ValueError(f"back-off jitter must be in [0, 1), got {self.jitter}")
+
+    def start(self, rng: random.Random | None = None) -> Backoff:
+        return Backoff(self, rng)
+
+
+class Backoff:
+    """Delays between attempts under one `BackoffPolicy`. Not thread-safe; one per retry loop."""
+
+    def __init__(self, policy: BackoffPolicy, rng: random.Random | None = None) -> None:
+        self.policy = policy
         self._rng = rng if rng is not None else random.Random()
-        # Past this many doublings the cap holds: keeps factor ** n from overflowing.
-        self._steps_to_cap = 0 if factor == 1 else math.ceil(math.log(cap / base, factor))
+        # Past this many steps the cap holds: keeps factor ** n from overflowing.
+        self._steps_to_cap = (0 if policy.factor == 1
+                              else math.ceil(math.log(policy.cap / policy.base, policy.factor)))
         self.failures = 0  # delays handed out since the last reset
 
     def next_delay(self) -> float:
         """The wait before the next attempt (one more failure counted)."""
+        policy = self.policy
         n = self.failures
         self.failures += 1
-        if self.immediate_first:
+        if policy.immediate_first:
             if n == 0:
                 return 0.0
             n -= 1
-        nominal = min(self.cap, self.base * self.factor ** min(n, self._steps_to_cap))
-        if not self.jitter:
+        nominal = min(policy.cap, policy.base * policy.factor ** min(n, self._steps_to_cap))
+        if not policy.jitter:
             return nominal
-        return nominal * (1.0 - self.jitter * self._rng.random())
+        return nominal * (1.0 - policy.jitter * self._rng.random())
 
     def reset(self) -> None:
         """The last attempt worked: the next failure starts over."""
@@ -64,7 +86,7 @@ class RestartBackoff:
                  clock: Callable[[], float]) -> None:
         if healthy_after <= 0:
             raise ValueError(f"healthy-after must be > 0 seconds, got {healthy_after}")
-        if not backoff.immediate_first:
+        if not backoff.policy.immediate_first:
             raise ValueError("a restart back-off restarts at once the first time")
         self._backoff = backoff
         self._healthy_after = healthy_after

@@ -9,8 +9,9 @@ and jitter (0.1 s, doubling, at most 5 s), trying each control URL in turn, and 
 This module is that transport and nothing more, shared because it is the same on both sides.
 What a line means, and which revision to resume from, belong to each follower (each side owns
 its own parser of the wire shape), through the `FeedHandler` protocol. The back-off is the
-shared `dynomesh.backoff.Backoff` with "equal jitter" (each delay shortened at random by up to a
-half, so that clients that lost one control plane together do not come back in lockstep). `describe_error` and `api_error_message`
+shared `dynomesh.backoff` one, with "equal jitter" (`RECONNECT_BACKOFF`: each delay shortened at
+random by up to a half, so that clients that lost one control plane together do not come back
+in lockstep). `describe_error` and `api_error_message`
 word a failed call to the control plane the same way for everything that talks to it (the
 feeds, the log shipper, the dyno manager's reports).
 """
@@ -25,8 +26,14 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from dynomesh.backoff import Backoff
+from dynomesh.backoff import BackoffPolicy
 from dynomesh.lines import LineSplitter, LineTooLong
+
+
+# docs/feeds.md: reconnects to the control plane (the feeds, and likewise log shipping and the
+# dyno manager's reports) back off from 0.1 s, doubling, to at most 5 s, each delay shortened at
+# random by up to a half ("equal jitter").
+RECONNECT_BACKOFF = BackoffPolicy(0.1, 5.0, jitter=0.5)
 
 
 @dataclass(frozen=True)
@@ -34,9 +41,7 @@ class FeedSettings:
     # docs/feeds.md: the control plane sends at least a heartbeat every 5 s; a client that
     # receives nothing for 15 s treats the connection as dead.
     dead_after: float = 15.0
-    # docs/feeds.md: reconnects back off from 0.1 s, doubling, to at most 5 s, with jitter.
-    backoff_base: float = 0.1
-    backoff_cap: float = 5.0
+    backoff: BackoffPolicy = RECONNECT_BACKOFF
     # Time to open the TCP connection to one control URL before trying the next.
     connect_timeout: float = 5.0
     # A line longer than this is a broken server, not a big snapshot (100 000 apps with a few
@@ -44,11 +49,9 @@ class FeedSettings:
     max_line_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("dead_after", "backoff_base", "backoff_cap", "connect_timeout"):
+        for name in ("dead_after", "connect_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"feed {name.replace('_', ' ')} must be above 0 seconds")
-        if self.backoff_cap < self.backoff_base:
-            raise ValueError("feed back-off cap must not be below its base")
         if self.max_line_bytes < 1024:
             raise ValueError("feed lines must be allowed at least 1024 bytes")
 
@@ -109,7 +112,7 @@ async def follow_feed(urls: tuple[str, ...], path: str, token: str, handler: Fee
     attempt or lost connection."""
     import aiohttp  # imported here so that `--help` of the commands stays fast
 
-    backoff = Backoff(settings.backoff_base, settings.backoff_cap, jitter=0.5, rng=rng)
+    backoff = settings.backoff.start(rng)
     # sock_read bounds the wait for any byte, headers included: the dead-connection rule.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
                                     sock_read=settings.dead_after)

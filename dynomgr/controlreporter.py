@@ -23,7 +23,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from dynomesh.backoff import Backoff
+from dynomesh.backoff import BackoffPolicy
+from dynomesh.feedclient import RECONNECT_BACKOFF
 from dynomesh.tasks import cancel_and_wait
 
 from dynomgr.control import (ControlError, ControlNotFound, ControlPlane, ControlRefused,
@@ -45,14 +46,12 @@ class ReportSettings:
     # oldest are dropped: the full state sent on return says where every live dyno is.
     max_pending: int = 10_000
     # Between failed attempts, as for the feeds: 0.1 s doubling to 5 s, with jitter.
-    backoff_base: float = 0.1
-    backoff_cap: float = 5.0
+    backoff: BackoffPolicy = RECONNECT_BACKOFF
     # On shutdown, how long the last changes (dynos stopped) may take to reach the control plane.
     close_timeout: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("heartbeat_interval", "batch_window", "backoff_base", "backoff_cap",
-                     "close_timeout"):
+        for name in ("heartbeat_interval", "batch_window", "close_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"report {name.replace('_', ' ')} must be above 0 seconds")
         if self.max_pending < 1:
@@ -182,8 +181,7 @@ class ControlPlaneReporter:
     # -- sending ------------------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
-        backoff = Backoff(self.settings.backoff_base, self.settings.backoff_cap, jitter=0.5,
-                          rng=self._rng)
+        backoff = self.settings.backoff.start(self._rng)
         next_heartbeat = self._clock()
         while True:
             pause = max(0.0, next_heartbeat - self._clock())

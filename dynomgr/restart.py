@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from dynomesh.backoff import Backoff, RestartBackoff
+from dynomesh.backoff import BackoffPolicy, RestartBackoff
 
 
 @dataclass(frozen=True)
@@ -41,16 +41,14 @@ class RestartConfig:
     healthy_after: float = 300.0
 
     def __post_init__(self) -> None:
-        if self.base <= 0:
-            raise ValueError(f"restart base must be > 0 seconds, got {self.base}")
-        if self.factor < 1:
-            raise ValueError(f"restart factor must be >= 1, got {self.factor}")
-        if self.cap < self.base:
-            raise ValueError(f"restart cap ({self.cap} s) must be >= base ({self.base} s)")
-        if not 0 <= self.jitter < 1:
-            raise ValueError(f"restart jitter must be in [0, 1), got {self.jitter}")
+        self.backoff  # noqa: B018 - builds the policy, which refuses bad numbers by name
         if self.healthy_after <= 0:
             raise ValueError(f"healthy-after must be > 0 seconds, got {self.healthy_after}")
+
+    @property
+    def backoff(self) -> BackoffPolicy:
+        return BackoffPolicy(self.base, self.cap, factor=self.factor, jitter=self.jitter,
+                             immediate_first=True)
 
 
 @dataclass(frozen=True)
@@ -70,9 +68,8 @@ class RestartPolicy:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
-        backoff = Backoff(config.base, config.cap, factor=config.factor, jitter=config.jitter,
-                          immediate_first=True, rng=rng)
-        self._restarts = RestartBackoff(backoff, healthy_after=config.healthy_after, clock=clock)
+        self._restarts = RestartBackoff(config.backoff.start(rng),
+                                        healthy_after=config.healthy_after, clock=clock)
 
     @property
     def crashes(self) -> int:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from dynomesh.backoff import Backoff, RestartBackoff
+from dynomesh.backoff import RestartBackoff
 from dynomesh.child import Child, describe_exit, keep_running
 from dynomesh.ready import NotReady
 
@@ -252,10 +252,8 @@ class Platform:
 
     async def _keep_running(self, child: Child) -> None:
         config = self.config
-        restarts = RestartBackoff(
-            Backoff(config.restart_base, max(config.restart_base, config.restart_cap),
-                    immediate_first=True),
-            healthy_after=config.restart_healthy_after, clock=time.monotonic)
+        restarts = RestartBackoff(config.restart.start(),
+                                  healthy_after=config.restart_healthy_after, clock=time.monotonic)
         await keep_running(child, restarts, self._stopping, self.say)
 
     # -- stopping -----------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from dynomesh.backoff import Backoff, RestartBackoff
+from dynomesh.backoff import BackoffPolicy, RestartBackoff
 from dynomesh.child import Child, keep_running
 from dynomesh.ready import Readiness
 from router.config import RouterConfig
@@ -44,7 +44,7 @@ from router.metrics import RouterCollector, merge
 
 # A worker that dies is started again at once, then after 1, 2, 4 ... 30 s; a worker that ran
 # for 30 s had a healthy run and is restarted at once again.
-RESTART_BASE, RESTART_CAP, RESTART_HEALTHY_AFTER = 1.0, 30.0, 30.0
+RESTART, RESTART_HEALTHY_AFTER = BackoffPolicy(1.0, 30.0, immediate_first=True), 30.0
 
 
 class Worker:
@@ -135,8 +135,8 @@ class WorkerSupervisor:
 
     async def _keep_running(self, worker: Worker) -> None:
         """Start the worker, note when it is ready, start it again when it dies."""
-        restarts = RestartBackoff(Backoff(RESTART_BASE, RESTART_CAP, immediate_first=True),
-                                  healthy_after=RESTART_HEALTHY_AFTER, clock=time.monotonic)
+        restarts = RestartBackoff(RESTART.start(), healthy_after=RESTART_HEALTHY_AFTER,
+                                  clock=time.monotonic)
 
         def ready(facts: dict) -> None:
             worker.admin_port = facts.get("admin_port")

@@ -1,4 +1,4 @@
-"""Backoff and RestartBackoff: exact delays with an injected clock and random source."""
+"""BackoffPolicy, Backoff and RestartBackoff: exact delays with an injected clock and random source."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from dynomesh.backoff import Backoff, RestartBackoff
+from dynomesh.backoff import Backoff, BackoffPolicy, RestartBackoff
 
 pytestmark = pytest.mark.unit
 
@@ -35,7 +35,7 @@ def delays(backoff: Backoff, count: int) -> list[float]:
 
 
 def test_delays_double_from_the_base_to_the_cap_and_reset_starts_over():
-    backoff = Backoff(0.1, 5.0)
+    backoff = BackoffPolicy(0.1, 5.0).start()
     assert delays(backoff, 8) == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
     assert backoff.failures == 8
     backoff.reset()
@@ -44,33 +44,42 @@ def test_delays_double_from_the_base_to_the_cap_and_reset_starts_over():
 
 
 def test_the_factor_sets_the_growth():
-    assert delays(Backoff(1, 100, factor=3), 6) == [1, 3, 9, 27, 81, 100]
-    assert delays(Backoff(2, 100, factor=1), 3) == [2, 2, 2]
+    assert delays(BackoffPolicy(1, 100, factor=3).start(), 6) == [1, 3, 9, 27, 81, 100]
+    assert delays(BackoffPolicy(2, 100, factor=1).start(), 3) == [2, 2, 2]
 
 
 def test_jitter_shaves_up_to_its_fraction_off_each_delay():
-    backoff = Backoff(4, 100, jitter=0.25, rng=FixedRandom(0.5, 1.0, 0.0))
+    backoff = BackoffPolicy(4, 100, jitter=0.25).start(FixedRandom(0.5, 1.0, 0.0))
     assert delays(backoff, 3) == [4 * (1 - 0.125), 8 * (1 - 0.25), 16]
 
 
 def test_equal_jitter_keeps_every_delay_between_half_and_all_of_its_nominal():
-    spread = Backoff(1.0, 1.0, jitter=0.5, rng=random.Random(1))
+    spread = BackoffPolicy(1.0, 1.0, jitter=0.5).start(random.Random(1))
     seen = [spread.next_delay() for _ in range(200)]
     assert 0.5 <= min(seen) < 0.6 and 0.9 < max(seen) <= 1.0
 
 
 def test_immediate_first_makes_the_first_delay_zero_then_backs_off_from_the_base():
-    backoff = Backoff(1, 10, jitter=0.5, immediate_first=True, rng=FixedRandom(0.0))
+    backoff = BackoffPolicy(1, 10, jitter=0.5, immediate_first=True).start(FixedRandom(0.0))
     assert delays(backoff, 6) == [0, 1, 2, 4, 8, 10]
     backoff.reset()
     assert delays(backoff, 2) == [0, 1]
 
 
 def test_a_long_run_of_failures_stays_at_the_cap_without_overflowing():
-    backoff = Backoff(0.001, 60, factor=10)
+    backoff = BackoffPolicy(0.001, 60, factor=10).start()
     for _ in range(5000):
         delay = backoff.next_delay()
     assert delay == 60
+
+
+def test_a_policy_is_frozen_and_each_start_counts_on_its_own():
+    policy = BackoffPolicy(1, 8)
+    first, second = policy.start(), policy.start()
+    assert delays(first, 3) == [1, 2, 4]
+    assert delays(second, 1) == [1]
+    with pytest.raises(AttributeError):
+        policy.base = 2
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -81,12 +90,12 @@ def test_a_long_run_of_failures_stays_at_the_cap_without_overflowing():
 ])
 def test_bad_settings_are_refused_with_a_message_naming_them(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        Backoff(**kwargs)
+        BackoffPolicy(**kwargs)
 
 
 def restarts(cap: float = 8.0, healthy_after: float = 30.0) -> tuple[RestartBackoff, FakeClock]:
     clock = FakeClock()
-    backoff = Backoff(1.0, cap, immediate_first=True)
+    backoff = BackoffPolicy(1.0, cap, immediate_first=True).start()
     return RestartBackoff(backoff, healthy_after=healthy_after, clock=clock), clock
 
 
@@ -114,6 +123,7 @@ def test_an_exit_without_a_start_counts_and_reset_starts_over():
 
 def test_a_restart_back_off_must_restart_at_once_first():
     with pytest.raises(ValueError, match="at once"):
-        RestartBackoff(Backoff(1, 2), healthy_after=1, clock=FakeClock())
+        RestartBackoff(BackoffPolicy(1, 2).start(), healthy_after=1, clock=FakeClock())
     with pytest.raises(ValueError, match="healthy"):
-        RestartBackoff(Backoff(1, 2, immediate_first=True), healthy_after=0, clock=FakeClock())
+        RestartBackoff(BackoffPolicy(1, 2, immediate_first=True).start(), healthy_after=0,
+                       clock=FakeClock())

@@ -10,7 +10,7 @@ import time
 import pytest
 import uvloop
 
-from dynomesh.backoff import Backoff, RestartBackoff
+from dynomesh.backoff import BackoffPolicy, RestartBackoff
 from dynomesh.child import Child, describe_exit, keep_running, restart_pause, restart_when
 from dynomesh.ready import NotReady
 from tests.conftest import dynomesh_env
@@ -130,8 +130,8 @@ async def test_a_restart_pause_ends_after_its_delay_or_early_when_stopping():
 
 
 def quick_restarts() -> RestartBackoff:
-    return RestartBackoff(Backoff(0.01, 0.01, immediate_first=True), healthy_after=60,
-                          clock=time.monotonic)
+    return RestartBackoff(BackoffPolicy(0.01, 0.01, immediate_first=True).start(),
+                          healthy_after=60, clock=time.monotonic)
 
 
 async def test_keep_running_starts_a_child_again_after_it_died(tmp_path):

@@ -10,8 +10,8 @@ from dynomesh.feedclient import FeedSettings, parse_control_urls, read_token_fil
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="dead after"):
         FeedSettings(dead_after=0)
-    with pytest.raises(ValueError, match="cap"):
-        FeedSettings(backoff_base=2, backoff_cap=1)
+    with pytest.raises(ValueError, match="connect timeout"):
+        FeedSettings(connect_timeout=0)
 
 
 def test_control_urls_are_a_comma_separated_list_of_base_urls():

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from dynomesh.backoff import Backoff
+from dynomesh.backoff import BackoffPolicy
 from controlplane.feeds.routes import route_entry
 from controlplane.feeds.state import load_route_facts
 from controlplane.store import errors
@@ -30,7 +30,7 @@ from controlplane.store.revision import Feed
 
 log = logging.getLogger(__name__)
 # After a failed read (database away), the hub tries again after this long, doubling to 5 s.
-RETRY_FIRST, RETRY_MAX = 0.1, 5.0
+RETRY = BackoffPolicy(0.1, 5.0)  # while the database is away
 
 
 class HubClosed(Exception):
@@ -104,7 +104,7 @@ class FeedHub:
 
     async def run(self) -> None:
         """Follow the revision signal until cancelled."""
-        backoff = Backoff(RETRY_FIRST, RETRY_MAX)
+        backoff = RETRY.start()
         while True:
             await self.db.signal.wait_beyond(self.revision)
             try:

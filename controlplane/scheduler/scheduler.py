@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dynomesh.backoff import Backoff
+from dynomesh.backoff import BackoffPolicy
 from controlplane.aio import wait_any
 from controlplane.applog import AppLog
 from controlplane.feeds.progress import RouteFollowers, fleet_delivered
@@ -46,7 +46,7 @@ from controlplane.store.revision import Feed
 
 log = logging.getLogger("dynomesh.scheduler")
 # Back-off while the database cannot be reached: 0.1 s doubling to 5 s.
-RETRY_FIRST, RETRY_MAX = 0.1, 5.0
+RETRY = BackoffPolicy(0.1, 5.0)  # while the database is away
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class FormationScheduler:
         self._followers.on_change(self._on_progress)
         await self._db.subscribe(fleet.PROGRESS_CHANNEL, lambda _: self._on_progress())
         watcher = asyncio.create_task(self._watch_revisions(), name="scheduler-wake")
-        backoff = Backoff(RETRY_FIRST, RETRY_MAX)
+        backoff = RETRY.start()
         try:
             while True:
                 try:
@@ -140,7 +140,7 @@ class FormationScheduler:
         log.info("scheduler: node %s schedules now (epoch %d)", self._node_id, epoch)
         watching_since = self._clock()
         seen: int | None = None  # None: look at every app
-        backoff = Backoff(RETRY_FIRST, RETRY_MAX)
+        backoff = RETRY.start()
         self.leading.set()
         self.decided.set()
         try:

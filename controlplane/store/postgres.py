@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from dynomesh.backoff import Backoff
+from dynomesh.backoff import BackoffPolicy
 from dynomesh.tasks import cancel_and_wait
 from controlplane.store import errors
 from controlplane.store.database import (DEFAULT_HISTORY, Database, Leadership, Row,
@@ -38,8 +38,9 @@ NOTIFY_CHANNEL = "dynomesh_revision"
 MIGRATION_LOCK_KEY = 0x64796E6F  # "dyno"
 # pg_advisory_lock key held by the control node that runs the scheduler.
 LEADER_LOCK_KEY = 0x64796E73  # "dyns"
-# Reconnecting the LISTEN connection: 0.1 s, doubling, at most 5 s, with jitter.
-RECONNECT_FIRST, RECONNECT_MAX = 0.1, 5.0
+# Reconnecting the LISTEN connection: 0.1 s, doubling, at most 5 s, with jitter (every node
+# lost the same server at once; they should not all come back at once).
+RECONNECT = BackoffPolicy(0.1, 5.0, jitter=0.25)
 
 _UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                 asyncpg.CannotConnectNowError, asyncpg.InvalidCatalogNameError,
@@ -154,8 +155,7 @@ class _Listener:
                 await self._conn.add_listener(channel, self._dispatch)
 
     async def _keep_connected(self) -> None:
-        # Jitter: every node lost the same server at once; they should not all come back at once.
-        backoff = Backoff(RECONNECT_FIRST, RECONNECT_MAX, jitter=0.25, rng=self._rng)
+        backoff = RECONNECT.start(self._rng)
         while True:
             await self._dropped.wait()
             log.warning("postgres: the LISTEN connection dropped; reconnecting")
