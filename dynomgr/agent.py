@@ -16,6 +16,7 @@ from typing import Iterable
 
 from dynomesh import logline
 from dynomesh.ready import Readiness
+from dynomesh.tasks import cancel_and_wait
 
 from dynomgr import procscan
 from dynomgr.admin import AdminServer
@@ -121,8 +122,10 @@ class Agent:
             count = len(self.reconciler.dynos())
             self.log.info(f"draining: stopping {count} dynos")
             for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+                try:
+                    await cancel_and_wait(task)
+                except Exception as exc:  # a bug; the dynos still get stopped below
+                    self.log.error(f"{task.get_name()} had failed: {exc!r}")
             await self.source.aclose()  # no new assignments while draining
             await self.reconciler.drain("Stopping: the dyno manager is shutting down")
             self.log.info("all dynos stopped; exiting")
@@ -146,8 +149,10 @@ class Agent:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
         if not first.done():
-            first.cancel()
-            await asyncio.gather(first, return_exceptions=True)
+            try:
+                await cancel_and_wait(first)
+            except AssignmentsError:
+                pass  # failed just as the stop came: stopping is what matters now
             self.log.info("stopped while waiting for the first assignments")
             return None
         return first.result()

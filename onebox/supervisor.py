@@ -35,6 +35,7 @@ from pathlib import Path
 from dynomesh.backoff import RestartBackoff
 from dynomesh.child import Child, describe_exit, keep_running
 from dynomesh.ready import NotReady
+from dynomesh.tasks import cancel_and_wait
 
 from onebox.config import UpConfig
 from onebox.output import PrefixedOutput
@@ -261,8 +262,10 @@ class Platform:
     async def _stop_all(self) -> int:
         self._stopping.set()
         for keeper in self._keepers:
-            keeper.cancel()
-        await asyncio.gather(*self._keepers, return_exceptions=True)
+            try:
+                await cancel_and_wait(keeper)
+            except Exception as error:  # a bug in restarting: say it, and stop the parts anyway
+                self.say(f"{keeper.get_name()} failed: {error!r}")
         clean = True
         for name in ("router", "dynomgr", "control"):
             child = self._children.get(name)

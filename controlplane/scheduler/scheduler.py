@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dynomesh.backoff import BackoffPolicy
+from dynomesh.tasks import cancel_and_wait
 from controlplane.aio import wait_any
 from controlplane.applog import AppLog
 from controlplane.feeds.progress import RouteFollowers, fleet_delivered
@@ -123,7 +124,7 @@ class FormationScheduler:
                     log.warning("scheduler: cannot lead: %s; trying again in %.1fs", exc, delay)
                     await asyncio.sleep(delay)  # back-off while the database is away
         finally:
-            watcher.cancel()
+            await cancel_and_wait(watcher)
 
     def _stand_by(self) -> None:
         log.info("scheduler: another node schedules; node %s stands by", self._node_id)
