@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from dynomesh.tasks import cancel_and_wait
 from controlplane.api import ApiContext, make_app
 from controlplane.applog import AppLog, StreamAppLog, TeeAppLog
 from controlplane.config import ControlConfig
@@ -105,9 +106,10 @@ class ControlNode:
         if self._tasks and not await self.logs.flush(LOG_FLUSH_TIMEOUT):
             log.warning("control: log lines taken in were not all stored before stopping")
         for task in self._tasks:
-            task.cancel()
-        # Failures were logged when they happened (`_died`); cancellations are the point.
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            try:
+                await cancel_and_wait(task)
+            except Exception:
+                pass  # logged when it happened (`_died`), and the node marked failed
         self._tasks.clear()
         if self.presence is not None:
             await self.presence.leave()

@@ -3,7 +3,8 @@ the feeds and (when this node leads) the scheduler.
 
 Start-up order matters for scripts and supervisors: the ready line
 `dynomesh control: listening on http://HOST:PORT ...` is printed to stdout only once the
-store is migrated, the feeds loaded and the socket accepts connections. App log lines
+store is migrated, the feeds loaded and the socket accepts connections; a supervisor that
+asked (dynomesh/ready.py) gets the same news on its ready pipe, with the API URL and port. App log lines
 (`... hello heroku[api]: Scale to web=3 by ...`) follow on stdout.
 
 Shutdown (SIGTERM, SIGINT): feed responses end first (followers reconnect to another node or
@@ -19,6 +20,7 @@ import socket
 
 from aiohttp import web
 
+from dynomesh.ready import Readiness
 from controlplane import credentials
 from controlplane.aio import wait_any
 from controlplane.applog import StdoutAppLog
@@ -68,7 +70,8 @@ def _bind(config: ControlConfig) -> socket.socket:
     return sock
 
 
-async def serve(config: ControlConfig, *, stop: asyncio.Event | None = None) -> bool:
+async def serve(config: ControlConfig, *, stop: asyncio.Event | None = None,
+                ready: Readiness | None = None) -> bool:
     """Serve until `stop` is set or SIGTERM/SIGINT arrives; then finish and close the store.
 
     Returns False when the node stopped because one of its tasks failed (see the log)."""
@@ -100,6 +103,8 @@ async def serve(config: ControlConfig, *, stop: asyncio.Event | None = None) -> 
         print(f"{READY_PREFIX}{api_url} (store {database.describe()}, "
               f"revision {await store.revision()}, node {node.node_id}, {node.role})",
               flush=True)
+        if ready is not None:
+            ready.announce(api=api_url, port=port, node=node.node_id)
         await wait_any((stop, node.failed), None)
         log.info("control: shutting down%s",
                  " after a failure" if node.failed.is_set() else "")

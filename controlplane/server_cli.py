@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from dynomesh.ready import Readiness
 from controlplane import credentials
 from controlplane.config import (DEFAULT_LISTEN, DEFAULT_MAX_SLUG_BYTES, ControlConfig,
                                  parse_listen)
@@ -104,6 +105,7 @@ def main(argv: list[str]) -> int:
             startup_grace=args.startup_grace, take_out_grace=args.take_out_grace,
             take_out_timeout=args.take_out_timeout, feed_heartbeat=args.feed_heartbeat,
             public_url=args.public_url, tail_buffer=args.tail_buffer)
+        ready = Readiness.from_environ()
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
@@ -111,7 +113,7 @@ def main(argv: list[str]) -> int:
     from controlplane.server import serve
     try:
         import uvloop
-        if not uvloop.run(serve(config)):
+        if not uvloop.run(serve(config, ready=ready)):
             print("dynomesh control: stopped after an internal failure (see the log above); "
                   "restart it", file=sys.stderr)
             return 1

@@ -8,8 +8,10 @@ and jitter (0.1 s, doubling, at most 5 s), trying each control URL in turn, and 
 
 This module is that transport and nothing more, shared because it is the same on both sides.
 What a line means, and which revision to resume from, belong to each follower (each side owns
-its own parser of the wire shape), through the `FeedHandler` protocol. The line splitter and the
-back-off are plain objects, tested without sockets. `describe_error` and `api_error_message`
+its own parser of the wire shape), through the `FeedHandler` protocol. The back-off is the
+shared `dynomesh.backoff` one, with "equal jitter" (`RECONNECT_BACKOFF`: each delay shortened at
+random by up to a half, so that clients that lost one control plane together do not come back
+in lockstep). `describe_error` and `api_error_message`
 word a failed call to the control plane the same way for everything that talks to it (the
 feeds, the log shipper, the dyno manager's reports).
 """
@@ -24,15 +26,22 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from dynomesh.backoff import BackoffPolicy
+from dynomesh.lines import LineSplitter, LineTooLong
+
+
+# docs/feeds.md: reconnects to the control plane (the feeds, and likewise log shipping and the
+# dyno manager's reports) back off from 0.1 s, doubling, to at most 5 s, each delay shortened at
+# random by up to a half ("equal jitter").
+RECONNECT_BACKOFF = BackoffPolicy(0.1, 5.0, jitter=0.5)
+
 
 @dataclass(frozen=True)
 class FeedSettings:
     # docs/feeds.md: the control plane sends at least a heartbeat every 5 s; a client that
     # receives nothing for 15 s treats the connection as dead.
     dead_after: float = 15.0
-    # docs/feeds.md: reconnects back off from 0.1 s, doubling, to at most 5 s, with jitter.
-    backoff_base: float = 0.1
-    backoff_cap: float = 5.0
+    backoff: BackoffPolicy = RECONNECT_BACKOFF
     # Time to open the TCP connection to one control URL before trying the next.
     connect_timeout: float = 5.0
     # A line longer than this is a broken server, not a big snapshot (100 000 apps with a few
@@ -40,69 +49,11 @@ class FeedSettings:
     max_line_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("dead_after", "backoff_base", "backoff_cap", "connect_timeout"):
+        for name in ("dead_after", "connect_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"feed {name.replace('_', ' ')} must be above 0 seconds")
-        if self.backoff_cap < self.backoff_base:
-            raise ValueError("feed back-off cap must not be below its base")
         if self.max_line_bytes < 1024:
             raise ValueError("feed lines must be allowed at least 1024 bytes")
-
-
-class Backoff:
-    """Delays between reconnect attempts: base × 2^n up to the cap, each one shortened by a
-    random fraction of up to a half ("equal jitter"), so that many clients that lost one
-    control plane at the same moment do not come back in lockstep."""
-
-    def __init__(self, base: float, cap: float, rng: random.Random) -> None:
-        self._base = base
-        self._cap = cap
-        self._rng = rng
-        self._failures = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self._cap, self._base * 2 ** min(self._failures, 32))
-        self._failures += 1
-        return ceiling * (0.5 + 0.5 * self._rng.random())
-
-    def reset(self) -> None:
-        self._failures = 0
-
-
-class LineTooLong(ValueError):
-    pass
-
-
-class LineSplitter:
-    """Bytes as they come off the socket -> complete lines (without the newline)."""
-
-    def __init__(self, max_line_bytes: int) -> None:
-        self._max = max_line_bytes
-        self._parts: list[bytes] = []
-        self._held = 0
-
-    def feed(self, data: bytes) -> list[bytes]:
-        lines: list[bytes] = []
-        start = 0
-        while True:
-            end = data.find(b"\n", start)
-            if end < 0:
-                break
-            if self._parts:
-                self._parts.append(data[start:end])
-                lines.append(b"".join(self._parts))
-                self._parts.clear()
-                self._held = 0
-            else:
-                lines.append(data[start:end])
-            start = end + 1
-        if start < len(data):
-            rest = data[start:]
-            self._held += len(rest)
-            if self._held > self._max:
-                raise LineTooLong(f"a feed line passed {self._max} bytes without ending")
-            self._parts.append(rest)
-        return lines
 
 
 # -- what can end a connection ----------------------------------------------------------------
@@ -111,6 +62,7 @@ class FeedError(Exception):
     """Why a feed connection ended (or could not start); the message is for an operator."""
 
     applied = 0  # lines the follower applied on the connection that ended
+    opened = False  # whether the feed had answered 200 on it
 
 
 class FeedLost(FeedError):
@@ -141,8 +93,8 @@ class FeedHandler(Protocol):
         """About to open the feed at `url`; raise `FeedError` to fail this attempt."""
         ...
 
-    def connected(self, url: str) -> None:
-        """The feed answered 200; lines follow."""
+    def connected(self, url: str, reconnect: bool = False) -> None:
+        """The feed answered 200; lines follow. `reconnect`: an earlier connection was open."""
         ...
 
     async def line(self, data: bytes) -> None:
@@ -160,19 +112,21 @@ async def follow_feed(urls: tuple[str, ...], path: str, token: str, handler: Fee
     attempt or lost connection."""
     import aiohttp  # imported here so that `--help` of the commands stays fast
 
-    backoff = Backoff(settings.backoff_base, settings.backoff_cap, rng or random.Random())
+    backoff = settings.backoff.start(rng)
     # sock_read bounds the wait for any byte, headers included: the dead-connection rule.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
                                     sock_read=settings.dead_after)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         attempt = 0
+        opened = False  # some connection was open before: the next one is a reconnect
         while True:
             url = urls[attempt % len(urls)]
             attempt += 1
             try:
                 await handler.connecting(url)
-                await _stream(session, url, path, token, handler, settings)
+                await _stream(session, url, path, token, handler, settings, opened)
             except FeedError as error:
+                opened = opened or error.opened
                 handler.disconnected(url, error)
                 if error.applied:
                     backoff.reset()  # the connection worked: come back quickly after a blip
@@ -180,7 +134,7 @@ async def follow_feed(urls: tuple[str, ...], path: str, token: str, handler: Fee
 
 
 async def _stream(session, url: str, path: str, token: str, handler: FeedHandler,
-                  settings: FeedSettings) -> None:
+                  settings: FeedSettings, reconnect: bool) -> None:
     """Read one feed response to its end; always raises the `FeedError` that ended it."""
     import aiohttp
 
@@ -188,14 +142,16 @@ async def _stream(session, url: str, path: str, token: str, handler: FeedHandler
     params = {} if since is None else {"since": str(since)}
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/x-ndjson"}
     applied = 0
+    opened = False
     try:
         async with session.get(url + path, params=params, headers=headers) as response:
             if response.status in (401, 403):
                 raise FeedRefused(response.status, await _error_message(response))
             if response.status != 200:
                 raise FeedLost(f"HTTP {response.status}: {await _error_message(response)}")
-            handler.connected(url)
-            splitter = LineSplitter(settings.max_line_bytes)
+            opened = True
+            handler.connected(url, reconnect)
+            splitter = LineSplitter(settings.max_line_bytes, overlong="refuse")
             async for chunk in response.content.iter_any():
                 for line in splitter.feed(chunk):
                     if line.strip():
@@ -203,21 +159,21 @@ async def _stream(session, url: str, path: str, token: str, handler: FeedHandler
                         applied += 1
             raise FeedLost("the control plane ended the feed")
     except FeedError as error:
-        error.applied = applied
+        error.applied, error.opened = applied, opened
         raise
     except LineTooLong as error:
-        raise _lost(str(error), applied) from error
+        raise _lost(str(error), applied, opened) from error
     except asyncio.TimeoutError as error:
-        raise _lost(f"nothing received for {settings.dead_after:g} s", applied) from error
+        raise _lost(f"nothing received for {settings.dead_after:g} s", applied, opened) from error
     except aiohttp.ClientError as error:
-        raise _lost(describe_error(error), applied) from error
+        raise _lost(describe_error(error), applied, opened) from error
     except OSError as error:
-        raise _lost(error.strerror or str(error), applied) from error
+        raise _lost(error.strerror or str(error), applied, opened) from error
 
 
-def _lost(reason: str, applied: int) -> FeedLost:
+def _lost(reason: str, applied: int, opened: bool) -> FeedLost:
     error = FeedLost(reason)
-    error.applied = applied
+    error.applied, error.opened = applied, opened
     return error
 
 

@@ -32,7 +32,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from dynomesh import logline
-from dynomesh.feedclient import Backoff, api_error_message, describe_error
+from dynomesh.backoff import BackoffPolicy
+from dynomesh.feedclient import RECONNECT_BACKOFF, api_error_message, describe_error
+from dynomesh.tasks import cancel_and_wait
 
 LOGS_PATH = "/logs"
 CONTENT_TYPE = "text/plain; charset=utf-8"
@@ -49,8 +51,7 @@ class ShipSettings:
     # gathers into fewer, larger posts.
     min_interval: float = 0.05
     # Between failed attempts, as for the feeds: 0.1 s doubling to 5 s, with jitter.
-    backoff_base: float = 0.1
-    backoff_cap: float = 5.0
+    backoff: BackoffPolicy = RECONNECT_BACKOFF
     # A POST that has no answer after this long failed; its lines are sent again.
     timeout: float = 10.0
     # At shutdown, what is still held gets this long to reach the control plane.
@@ -63,7 +64,7 @@ class ShipSettings:
             raise ValueError("a log shipping batch must allow at least 1024 bytes")
         if self.min_interval < 0:
             raise ValueError("log shipping min interval must not be negative")
-        for name in ("backoff_base", "backoff_cap", "timeout", "close_timeout"):
+        for name in ("timeout", "close_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"log shipping {name.replace('_', ' ')} must be above 0 s")
 
@@ -327,11 +328,7 @@ class LogShipper:
         """Stop; what is still held gets `close_timeout` to reach the control plane."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass  # the cancellation asked for just above
+            await cancel_and_wait(task)
         if self.buffer.pending and self.settings.close_timeout > 0:
             try:
                 async with asyncio.timeout(self.settings.close_timeout):
@@ -363,7 +360,7 @@ class LogShipper:
         return self._session
 
     async def _run(self) -> None:
-        backoff = Backoff(self.settings.backoff_base, self.settings.backoff_cap, self._rng)
+        backoff = self.settings.backoff.start(self._rng)
         while True:
             await self._ready.wait()
             gap = self._last_post + self.settings.min_interval - self._clock()

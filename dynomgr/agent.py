@@ -15,6 +15,8 @@ import sys
 from typing import Iterable
 
 from dynomesh import logline
+from dynomesh.ready import Readiness
+from dynomesh.tasks import cancel_and_wait
 
 from dynomgr import procscan
 from dynomgr.admin import AdminServer
@@ -48,10 +50,12 @@ class AgentLog:
 
 
 class Agent:
-    def __init__(self, services: DynoServices, source: AssignmentSource, log: AgentLog) -> None:
+    def __init__(self, services: DynoServices, source: AssignmentSource, log: AgentLog,
+                 ready: Readiness | None = None) -> None:
         self.services = services
         self.source = source
         self.log = log
+        self.ready = ready or Readiness()  # a supervisor's ready pipe (dynomesh/ready.py)
         self.reconciler = Reconciler(lambda assignment: Dyno(assignment, services))
         self.admin: AdminServer | None = None
         self._shutdown = asyncio.Event()
@@ -87,6 +91,9 @@ class Agent:
                 return 2
             host, port = self.admin.address
             self.log.info(f"admin endpoints on http://{host}:{port}/healthz and /metrics")
+            self.ready.announce(admin=f"http://{host}:{port}")
+        else:
+            self.ready.announce(admin=None)
         try:
             initial = await self._first()
         except AssignmentsError as exc:
@@ -115,8 +122,10 @@ class Agent:
             count = len(self.reconciler.dynos())
             self.log.info(f"draining: stopping {count} dynos")
             for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+                try:
+                    await cancel_and_wait(task)
+                except Exception as exc:  # a bug; the dynos still get stopped below
+                    self.log.error(f"{task.get_name()} had failed: {exc!r}")
             await self.source.aclose()  # no new assignments while draining
             await self.reconciler.drain("Stopping: the dyno manager is shutting down")
             self.log.info("all dynos stopped; exiting")
@@ -140,8 +149,10 @@ class Agent:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
         if not first.done():
-            first.cancel()
-            await asyncio.gather(first, return_exceptions=True)
+            try:
+                await cancel_and_wait(first)
+            except AssignmentsError:
+                pass  # failed just as the stop came: stopping is what matters now
             self.log.info("stopped while waiting for the first assignments")
             return None
         return first.result()

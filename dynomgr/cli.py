@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from dynomesh.ready import Readiness
+
 from dynomgr.config import AgentConfig, CyclingConfig
 from dynomgr.markers import MarkerMode
 
@@ -218,6 +220,7 @@ def main(argv: list[str]) -> int:
     try:
         config = build_config(args, environ)
         follow = build_follow(args)
+        ready = Readiness.from_environ(environ)
     except ValueError as exc:
         parser.error(str(exc))
     import uvloop  # one event loop for every dyno; uvloop's child watcher needs no threads
@@ -225,7 +228,8 @@ def main(argv: list[str]) -> int:
     from dynomgr.runtime import run_agent
 
     try:
-        return uvloop.run(run_agent(config, base_env(environ), assignments=args.assignments, follow=follow))
+        return uvloop.run(run_agent(config, base_env(environ), assignments=args.assignments, follow=follow,
+                                    ready=ready))
     except KeyboardInterrupt:  # a second Ctrl-C while draining
         print("dynomesh dynomgr: interrupted while stopping dynos", file=sys.stderr)
         return 130

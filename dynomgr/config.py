@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynomgr.markers import MarkerMode
-from dynomgr.output import MAX_LINE_BYTES
 from dynomgr.ports import PortRange
 from dynomgr.restart import RestartConfig
 
@@ -50,7 +49,8 @@ class AgentConfig:
     health_check_interval: float = 0.1
     # Bytes of log output the agent holds for a slow consumer before dropping lines.
     log_buffer_bytes: int = 4 * 1024 * 1024
-    max_line_bytes: int = MAX_LINE_BYTES
+    # Heroku's log router (logplex) splits lines longer than 10000 bytes; so do we.
+    max_line_bytes: int = 10_000
     # Dynos run as per-app users (None: when the agent is root).
     per_app_users: bool | None = None
 

@@ -23,7 +23,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from dynomesh.feedclient import Backoff
+from dynomesh.backoff import BackoffPolicy
+from dynomesh.feedclient import RECONNECT_BACKOFF
+from dynomesh.tasks import cancel_and_wait
 
 from dynomgr.control import (ControlError, ControlNotFound, ControlPlane, ControlRefused,
                              ControlRejected)
@@ -44,14 +46,12 @@ class ReportSettings:
     # oldest are dropped: the full state sent on return says where every live dyno is.
     max_pending: int = 10_000
     # Between failed attempts, as for the feeds: 0.1 s doubling to 5 s, with jitter.
-    backoff_base: float = 0.1
-    backoff_cap: float = 5.0
+    backoff: BackoffPolicy = RECONNECT_BACKOFF
     # On shutdown, how long the last changes (dynos stopped) may take to reach the control plane.
     close_timeout: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("heartbeat_interval", "batch_window", "backoff_base", "backoff_cap",
-                     "close_timeout"):
+        for name in ("heartbeat_interval", "batch_window", "close_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"report {name.replace('_', ' ')} must be above 0 seconds")
         if self.max_pending < 1:
@@ -181,7 +181,7 @@ class ControlPlaneReporter:
     # -- sending ------------------------------------------------------------------------------
 
     async def _send_loop(self) -> None:
-        backoff = Backoff(self.settings.backoff_base, self.settings.backoff_cap, self._rng)
+        backoff = self.settings.backoff.start(self._rng)
         next_heartbeat = self._clock()
         while True:
             pause = max(0.0, next_heartbeat - self._clock())
@@ -298,11 +298,7 @@ class ControlPlaneReporter:
             self._flush_timer = None
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass  # the cancellation asked for just above
+            await cancel_and_wait(task)
             if self._pending and self._registered:
                 try:
                     async with asyncio.timeout(self.settings.close_timeout):

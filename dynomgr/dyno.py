@@ -20,6 +20,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from dynomesh.tasks import cancel_and_wait
+
 from dynomgr import procscan
 from dynomgr.assignments import Assignment
 from dynomgr.errors import LaunchError, ProcessTypeError
@@ -525,11 +527,7 @@ class Dyno:
 
 async def _cancel(task: asyncio.Future) -> None:
     """Cancel a step whose outcome no longer matters (the dyno is being stopped)."""
-    if not task.done():
-        task.cancel()
     try:
-        await task
-    except asyncio.CancelledError:
-        pass  # the cancellation we asked for
+        await cancel_and_wait(task)
     except LaunchError:
         pass  # a launch that failed just as it was abandoned: nothing was started

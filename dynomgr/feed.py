@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from dynomesh.feedclient import FeedError, FeedLost, FeedRefused, FeedResync, FeedSettings, follow_feed
 from dynomesh.logship import ShipSettings
+from dynomesh.tasks import cancel_and_wait
 
 from dynomgr.assignments import (Assignment, AssignmentSet, AssignmentsError, EntryError, Key,
                                  parse_entries)
@@ -79,7 +80,6 @@ class FeedAssignmentSource:
         self.rejected = 0
         self.started_at = clock()
         self.last_message_at: float | None = None
-        self._connections = 0
         self._fresh = False
         self._resync = False
         self._lost_at: float | None = None
@@ -115,11 +115,7 @@ class FeedAssignmentSource:
     async def aclose(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass  # the cancellation asked for just above
+            await cancel_and_wait(task)
         self.following = False
 
     def _take(self) -> AssignmentSet:
@@ -141,10 +137,8 @@ class FeedAssignmentSource:
         except ControlError as error:
             raise FeedLost(f"cannot register this VM: {error}") from None
 
-    def connected(self, url: str) -> None:
-        self._connections += 1
-        if self._connections > 1:
-            self.reconnects += 1
+    def connected(self, url: str, reconnect: bool = False) -> None:
+        self.reconnects += reconnect
         self._fresh = True
 
     async def line(self, data: bytes) -> None:

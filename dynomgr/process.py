@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from dynomesh.lines import LineSplitter, decode_line
+
 from dynomgr.markers import DynoMarker
-from dynomgr.output import LineSplitter, decode_line
 from dynomgr.users import RunAs
 
 # Exit status of the launch chain when the dyno cannot join its cgroup.
@@ -87,7 +88,9 @@ def _child_setup(spec: LaunchSpec) -> Callable[[], None]:
 
 
 class _PipeLines(asyncio.Protocol):
-    """One of the dyno's output pipes, read as soon as bytes arrive."""
+    """One of the dyno's output pipes, read as soon as bytes arrive: a dyno never waits on its
+    own logging; what happens to a line next (printed, shipped, dropped when a consumer is slow)
+    is the reporter's business."""
 
     def __init__(self, owner: DynoProcess, max_line: int) -> None:
         self._owner = owner

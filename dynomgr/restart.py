@@ -13,6 +13,8 @@ crashed together (a bad release, a lost database) do not restart in lockstep. A 
 `healthy_after` seconds before crashing starts over at crash #1, and a new release (a new dyno
 object) starts over too. The `Dyno` calls `started()` when it launches a process and `crashed()`
 when that process ends unasked; everything here is arithmetic, so tests assert exact delays.
+The delays come from the shared `dynomesh.backoff.RestartBackoff`; this object adds the
+dyno's configuration and the reason each delay gets in the log.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import random
 import time
 from dataclasses import dataclass
 from typing import Callable
+
+from dynomesh.backoff import BackoffPolicy, RestartBackoff
 
 
 @dataclass(frozen=True)
@@ -37,16 +41,14 @@ class RestartConfig:
     healthy_after: float = 300.0
 
     def __post_init__(self) -> None:
-        if self.base <= 0:
-            raise ValueError(f"restart base must be > 0 seconds, got {self.base}")
-        if self.factor < 1:
-            raise ValueError(f"restart factor must be >= 1, got {self.factor}")
-        if self.cap < self.base:
-            raise ValueError(f"restart cap ({self.cap} s) must be >= base ({self.base} s)")
-        if not 0 <= self.jitter < 1:
-            raise ValueError(f"restart jitter must be in [0, 1), got {self.jitter}")
+        self.backoff  # noqa: B018 - builds the policy, which refuses bad numbers by name
         if self.healthy_after <= 0:
             raise ValueError(f"healthy-after must be > 0 seconds, got {self.healthy_after}")
+
+    @property
+    def backoff(self) -> BackoffPolicy:
+        return BackoffPolicy(self.base, self.cap, factor=self.factor, jitter=self.jitter,
+                             immediate_first=True)
 
 
 @dataclass(frozen=True)
@@ -66,37 +68,27 @@ class RestartPolicy:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
-        self._clock = clock
-        self._rng = rng if rng is not None else random.Random()
-        self._crashes = 0
-        self._started_at: float | None = None
+        self._restarts = RestartBackoff(config.backoff.start(rng),
+                                        healthy_after=config.healthy_after, clock=clock)
 
     @property
     def crashes(self) -> int:
         """Crashes in a row so far (0 after a healthy run or a reset)."""
-        return self._crashes
+        return self._restarts.failures
 
     def started(self) -> None:
         """A process of this dyno was just launched."""
-        self._started_at = self._clock()
+        self._restarts.started()
 
     def reset(self) -> None:
         """Forget past crashes (a new release, an operator's restart)."""
-        self._crashes = 0
-        self._started_at = None
+        self._restarts.reset()
 
     def crashed(self) -> RestartDecision:
         """The process ended without being asked to: how long to wait before the next start."""
-        cfg = self.config
-        now = self._clock()
-        ran = None if self._started_at is None else now - self._started_at
-        if ran is not None and ran >= cfg.healthy_after:
-            self._crashes = 0
-        self._crashes += 1
-        self._started_at = None
-        if self._crashes == 1:
-            healthy = " after a healthy run" if ran is not None and ran >= cfg.healthy_after else ""
-            return RestartDecision(0.0, 1, f"first crash{healthy}: restarting at once")
-        nominal = min(cfg.cap, cfg.base * cfg.factor ** (self._crashes - 2))
-        delay = nominal * (1.0 - cfg.jitter * self._rng.random())
-        return RestartDecision(delay, self._crashes, f"crash {self._crashes} in a row: back-off")
+        delay = self._restarts.exited()
+        crashes = self._restarts.failures
+        if crashes == 1:
+            healthy = " after a healthy run" if self._restarts.after_healthy_run else ""
+            return RestartDecision(delay, 1, f"first crash{healthy}: restarting at once")
+        return RestartDecision(delay, crashes, f"crash {crashes} in a row: back-off")

@@ -12,6 +12,9 @@ import shutil
 from pathlib import Path
 from typing import Mapping
 
+from dynomesh.ready import Readiness
+from dynomesh.writer import NonBlockingWriter
+
 from dynomgr.agent import Agent, AgentLog
 from dynomgr.config import AgentConfig
 from dynomgr.datadir import DataDir, DataDirError
@@ -20,7 +23,7 @@ from dynomgr.metrics import AgentMetrics
 from dynomgr.ports import PortAllocator
 from dynomgr.process import Spawner
 from dynomgr.readiness import ListenWatcher
-from dynomgr.reporting import FanoutReporter, NonBlockingWriter, StdoutReporter
+from dynomgr.reporting import FanoutReporter, StdoutReporter, drop_notice
 from dynomgr.services import DynoServices
 from dynomgr.slugs import SlugCache, default_fetchers
 from dynomgr.sources import AssignmentSource, FileAssignmentSource
@@ -33,7 +36,8 @@ _SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 async def run_agent(config: AgentConfig, base_env: Mapping[str, str], *,
-                    assignments: Path | None = None, follow=None) -> int:
+                    assignments: Path | None = None, follow=None,
+                    ready: Readiness | None = None) -> int:
     """Run an agent on assignments from a file, or following the control plane (`follow`, a
     `FollowConfig`); the exit status."""
     log = AgentLog()
@@ -54,7 +58,8 @@ async def run_agent(config: AgentConfig, base_env: Mapping[str, str], *,
         log.info(f"not using cgroups ({why_not_cgroups}); marking dynos in their environment")
 
     metrics = AgentMetrics()
-    writer = NonBlockingWriter(1, config.log_buffer_bytes, on_drop=metrics.log_lines_dropped.inc)
+    writer = NonBlockingWriter(1, config.log_buffer_bytes, drop_notice=drop_notice,
+                               on_drop=metrics.log_lines_dropped.inc, name="dynomgr")
     await writer.start()
     control = reporter = None
     shipped: list = []  # the log shipping reporter, when following with shipping on
@@ -109,7 +114,7 @@ async def run_agent(config: AgentConfig, base_env: Mapping[str, str], *,
         metrics.registry.register(FollowCollector(source))
     else:
         source = FileAssignmentSource(assignments, slugs.schemes)
-    agent = Agent(services, source, log)
+    agent = Agent(services, source, log, ready)
     if reporter is not None:
         reporter.watch(agent.reconciler.dynos)
     return await agent.run()

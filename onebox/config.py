@@ -9,6 +9,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from dynomesh.backoff import BackoffPolicy
+
 # Where a dyno manager run as root keeps dynos when the home cannot be entered by dyno users.
 ROOT_DATA_DIR = Path("/var/lib/dynomesh/dynomgr")
 
@@ -52,18 +54,21 @@ class UpConfig:
     # A child that does not exit this long after SIGTERM is killed. The dyno manager's bound
     # covers its dynos' 30 s stop timeout; the router's its 30 s drain.
     stop_timeout: float = 45.0
-    # How soon a child that died is started again: first at once, then 1, 2, 4 ... 30 s.
-    restart_base: float = 1.0
-    restart_cap: float = 30.0
+    # How soon a child that died is started again: first at once, then 1, 2, 4 ... 30 s; at
+    # once again after it ran for `restart_healthy_after` seconds (a fresh start).
+    restart: BackoffPolicy = BackoffPolicy(1.0, 30.0, immediate_first=True)
+    restart_healthy_after: float = 30.0
 
     def __post_init__(self) -> None:
         ports = [self.api.port, self.http.port, self.router_admin.port, self.dynomgr_admin.port]
         if len(set(ports)) != len(ports):
             raise ValueError("--api, --http, --router-admin and --dynomgr-admin need four "
                              "different ports")
-        for name in ("ready_timeout", "stop_timeout", "restart_base", "restart_cap"):
+        for name in ("ready_timeout", "stop_timeout"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must not be negative")
+        if not (self.restart.immediate_first and self.restart_healthy_after > 0):
+            raise ValueError("a child's restarts begin at once and forgive a run of > 0 s")
         if not re.fullmatch(r"[-\w.]{1,128}", self.vm_id, re.ASCII):
             raise ValueError(f"--vm-id: letters, digits, '-', '_' and '.', not {self.vm_id!r}")
 

@@ -2,19 +2,22 @@
 
 Start-up, in order, each step waiting for the one before to be ready:
 
-1. `dynomesh control` (embedded SQLite in the home) — ready when `/healthz` answers; on its
-   first start it writes the CLI's credentials to the home;
+1. `dynomesh control` (embedded SQLite in the home) — ready when it says so; on its first
+   start it writes the CLI's credentials to the home;
 2. the router's and the dyno manager's tokens, created through the API with those credentials
    the first time and kept in the home (tokens.py);
-3. `dynomesh router --control ...` and `dynomesh dynomgr --control ...` — ready when their admin
-   endpoints answer, then (for up to `--ready-timeout`) when the router has its first routing
-   table and the dyno manager follows its assignments;
+3. `dynomesh router --control ...` and `dynomesh dynomgr --control ...` — ready when they say
+   so, then (for up to `--ready-timeout`) when the router has its first routing table and the
+   dyno manager follows its assignments;
+
+A child says it is ready on its ready pipe (dynomesh/ready.py, `dynomesh.child.Child`), not in
+prose: its human-readable ready line is for people, and it shows up here prefixed like the rest.
 4. the URLs.
 
 Each part is a process of its own (the router never shares an event loop with the control
 plane), started as `dynomesh <part>`: this module imports none of them. Their output comes out
-prefixed with their names. A child that dies is started again with back-off (restart.py), and
-said so. SIGINT (Ctrl-C) or SIGTERM stops them in order: the router first (it drains requests in
+prefixed with their names. A child that dies is started again with back-off
+(`dynomesh.backoff.RestartBackoff`), and said so. SIGINT (Ctrl-C) or SIGTERM stops them in order: the router first (it drains requests in
 flight), then the dyno manager (it stops every dyno and reports it), then the control plane;
 the exit status is 0 when all stopped in time. A second signal kills whatever is left.
 """
@@ -29,10 +32,13 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from onebox.child import Child, describe_exit
+from dynomesh.backoff import RestartBackoff
+from dynomesh.child import Child, describe_exit, keep_running
+from dynomesh.ready import NotReady
+from dynomesh.tasks import cancel_and_wait
+
 from onebox.config import UpConfig
 from onebox.output import PrefixedOutput
-from onebox.restart import RestartBackoff
 from onebox.tokens import TokenError, ensure_token, read_credentials
 
 NAMES = ["control", "router", "dynomgr", "up"]
@@ -120,11 +126,10 @@ class Platform:
         self.say(f"starting dynomesh in {config.home}")
         api = config.api.url
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-            control, listening = await self._launch("control", [
+            control = await self._launch("control", [
                 "control", "--listen", str(config.api), "--home", str(config.home),
-                "--base-domain", config.base_domain, "--router-port", str(config.http.port)],
-                r"^dynomesh control: listening on ")
-            await self._started(control, listening)
+                "--base-domain", config.base_domain, "--router-port", str(config.http.port)])
+            await self._started(control)
             try:
                 cli_api, user_token = read_credentials(config.home)
                 made = [role for role, path, vm in (
@@ -136,51 +141,57 @@ class Platform:
             if made:
                 self.say(f"created {' and '.join(made)} tokens in {config.home}")
             data_dir = config.data_dir()
-            router, routing = await self._launch("router", [
+            router = await self._launch("router", [
                 "router", "--listen", str(config.http), "--admin", str(config.router_admin),
-                "--control", api, "--token-file", str(config.home / "router.token")],
-                r"^dynomesh router: ready on ")
-            dynomgr, serving = await self._launch("dynomgr", [
+                "--control", api, "--token-file", str(config.home / "router.token")])
+            dynomgr = await self._launch("dynomgr", [
                 "dynomgr", "--control", api, "--token-file", str(config.home / "dynomgr.token"),
                 "--admin", str(config.dynomgr_admin), "--data-dir", str(data_dir),
-                "--address", "127.0.0.1"], r" dynomgr: admin endpoints on ")
-            await self._started(router, routing)
-            await self._started(dynomgr, serving)
+                "--address", "127.0.0.1"])
+            await self._started(router)
+            await self._started(dynomgr)
             following = await self._following(session, router, dynomgr)
         self._print_urls(cli_api, data_dir, following)
 
-    async def _launch(self, name: str, args: list[str],
-                      ready_line: str) -> tuple[Child, asyncio.Future[str]]:
-        """Start a child; -> it and the future of its ready line."""
-        child = Child(name, [self._python, "-m", "dynomesh", *args], self._env, self.output)
+    async def _launch(self, name: str, args: list[str]) -> Child:
+        """Start a child (its lines come out prefixed with its name)."""
+        child = Child(name, [self._python, "-m", "dynomesh", *args], env=self._env,
+                      on_line=lambda text: self.output.line(name, text))
         try:
             pid = await child.start()
         except OSError as error:
             raise StartupFailed(f"cannot run {name}: {error}") from None
         self._children[name] = child
         self.say(f"started {name} (pid {pid})")
-        return child, child.expect(ready_line)
+        return child
 
-    async def _started(self, child: Child, ready_line: asyncio.Future[str],
-                       timeout: float = 60.0) -> None:
-        """Wait for the child's ready line: its own word that it listens (a port answering
-        could be another process's). Exiting first fails the start-up; a stop signal ends it."""
-        exited = asyncio.ensure_future(child.process.wait())
+    async def _started(self, child: Child, timeout: float = 60.0) -> dict:
+        """Wait for the child to say it is ready: its own word that it listens (a port
+        answering could be another process's); -> the facts it announced. Exiting first fails
+        the start-up; a stop signal ends it."""
+        ready = asyncio.ensure_future(child.ready())
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
-            await asyncio.wait([ready_line, exited, stopping], timeout=timeout,
+            await asyncio.wait([ready, stopping], timeout=timeout,
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
-            exited.cancel()
             stopping.cancel()
-        if ready_line.done():
-            return
+            if not ready.done():
+                ready.cancel()  # only this wait: the child's own reading goes on
+        if ready.done() and not ready.cancelled():
+            try:
+                return ready.result()
+            except NotReady as error:
+                try:
+                    async with asyncio.timeout(5):  # the pipe ended: its exit is due
+                        code = await child.wait()
+                except TimeoutError:
+                    raise StartupFailed(f"{child.name} closed its ready pipe without saying it "
+                                        f"was ready ({error})") from None
+                raise StartupFailed(f"{child.name} exited with {describe_exit(code)} before it "
+                                    "was ready (its last lines are above)") from None
         if self._stopping.is_set():
             raise Stopping()
-        if not child.running:
-            code = await child.wait()
-            raise StartupFailed(f"{child.name} exited with {describe_exit(code)} before it was "
-                                "ready (its last lines are above)")
         raise StartupFailed(f"{child.name} did not say it was ready within {timeout:g} s")
 
     async def _ready(self, child: Child, check: Callable[[], Awaitable[bool]],
@@ -241,38 +252,20 @@ class Platform:
     # -- running ------------------------------------------------------------------------------
 
     async def _keep_running(self, child: Child) -> None:
-        backoff = RestartBackoff(time.monotonic, base=self.config.restart_base,
-                                 cap=max(self.config.restart_base, self.config.restart_cap))
-        backoff.started()
-        while True:
-            code = await child.wait()
-            if self._stopping.is_set():
-                return
-            delay = backoff.exited()
-            when = "now" if delay == 0 else f"in {delay:g} s"
-            self.say(f"{child.name} exited with {describe_exit(code)}; starting it again {when} "
-                     f"(restart {backoff.failures} in a row)")
-            try:
-                async with asyncio.timeout(delay):
-                    await self._stopping.wait()
-                return  # stopping: stay down
-            except TimeoutError:
-                pass  # the back-off is over
-            try:
-                pid = await child.start()
-            except OSError as error:
-                self.say(f"cannot start {child.name} again: {error}")
-                continue
-            backoff.started()
-            self.say(f"started {child.name} again (pid {pid})")
+        config = self.config
+        restarts = RestartBackoff(config.restart.start(),
+                                  healthy_after=config.restart_healthy_after, clock=time.monotonic)
+        await keep_running(child, restarts, self._stopping, self.say)
 
     # -- stopping -----------------------------------------------------------------------------
 
     async def _stop_all(self) -> int:
         self._stopping.set()
         for keeper in self._keepers:
-            keeper.cancel()
-        await asyncio.gather(*self._keepers, return_exceptions=True)
+            try:
+                await cancel_and_wait(keeper)
+            except Exception as error:  # a bug in restarting: say it, and stop the parts anyway
+                self.say(f"{keeper.get_name()} failed: {error!r}")
         clean = True
         for name in ("router", "dynomgr", "control"):
             child = self._children.get(name)

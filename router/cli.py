@@ -219,6 +219,13 @@ def main(argv: list[str]) -> int:
         print(f"dynomesh router: {config.routes}: {error}\n"
               "Fix the file and start again (format: docs/routes-format.md).", file=sys.stderr)
         return 2
+    from dynomesh.ready import Readiness
+
+    try:
+        ready = Readiness.from_environ()
+    except ValueError as error:
+        print(f"dynomesh router: {error}", file=sys.stderr)
+        return 2
     import uvloop  # the data path's event loop; imported here so --help stays fast
 
     try:
@@ -226,14 +233,14 @@ def main(argv: list[str]) -> int:
             from router.workers import WorkerSupervisor
 
             # Each worker follows the feed (or reads the file) itself, from the same argv.
-            return uvloop.run(WorkerSupervisor(config, argv, table_source(config, table, feed))
-                              .run())
-        return uvloop.run(_serve(config, table, feed, ship))
+            return uvloop.run(WorkerSupervisor(config, argv, table_source(config, table, feed),
+                                               ready).run())
+        return uvloop.run(_serve(config, table, feed, ship, ready))
     except KeyboardInterrupt:
         return 0
 
 
-async def _serve(config: RouterConfig, table, feed=None, ship=None) -> int:
+async def _serve(config: RouterConfig, table, feed=None, ship=None, ready=None) -> int:
     from router.accesslog import StreamSink
     from router.server import Router
 
@@ -268,6 +275,8 @@ async def _serve(config: RouterConfig, table, feed=None, ship=None) -> int:
         shipper.start()
     say(config, f"ready on http://{config.listen.host}:{router.port} "
                 f"{table_source(config, table, feed)}{admin}")
+    if ready is not None:  # for a supervisor (`up`, the worker supervisor): see dynomesh/ready.py
+        ready.announce(port=router.port, admin_port=router.admin_port if config.admin else None)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     stop_now = asyncio.Event()

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from dynomesh.feedclient import FeedError, FeedRefused, FeedResync, FeedSettings, follow_feed
+from dynomesh.tasks import cancel_and_wait
 from router.routes import RoutesError, parse_app
 from router.table import RouteTable
 
@@ -194,7 +195,6 @@ class RouteFeed:
         self.rejected = 0  # lines refused (each makes the router take a fresh snapshot)
         self.started_at = clock()
         self.last_message_at: float | None = None
-        self._connections = 0
         self._fresh = False
         self._resync = False
         self._lost_at: float | None = None
@@ -212,11 +212,7 @@ class RouteFeed:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass  # the cancellation asked for just above
+            await cancel_and_wait(task)
         self.following = False
 
     # -- FeedHandler --------------------------------------------------------------------------
@@ -227,10 +223,8 @@ class RouteFeed:
     async def connecting(self, url: str) -> None:
         self.url = url
 
-    def connected(self, url: str) -> None:
-        self._connections += 1
-        if self._connections > 1:
-            self.reconnects += 1
+    def connected(self, url: str, reconnect: bool = False) -> None:
+        self.reconnects += reconnect
         self._fresh = True
 
     async def line(self, data: bytes) -> None:

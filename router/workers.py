@@ -8,10 +8,13 @@ itself (without listening) so that `--listen host:0` picks one port for all, and
 reservation while it runs.
 
 The supervisor is never on the request path. It:
-  * waits for every worker's ready line, then prints its own;
+  * runs each worker as a `dynomesh.child.Child` (a session of its own, killed with the
+    supervisor) and waits until every worker announced it is ready on its ready pipe (with its
+    admin port; dynomesh/ready.py), then prints its own ready line and announces itself;
   * passes SIGHUP (reload the routes file) and SIGTERM/SIGINT (drain, then exit) on to the
     workers, and exits 0 once they have all exited;
-  * restarts a worker that dies unexpectedly (at most once a second per worker);
+  * restarts a worker that dies unexpectedly: at once, then backing off from 1 s to 30 s
+    (`dynomesh.backoff.RestartBackoff`), at once again after 30 s of running;
   * serves the admin listener: `/metrics` asks every worker for its counters (`/snapshot` on
     the worker's own loopback admin listener) and shows their merge (metrics.py), so the node
     reports all its workers together; `/readyz` is ready when every worker is.
@@ -22,7 +25,6 @@ Workers write their log lines to the shared stdout in whole-line pieces (accessl
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import socket
 import sys
@@ -34,32 +36,39 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from dynomesh.backoff import BackoffPolicy, RestartBackoff
+from dynomesh.child import Child, keep_running
+from dynomesh.ready import Readiness
 from router.config import RouterConfig
 from router.metrics import RouterCollector, merge
 
-_READY = re.compile(r"ready on .*?(?:admin on http://[^:]+:(\d+))?$")
+# A worker that dies is started again at once, then after 1, 2, 4 ... 30 s; a worker that ran
+# for 30 s had a healthy run and is restarted at once again.
+RESTART, RESTART_HEALTHY_AFTER = BackoffPolicy(1.0, 30.0, immediate_first=True), 30.0
 
 
 class Worker:
     def __init__(self, index: int) -> None:
         self.index = index
-        self.process: asyncio.subprocess.Process | None = None
+        self.child: Child | None = None
         self.admin_port: int | None = None
         self.ready = asyncio.Event()
-        self.started_at = 0.0
 
 
 class WorkerSupervisor:
-    def __init__(self, config: RouterConfig, argv: list[str], source: str) -> None:
+    def __init__(self, config: RouterConfig, argv: list[str], source: str,
+                 ready: Readiness | None = None) -> None:
         self.config = config
         self.argv = list(argv)
         self.source = source  # where the workers' table comes from, for the ready line
+        self.ready = ready or Readiness()
         self.workers = [Worker(i) for i in range(1, config.workers + 1)]
         self.stopping = False
         self.port = 0
+        self._stopped = asyncio.Event()
         self._reservation: socket.socket | None = None
         self._admin: web.AppRunner | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._keepers: list[asyncio.Task] = []
 
     def say(self, message: str) -> None:
         print(f"dynomesh router: {message}", file=sys.stderr, flush=True)
@@ -72,27 +81,31 @@ class WorkerSupervisor:
             self.say(f"cannot listen: {error.strerror or error}")
             return 1
         loop = asyncio.get_running_loop()
-        stopped = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self._stop, stopped)
+            loop.add_signal_handler(signum, self._stop)
         loop.add_signal_handler(signal.SIGHUP, self._signal_workers, signal.SIGHUP)
         for worker in self.workers:
-            await self._start(worker)
+            worker.child = Child(f"worker {worker.index}", self._worker_argv(worker),
+                                 on_line=_relay, capture_stdout=False)  # log lines: shared
+            self._keepers.append(asyncio.create_task(self._keep_running(worker),
+                                                     name=f"worker {worker.index}"))
         try:
             async with asyncio.timeout(60):
                 await asyncio.gather(*(worker.ready.wait() for worker in self.workers))
         except TimeoutError:
             self.say("workers did not start within 60 s; stopping")
-            self._stop(stopped)
+            self._stop()
             await self._wait_workers()
             return 1
         admin = ""
+        admin_port = None
         if config.admin is not None:
             admin_port = await self._start_admin()
             admin = f"; admin on http://{config.admin.host}:{admin_port}"
         self.say(f"ready on http://{config.listen.host}:{self.port} {self.source}, "
                  f"{len(self.workers)} workers{admin}")
-        await stopped.wait()
+        self.ready.announce(port=self.port, admin_port=admin_port, workers=len(self.workers))
+        await self._stopped.wait()
         await self._wait_workers()
         if self._admin is not None:
             await self._admin.cleanup()
@@ -120,39 +133,24 @@ class WorkerSupervisor:
                 "--admin", admin, "--workers", "1", "--reuse-port",
                 "--worker-id", str(worker.index)]
 
-    async def _start(self, worker: Worker) -> None:
-        worker.ready.clear()
-        worker.started_at = time.monotonic()
-        worker.process = await asyncio.create_subprocess_exec(
-            *self._worker_argv(worker), stdin=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE)  # stdout (log lines) is shared as is
-        task = asyncio.ensure_future(self._watch(worker, worker.process))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _keep_running(self, worker: Worker) -> None:
+        """Start the worker, note when it is ready, start it again when it dies."""
+        restarts = RestartBackoff(RESTART.start(), healthy_after=RESTART_HEALTHY_AFTER,
+                                  clock=time.monotonic)
 
-    async def _watch(self, worker: Worker, process: asyncio.subprocess.Process) -> None:
-        """Relay the worker's status lines, note when it is ready, restart it if it dies."""
-        async for raw in process.stderr:
-            line = raw.decode(errors="replace").rstrip("\n")
-            print(line, file=sys.stderr, flush=True)
-            match = _READY.search(line)
-            if match and not worker.ready.is_set():
-                worker.admin_port = int(match.group(1)) if match.group(1) else None
-                worker.ready.set()
-        code = await process.wait()
-        if self.stopping:
-            return
-        self.say(f"worker {worker.index} exited with status {code}; starting it again")
-        await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - worker.started_at)))
-        if not self.stopping:
-            await self._start(worker)
+        def ready(facts: dict) -> None:
+            worker.admin_port = facts.get("admin_port")
+            worker.ready.set()
+
+        await keep_running(worker.child, restarts, self._stopped, self.say, on_ready=ready,
+                           on_exit=worker.ready.clear)
 
     def _signal_workers(self, signum: int) -> None:
         for worker in self.workers:
-            if worker.process is not None and worker.process.returncode is None:
-                worker.process.send_signal(signum)
+            if worker.child is not None:
+                worker.child.signal(signum)
 
-    def _stop(self, stopped: asyncio.Event) -> None:
+    def _stop(self) -> None:
         """SIGTERM/SIGINT: the workers drain and exit (a second signal stops them at once)."""
         if self.stopping:
             self._signal_workers(signal.SIGTERM)  # each worker: "stop now"
@@ -160,23 +158,18 @@ class WorkerSupervisor:
         self.stopping = True
         self.say("draining the workers")
         self._signal_workers(signal.SIGTERM)
-        stopped.set()
+        self._stopped.set()
 
     async def _wait_workers(self) -> None:
         grace = self.config.drain_timeout + 10
         for worker in self.workers:
-            process = worker.process
-            if process is None:
+            if worker.child is None or worker.child.process is None:
                 continue
-            try:
-                async with asyncio.timeout(grace):
-                    await process.wait()
-            except TimeoutError:
-                self.say(f"worker {worker.index} did not stop; killing it")
-                process.kill()
-                await process.wait()
-        for task in list(self._tasks):
-            await task
+            _, in_time = await worker.child.wait_or_kill(grace)
+            if not in_time:
+                self.say(f"worker {worker.index} did not stop within {grace:g} s; killed it")
+        for keeper in self._keepers:
+            await keeper
         if self._reservation is not None:
             self._reservation.close()
 
@@ -213,7 +206,7 @@ class WorkerSupervisor:
             return await asyncio.gather(*(ask(session, worker) for worker in self.workers))
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        alive = sum(1 for w in self.workers if w.process and w.process.returncode is None)
+        alive = sum(1 for w in self.workers if w.child is not None and w.child.running)
         return web.Response(text=f"ok: {alive} of {len(self.workers)} workers running\n")
 
     async def _readyz(self, request: web.Request) -> web.Response:
@@ -270,3 +263,8 @@ class _WorkerCollector(Collector):
             metrics, _ = merge_one([data])
             requests.add_metric((str(worker.index),), metrics.total_requests())
         yield requests
+
+
+def _relay(line: str) -> None:
+    """A worker's status line, passed on as the supervisor's own."""
+    print(line, file=sys.stderr, flush=True)

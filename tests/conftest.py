@@ -51,6 +51,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def read_all(fd: int) -> bytes:
+    """Everything until end of file on `fd` (a pipe's read end), which is then closed."""
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
 @pytest.fixture
 def unused_port() -> int:
     return free_port()

@@ -1,62 +1,19 @@
-"""The feed transport both followers share: back-off, line splitting, URLs and token files."""
+"""The feed transport both followers share: settings, URLs and token files."""
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
-from dynomesh.feedclient import (Backoff, FeedSettings, LineSplitter, LineTooLong, parse_control_urls,
-                        read_token_file)
+from dynomesh.feedclient import FeedSettings, parse_control_urls, read_token_file
 
 pytestmark = pytest.mark.unit
-
-
-class FixedRandom(random.Random):
-    def __init__(self, value: float) -> None:
-        super().__init__()
-        self.value = value
-
-    def random(self) -> float:
-        return self.value
-
-
-def test_backoff_doubles_from_the_base_to_the_cap_and_resets():
-    backoff = Backoff(0.1, 5.0, FixedRandom(1.0))  # no jitter taken
-    assert [round(backoff.next_delay(), 3) for _ in range(8)] == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2,
-                                                                  5.0, 5.0]
-    backoff.reset()
-    assert backoff.next_delay() == pytest.approx(0.1)
-
-
-def test_backoff_jitter_takes_off_at_most_half():
-    lowest = Backoff(0.1, 5.0, FixedRandom(0.0))
-    assert [round(lowest.next_delay(), 3) for _ in range(3)] == [0.05, 0.1, 0.2]
-    spread = Backoff(1.0, 1.0, random.Random(1))
-    delays = [spread.next_delay() for _ in range(200)]
-    assert 0.5 <= min(delays) < 0.6 and 0.9 < max(delays) <= 1.0
-
-
-def test_lines_are_split_across_reads_and_reads_across_lines():
-    splitter = LineSplitter(1024)
-    assert splitter.feed(b'{"a"') == []
-    assert splitter.feed(b': 1}\n{"b": 2}\n{"c"') == [b'{"a": 1}', b'{"b": 2}']
-    assert splitter.feed(b"") == []
-    assert splitter.feed(b': 3}\n\n') == [b'{"c": 3}', b""]
-
-
-def test_a_line_that_never_ends_is_refused():
-    splitter = LineSplitter(1024)
-    splitter.feed(b"x" * 1000)
-    with pytest.raises(LineTooLong):
-        splitter.feed(b"x" * 100)
 
 
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="dead after"):
         FeedSettings(dead_after=0)
-    with pytest.raises(ValueError, match="cap"):
-        FeedSettings(backoff_base=2, backoff_cap=1)
+    with pytest.raises(ValueError, match="connect timeout"):
+        FeedSettings(connect_timeout=0)
 
 
 def test_control_urls_are_a_comma_separated_list_of_base_urls():

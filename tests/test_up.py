@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from onebox.config import Endpoint, UpConfig
-from onebox.restart import RestartBackoff
 from tests.conftest import dynomesh_argv, dynomesh_env
 from tests.e2e.harness import (Api, Cli, RouterClient, Up, alive, copy_example, poll,
                                dyno_processes, web_up)
@@ -154,20 +153,6 @@ def test_a_part_that_cannot_start_stops_the_others_and_fails(home, runs):
     finally:
         blocker.terminate()
         blocker.wait(30)
-
-
-def test_restart_backoff_is_immediate_then_doubles_to_the_cap_and_forgives_a_long_run():
-    now = [0.0]
-    backoff = RestartBackoff(lambda: now[0], base=1.0, cap=8.0, healthy_after=30.0)
-    delays = []
-    for _ in range(6):
-        backoff.started()
-        now[0] += 1
-        delays.append(backoff.exited())
-    assert delays == [0.0, 1.0, 2.0, 4.0, 8.0, 8.0]
-    backoff.started()
-    now[0] += 31
-    assert backoff.exited() == 0.0
 
 
 def test_up_refuses_a_port_given_twice(tmp_path):

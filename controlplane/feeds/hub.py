@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from dynomesh.backoff import BackoffPolicy
 from controlplane.feeds.routes import route_entry
 from controlplane.store import errors
 from controlplane.store.feeds import route_facts
@@ -29,7 +30,7 @@ from controlplane.store.revision import Feed
 
 log = logging.getLogger(__name__)
 # After a failed read (database away), the hub tries again after this long, doubling to 5 s.
-RETRY_FIRST, RETRY_MAX = 0.1, 5.0
+RETRY = BackoffPolicy(0.1, 5.0)  # while the database is away
 
 
 class HubClosed(Exception):
@@ -103,17 +104,17 @@ class FeedHub:
 
     async def run(self) -> None:
         """Follow the revision signal until cancelled."""
-        delay = RETRY_FIRST
+        backoff = RETRY.start()
         while True:
             await self.db.signal.wait_beyond(self.revision)
             try:
                 await self.advance()
-                delay = RETRY_FIRST
+                backoff.reset()
             except errors.StoreError as exc:
+                delay = backoff.next_delay()
                 log.warning("feeds: reading the %s feed failed: %s; retrying in %.1fs",
                             self.feed.value, exc, delay)
                 await asyncio.sleep(delay)  # back-off while the database is away
-                delay = min(delay * 2, RETRY_MAX)
 
     async def advance(self) -> None:
         async with self.db.read() as tx:

@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dynomesh.backoff import BackoffPolicy
+from dynomesh.tasks import cancel_and_wait
 from controlplane.aio import wait_any
 from controlplane.applog import AppLog
 from controlplane.feeds.progress import RouteFollowers, fleet_delivered
@@ -44,7 +46,7 @@ from controlplane.store.nodes import PROGRESS_CHANNEL
 
 log = logging.getLogger("dynomesh.scheduler")
 # Back-off while the database cannot be reached: 0.1 s doubling to 5 s.
-RETRY_FIRST, RETRY_MAX = 0.1, 5.0
+RETRY = BackoffPolicy(0.1, 5.0)  # while the database is away
 
 
 @dataclass(frozen=True)
@@ -115,19 +117,19 @@ class FormationScheduler:
         self._followers.on_change(self._on_progress)
         await self._db.subscribe(PROGRESS_CHANNEL, lambda _: self._on_progress())
         watcher = asyncio.create_task(self._watch_revisions(), name="scheduler-wake")
-        delay = RETRY_FIRST
+        backoff = RETRY.start()
         try:
             while True:
                 try:
                     async with self._db.leadership(on_standby=self._stand_by) as held:
-                        delay = RETRY_FIRST
+                        backoff.reset()
                         await self._lead(held)
                 except errors.StoreError as exc:
+                    delay = backoff.next_delay()
                     log.warning("scheduler: cannot lead: %s; trying again in %.1fs", exc, delay)
                     await asyncio.sleep(delay)  # back-off while the database is away
-                    delay = min(delay * 2, RETRY_MAX)
         finally:
-            watcher.cancel()
+            await cancel_and_wait(watcher)
 
     def _stand_by(self) -> None:
         log.info("scheduler: another node schedules; node %s stands by", self._node_id)
@@ -144,7 +146,7 @@ class FormationScheduler:
         log.info("scheduler: node %s schedules now (epoch %d)", self._node_id, epoch)
         watching_since = self._clock()
         seen: int | None = None  # None: look at every app
-        delay = RETRY_FIRST
+        backoff = RETRY.start()
         self.leading.set()
         self.decided.set()
         try:
@@ -156,13 +158,13 @@ class FormationScheduler:
                     log.warning("scheduler: node %s stops scheduling: %s", self._node_id, exc)
                     return
                 except (errors.Unavailable, errors.Busy) as exc:
+                    delay = backoff.next_delay()
                     log.warning("scheduler: pass failed: %s; again in %.1fs", exc, delay)
                     await wait_any((held.lost,), delay)
-                    delay = min(delay * 2, RETRY_MAX)
                     # Heartbeats may not have been stored meanwhile: the grace starts over.
                     watching_since = self._clock()
                     continue
-                delay = RETRY_FIRST
+                backoff.reset()
                 seen = result.revision
                 self.passes += 1
                 timeout = None if math.isinf(result.wake_at) else result.wake_at - self._clock()

@@ -26,6 +26,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from dynomesh.backoff import BackoffPolicy
+from dynomesh.tasks import cancel_and_wait
 from controlplane.store import errors
 from controlplane.store.database import (DEFAULT_HISTORY, Database, Leadership, Row,
                                          Transaction)
@@ -36,8 +38,9 @@ NOTIFY_CHANNEL = "dynomesh_revision"
 MIGRATION_LOCK_KEY = 0x64796E6F  # "dyno"
 # pg_advisory_lock key held by the control node that runs the scheduler.
 LEADER_LOCK_KEY = 0x64796E73  # "dyns"
-# Reconnecting the LISTEN connection: 0.1 s, doubling, at most 5 s, with jitter.
-RECONNECT_FIRST, RECONNECT_MAX = 0.1, 5.0
+# Reconnecting the LISTEN connection: 0.1 s, doubling, at most 5 s, with jitter (every node
+# lost the same server at once; they should not all come back at once).
+RECONNECT = BackoffPolicy(0.1, 5.0, jitter=0.25)
 
 _UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                 asyncpg.CannotConnectNowError, asyncpg.InvalidCatalogNameError,
@@ -112,8 +115,10 @@ class PostgresTransaction(Transaction):
 class _Listener:
     """A dedicated LISTEN connection that comes back after it drops."""
 
-    def __init__(self, url: str, on_connected: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, url: str, on_connected: Callable[[], Awaitable[None]],
+                 rng: random.Random | None = None) -> None:
         self._url = url
+        self._rng = rng or random.Random()
         self._on_connected = on_connected
         self._callbacks: dict[str, list[Callable[[str], None]]] = {}
         self._conn: asyncpg.Connection | None = None
@@ -150,27 +155,25 @@ class _Listener:
                 await self._conn.add_listener(channel, self._dispatch)
 
     async def _keep_connected(self) -> None:
-        delay = RECONNECT_FIRST
+        backoff = RECONNECT.start(self._rng)
         while True:
             await self._dropped.wait()
             log.warning("postgres: the LISTEN connection dropped; reconnecting")
             while True:
-                await asyncio.sleep(delay * random.uniform(0.75, 1.0))  # back-off, not polling
+                await asyncio.sleep(backoff.next_delay())  # back-off, not polling
                 try:
                     await self._connect()
                     await self._on_connected()  # notices sent while away are lost: catch up
                     break
                 except errors.StoreError as exc:
                     log.warning("postgres: LISTEN reconnect failed: %s", exc)
-                    delay = min(delay * 2, RECONNECT_MAX)
-            delay = RECONNECT_FIRST
+            backoff.reset()
             log.info("postgres: LISTEN connection back")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task, self._task = self._task, None
+        if task is not None:
+            await cancel_and_wait(task)
         if self._conn is not None:
             with contextlib.suppress(*_UNAVAILABLE, asyncpg.PostgresError):
                 await self._conn.close(timeout=5)

@@ -10,6 +10,7 @@ import random
 import aiohttp
 import pytest
 
+from dynomesh.backoff import BackoffPolicy
 from dynomesh.feedclient import FeedSettings
 from router.accesslog import MemorySink
 from router.config import Endpoint, RouterConfig
@@ -19,7 +20,7 @@ from tests.feedserver import ROUTER_TOKEN, ScriptedControlPlane
 from tests.router.conftest import RouterUnderTest, app_entry, wait_until
 
 # Short enough that a reconnect takes a blink, long enough for a loaded machine.
-FAST = FeedSettings(dead_after=2.0, backoff_base=0.02, backoff_cap=0.2, connect_timeout=2.0)
+FAST = FeedSettings(dead_after=2.0, backoff=BackoffPolicy(0.02, 0.2, jitter=0.5), connect_timeout=2.0)
 
 
 @pytest.fixture
@@ -167,7 +168,7 @@ async def test_a_resume_after_the_history_expired_gets_a_snapshot(control, feed_
 async def test_a_silent_connection_is_dead_after_the_timeout_and_replaced(control,
                                                                           feed_router_factory):
     control.set_route(app_entry("hello"))
-    settings = FeedSettings(dead_after=0.5, backoff_base=0.02, backoff_cap=0.2)
+    settings = FeedSettings(dead_after=0.5, backoff=BackoffPolicy(0.02, 0.2, jitter=0.5))
     router = await feed_router_factory((control.url,), settings=settings)
     await wait_until(lambda: router.router.feed.following)
     control.set_silent(True)  # open, but not even a heartbeat

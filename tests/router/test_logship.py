@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 
+from dynomesh.backoff import BackoffPolicy
 from dynomesh.logship import LogShipper, ShipSettings
 from router.accesslog import MemorySink
 from router.config import Endpoint, RouterConfig
@@ -42,7 +43,8 @@ async def test_request_lines_reach_the_log_and_an_outage_loses_only_what_did_not
         # A small buffer, so that an outage overflows it; a short back-off, so the test is
         # quick to see the control plane back.
         shipper = LogShipper((control.url,), token,
-                             ShipSettings(buffer_bytes=4096, min_interval=0.01, backoff_cap=0.3),
+                             ShipSettings(buffer_bytes=4096, min_interval=0.01,
+                                          backoff=BackoffPolicy(0.1, 0.3, jitter=0.5)),
                              say=said.append, rng=random.Random(3))
         stdout = MemorySink()
         router = Router(RouterConfig(listen=Endpoint("127.0.0.1", 0), admin=None),

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import sys
 import time
 from collections.abc import Callable
 from urllib.parse import quote
 
-from dynomesh.feedclient import Backoff
+from dynomesh.feedclient import RECONNECT_BACKOFF
 
 from controlplane.cli.errors import CliError, Exit, usage
 from controlplane.cli.registry import command, runs
@@ -129,7 +128,7 @@ async def _read(api, path: str, params: dict, printer: Printer, read_timeout: fl
 
 async def _follow(api, path: str, params: dict, printer: Printer) -> None:
     """Read the tail for ever, reconnecting after anything but a final refusal."""
-    backoff = Backoff(0.1, 5.0, random.Random())
+    backoff = RECONNECT_BACKOFF.start()
     lost_at: float | None = None
     last_note = 0.0
 
