@@ -1,0 +1,98 @@
+"""Building (and letting go of) a large routing table without holding the router's loop.
+
+A snapshot of 100 000 apps and a million host names takes seconds of Python to decode, parse
+and build, and freeing the table it replaces takes over 100 ms. The router is one thread, so
+any of that done in one go is a pause for every request. Here the work is a generator of small
+steps (one entry each), run in slices of `SLICE_SECONDS` with `await asyncio.sleep(0)` between
+them: requests are served between slices, and keep using the old table until the caller swaps
+the finished one in with one reference (`Router.install`). A worker thread would not bound the
+pause: it hands the GIL back only every 5 ms at best and not at all inside one long C call.
+
+Garbage collection: a table of a million hosts holds about half a million objects the
+collector tracks (entries, dynos), and one full collection over them takes a few hundred
+milliseconds. After each slice the young generations are collected (they hold that slice's
+objects: cheap) and everything alive is frozen (`gc.freeze`) out of later collections, so
+neither the table being built nor the one in use is ever traversed again; they are still freed
+by reference counting when they go. The cost: a reference cycle that was alive at a freeze
+and becomes garbage later is never collected; the router's objects do not rely on the
+collector (connections drop their references on close), so that is a bounded, rare leak.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from router.routes import AppRoute
+from router.table import RouteTable, TableBuilder
+
+# The longest a slice holds the loop (plus one step: parsing one entry, well under 1 ms).
+# Small against the 50 ms a request may wait behind table work; large enough that switching
+# costs nothing (a slice does hundreds of entries).
+SLICE_SECONDS = 0.005
+
+
+async def run_in_slices(steps: Iterator, *, budget: float | None = None,
+                        clock: Callable[[], float] = time.perf_counter) -> int:
+    """Run `steps` to its end, yielding to the loop every `budget` seconds (default
+    `SLICE_SECONDS`). -> the number of slices run."""
+    if budget is None:
+        budget = SLICE_SECONDS
+    slices = 1
+    deadline = clock() + budget
+    for _ in steps:
+        if clock() >= deadline:
+            keep_out_of_collections()
+            await asyncio.sleep(0)
+            slices += 1
+            deadline = clock() + budget
+    keep_out_of_collections()
+    return slices
+
+
+def keep_out_of_collections() -> None:
+    """Collect the young generations (this slice's objects and short-lived garbage), then
+    freeze what survived, so a full collection never walks the routing table."""
+    gc.collect(1)
+    gc.freeze()
+
+
+def build_steps(builder: TableBuilder, routes: Iterable[AppRoute]) -> Iterator[None]:
+    for route in routes:
+        builder.add(route)
+        yield
+
+
+async def build(routes: list[AppRoute], revision: int, previous: RouteTable | None = None, *,
+                budget: float | None = None) -> RouteTable:
+    """A new table from whole entries, built in slices (see the module docstring); raises
+    like `RouteTable.build`. `routes` is emptied as it is used, so that each entry's only
+    reference is the table's."""
+    builder = TableBuilder(revision, previous)
+    await run_in_slices(build_steps(builder, _releasing(routes)), budget=budget)
+    return builder.table()
+
+
+def _releasing(items: list) -> Iterator:
+    for index in range(len(items)):
+        item, items[index] = items[index], None
+        yield item
+    items.clear()
+
+
+def retire_steps(table: RouteTable) -> Iterator[None]:
+    """Empty a table that was replaced, a few hundred entries per step."""
+    for mapping in (table._exact, table._wildcard, table._apps):
+        popitem = mapping.popitem
+        while mapping:
+            for _ in range(min(256, len(mapping))):
+                popitem()
+            yield
+
+
+async def retire(table: RouteTable, *, budget: float | None = None) -> None:
+    """Free a replaced table in slices instead of in one pause when its last reference goes.
+    The table is left empty; nothing may still be routing on it."""
+    await run_in_slices(retire_steps(table), budget=budget)
