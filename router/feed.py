@@ -19,6 +19,7 @@ ago it last heard from the control plane.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import random
 import re
@@ -120,17 +121,13 @@ async def decode_large_line(data: bytes, current: RouteTable | None, applied: in
     """`decode_line` for a large line, in slices of `budget` seconds that yield to the loop:
     the JSON is decoded and each entry parsed one at a time (the decoded entry is let go once
     parsed), then a snapshot's table is built entry by entry. Nothing is installed here."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise FeedResync(f"a feed line is not JSON ({error})") from error
     message: dict = {}
     routes: list[AppRoute] = []
     refused: list[RoutesError] = []  # the first bad entry, raised once the line is known wanted
 
     def steps():
         nonlocal message
-        for event, key, value in _stepwise_events(text):
+        for event, key, value in _stepwise_events(data):
             if event == "item" and key == "apps":
                 if not refused:
                     try:
@@ -152,7 +149,7 @@ async def decode_large_line(data: bytes, current: RouteTable | None, applied: in
 
     try:
         await tableload.run_in_slices(steps(), budget=budget)
-    except ValueError as error:
+    except ValueError as error:  # UnicodeDecodeError included
         raise FeedResync(f"a feed line is not JSON ({error})") from error
     head = _head(message, applied, fresh)
     if not isinstance(head, tuple):
@@ -219,7 +216,7 @@ def loads_stepwise(data: bytes):
     """`json.loads` for a large feed line, taking the arrays of the top-level object one
     element at a time (`_stepwise_events`), which `decode_large_line` runs in slices."""
     message = None
-    for event, key, value in _stepwise_events(data.decode("utf-8")):
+    for event, key, value in _stepwise_events(data):
         if event == "list":
             message[key] = []
         elif event == "item":
@@ -231,55 +228,110 @@ def loads_stepwise(data: bytes):
     return message
 
 
-def _stepwise_events(text: str):
-    """The top-level object of `text` as events: ("whole", None, {}) first, then
+def _stepwise_events(data: bytes):
+    """The top-level object of a JSON line as events: ("whole", None, {}) first, then
     ("value", key, value) for each member, except arrays: ("list", key, None), then
     ("item", key, element) for each element. Anything but an object is one ("whole", None,
     value). Raises ValueError where json.loads would."""
-    position = _skip(text, 0)
-    if not text.startswith("{", position):
-        yield "whole", None, json.loads(text)  # not an object: let json say what is wrong
+    scan = _Scanner(data)
+    if not scan.at("{"):
+        yield "whole", None, json.loads(data)  # not an object: let json say what is wrong
         return
     yield "whole", None, {}
-    position = _skip(text, position + 1)
-    while not text.startswith("}", position):
-        key, position = _DECODER.raw_decode(text, position)
-        position = _skip(text, position)
-        if not isinstance(key, str) or not text.startswith(":", position):
-            raise ValueError(f"expected a key and ':' at character {position}")
-        position = _skip(text, position + 1)
-        if text.startswith("[", position):
+    scan.pos += 1
+    while not scan.at("}"):
+        key = scan.value()
+        if not isinstance(key, str) or not scan.at(":"):
+            raise ValueError(f"expected a key and ':' at character {scan.offset}")
+        scan.pos += 1
+        if scan.at("["):
             yield "list", key, None
-            position = _skip(text, position + 1)
-            while not text.startswith("]", position):
-                item, position = _DECODER.raw_decode(text, position)
+            scan.pos += 1
+            while not scan.at("]"):
+                item = scan.value()
                 yield "item", key, item
                 del item
-                position = _skip(text, position)
-                if text.startswith(",", position):
-                    position = _skip(text, position + 1)
-                    if text.startswith("]", position):
-                        raise ValueError(f"a ',' before ']' at character {position}")
-                elif not text.startswith("]", position):
-                    raise ValueError(f"expected ',' or ']' at character {position}")
-            position += 1
+                if scan.at(","):
+                    scan.pos += 1
+                    if scan.at("]"):
+                        raise ValueError(f"a ',' before ']' at character {scan.offset}")
+                elif not scan.at("]"):
+                    raise ValueError(f"expected ',' or ']' at character {scan.offset}")
+            scan.pos += 1
         else:
-            value, position = _DECODER.raw_decode(text, position)
+            value = scan.value()
             yield "value", key, value
             del value
-        position = _skip(text, position)
-        if text.startswith(",", position):
-            position = _skip(text, position + 1)
-            if text.startswith("}", position):
-                raise ValueError(f"a ',' before '}}' at character {position}")
-        elif not text.startswith("}", position):
-            raise ValueError(f"expected ',' or '}}' at character {position}")
-    if _skip(text, position + 1) != len(text):
-        raise ValueError(f"extra data after the object at character {position + 1}")
+        if scan.at(","):
+            scan.pos += 1
+            if scan.at("}"):
+                raise ValueError(f"a ',' before '}}' at character {scan.offset}")
+        elif not scan.at("}"):
+            raise ValueError(f"expected ',' or '}}' at character {scan.offset}")
+    scan.pos += 1
+    if not scan.at_end():
+        raise ValueError(f"extra data after the object at character {scan.offset}")
 
 
-def _skip(text: str, position: int) -> int:
-    return _WHITESPACE.match(text, position).end()
+class _Scanner:
+    """The text of a UTF-8 line, decoded a window at a time: the whole of a 50 MB line as one
+    str would cost its allocation and copy (and page faults: 60 ms on a small VM) in one go."""
+
+    WINDOW = 256 * 1024  # bytes decoded at a time
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._read = 0  # bytes decoded so far
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._dropped = 0  # characters before self.text
+        self.text = ""
+        self.pos = 0
+        self.done = not data
+
+    @property
+    def offset(self) -> int:
+        return self._dropped + self.pos
+
+    def _more(self, size: int) -> bool:
+        """Drop the text before `pos`, append the next `size` bytes; False at the end."""
+        if self.done:
+            return False
+        end = min(len(self._data), self._read + size)
+        self.done = end == len(self._data)
+        chunk = self._decoder.decode(self._data[self._read:end], final=self.done)
+        self._read = end
+        self._dropped += self.pos
+        self.text = self.text[self.pos:] + chunk
+        self.pos = 0
+        return True
+
+    def at(self, char: str) -> bool:
+        """Skips whitespace; is `char` next?"""
+        while True:
+            self.pos = _WHITESPACE.match(self.text, self.pos).end()
+            if self.pos < len(self.text) or not self._more(self.WINDOW):
+                return self.text.startswith(char, self.pos)
+
+    def at_end(self) -> bool:
+        self.at("")
+        return self.pos == len(self.text)
+
+    def value(self):
+        """The JSON value at `pos` (whitespace skipped). One cut by the window's end fails to
+        decode, or (a number) ends at the window's end: then the window grows and it is
+        decoded again; growing doubles, so a large value costs O(its size)."""
+        size = self.WINDOW
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self.text, self.pos)
+            except ValueError:
+                if not self._more(size):
+                    raise
+            else:
+                if end < len(self.text) or not self._more(size):
+                    self.pos = end
+                    return value
+            size *= 2
 
 
 class RouteFeed:

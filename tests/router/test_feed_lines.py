@@ -144,3 +144,28 @@ def test_a_large_snapshot_line_decodes_to_the_same_table():
     table = decode(data).table
     assert sorted(table.apps) == sorted(a["name"] for a in apps)
     assert table.lookup(b"app799.localhost").dynos[0].port == 1
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 7, 64])
+@pytest.mark.parametrize("text", [
+    '{"type": "snapshot", "revision": 12345678, "apps": [{"name": "caf\u00e9", "hosts": ["x.y"]},'
+    ' {"n": [1.5e10, -0.25, true, false, null, "\u20ac\U0001f600"]}], "tail": 9876543210}',
+    ' { "apps" : [ ] , "n" : { "k" : [1, 2] } , "z": 100000 }\n', '{}', '[1]', '"text"'])
+def test_the_stepwise_decoder_agrees_with_json_across_window_edges(monkeypatch, window, text):
+    from router.feed import _Scanner, loads_stepwise
+
+    monkeypatch.setattr(_Scanner, "WINDOW", window)
+    assert loads_stepwise(text.encode()) == json.loads(text)
+
+
+@pytest.mark.parametrize("window", [1, 5, 64])
+@pytest.mark.parametrize("data", [b'{"a": [1, 2', b'{"a": 12', b'{"a": "\xc3"}', b'{"a": tru}',
+                                  b'{"a": [1,]}', b'{"a": 1} {"b": 2}'])
+def test_the_stepwise_decoder_refuses_a_bad_line_across_window_edges(monkeypatch, window, data):
+    from router.feed import _Scanner, loads_stepwise
+
+    monkeypatch.setattr(_Scanner, "WINDOW", window)
+    with pytest.raises(ValueError):
+        json.loads(data)
+    with pytest.raises(ValueError):
+        loads_stepwise(data)
