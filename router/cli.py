@@ -15,6 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
+from router import tableload
 from router.config import ConfigError, Endpoint, Limits, RouterConfig, parse_networks
 from router.routes import RoutesError
 from router.source import RoutesFile
@@ -212,6 +213,8 @@ def main(argv: list[str]) -> int:
         feed = feed_config_from_args(args)
         ship = log_ship_config_from_args(args)
         table = RoutesFile(config.routes).load() if feed is None else None
+        if table is not None:
+            tableload.keep_out_of_collections()  # see router/tableload.py
     except ConfigError as error:
         print(f"dynomesh router: {error}", file=sys.stderr)
         return 2
@@ -310,4 +313,5 @@ def _reload(config: RouterConfig, router) -> None:
         say(config, f"reload refused, keeping the current table: {config.routes}: {error}")
         return
     router.install(table)
+    tableload.keep_out_of_collections()  # the new table is never walked by a full collection
     say(config, f"reloaded {len(table)} apps from {config.routes} (revision {table.revision})")

@@ -147,28 +147,30 @@ async def decode_large_line(data: bytes, current: RouteTable | None, applied: in
                 message = value
             yield
 
-    try:
-        await tableload.run_in_slices(steps(), budget=budget)
-    except ValueError as error:  # UnicodeDecodeError included
-        raise FeedResync(f"a feed line is not JSON ({error})") from error
-    head = _head(message, applied, fresh)
-    if not isinstance(head, tuple):
-        return head
-    kind, revision = head
-    try:
-        if refused:
-            raise refused[0]
-        if kind == "snapshot":
-            if message.get("apps") is not routes:
-                raise RoutesError("apps", "missing or not a list")
-            del message
-            table = await tableload.build(routes, revision, current, budget=budget)
-            return TableUpdate("snapshot", revision, table)
-        if "apps" in message and message["apps"] is not routes:
-            raise RoutesError("apps", "not a list")
-        return _delta(revision, routes, message, current, need_snapshot)
-    except RoutesError as error:
-        raise FeedResync(f"{kind} at revision {revision} refused: {error}") from error
+    # The entries parsed become the new table's: no full collection walks them meanwhile.
+    with tableload.full_collections_paused():
+        try:
+            await tableload.run_in_slices(steps(), budget=budget)
+        except ValueError as error:  # UnicodeDecodeError included
+            raise FeedResync(f"a feed line is not JSON ({error})") from error
+        head = _head(message, applied, fresh)
+        if not isinstance(head, tuple):
+            return head
+        kind, revision = head
+        try:
+            if refused:
+                raise refused[0]
+            if kind == "snapshot":
+                if message.get("apps") is not routes:
+                    raise RoutesError("apps", "missing or not a list")
+                del message
+                table = await tableload.build(routes, revision, current, budget=budget)
+                return TableUpdate("snapshot", revision, table)
+            if "apps" in message and message["apps"] is not routes:
+                raise RoutesError("apps", "not a list")
+            return _delta(revision, routes, message, current, need_snapshot)
+        except RoutesError as error:
+            raise FeedResync(f"{kind} at revision {revision} refused: {error}") from error
 
 
 def _head(message, applied: int | None, fresh: bool) -> tuple[str, int] | TableUpdate | None:

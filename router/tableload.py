@@ -10,17 +10,21 @@ pause: it hands the GIL back only every 5 ms at best and not at all inside one l
 
 Garbage collection: a table of a million hosts holds about half a million objects the
 collector tracks (entries, dynos), and one full collection over them takes a few hundred
-milliseconds. After each slice the young generations are collected (they hold that slice's
-objects: cheap) and everything alive is frozen (`gc.freeze`) out of later collections, so
-neither the table being built nor the one in use is ever traversed again; they are still freed
-by reference counting when they go. The cost: a reference cycle that was alive at a freeze
-and becomes garbage later is never collected; the router's objects do not rely on the
-collector (connections drop their references on close), so that is a bounded, rare leak.
+milliseconds. So while a table is built, automatic full collections are paused (young ones run
+as usual: they only walk what is new), and once it is built everything alive is frozen
+(`gc.freeze`): neither that table nor the one it replaces is ever walked again, and both are
+still freed by reference counting when they go. The cost: a reference cycle that is alive at
+that moment and becomes garbage later is never collected, e.g. a client connection open during
+the freeze (each holds about 16 objects in cycles). The first table is built before any
+connection, so this applies to snapshots taken while serving (a resync), once each. Entries a
+delta adds are ordinary objects; after as many deltas as the table has apps, full collections
+walk about as much as they would have walked the whole table.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -44,17 +48,26 @@ async def run_in_slices(steps: Iterator, *, budget: float | None = None,
     deadline = clock() + budget
     for _ in steps:
         if clock() >= deadline:
-            keep_out_of_collections()
             await asyncio.sleep(0)
             slices += 1
             deadline = clock() + budget
-    keep_out_of_collections()
     return slices
 
 
+@contextlib.contextmanager
+def full_collections_paused():
+    """No automatic full collection inside (each would walk the table being built)."""
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(young, middle, 1 << 30)
+    try:
+        yield
+    finally:
+        gc.set_threshold(young, middle, old)
+
+
 def keep_out_of_collections() -> None:
-    """Collect the young generations (this slice's objects and short-lived garbage), then
-    freeze what survived, so a full collection never walks the routing table."""
+    """Collect the young generations (cheap: recent objects only), then freeze what is alive,
+    so a full collection never walks the routing table (see the module docstring)."""
     gc.collect(1)
     gc.freeze()
 
@@ -67,12 +80,15 @@ def build_steps(builder: TableBuilder, routes: Iterable[AppRoute]) -> Iterator[N
 
 async def build(routes: list[AppRoute], revision: int, previous: RouteTable | None = None, *,
                 budget: float | None = None) -> RouteTable:
-    """A new table from whole entries, built in slices (see the module docstring); raises
-    like `RouteTable.build`. `routes` is emptied as it is used, so that each entry's only
+    """A new table from whole entries, built in slices, then frozen out of collections (see
+    the module docstring); raises like `RouteTable.build`. `routes` is emptied as it is used, so that each entry's only
     reference is the table's."""
     builder = TableBuilder(revision, previous)
-    await run_in_slices(build_steps(builder, _releasing(routes)), budget=budget)
-    return builder.table()
+    with full_collections_paused():
+        await run_in_slices(build_steps(builder, _releasing(routes)), budget=budget)
+        table = builder.table()
+        keep_out_of_collections()
+    return table
 
 
 def _releasing(items: list) -> Iterator:
