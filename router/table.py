@@ -214,6 +214,10 @@ class TableBuilder:
                                          route.name)
         apps[route.name] = route
 
+    @property
+    def exact_hosts(self) -> int:
+        return len(self._exact)
+
     def table(self) -> RouteTable:
         return RouteTable(self._apps, self._exact, self._wildcard, self._revision)
 

@@ -176,3 +176,17 @@ async def test_a_repeated_large_line_is_ignored_even_with_a_bad_entry():
                "apps": [{"name": "x", "hosts": ["bad host"]}] + [entry(i) for i in range(700)]}
     assert await decode_large_line(json.dumps(message).encode(), RouteTable.empty(), 5,
                                    fresh=False, need_snapshot=False) is None
+
+
+async def test_a_step_that_grows_the_host_dict_starts_a_slice_of_its_own():
+    from router.table import TableBuilder
+
+    routes = [AppRoute(f"a{i}", (f"a{i}.localhost", f"b{i}.localhost")) for i in range(40)]
+    builder = TableBuilder(1)
+    marks = list(tableload.build_steps(builder, routes))
+    assert builder.exact_hosts == 80 and marks.count(False) == 40
+    # before the entries that take the dict past 5, 10, 21, 42 (2/3 of 8, 16, 32, 64) hosts
+    starts = [sum(not m for m in marks[:i]) for i, mark in enumerate(marks) if mark]
+    assert starts == [2, 5, 10, 21]  # entries added before each: 4, 10, 20, 42 hosts
+    now = [0.0]
+    assert await tableload.run_in_slices(iter(marks), budget=100.0, clock=lambda: now[0]) == 5
