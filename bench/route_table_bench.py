@@ -16,7 +16,10 @@ three dynos. Measured:
   traffic is skewed towards fewer hosts.
 * bytes per host: every object the large table holds (its dicts, their keys, the entries and
   everything they refer to, each counted once by `sys.getsizeof`) divided by the host names;
-  beside it the process's RSS growth while the feed applied the first snapshot.
+  and the RSS a fresh process grows by when it loads the same table from a `--routes` file
+  the way `dynomesh router --routes` does (`RoutesFile.load`, the decoded JSON freed, then
+  `malloc_trim`), divided by the host names: that one includes the allocator's overhead and
+  what fragmentation the decoding left behind.
 * loop stall: a `Router` and its `RouteFeed` take the large table as a feed snapshot line
   through `RouteFeed.line` (the real apply path: sliced decoding, parsing and building, the
   swap, the old table retired) while a task on the same uvloop loop ticks every 1 ms; the
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import json
 import os
@@ -42,6 +46,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,7 +59,9 @@ from router.config import Endpoint, RouterConfig  # noqa: E402
 from router.feed import RouteFeed, RouteFeedConfig  # noqa: E402
 from router.routes import parse_app, parse_routes  # noqa: E402
 from router.server import Router  # noqa: E402
+from router.source import RoutesFile  # noqa: E402
 from router.table import RouteTable  # noqa: E402
+from router import tableload  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -152,6 +159,32 @@ def table_bytes(table: RouteTable) -> int:
         if route.request_timeout is not None:
             count(route.request_timeout)
     return total
+
+
+def rss_child(path: Path) -> None:
+    """In a fresh process: the RSS growth of loading `path` as `dynomesh router --routes` does."""
+    gc.collect()
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc_trim(0)
+    before = rss_bytes()
+    table = RoutesFile(path).load()
+    tableload.keep_out_of_collections()
+    gc.collect()
+    libc.malloc_trim(0)  # give back what the decoded document used, as far as it can be
+    after = rss_bytes()
+    print(json.dumps({"hosts": table.hosts, "rss_before": before, "rss_after": after}))
+
+
+def rss_per_host(apps: int, hosts: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "routes.json"
+        path.write_text(json.dumps(document(apps, hosts)))
+        done = subprocess.run([sys.executable, __file__, "--rss-child", str(path)],
+                              capture_output=True, text=True, timeout=600, check=True)
+    figures = json.loads(done.stdout)
+    figures["rss_growth_per_host"] = round(
+        (figures["rss_after"] - figures["rss_before"]) / figures["hosts"], 1)
+    return figures
 
 
 # -- the real apply path, with a loop-lag probe ----------------------------------------------
@@ -258,7 +291,11 @@ def main() -> int:
     parser.add_argument("--label", default="", help="a note stored with the results")
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/"
                                                  "route-table-<UTC time>.json)")
+    parser.add_argument("--rss-child", type=Path, help=argparse.SUPPRESS)  # the RSS process
     args = parser.parse_args()
+    if args.rss_child is not None:
+        rss_child(args.rss_child)
+        return 0
     if args.hosts_per_app < 2:
         parser.error("--hosts-per-app: at least 2 (a name and a wildcard)")
     started = time.monotonic()
@@ -310,6 +347,9 @@ def main() -> int:
     gc.unfreeze()
     gc.collect()
 
+    if in_time("rss of a process loading the large table"):
+        results["large"]["rss"] = rss_per_host(args.apps, args.hosts_per_app)
+
     loop = uvloop.new_event_loop()
     try:
         for name, apps in (("small", args.small_apps), ("large", args.apps)):
@@ -329,6 +369,8 @@ def main() -> int:
             ("hosts", small["hosts"], large["hosts"]),
             ("lookup ns (by_host, random host)", small["lookup_ns"], large["lookup_ns"]),
             ("table bytes per host", small["bytes_per_host"], large["bytes_per_host"]),
+            ("RSS growth per host (fresh process, --routes)", "",
+             large.get("rss", {}).get("rss_growth_per_host", "skipped")),
             ("apply_delta µs (one app)", small["apply_delta_us"], large["apply_delta_us"])]
     for key, label in (("first_snapshot", "first snapshot"), ("second_snapshot", "second snapshot")):
         if "feed" in small and "feed" in large:

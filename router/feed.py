@@ -19,10 +19,8 @@ ago it last heard from the control plane.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import json
 import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from dynomesh.feedclient import FeedError, FeedRefused, FeedResync, FeedSettings, follow_feed
 from router import tableload
+from router.jsonstream import loads_stepwise, stepwise_events
 from router.routes import AppRoute, RoutesError, parse_app
 from router.table import RouteTable, TableBuilder
 
@@ -43,8 +42,6 @@ FEED_PATH = "/feeds/routes"
 # the table of a large snapshot takes from tens of milliseconds to seconds, which requests must
 # not wait for. Below it (every delta of a few apps) the work takes well under a slice.
 OFFLOAD_BYTES = 64 * 1024
-_DECODER = json.JSONDecoder()
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
 @dataclass(frozen=True)
@@ -127,7 +124,7 @@ async def decode_large_line(data: bytes, current: RouteTable | None, applied: in
 
     def steps():
         nonlocal message
-        for event, key, value in _stepwise_events(data):
+        for event, key, value in stepwise_events(data):
             if event == "item" and key == "apps":
                 if not refused:
                     try:
@@ -212,128 +209,6 @@ def _parse_releasing(apps_raw: list) -> list:
         routes.append(parse_app(apps_raw[index], f"apps[{index}]"))
         apps_raw[index] = None
     return routes
-
-
-def loads_stepwise(data: bytes):
-    """`json.loads` for a large feed line, taking the arrays of the top-level object one
-    element at a time (`_stepwise_events`), which `decode_large_line` runs in slices."""
-    message = None
-    for event, key, value in _stepwise_events(data):
-        if event == "list":
-            message[key] = []
-        elif event == "item":
-            message[key].append(value)
-        elif event == "value":
-            message[key] = value
-        else:
-            message = value
-    return message
-
-
-def _stepwise_events(data: bytes):
-    """The top-level object of a JSON line as events: ("whole", None, {}) first, then
-    ("value", key, value) for each member, except arrays: ("list", key, None), then
-    ("item", key, element) for each element. Anything but an object is one ("whole", None,
-    value). Raises ValueError where json.loads would."""
-    scan = _Scanner(data)
-    if not scan.at("{"):
-        yield "whole", None, json.loads(data)  # not an object: let json say what is wrong
-        return
-    yield "whole", None, {}
-    scan.pos += 1
-    while not scan.at("}"):
-        key = scan.value()
-        if not isinstance(key, str) or not scan.at(":"):
-            raise ValueError(f"expected a key and ':' at character {scan.offset}")
-        scan.pos += 1
-        if scan.at("["):
-            yield "list", key, None
-            scan.pos += 1
-            while not scan.at("]"):
-                item = scan.value()
-                yield "item", key, item
-                del item
-                if scan.at(","):
-                    scan.pos += 1
-                    if scan.at("]"):
-                        raise ValueError(f"a ',' before ']' at character {scan.offset}")
-                elif not scan.at("]"):
-                    raise ValueError(f"expected ',' or ']' at character {scan.offset}")
-            scan.pos += 1
-        else:
-            value = scan.value()
-            yield "value", key, value
-            del value
-        if scan.at(","):
-            scan.pos += 1
-            if scan.at("}"):
-                raise ValueError(f"a ',' before '}}' at character {scan.offset}")
-        elif not scan.at("}"):
-            raise ValueError(f"expected ',' or '}}' at character {scan.offset}")
-    scan.pos += 1
-    if not scan.at_end():
-        raise ValueError(f"extra data after the object at character {scan.offset}")
-
-
-class _Scanner:
-    """The text of a UTF-8 line, decoded a window at a time: the whole of a 50 MB line as one
-    str would cost its allocation and copy (and page faults: 60 ms on a small VM) in one go."""
-
-    WINDOW = 256 * 1024  # bytes decoded at a time
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._read = 0  # bytes decoded so far
-        self._decoder = codecs.getincrementaldecoder("utf-8")()
-        self._dropped = 0  # characters before self.text
-        self.text = ""
-        self.pos = 0
-        self.done = not data
-
-    @property
-    def offset(self) -> int:
-        return self._dropped + self.pos
-
-    def _more(self, size: int) -> bool:
-        """Drop the text before `pos`, append the next `size` bytes; False at the end."""
-        if self.done:
-            return False
-        end = min(len(self._data), self._read + size)
-        self.done = end == len(self._data)
-        chunk = self._decoder.decode(self._data[self._read:end], final=self.done)
-        self._read = end
-        self._dropped += self.pos
-        self.text = self.text[self.pos:] + chunk
-        self.pos = 0
-        return True
-
-    def at(self, char: str) -> bool:
-        """Skips whitespace; is `char` next?"""
-        while True:
-            self.pos = _WHITESPACE.match(self.text, self.pos).end()
-            if self.pos < len(self.text) or not self._more(self.WINDOW):
-                return self.text.startswith(char, self.pos)
-
-    def at_end(self) -> bool:
-        self.at("")
-        return self.pos == len(self.text)
-
-    def value(self):
-        """The JSON value at `pos` (whitespace skipped). One cut by the window's end fails to
-        decode, or (a number) ends at the window's end: then the window grows and it is
-        decoded again; growing doubles, so a large value costs O(its size)."""
-        size = self.WINDOW
-        while True:
-            try:
-                value, end = _DECODER.raw_decode(self.text, self.pos)
-            except ValueError:
-                if not self._more(size):
-                    raise
-            else:
-                if end < len(self.text) or not self._more(size):
-                    self.pos = end
-                    return value
-            size *= 2
 
 
 class RouteFeed:

@@ -121,7 +121,7 @@ def app_route(name, *hosts):
     '{}', '{"type": "snapshot", "revision": 3, "apps": [{"name": "a", "hosts": ["x.y"]}, {}]}',
     ' { "apps" : [ ] , "n" : { "k" : [1, 2] } }\n', '[1]', '"text"'])
 def test_the_stepwise_decoder_of_large_lines_agrees_with_json(text):
-    from router.feed import loads_stepwise
+    from router.jsonstream import loads_stepwise
 
     assert loads_stepwise(text.encode()) == json.loads(text)
 
@@ -129,7 +129,7 @@ def test_the_stepwise_decoder_of_large_lines_agrees_with_json(text):
 @pytest.mark.parametrize("text", ['{"a": 1,}', '{"a": [1,]}', '{"a" 1}', '{"a": [1 2]}',
                                   '{"a": 1} x', '{"a": 1', '{"a": "\\ud800'])
 def test_the_stepwise_decoder_refuses_what_json_refuses(text):
-    from router.feed import loads_stepwise
+    from router.jsonstream import loads_stepwise
 
     with pytest.raises(ValueError):
         json.loads(text)
@@ -152,7 +152,7 @@ def test_a_large_snapshot_line_decodes_to_the_same_table():
     ' {"n": [1.5e10, -0.25, true, false, null, "\u20ac\U0001f600"]}], "tail": 9876543210}',
     ' { "apps" : [ ] , "n" : { "k" : [1, 2] } , "z": 100000 }\n', '{}', '[1]', '"text"'])
 def test_the_stepwise_decoder_agrees_with_json_across_window_edges(monkeypatch, window, text):
-    from router.feed import _Scanner, loads_stepwise
+    from router.jsonstream import _Scanner, loads_stepwise
 
     monkeypatch.setattr(_Scanner, "WINDOW", window)
     assert loads_stepwise(text.encode()) == json.loads(text)
@@ -162,7 +162,7 @@ def test_the_stepwise_decoder_agrees_with_json_across_window_edges(monkeypatch, 
 @pytest.mark.parametrize("data", [b'{"a": [1, 2', b'{"a": 12', b'{"a": "\xc3"}', b'{"a": tru}',
                                   b'{"a": [1,]}', b'{"a": 1} {"b": 2}'])
 def test_the_stepwise_decoder_refuses_a_bad_line_across_window_edges(monkeypatch, window, data):
-    from router.feed import _Scanner, loads_stepwise
+    from router.jsonstream import _Scanner, loads_stepwise
 
     monkeypatch.setattr(_Scanner, "WINDOW", window)
     with pytest.raises(ValueError):
