@@ -13,7 +13,9 @@ three dynos. Measured:
   `--lookups` hosts drawn at random from the table, each a fresh bytes object (as httptools
   hands the router: its hash not yet computed); the median of `--repeat` runs, for both tables,
   and their ratio. A random host of a million is the worst case for the CPU caches; real
-  traffic is skewed towards fewer hosts.
+  traffic is skewed towards fewer hosts. What that costs a whole request: the extra ns over
+  the µs per request of bench/router_path.py (the router's request path without sockets, one
+  app, `--path-iterations` requests, median of 3), as a ratio to the small table's.
 * bytes per host: every object the large table holds (its dicts, their keys, the entries and
   everything they refer to, each counted once by `sys.getsizeof`) divided by the host names;
   and the RSS a fresh process grows by when it loads the same table from a `--routes` file
@@ -286,6 +288,8 @@ def main() -> int:
     parser.add_argument("--lookups", type=int, default=200_000, help="lookups per timed run")
     parser.add_argument("--repeat", type=int, default=5, help="timed lookup runs (median)")
     parser.add_argument("--deltas", type=int, default=200, help="one-app deltas timed (median)")
+    parser.add_argument("--path-iterations", type=int, default=50_000,
+                        help="requests per router_path.py run (0: skip that figure)")
     parser.add_argument("--max-seconds", type=float, default=900,
                         help="phases not started within this are skipped (default 900)")
     parser.add_argument("--label", default="", help="a note stored with the results")
@@ -347,6 +351,16 @@ def main() -> int:
     gc.unfreeze()
     gc.collect()
 
+    if args.path_iterations and in_time("request path µs"):
+        sys.path.insert(0, str(ROOT / "bench"))
+        import router_path
+
+        samples = router_path.microseconds(args.path_iterations, 3, warmup=router_path.CHUNK)
+        path_us = statistics.median(samples)
+        extra_us = (results["large"]["lookup_ns"] - results["small"]["lookup_ns"]) / 1000
+        results["request_path_us"] = round(path_us, 3)
+        results["per_request_ratio"] = round((path_us + extra_us) / path_us, 4)
+
     if in_time("rss of a process loading the large table"):
         results["large"]["rss"] = rss_per_host(args.apps, args.hosts_per_app)
 
@@ -385,6 +399,9 @@ def main() -> int:
     for label, a, b in rows:
         print(f"{label:<{width}} | {a!s:>12} | {b!s:>12}")
     print(f"lookup ratio (large / small): {results['lookup_ratio']}")
+    if "per_request_ratio" in results:
+        print(f"per request: {results['request_path_us']} µs on the request path; with the "
+              f"large table's lookup, x{results['per_request_ratio']}")
     out = args.out or RESULTS / f"route-table-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
