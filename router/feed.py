@@ -294,19 +294,22 @@ class RouteFeed:
             self._now_following()
         if update is None:
             return
-        if update.kind == "snapshot":
-            self.router.install(update.table)
+        if update.kind == "heartbeat":
+            if not flags["need_snapshot"] and update.revision > self.revision:
+                self.revision = update.revision  # nothing changed up to here
+            return
+        if update.kind == "delta":
+            self.router.install(current, changed=update.changed)
+        else:
+            self.router.install(update.table, changed=())  # the swap: one reference
             self._say(f"route feed: snapshot at revision {update.revision} "
                       f"({len(update.table)} apps) from {self.url}")
-        elif update.kind == "delta":
-            self.router.install(current, changed=update.changed)
-        if update.kind != "heartbeat":
-            self._resync = False
-            self.revision = update.revision
-            if update.kind == "snapshot" and current is not None:
+        self._resync = False
+        self.revision = update.revision
+        if update.kind == "snapshot":
+            await tableload.reconcile(self.router)  # backends brought in line, in slices
+            if current is not None:
                 await tableload.retire(current)  # its objects freed in slices, not at once
-        elif not flags["need_snapshot"] and update.revision > self.revision:
-            self.revision = update.revision  # a heartbeat: nothing changed up to here
 
     def disconnected(self, url: str, error: FeedError) -> None:
         now = self._clock()

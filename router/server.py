@@ -79,7 +79,15 @@ class Router:
         router has served is checked.
         """
         self.table = table
-        names = changed if changed is not None else [b.route.name for b in self.backends.known()]
+        self.reconcile(changed if changed is not None
+                       else [b.route.name for b in self.backends.known()])
+
+    def reconcile(self, names: Iterable[str]) -> None:
+        """Bring these apps' backends in line with the installed table: pools rebound to the
+        entry's dynos (or dropped with the app), requests queued for a booting app woken.
+        (A request also rebinds its app's backend when it finds a new entry; this does it now,
+        for apps no request is asking for.)"""
+        table = self.table
         for name in names:
             route = table.app(name)
             if route is None:

@@ -28,9 +28,13 @@ import contextlib
 import gc
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from router.routes import AppRoute
 from router.table import RouteTable, TableBuilder
+
+if TYPE_CHECKING:
+    from router.server import Router
 
 # The longest a slice holds the loop (plus one step: parsing one entry, well under 1 ms).
 # Small against the 50 ms a request may wait behind table work; large enough that switching
@@ -123,3 +127,25 @@ async def retire(table: RouteTable, *, budget: float | None = None) -> None:
     """Free a replaced table in slices instead of in one pause when its last reference goes.
     The table is left empty; nothing may still be routing on it."""
     await run_in_slices(retire_steps(table), budget=budget)
+
+
+def reconcile_steps(router: Router) -> Iterator[None]:
+    """After a snapshot's swap: each app with a backend whose entry is not the table's (changed
+    or gone) reconciled, one step each. Rebinding 100 000 backends at once would hold the loop
+    for a second or more; an entry the snapshot kept unchanged is the same object, and costs
+    only the check."""
+    table = router.table
+    bound = router.backends.bound
+    names = list(bound)
+    for start in range(0, len(names), 1024):
+        stale = [name for name in names[start:start + 1024]
+                 if (backend := bound.get(name)) is not None and backend.route is not table.app(name)]
+        yield
+        for name in stale:
+            router.reconcile((name,))
+            yield
+
+
+async def reconcile(router: Router, *, budget: float | None = None) -> None:
+    """After a snapshot's table is swapped in: reconcile the apps' backends in slices."""
+    await run_in_slices(reconcile_steps(router), budget=budget)

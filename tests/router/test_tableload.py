@@ -190,3 +190,22 @@ async def test_a_step_that_grows_the_host_dict_starts_a_slice_of_its_own():
     assert starts == [2, 5, 10, 21]  # entries added before each: 4, 10, 20, 42 hosts
     now = [0.0]
     assert await tableload.run_in_slices(iter(marks), budget=100.0, clock=lambda: now[0]) == 5
+
+
+async def test_after_a_snapshot_only_changed_or_removed_apps_backends_are_rebound(one_step_slices):
+    router = Router(RouterConfig(listen=Endpoint("127.0.0.1", 0), admin=None), sinks=[],
+                    rng=random.Random(1))
+    feed = RouteFeed(router, RouteFeedConfig(("http://control.invalid",), "t"))
+    feed.connected("http://control.invalid")
+    await feed.line(snapshot_line(800, revision=1, port=1))
+    for name in ("app1", "app2", "app799"):
+        router.backends.get(router.table.app(name))  # these apps have served requests
+    kept = router.backends.bound["app1"]
+    apps = [entry(i, port=2 if i == 2 else 1) for i in range(799)]  # app2 changed, app799 gone
+    feed.connected("http://control.invalid")
+    await feed.line(json.dumps({"type": "snapshot", "revision": 2, "apps": apps}).encode())
+    bound = router.backends.bound
+    assert bound["app1"] is kept and kept.route is router.table.app("app1")
+    assert bound["app2"].route is router.table.app("app2")
+    assert bound["app2"].pools[0].dyno.port == 2
+    assert "app799" not in bound and feed.revision == 2
