@@ -5,8 +5,10 @@ and build, and freeing the table it replaces takes over 100 ms. The router is on
 any of that done in one go is a pause for every request. Here the work is a generator of small
 steps (one entry each), run in slices of `SLICE_SECONDS` with `await asyncio.sleep(0)` between
 them: requests are served between slices, and keep using the old table until the caller swaps
-the finished one in with one reference (`Router.install`). A worker thread would not bound the
-pause: it hands the GIL back only every 5 ms at best and not at all inside one long C call.
+the finished one in with one reference (`Router.install`). After the swap the apps' backends
+are reconciled (`reconcile`) and the replaced table is emptied (`retire`), in slices too. A
+worker thread would not bound the pause: it hands the GIL back only every 5 ms at best, and
+not at all inside one long C call.
 
 Garbage collection: a table of a million hosts holds about half a million objects the
 collector tracks (entries, dynos), and one full collection over them takes a few hundred
@@ -96,8 +98,8 @@ def build_steps(builder: TableBuilder, routes: Iterable[AppRoute]) -> Iterator[b
 async def build(routes: list[AppRoute], revision: int, previous: RouteTable | None = None, *,
                 budget: float | None = None) -> RouteTable:
     """A new table from whole entries, built in slices, then frozen out of collections (see
-    the module docstring); raises like `RouteTable.build`. `routes` is emptied as it is used, so that each entry's only
-    reference is the table's."""
+    the module docstring); raises like `RouteTable.build`. `routes` is emptied as it is
+    used, so that each entry's only reference is the table's."""
     builder = TableBuilder(revision, previous)
     with full_collections_paused():
         await run_in_slices(build_steps(builder, _releasing(routes)), budget=budget)
@@ -139,7 +141,8 @@ def reconcile_steps(router: Router) -> Iterator[None]:
     names = list(bound)
     for start in range(0, len(names), 1024):
         stale = [name for name in names[start:start + 1024]
-                 if (backend := bound.get(name)) is not None and backend.route is not table.app(name)]
+                 if (backend := bound.get(name)) is not None
+                 and backend.route is not table.app(name)]
         yield
         for name in stale:
             router.reconcile((name,))
