@@ -26,8 +26,9 @@ three dynos. Measured:
   through `RouteFeed.line` (the real apply path: sliced decoding, parsing and building, the
   swap, the old table retired) while a task on the same uvloop loop ticks every 1 ms; the
   longest gap between ticks is the longest a request could have waited. Twice: the first
-  snapshot (no table yet), then a second one in which every entry changed (build, swap and
-  freeing the first table).
+  snapshot (no table yet), then a second one in which every entry changed (build, swap,
+  rebinding the backends of the `--served-apps` apps that had served requests, and freeing
+  the first table).
 * delta µs: one-app delta lines through `RouteFeed.line` (decode, `apply_delta`, `install`),
   and `RouteTable.apply_delta` alone, on the small and the large table.
 
@@ -235,7 +236,7 @@ async def timed_line(feed: RouteFeed, line: bytes) -> dict:
     return figures
 
 
-async def through_the_feed(apps: int, hosts: int, deltas: int) -> dict:
+async def through_the_feed(apps: int, hosts: int, deltas: int, served: int) -> dict:
     """Two snapshots and `deltas` one-app deltas through RouteFeed.line, on this loop."""
     router = Router(RouterConfig(listen=Endpoint("127.0.0.1", 0), admin=None), sinks=[],
                     rng=random.Random(1))
@@ -254,6 +255,9 @@ async def through_the_feed(apps: int, hosts: int, deltas: int) -> dict:
         figures["rss_growth_bytes"] = rss_bytes() - rss_before
         result["first_snapshot" if generation == 0 else "second_snapshot"] = figures
         assert router.table.revision == 1 + generation and router.table.hosts == apps * hosts
+        if generation == 0:  # these apps have served requests: each has a bound backend
+            for index in range(min(served, apps)):
+                router.backends.get(router.table.app(f"app{index}"))
     middle = apps // 2
     lines = [json.dumps({"type": "delta", "revision": 10 + i, "removed": [],
                          "apps": [entry(middle, hosts, 5 + i % 2)]}).encode()
@@ -288,6 +292,8 @@ def main() -> int:
     parser.add_argument("--lookups", type=int, default=200_000, help="lookups per timed run")
     parser.add_argument("--repeat", type=int, default=5, help="timed lookup runs (median)")
     parser.add_argument("--deltas", type=int, default=200, help="one-app deltas timed (median)")
+    parser.add_argument("--served-apps", type=int, default=10_000,
+                        help="apps with a bound backend when the second snapshot comes (10000)")
     parser.add_argument("--path-iterations", type=int, default=50_000,
                         help="requests per router_path.py run (0: skip that figure)")
     parser.add_argument("--max-seconds", type=float, default=900,
@@ -370,7 +376,7 @@ def main() -> int:
             if in_time(f"feed apply ({name})"):
                 print(f"applying {name} snapshots through the feed ...", file=sys.stderr)
                 results[name]["feed"] = loop.run_until_complete(
-                    through_the_feed(apps, args.hosts_per_app, args.deltas))
+                    through_the_feed(apps, args.hosts_per_app, args.deltas, args.served_apps))
                 gc.unfreeze()
                 gc.collect()
     finally:
