@@ -124,13 +124,13 @@ class RouteTable:
             new[route.name] = route
         apps, exact, wildcard = self._apps, self._exact, self._wildcard
         leaving = set(removed).union(new)  # apps whose current hosts are given up
-        claims: dict[tuple[bool, bytes], str] = {}
+        claims: dict[tuple[bool, bytes], str] = {}  # (is a wildcard, key) -> app
         for index, route in enumerate(new.values()):
             for i, host in enumerate(route.hosts):
-                is_wildcard, key = _key(host)
-                other = claims.setdefault((is_wildcard, key), route.name)
+                claim = _key(host)
+                other = claims.setdefault(claim, route.name)
                 if other == route.name:
-                    holder = (wildcard if is_wildcard else exact).get(key)
+                    holder = (wildcard if claim[0] else exact).get(claim[1])
                     if holder is None or holder.name in leaving:
                         continue
                     other = holder.name
@@ -142,9 +142,8 @@ class RouteTable:
                 _release_hosts(old, exact, wildcard)
         for name, route in new.items():
             apps[name] = route
-            for host in route.hosts:
-                is_wildcard, key = _key(host)
-                (wildcard if is_wildcard else exact)[key] = route
+        for (is_wildcard, key), name in claims.items():
+            (wildcard if is_wildcard else exact)[key] = new[name]
         if revision is not None:
             self.revision = revision
         return tuple(dict.fromkeys([*removed, *new]))
