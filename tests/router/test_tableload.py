@@ -209,3 +209,32 @@ async def test_after_a_snapshot_only_changed_or_removed_apps_backends_are_reboun
     assert bound["app2"].route is router.table.app("app2")
     assert bound["app2"].pools[0].dyno.port == 2
     assert "app799" not in bound and feed.revision == 2
+
+
+async def test_a_routes_file_reloads_in_slices_with_the_same_table_as_a_plain_load(
+        tmp_path, one_step_slices):
+    from router.source import RoutesFile
+
+    path = tmp_path / "routes.json"
+    path.write_text(json.dumps({"revision": 3, "apps": [entry(i) for i in range(300)]}))
+    plain = RoutesFile(path).load()
+    done: list[int] = []
+    probe = Probe(lambda: len(done))
+    sliced = await RoutesFile(path).load_in_slices(previous=plain)
+    done.append(1)
+    seen = await probe.stop()
+    assert seen.count(0) > 300  # the probe ran while the file was taken in
+    assert sliced is not plain and sliced.revision == 3 and sliced.by_host == plain.by_host
+    assert sliced.app("app7") is plain.app("app7")  # unchanged entries kept
+
+
+async def test_a_bad_routes_file_reload_says_where(tmp_path):
+    from router.source import RoutesFile
+
+    path = tmp_path / "routes.json"
+    path.write_text('{"apps": [\n  {"name": "a",}\n]}')
+    with pytest.raises(Exception, match=r"not valid JSON: .* line 2 column"):
+        await RoutesFile(path).load_in_slices()
+    path.write_text(json.dumps({"apps": [entry(1), {"name": "b", "hosts": ["app1.localhost"]}]}))
+    with pytest.raises(Exception, match=r"apps\[1\].hosts\[0\]: host 'app1.localhost' is claimed"):
+        await RoutesFile(path).load_in_slices()
