@@ -60,15 +60,32 @@ async def run_in_slices(steps: Iterator, *, budget: float | None = None,
     return slices
 
 
-@contextlib.contextmanager
-def full_collections_paused():
-    """No automatic full collection inside (each would walk the table being built)."""
-    young, middle, old = gc.get_threshold()
-    gc.set_threshold(young, middle, 1 << 30)
-    try:
-        yield
-    finally:
-        gc.set_threshold(young, middle, old)
+class _FullCollectionPause:
+    """Pauses may nest or overlap (a reload cancelled by a newer one): the threshold is
+    restored when the last one ends. Process-wide, as the collector is."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.saved = 0
+
+    @contextlib.contextmanager
+    def __call__(self):
+        young, middle, old = gc.get_threshold()
+        if self.depth == 0:
+            self.saved = old
+            gc.set_threshold(young, middle, 1 << 30)
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if self.depth == 0:
+                young, middle, _ = gc.get_threshold()
+                gc.set_threshold(young, middle, self.saved)
+
+
+# No automatic full collection inside (each would walk the table being built).
+full_collections_paused = _FullCollectionPause()
 
 
 def keep_out_of_collections() -> None:

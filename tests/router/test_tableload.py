@@ -238,3 +238,15 @@ async def test_a_bad_routes_file_reload_says_where(tmp_path):
     path.write_text(json.dumps({"apps": [entry(1), {"name": "b", "hosts": ["app1.localhost"]}]}))
     with pytest.raises(Exception, match=r"apps\[1\].hosts\[0\]: host 'app1.localhost' is claimed"):
         await RoutesFile(path).load_in_slices()
+
+
+def test_overlapping_pauses_of_full_collections_restore_the_threshold_once_all_end():
+    before = gc.get_threshold()
+    first, second = tableload.full_collections_paused(), tableload.full_collections_paused()
+    first.__enter__()
+    second.__enter__()
+    assert gc.get_threshold()[2] == 1 << 30
+    first.__exit__(None, None, None)  # the first ends before the second (a cancelled reload)
+    assert gc.get_threshold()[2] == 1 << 30
+    second.__exit__(None, None, None)
+    assert gc.get_threshold() == before
