@@ -4,6 +4,7 @@
     python bench/router_path.py                          # both figures (callgrind if installed)
     python bench/router_path.py --iterations 200000 --repeats 5 --no-callgrind
     python bench/router_path.py --label "after: cheaper log line"
+    python bench/router_path.py --no-callgrind --table-apps 100000 --hosts-per-app 10
 
 The router's own objects — a `Router` with a `RouteTable` of one app and one dyno, a
 `ClientConnection`, a pooled `UpstreamConnection` of that dyno — are driven by hand over
@@ -27,12 +28,18 @@ lines and counters; a change that breaks the path fails here before it is timed.
 to a sink that keeps the last batch: they are formatted and buffered as in production, not
 written anywhere.
 
+With `--table-apps N` the router's table holds N apps of `--hosts-per-app` host names each (app1
+among them; the requests still go to app1.localhost), frozen out of garbage collection as the
+router keeps its tables: what a large table costs the path apart from the cache misses of
+looking up a random host among many (`bench/route_table_bench.py` measures those).
+
 Prints a table and writes bench/results/router-path-<UTC time>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -164,10 +171,26 @@ class LastBatchSink:
         self.last = records
 
 
+def routes_table(apps: int = 1, hosts_per_app: int = 1) -> RouteTable:
+    """app1 (app1.localhost and more names) and `apps - 1` others, each with one dyno."""
+    def names(index: int) -> list[str]:
+        first = "app1.localhost" if index == 1 else f"app{index}.dynomesh.test"
+        more = [f"www{j}.customer{index}.example.com" for j in range(hosts_per_app - 1)]
+        return [first, *more]
+    table = RouteTable.from_document(parse_routes({"revision": 1, "apps": [{
+        "name": f"app{index}", "hosts": names(index),
+        "dynos": [{"name": "web.1", "address": f"{DYNO[0]}:{DYNO[1]}"}]}
+        for index in range(1, apps + 1)]}))
+    if apps > 1:
+        gc.collect()
+        gc.freeze()  # as the router keeps a table (router/tableload.py)
+    return table
+
+
 class RequestPath:
     """One client connection and one pooled dyno connection of a real Router."""
 
-    def __init__(self) -> None:
+    def __init__(self, table: RouteTable | None = None) -> None:
         config = RouterConfig(listen=Endpoint("127.0.0.1", PORT), admin=None)
         self.sink = LastBatchSink()
         router = self.router = Router(config, sinks=[self.sink], rng=random.Random(1))
@@ -179,9 +202,7 @@ class RequestPath:
         router._rewriter = RequestRewriter(proto=config.protocol, port=PORT,
                                            request_ids=router.request_ids,
                                            max_name=config.limits.header_name)
-        router.install(RouteTable.from_document(parse_routes({"revision": 1, "apps": [{
-            "name": "app1", "hosts": ["app1.localhost"],
-            "dynos": [{"name": "web.1", "address": f"{DYNO[0]}:{DYNO[1]}"}]}]})))
+        router.install(table if table is not None else routes_table())
         route = router.table.lookup(b"app1.localhost")
         self.backend = router.backends.get(route)
         self.pool = self.backend.pools[0]
@@ -253,18 +274,19 @@ class RequestPath:
             raise SystemExit("router_path: " + "; ".join(problems))
 
 
-def cycles_only(cycles: int) -> None:
+def cycles_only(cycles: int, table: RouteTable | None = None) -> None:
     """The program callgrind counts: set up, run `cycles`, check."""
-    path = RequestPath()
+    path = RequestPath(table)
     path.run(cycles)
     path.check_state()
 
 
-def microseconds(iterations: int, repeats: int, warmup: int) -> list[float]:
+def microseconds(iterations: int, repeats: int, warmup: int,
+                 table: RouteTable | None = None) -> list[float]:
     """µs per request of each of `repeats` runs (a fresh path each, warmed up first)."""
     samples = []
     for _ in range(repeats):
-        path = RequestPath()
+        path = RequestPath(table)
         path.run(warmup)
         start = time.perf_counter()
         path.run(iterations)
@@ -274,7 +296,7 @@ def microseconds(iterations: int, repeats: int, warmup: int) -> list[float]:
     return samples
 
 
-def callgrind_totals(runs: list[int]) -> list[int]:
+def callgrind_totals(runs: list[int], table_args: list[str]) -> list[int]:
     """Instructions (Ir) of the whole program run with `--cycles n` under callgrind, for each
     n in `runs` (the runs go side by side)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -282,7 +304,8 @@ def callgrind_totals(runs: list[int]) -> list[int]:
         outs = [Path(tmp) / f"callgrind.{i}" for i in range(len(runs))]
         procs = [subprocess.Popen(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-             sys.executable, str(Path(__file__).resolve()), "--cycles", str(cycles)],
+             sys.executable, str(Path(__file__).resolve()), "--cycles", str(cycles),
+             *table_args],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             for out, cycles in zip(outs, runs)]
         totals = []
@@ -298,8 +321,8 @@ def callgrind_totals(runs: list[int]) -> list[int]:
         return totals
 
 
-def instructions(low: int, high: int) -> float:
-    first, second = callgrind_totals([low, high])
+def instructions(low: int, high: int, table_args: list[str]) -> float:
+    first, second = callgrind_totals([low, high], table_args)
     return (second - first) / (high - low)
 
 
@@ -325,17 +348,24 @@ def main() -> None:
     parser.add_argument("--label", default="", help="a note stored with the results")
     parser.add_argument("--out", type=Path, help="JSON path (default bench/results/"
                         "router-path-<UTC time>.json)")
+    parser.add_argument("--table-apps", type=int, default=1,
+                        help="apps in the routing table (1; app1 serves the requests)")
+    parser.add_argument("--hosts-per-app", type=int, default=1, help="host names per app (1)")
     parser.add_argument("--cycles", type=int, help=argparse.SUPPRESS)  # the callgrind child
     args = parser.parse_args()
+    if args.table_apps < 1 or args.hosts_per_app < 1:
+        parser.error("--table-apps and --hosts-per-app must be at least 1")
+    table_args = ["--table-apps", str(args.table_apps), "--hosts-per-app", str(args.hosts_per_app)]
     if args.cycles is not None:
-        cycles_only(args.cycles)
+        cycles_only(args.cycles, routes_table(args.table_apps, args.hosts_per_app))
         return
     if args.iterations < CHUNK or args.repeats < 1:
         parser.error(f"--iterations must be at least {CHUNK}, --repeats at least 1")
 
     result: dict = {"label": args.label, "revision": git_revision(),
                     "python": platform.python_version(), "machine": platform.machine(),
-                    "cpus": os.cpu_count(), "load_average": os.getloadavg()[0]}
+                    "cpus": os.cpu_count(), "load_average": os.getloadavg()[0],
+                    "table_apps": args.table_apps, "hosts_per_app": args.hosts_per_app}
     if args.no_callgrind or shutil.which("valgrind") is None:
         if not args.no_callgrind:
             print("router_path: valgrind not found (apt-get install valgrind): µs only")
@@ -343,8 +373,9 @@ def main() -> None:
     else:
         low, high = (int(n) for n in args.callgrind_cycles.split(","))
         result["callgrind_cycles"] = [low, high]
-        result["instructions_per_request"] = round(instructions(low, high))
-    samples = microseconds(args.iterations, args.repeats, warmup=CHUNK)
+        result["instructions_per_request"] = round(instructions(low, high, table_args))
+    table = routes_table(args.table_apps, args.hosts_per_app)
+    samples = microseconds(args.iterations, args.repeats, warmup=CHUNK, table=table)
     result.update(iterations=args.iterations, repeats=args.repeats,
                   us_per_request=round(statistics.median(samples), 3),
                   us_samples=[round(s, 3) for s in samples])

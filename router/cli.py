@@ -15,6 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
+from router import tableload
 from router.config import ConfigError, Endpoint, Limits, RouterConfig, parse_networks
 from router.routes import RoutesError
 from router.source import RoutesFile
@@ -212,6 +213,8 @@ def main(argv: list[str]) -> int:
         feed = feed_config_from_args(args)
         ship = log_ship_config_from_args(args)
         table = RoutesFile(config.routes).load() if feed is None else None
+        if table is not None:
+            tableload.keep_out_of_collections()  # see router/tableload.py
     except ConfigError as error:
         print(f"dynomesh router: {error}", file=sys.stderr)
         return 2
@@ -286,12 +289,22 @@ async def _serve(config: RouterConfig, table, feed=None, ship=None, ready=None) 
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_stop_signal)
+    reloading: list[asyncio.Task] = []  # the reload under way, if any
     if feed is None:
-        loop.add_signal_handler(signal.SIGHUP, _reload, config, router)
+
+        def on_reload_signal() -> None:
+            # A newer SIGHUP wins: the file is read again from the start.
+            for task in reloading:
+                task.cancel()
+            reloading[:] = [loop.create_task(_reload(config, router), name="routes reload")]
+
+        loop.add_signal_handler(signal.SIGHUP, on_reload_signal)
     else:
         loop.add_signal_handler(signal.SIGHUP, say, config,
                                 "SIGHUP ignored: the table follows the route feed")
     await stopping.wait()
+    for task in reloading:
+        task.cancel()  # the table in use stays; a half-built one is dropped
     if router.feed is not None:
         await router.feed.stop()
     say(config, f"draining: no new connections; in-flight requests get up to "
@@ -311,12 +324,17 @@ async def _serve(config: RouterConfig, table, feed=None, ship=None, ready=None) 
     return 0
 
 
-def _reload(config: RouterConfig, router) -> None:
-    """SIGHUP: read the routes file again; a bad file keeps the table in use."""
+async def _reload(config: RouterConfig, router) -> None:
+    """SIGHUP: read the routes file again, in slices that let requests through (a table of a
+    million hosts takes seconds to build); a bad file keeps the table in use."""
+    current = router.table
     try:
-        table = RoutesFile(config.routes).load()
+        table = await RoutesFile(config.routes).load_in_slices(current)
     except RoutesError as error:
         say(config, f"reload refused, keeping the current table: {config.routes}: {error}")
         return
-    router.install(table)
+    router.install(table, changed=())  # the swap; then the backends, in slices
     say(config, f"reloaded {len(table)} apps from {config.routes} (revision {table.revision})")
+    await tableload.reconcile(router)
+    if current is not None and current is not table:
+        await tableload.retire(current)

@@ -1,11 +1,14 @@
 """Following the control plane's route feed into the router's table (docs/feeds.md).
 
-`RouteFeed` is a table source like `RoutesFile`, but live: a snapshot replaces the whole table,
-a delta replaces or removes the apps it names (`RouteTable.with_changes`), and each result is
-installed with `Router.install(table, changed=...)`, one reference swap. It runs as one task on
-the router's loop and never on the request path: lines are taken off the socket as they
-arrive, and a large line (a big snapshot) is decoded and built into a table on a worker thread,
-so the loop keeps serving requests meanwhile and the new table appears whole.
+`RouteFeed` is a table source like `RoutesFile`, but live: a snapshot is built into a new
+table and swapped in with `Router.install(table)`, one reference; a delta replaces or removes
+the apps it names in the live table, in place and in one synchronous step
+(`RouteTable.apply_delta`: O(those apps)), then `Router.install(table, changed=...)` rebinds
+their backends. It runs as one task on the router's loop and never on the request path: lines
+are taken off the socket as they arrive, and a large line (a big snapshot) is decoded, parsed
+and built in slices that yield to the loop (router/tableload.py), so requests keep being served
+on the old table meanwhile and the new one appears whole; the table it replaced is then freed
+in slices too.
 
 Static stability: when the feed is away the router keeps routing on the last table it
 installed; the follower reconnects with back-off across the control URLs and resumes with
@@ -18,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,19 +30,19 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from dynomesh.feedclient import FeedError, FeedRefused, FeedResync, FeedSettings, follow_feed
 from dynomesh.tasks import cancel_and_wait
-from router.routes import RoutesError, parse_app
-from router.table import RouteTable
+from router import tableload
+from router.jsonstream import loads_stepwise, stepwise_events
+from router.routes import AppRoute, RoutesError, parse_app
+from router.table import RouteTable, TableBuilder
 
 if TYPE_CHECKING:
     from router.server import Router
 
 FEED_PATH = "/feeds/routes"
-# Lines longer than this are decoded and built on a worker thread: decoding and building the
-# table of a large snapshot takes from tens of milliseconds to seconds, which requests must not
-# wait for. Below it (every delta of a few apps) a thread hop costs more than the work.
+# Lines longer than this are decoded, parsed and built in slices that yield to the loop:
+# the table of a large snapshot takes from tens of milliseconds to seconds, which requests must
+# not wait for. Below it (every delta of a few apps) the work takes well under a slice.
 OFFLOAD_BYTES = 64 * 1024
-_DECODER = json.JSONDecoder()
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,22 @@ class RouteFeedConfig:
 
 @dataclass(frozen=True, slots=True)
 class TableUpdate:
-    """What one feed line asks of the router: a table to install, or only a revision."""
+    """What one feed line asks of the router: a new table (snapshot), changes to the live
+    one (delta), or only a revision (heartbeat)."""
 
     kind: str  # "snapshot", "delta" or "heartbeat"
     revision: int
-    table: RouteTable | None = None  # None for a heartbeat
-    changed: tuple[str, ...] | None = None  # apps a delta touched; None: check every app
+    table: RouteTable | None = None  # a snapshot's new table
+    changed: tuple[str, ...] | None = None  # apps a delta touches; None: check every app
+    routes: tuple[AppRoute, ...] = ()  # a delta's new or replaced entries
+    removed: tuple[str, ...] = ()  # a delta's removed apps
+
+    def apply_to(self, table: RouteTable) -> None:
+        """A delta, applied to the live table in place (whole, or not at all)."""
+        try:
+            table.apply_delta(self.routes, self.removed, self.revision)
+        except RoutesError as error:
+            raise FeedResync(f"delta at revision {self.revision} refused: {error}") from error
 
 
 def decode_line(data: bytes, current: RouteTable | None, applied: int | None, *,
@@ -72,12 +84,95 @@ def decode_line(data: bytes, current: RouteTable | None, applied: int | None, *,
 
     `applied` is the revision the router has; `fresh` says this is the first line of a new
     connection; `need_snapshot` that deltas cannot be applied until a snapshot came. Pure (no
-    I/O, no shared state), so it can run on a worker thread. Raises `FeedResync` for a line
-    the router cannot apply whole."""
+    I/O, no shared state; a delta is returned, not applied). Raises `FeedResync` for a line
+    the router cannot apply whole. `decode_large_line` does the same in slices."""
     try:
         message = json.loads(data) if len(data) <= OFFLOAD_BYTES else loads_stepwise(data)
     except (ValueError, UnicodeDecodeError) as error:
         raise FeedResync(f"a feed line is not JSON ({error})") from error
+    head = _head(message, applied, fresh)
+    if not isinstance(head, tuple):
+        return head
+    kind, revision = head
+    try:
+        if kind == "snapshot":
+            apps_raw = message.get("apps")
+            if not isinstance(apps_raw, list):
+                raise RoutesError("apps", "missing or not a list")
+            del message
+            builder = TableBuilder(revision, current)
+            for route in _parse_releasing(apps_raw):
+                builder.add(route)
+            return TableUpdate("snapshot", revision, builder.table())
+        apps_raw = message.get("apps", [])
+        if not isinstance(apps_raw, list):
+            raise RoutesError("apps", "not a list")
+        routes = [parse_app(raw, f"apps[{i}]") for i, raw in enumerate(apps_raw)]
+        return _delta(revision, routes, message, current, need_snapshot)
+    except RoutesError as error:
+        raise FeedResync(f"{kind} at revision {revision} refused: {error}") from error
+
+
+async def decode_large_line(data: bytes, current: RouteTable | None, applied: int | None, *,
+                            fresh: bool, need_snapshot: bool,
+                            budget: float | None = None) -> TableUpdate | None:
+    """`decode_line` for a large line, in slices of `budget` seconds that yield to the loop:
+    the JSON is decoded and each entry parsed one at a time (the decoded entry is let go once
+    parsed), then a snapshot's table is built entry by entry. Nothing is installed here."""
+    message: dict = {}
+    routes: list[AppRoute] = []
+    refused: list[RoutesError] = []  # the first bad entry, raised once the line is known wanted
+
+    def steps():
+        nonlocal message
+        for event, key, value in stepwise_events(data):
+            if event == "item" and key == "apps":
+                if not refused:
+                    try:
+                        routes.append(parse_app(value, f"apps[{len(routes)}]"))
+                    except RoutesError as error:
+                        refused.append(error)
+            elif event == "list":
+                message[key] = routes if key == "apps" else []
+                if key == "apps":
+                    routes.clear()
+                    refused.clear()
+            elif event == "item":
+                message[key].append(value)
+            elif event == "value":
+                message[key] = value
+            else:  # the whole line, not an object
+                message = value
+            yield
+
+    # The entries parsed become the new table's: no full collection walks them meanwhile.
+    with tableload.full_collections_paused():
+        try:
+            await tableload.run_in_slices(steps(), budget=budget)
+        except ValueError as error:  # UnicodeDecodeError included
+            raise FeedResync(f"a feed line is not JSON ({error})") from error
+        head = _head(message, applied, fresh)
+        if not isinstance(head, tuple):
+            return head
+        kind, revision = head
+        try:
+            if refused:
+                raise refused[0]
+            if kind == "snapshot":
+                if message.get("apps") is not routes:
+                    raise RoutesError("apps", "missing or not a list")
+                del message
+                table = await tableload.build(routes, revision, current, budget=budget)
+                return TableUpdate("snapshot", revision, table)
+            if "apps" in message and message["apps"] is not routes:
+                raise RoutesError("apps", "not a list")
+            return _delta(revision, routes, message, current, need_snapshot)
+        except RoutesError as error:
+            raise FeedResync(f"{kind} at revision {revision} refused: {error}") from error
+
+
+def _head(message, applied: int | None, fresh: bool) -> tuple[str, int] | TableUpdate | None:
+    """A decoded line's kind and revision when it must be applied; else what to return."""
     if not isinstance(message, dict):
         raise FeedResync("a feed line is not a JSON object")
     kind, revision = message.get("type"), message.get("revision")
@@ -93,27 +188,18 @@ def decode_line(data: bytes, current: RouteTable | None, applied: int | None, *,
     # was restored or started on a new store, and its word is the only truth there is.
     if applied is not None and revision <= applied and not (fresh and kind == "snapshot"):
         return None
-    try:
-        if kind == "snapshot":
-            apps_raw = message.get("apps")
-            if not isinstance(apps_raw, list):
-                raise RoutesError("apps", "missing or not a list")
-            del message
-            return TableUpdate("snapshot", revision,
-                               RouteTable.build(_parse_releasing(apps_raw), revision))
-        if current is None or need_snapshot:
-            raise FeedResync("a delta arrived where a snapshot was due")
-        apps_raw, removed = message.get("apps", []), message.get("removed", [])
-        if not isinstance(apps_raw, list):
-            raise RoutesError("apps", "not a list")
-        if not isinstance(removed, list) or not all(isinstance(n, str) for n in removed):
-            raise RoutesError("removed", "not a list of app names")
-        routes = [parse_app(raw, f"apps[{i}]") for i, raw in enumerate(apps_raw)]
-        table = current.with_changes(routes, removed, revision)
-        changed = tuple(dict.fromkeys([*removed, *(route.name for route in routes)]))
-        return TableUpdate("delta", revision, table, changed)
-    except RoutesError as error:
-        raise FeedResync(f"{kind} at revision {revision} refused: {error}") from error
+    return kind, revision
+
+
+def _delta(revision: int, routes: list[AppRoute], message: dict, current: RouteTable | None,
+           need_snapshot: bool) -> TableUpdate:
+    if current is None or need_snapshot:
+        raise FeedResync("a delta arrived where a snapshot was due")
+    removed = message.get("removed", [])
+    if not isinstance(removed, list) or not all(isinstance(n, str) for n in removed):
+        raise RoutesError("removed", "not a list of app names")
+    changed = tuple(dict.fromkeys([*removed, *(route.name for route in routes)]))
+    return TableUpdate("delta", revision, None, changed, tuple(routes), tuple(removed))
 
 
 def _parse_releasing(apps_raw: list) -> list:
@@ -124,56 +210,6 @@ def _parse_releasing(apps_raw: list) -> list:
         routes.append(parse_app(apps_raw[index], f"apps[{index}]"))
         apps_raw[index] = None
     return routes
-
-
-def loads_stepwise(data: bytes):
-    """`json.loads` for a large feed line, taking the arrays of the top-level object one
-    element at a time. A single json.loads call holds the GIL from start to end (about 150 ms
-    for a 10 000-app snapshot on a small VM), which would stall the router's loop even from a
-    worker thread; element by element, the thread gives the GIL back between calls."""
-    text = data.decode("utf-8")
-    position = _skip(text, 0)
-    if not text.startswith("{", position):
-        return json.loads(text)  # not an object: let json say what is wrong with it
-    message: dict = {}
-    position = _skip(text, position + 1)
-    while not text.startswith("}", position):
-        key, position = _DECODER.raw_decode(text, position)
-        position = _skip(text, position)
-        if not isinstance(key, str) or not text.startswith(":", position):
-            raise ValueError(f"expected a key and ':' at character {position}")
-        position = _skip(text, position + 1)
-        if text.startswith("[", position):
-            items: list = []
-            position = _skip(text, position + 1)
-            while not text.startswith("]", position):
-                item, position = _DECODER.raw_decode(text, position)
-                items.append(item)
-                position = _skip(text, position)
-                if text.startswith(",", position):
-                    position = _skip(text, position + 1)
-                    if text.startswith("]", position):
-                        raise ValueError(f"a ',' before ']' at character {position}")
-                elif not text.startswith("]", position):
-                    raise ValueError(f"expected ',' or ']' at character {position}")
-            value, position = items, position + 1
-        else:
-            value, position = _DECODER.raw_decode(text, position)
-        message[key] = value
-        position = _skip(text, position)
-        if text.startswith(",", position):
-            position = _skip(text, position + 1)
-            if text.startswith("}", position):
-                raise ValueError(f"a ',' before '}}' at character {position}")
-        elif not text.startswith("}", position):
-            raise ValueError(f"expected ',' or '}}' at character {position}")
-    if _skip(text, position + 1) != len(text):
-        raise ValueError(f"extra data after the object at character {position + 1}")
-    return message
-
-
-def _skip(text: str, position: int) -> int:
-    return _WHITESPACE.match(text, position).end()
 
 
 class RouteFeed:
@@ -234,9 +270,15 @@ class RouteFeed:
         flags = {"fresh": self._fresh, "need_snapshot": self._resync or self.revision is None}
         try:
             if len(data) > OFFLOAD_BYTES:
-                update = await asyncio.to_thread(decode_line, *args, **flags)
+                update = await decode_large_line(*args, **flags)
             else:
                 update = decode_line(*args, **flags)
+            if update is not None and update.kind != "heartbeat":
+                if self.router.table is not current:
+                    # Only this follower installs tables in feed mode; anything else is a bug.
+                    raise FeedResync("the routing table changed while a feed line was decoded")
+                if update.kind == "delta":
+                    update.apply_to(current)  # in place, whole or not at all; no await
         except FeedResync:
             self.rejected += 1
             self._resync = True  # the next connection asks for a snapshot
@@ -246,18 +288,22 @@ class RouteFeed:
             self._now_following()
         if update is None:
             return
-        if update.table is not None:
-            if self.router.table is not current:
-                # Only this follower installs tables in feed mode; anything else is a bug.
-                raise FeedResync("the routing table changed while a feed line was decoded")
-            self.router.install(update.table, changed=update.changed)
-            if update.kind == "snapshot":
-                self._say(f"route feed: snapshot at revision {update.revision} "
-                          f"({len(update.table)} apps) from {self.url}")
-            self._resync = False
-            self.revision = update.revision
-        elif not flags["need_snapshot"] and update.revision > self.revision:
-            self.revision = update.revision  # a heartbeat: nothing changed up to here
+        if update.kind == "heartbeat":
+            if not flags["need_snapshot"] and update.revision > self.revision:
+                self.revision = update.revision  # nothing changed up to here
+            return
+        if update.kind == "delta":
+            self.router.install(current, changed=update.changed)
+        else:
+            self.router.install(update.table, changed=())  # the swap: one reference
+            self._say(f"route feed: snapshot at revision {update.revision} "
+                      f"({len(update.table)} apps) from {self.url}")
+        self._resync = False
+        self.revision = update.revision
+        if update.kind == "snapshot":
+            await tableload.reconcile(self.router)  # backends brought in line, in slices
+            if current is not None:
+                await tableload.retire(current)  # its objects freed in slices, not at once
 
     def disconnected(self, url: str, error: FeedError) -> None:
         now = self._clock()

@@ -1,7 +1,8 @@
 """The router: its shared state, its listeners, and how a new routing table is installed.
 
 `Router` is the one object every protocol instance holds: the current `RouteTable` (one
-reference, swapped whole by `install`), the per-app `Backends`, the balancer, quarantine and
+reference: a snapshot's table is swapped in whole by `install`, a delta changes the table in
+place in one synchronous step, router/table.py), the per-app `Backends`, the balancer, quarantine and
 retry policies, the access log, the metrics, and the coarse clock the sweep keeps (timers.py).
 Nothing here is a module global, so several routers can run in one process (tests do).
 
@@ -73,11 +74,20 @@ class Router:
     def install(self, table: RouteTable, changed: Iterable[str] | None = None) -> None:
         """Make `table` the one requests see, then reconcile pools and boot queues.
 
-        `changed` names the apps whose entries differ (a feed delta knows them); without it
-        every app the router has served is checked.
+        `changed` names the apps whose entries differ (a feed delta knows them; after a delta
+        `table` is the table already in use, changed in place); without it every app the
+        router has served is checked.
         """
         self.table = table
-        names = changed if changed is not None else [b.route.name for b in self.backends.known()]
+        self.reconcile(changed if changed is not None
+                       else [b.route.name for b in self.backends.known()])
+
+    def reconcile(self, names: Iterable[str]) -> None:
+        """Bring these apps' backends in line with the installed table: pools rebound to the
+        entry's dynos (or dropped with the app), requests queued for a booting app woken.
+        (A request also rebinds its app's backend when it finds a new entry; this does it now,
+        for apps no request is asking for.)"""
+        table = self.table
         for name in names:
             route = table.app(name)
             if route is None:

@@ -1,10 +1,24 @@
-"""The routing table: an immutable snapshot mapping Host headers to app entries.
+"""The routing table: Host header -> app entry, for tables of up to a million host names.
 
-The router holds one `RouteTable` reference and swaps it whole, so a request sees either the old
-table or the new one, never half an update. Deltas (`with_app`, `without_app`) build a new
-table from the old one; they copy the two host dicts (a C-level copy, about a millisecond for
-100 000 hosts) and touch only the changed app's hosts, so following a feed of per-app deltas
-stays cheap.
+Entries (`AppRoute`) are immutable; the table is one object that `Router.table` refers to.
+
+- A **snapshot** (a whole table from a feed or a `--routes` file) is built into a new table by a
+  `TableBuilder`, entry by entry, and swapped in with one reference. Building a million hosts
+  takes seconds, so the router drives the builder in slices that yield to the loop
+  (`router/tableload.py`); requests see the old table until the swap.
+- A **delta** (`apply_delta`: some apps replaced, added or removed) changes the live table in
+  place, touching only the hosts of the apps it names: O(that app), not O(table). The earlier
+  design copied both host dicts per delta (70 ms at a million hosts) to keep every table
+  immutable. In place is correct here because the router is one thread on one asyncio loop:
+  `apply_delta` first checks the whole delta (a refused delta changes nothing), then releases
+  and claims hosts without an await in between, so no request runs while the table is half
+  updated; a request that already found its entry keeps that (immutable) entry. A sharded or
+  persistent map would also give O(app) deltas, but it would cost the request path more than
+  its one dict lookup.
+
+The table is no longer a value: hold entries, not tables, across an await. A table replaced by a
+snapshot is emptied afterwards (`tableload.retire`), which is how its million objects are freed
+without one long pause.
 
 Lookup is a dict lookup on the Host header as sent, then on its normalised form (lower case,
 port and trailing dot removed), then a one-label wildcard (`*.example.com` matches
@@ -47,13 +61,13 @@ def normalise_host(host: bytes) -> bytes:
 
 
 class RouteTable:
-    """Host -> AppRoute. Never mutated after construction; build a new one instead."""
+    """Host -> AppRoute. Snapshots build a new table; deltas change this one in place."""
 
     __slots__ = ("_apps", "_exact", "_wildcard", "revision", "by_host")
 
     def __init__(self, apps: dict[str, AppRoute], exact: dict[bytes, AppRoute],
                  wildcard: dict[bytes, AppRoute], revision: int) -> None:
-        # Use RouteTable.build / RouteTable.empty; this constructor trusts its arguments.
+        # Use RouteTable.build / TableBuilder / RouteTable.empty; this trusts its arguments.
         self._apps = apps
         self._exact = self.by_host = exact  # by_host: read-only, for the request path
         self._wildcard = wildcard  # parent domain ("example.com") -> app of "*.example.com"
@@ -66,18 +80,10 @@ class RouteTable:
     @classmethod
     def build(cls, routes: Iterable[AppRoute], revision: int = 0) -> RouteTable:
         """A table from whole entries; refuses duplicate app names and hosts claimed twice."""
-        table = cls.empty()
-        apps: dict[str, AppRoute] = {}
-        exact: dict[bytes, AppRoute] = {}
-        wildcard: dict[bytes, AppRoute] = {}
-        for index, route in enumerate(routes):
-            if route.name in apps:
-                raise RoutesError(f"apps[{index}].name", f"app {route.name!r} is listed twice")
-            apps[route.name] = route
-            _claim_hosts(route, exact, wildcard, f"apps[{index}]")
-        table._apps, table._exact, table._wildcard, table.revision = apps, exact, wildcard, revision
-        table.by_host = exact
-        return table
+        builder = TableBuilder(revision)
+        for route in routes:
+            builder.add(route)
+        return builder.table()
 
     @classmethod
     def from_document(cls, document: RoutesDocument) -> RouteTable:
@@ -99,56 +105,56 @@ class RouteTable:
             return self._wildcard.get(name[dot + 1:])
         return None
 
-    # -- deltas -----------------------------------------------------------------------------
+    # -- deltas, in place -------------------------------------------------------------------
 
-    def with_app(self, route: AppRoute, revision: int | None = None) -> RouteTable:
-        """A new table where `route` replaces the entry of the same name (or is added)."""
-        apps = dict(self._apps)
-        exact = dict(self._exact)
-        wildcard = dict(self._wildcard)
-        old = apps.get(route.name)
-        if old is not None:
-            _release_hosts(old, exact, wildcard)
-        apps[route.name] = route
-        _claim_hosts(route, exact, wildcard, route.name)
-        return RouteTable(apps, exact, wildcard, self.revision if revision is None else revision)
+    def apply_delta(self, routes: Iterable[AppRoute], removed: Iterable[str] = (),
+                    revision: int | None = None) -> tuple[str, ...]:
+        """Replace or add `routes`, drop the apps named in `removed`, in place and whole.
 
-    def without_app(self, name: str, revision: int | None = None) -> RouteTable:
-        """A new table without the app `name` (unchanged apart from the revision if absent)."""
-        apps = dict(self._apps)
-        old = apps.pop(name, None)
-        exact, wildcard = self._exact, self._wildcard
-        if old is not None:
-            exact, wildcard = dict(exact), dict(wildcard)
-            _release_hosts(old, exact, wildcard)
-        return RouteTable(apps, exact, wildcard, self.revision if revision is None else revision)
-
-    def with_changes(self, routes: Iterable[AppRoute], removed: Iterable[str],
-                     revision: int) -> RouteTable:
-        """A new table with several apps replaced, added or removed at once (one feed delta).
-
-        The host dicts are copied once, not once per app. Every old entry's hosts are released
-        before any new entry claims its own, so a host that moves from one app to another
-        within one delta is not mistaken for a host claimed twice."""
-        apps = dict(self._apps)
-        exact = dict(self._exact)
-        wildcard = dict(self._wildcard)
-        for name in removed:
-            old = apps.pop(name, None)
-            if old is not None:
-                _release_hosts(old, exact, wildcard)
+        Costs O(hosts of the apps named). Everything is checked before anything changes, so a
+        refused delta (an app listed twice, a host another app keeps) leaves the table as it
+        was. Every replaced or removed app's hosts are released before any is claimed, so a
+        host may move from one app to another within one delta. Returns the names touched
+        (removed first), for `Router.install(changed=...)`."""
+        removed = list(removed)
         new: dict[str, AppRoute] = {}
         for index, route in enumerate(routes):
             if route.name in new:
                 raise RoutesError(f"apps[{index}].name", f"app {route.name!r} is listed twice")
             new[route.name] = route
-            old = apps.get(route.name)
+        apps, exact, wildcard = self._apps, self._exact, self._wildcard
+        leaving = set(removed).union(new)  # apps whose current hosts are given up
+        claims: dict[tuple[bool, bytes], str] = {}  # (is a wildcard, key) -> app
+        for index, route in enumerate(new.values()):
+            for i, host in enumerate(route.hosts):
+                claim = _key(host)
+                other = claims.setdefault(claim, route.name)
+                if other == route.name:
+                    holder = (wildcard if claim[0] else exact).get(claim[1])
+                    if holder is None or holder.name in leaving:
+                        continue
+                    other = holder.name
+                raise DuplicateHostError(f"apps[{index}].hosts[{i}]", host, other, route.name)
+        # Checked: from here on nothing can fail, and nothing awaits.
+        for name in leaving:
+            old = apps.pop(name, None)
             if old is not None:
                 _release_hosts(old, exact, wildcard)
-        for index, route in enumerate(new.values()):
-            apps[route.name] = route
-            _claim_hosts(route, exact, wildcard, f"apps[{index}]")
-        return RouteTable(apps, exact, wildcard, revision)
+        for name, route in new.items():
+            apps[name] = route
+        for (is_wildcard, key), name in claims.items():
+            (wildcard if is_wildcard else exact)[key] = new[name]
+        if revision is not None:
+            self.revision = revision
+        return tuple(dict.fromkeys([*removed, *new]))
+
+    def put(self, route: AppRoute, revision: int | None = None) -> None:
+        """`route` replaces the entry of the same name (or is added), in place."""
+        self.apply_delta([route], (), revision)
+
+    def remove(self, name: str, revision: int | None = None) -> None:
+        """Drop the app `name` and its hosts, in place (only the revision changes if absent)."""
+        self.apply_delta((), [name], revision)
 
     # -- inspection -------------------------------------------------------------------------
 
@@ -159,6 +165,11 @@ class RouteTable:
     def app(self, name: str) -> AppRoute | None:
         return self._apps.get(name)
 
+    @property
+    def hosts(self) -> int:
+        """Host names held (exact names and wildcards)."""
+        return len(self._exact) + len(self._wildcard)
+
     def __len__(self) -> int:
         return len(self._apps)
 
@@ -166,21 +177,60 @@ class RouteTable:
         return f"<RouteTable revision={self.revision} apps={len(self._apps)}>"
 
 
-def _claim_hosts(route: AppRoute, exact: dict, wildcard: dict, where: str) -> None:
-    for i, host in enumerate(route.hosts):
-        if host.startswith("*."):
-            key, target = host[2:].encode("ascii"), wildcard
-        else:
-            key, target = host.encode("ascii"), exact
-        holder = target.get(key)
-        if holder is not None and holder.name != route.name:
-            raise DuplicateHostError(f"{where}.hosts[{i}]", host, holder.name, route.name)
-        target[key] = route
+class TableBuilder:
+    """Builds a new table one entry at a time, so a caller can stop between entries (and let
+    requests run) while a large snapshot is built; nothing of it is visible until `table()`.
+
+    With `previous` (the table in use), an entry equal to the one it replaces is kept as the
+    same object: the router's per-app backends stay bound to it, and the new entry is freed."""
+
+    __slots__ = ("_apps", "_exact", "_wildcard", "_revision", "_previous", "_index")
+
+    def __init__(self, revision: int, previous: RouteTable | None = None) -> None:
+        self._apps: dict[str, AppRoute] = {}
+        self._exact: dict[bytes, AppRoute] = {}
+        self._wildcard: dict[bytes, AppRoute] = {}
+        self._revision = revision
+        self._previous = previous._apps if previous is not None else {}
+        self._index = 0
+
+    def add(self, route: AppRoute) -> None:
+        """Claim `route`'s hosts; raises naming `apps[i]` (its place in the snapshot)."""
+        index, self._index = self._index, self._index + 1
+        apps = self._apps
+        if route.name in apps:
+            raise RoutesError(f"apps[{index}].name", f"app {route.name!r} is listed twice")
+        old = self._previous.get(route.name)
+        if old is not None and old == route:
+            route = old
+        exact, wildcard = self._exact, self._wildcard
+        for i, host in enumerate(route.hosts):
+            is_wildcard, key = _key(host)
+            target = wildcard if is_wildcard else exact
+            holder = target.setdefault(key, route)
+            if holder is not route:
+                raise DuplicateHostError(f"apps[{index}].hosts[{i}]", host, holder.name,
+                                         route.name)
+        apps[route.name] = route
+
+    @property
+    def exact_hosts(self) -> int:
+        return len(self._exact)
+
+    def table(self) -> RouteTable:
+        return RouteTable(self._apps, self._exact, self._wildcard, self._revision)
+
+
+def _key(host: str) -> tuple[bool, bytes]:
+    """An entry's host -> (is it a wildcard, the dict key): `*.example.com` -> example.com."""
+    if host.startswith("*."):
+        return True, host[2:].encode("ascii")
+    return False, host.encode("ascii")
 
 
 def _release_hosts(route: AppRoute, exact: dict, wildcard: dict) -> None:
     for host in route.hosts:
-        if host.startswith("*."):
-            wildcard.pop(host[2:].encode("ascii"), None)
-        else:
-            exact.pop(host.encode("ascii"), None)
+        is_wildcard, key = _key(host)
+        target = wildcard if is_wildcard else exact
+        if target.get(key) is route:
+            del target[key]

@@ -1,5 +1,5 @@
 """Route feed lines -> table updates, without sockets (router.feed.decode_line), and the
-table's multi-app delta (RouteTable.with_changes)."""
+table's multi-app delta (RouteTable.apply_delta)."""
 
 from __future__ import annotations
 
@@ -37,14 +37,31 @@ def test_a_snapshot_is_a_whole_table_at_its_revision():
 
 def test_a_delta_replaces_and_removes_only_what_it_names():
     current = table_of(app("a", dynos=["127.0.0.1:1"]), app("b"), app("c"), revision=41)
+    b = current.app("b")
     update = decode(line(type="delta", revision=42, apps=[app("a", dynos=["127.0.0.1:2"])],
                          removed=["c"]), current, 41)
-    assert update.changed == ("c", "a")
-    table = update.table
-    assert table.revision == 42 and sorted(table.apps) == ["a", "b"]
-    assert table.lookup(b"a.localhost").dynos[0].port == 2
-    assert table.app("b") is current.app("b")  # untouched entries are shared, not rebuilt
-    assert current.lookup(b"a.localhost").dynos[0].port == 1  # the old table is unchanged
+    assert update.changed == ("c", "a") and update.table is None
+    assert current.lookup(b"a.localhost").dynos[0].port == 1  # decoding changes nothing
+    update.apply_to(current)  # in place
+    assert current.revision == 42 and sorted(current.apps) == ["a", "b"]
+    assert current.lookup(b"a.localhost").dynos[0].port == 2
+    assert current.app("b") is b  # untouched entries are kept, not rebuilt
+
+
+def test_a_delta_the_table_refuses_asks_for_a_resync_and_changes_nothing():
+    current = table_of(app("a"), app("b"), revision=41)
+    update = decode(line(type="delta", revision=42, apps=[app("c", "b.localhost")], removed=[]),
+                    current, 41)
+    with pytest.raises(FeedResync, match="claimed by both app 'b' and app 'c'"):
+        update.apply_to(current)
+    assert current.revision == 41 and sorted(current.apps) == ["a", "b"]
+
+
+def test_a_snapshot_keeps_the_entries_that_did_not_change():
+    current = table_of(app("a"), app("b", dynos=["127.0.0.1:1"]), revision=41)
+    update = decode(line(type="snapshot", revision=42, apps=[app("a"), app("b")]), current, 41)
+    assert update.table.app("a") is current.app("a")
+    assert update.table.app("b") is not current.app("b") and update.table is not current
 
 
 def test_repeats_are_ignored_but_a_fresh_snapshot_is_taken_even_when_it_went_back():
@@ -82,15 +99,16 @@ def test_a_delta_is_refused_where_a_snapshot_is_due():
                need_snapshot=True)
 
 
-def test_with_changes_releases_old_hosts_before_claiming_new_ones():
+def test_a_delta_releases_old_hosts_before_claiming_new_ones():
     table = table_of(app("blog", "blog.localhost", "*.example.test"), app("shop"), revision=1)
-    moved = table.with_changes([app_route("blog", "blog.localhost"),
-                                app_route("shop", "shop.localhost", "*.example.test")], [], 2)
-    assert moved.lookup(b"a.example.test").name == "shop"
+    table.apply_delta([app_route("blog", "blog.localhost"),
+                       app_route("shop", "shop.localhost", "*.example.test")], [], 2)
+    assert table.lookup(b"a.example.test").name == "shop"
     with pytest.raises(DuplicateHostError):
-        table.with_changes([app_route("news", "shop.localhost")], [], 2)
+        table.apply_delta([app_route("news", "shop.localhost")], [], 3)
     with pytest.raises(RoutesError, match="listed twice"):
-        table.with_changes([app_route("news"), app_route("news")], [], 2)
+        table.apply_delta([app_route("news"), app_route("news")], [], 3)
+    assert table.revision == 2 and table.app("news") is None
 
 
 def app_route(name, *hosts):
@@ -103,7 +121,7 @@ def app_route(name, *hosts):
     '{}', '{"type": "snapshot", "revision": 3, "apps": [{"name": "a", "hosts": ["x.y"]}, {}]}',
     ' { "apps" : [ ] , "n" : { "k" : [1, 2] } }\n', '[1]', '"text"'])
 def test_the_stepwise_decoder_of_large_lines_agrees_with_json(text):
-    from router.feed import loads_stepwise
+    from router.jsonstream import loads_stepwise
 
     assert loads_stepwise(text.encode()) == json.loads(text)
 
@@ -111,7 +129,7 @@ def test_the_stepwise_decoder_of_large_lines_agrees_with_json(text):
 @pytest.mark.parametrize("text", ['{"a": 1,}', '{"a": [1,]}', '{"a" 1}', '{"a": [1 2]}',
                                   '{"a": 1} x', '{"a": 1', '{"a": "\\ud800'])
 def test_the_stepwise_decoder_refuses_what_json_refuses(text):
-    from router.feed import loads_stepwise
+    from router.jsonstream import loads_stepwise
 
     with pytest.raises(ValueError):
         json.loads(text)
@@ -126,3 +144,28 @@ def test_a_large_snapshot_line_decodes_to_the_same_table():
     table = decode(data).table
     assert sorted(table.apps) == sorted(a["name"] for a in apps)
     assert table.lookup(b"app799.localhost").dynos[0].port == 1
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 7, 64])
+@pytest.mark.parametrize("text", [
+    '{"type": "snapshot", "revision": 12345678, "apps": [{"name": "caf\u00e9", "hosts": ["x.y"]},'
+    ' {"n": [1.5e10, -0.25, true, false, null, "\u20ac\U0001f600"]}], "tail": 9876543210}',
+    ' { "apps" : [ ] , "n" : { "k" : [1, 2] } , "z": 100000 }\n', '{}', '[1]', '"text"'])
+def test_the_stepwise_decoder_agrees_with_json_across_window_edges(monkeypatch, window, text):
+    from router.jsonstream import _Scanner, loads_stepwise
+
+    monkeypatch.setattr(_Scanner, "WINDOW", window)
+    assert loads_stepwise(text.encode()) == json.loads(text)
+
+
+@pytest.mark.parametrize("window", [1, 5, 64])
+@pytest.mark.parametrize("data", [b'{"a": [1, 2', b'{"a": 12', b'{"a": "\xc3"}', b'{"a": tru}',
+                                  b'{"a": [1,]}', b'{"a": 1} {"b": 2}'])
+def test_the_stepwise_decoder_refuses_a_bad_line_across_window_edges(monkeypatch, window, data):
+    from router.jsonstream import _Scanner, loads_stepwise
+
+    monkeypatch.setattr(_Scanner, "WINDOW", window)
+    with pytest.raises(ValueError):
+        json.loads(data)
+    with pytest.raises(ValueError):
+        loads_stepwise(data)
