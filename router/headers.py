@@ -285,9 +285,12 @@ class RequestRewriter:
             elif action == _UPGRADE:
                 upgrade = value.strip()
             elif action == _EXPECT:
-                if value.strip().lower() != b"100-continue":
+                expectation = value.strip().lower()
+                if expectation == b"100-continue":
+                    flags |= EXPECT_CONTINUE  # the router answers it; the dyno gets the body
+                elif expectation:
                     raise RequestRejected(errors.EXPECTATION_FAILED)
-                flags |= EXPECT_CONTINUE  # the router answers it; the dyno gets the body
+                # (an empty Expect expects nothing: dropped, the request goes on as usual)
             elif action == _FORWARDED:
                 out += (name, b": ", value, b"\r\n")
             else:  # _NAME_TOO_LONG
@@ -349,6 +352,9 @@ def _status_lines() -> dict[int, tuple[bytes, bytes]]:
 # status -> (standard reason phrase, status line with it): the status line is precomputed for
 # the usual case, a dyno sending the standard phrase.
 STATUS_LINES = _status_lines()
+# status -> [standard phrase]: what the response parser's on_status pieces are then (one
+# list comparison in C tells the usual case).
+_STANDARD_PIECES = {status: [phrase] for status, (phrase, _) in STATUS_LINES.items()}
 # RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ); llhttp lets controls through.
 _BAD_REASON = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -384,16 +390,17 @@ def response_framing(status: int, *, head_request: bool, chunked: bool, has_leng
 
 
 def rewrite_response(status: int, headers: Headers, head_request: bool, client_http11: bool,
-                     client_keep_alive: bool, reason: bytes | None = None
+                     client_keep_alive: bool, reason: list[bytes] | bytes | None = None
                      ) -> tuple[bytes, Framing, Framing, bool]:
     """-> (head for the client, dyno-side framing, client-side framing, keep client alive).
 
-    `reason` is the dyno's reason phrase, relayed as it is (None: the standard one)."""
+    `reason` is the dyno's reason phrase (or its pieces as the parser gave them), relayed as
+    it is; None: the standard one."""
     try:  # status_line(), inlined for the usual case: once per response
-        phrase, line = STATUS_LINES[status]
-        out = [line if reason == phrase or reason is None else status_line(status, reason)]
-    except KeyError:
-        out = [status_line(status, reason)]  # another code: relayed, or refused (below 100)
+        out = [STATUS_LINES[status][1] if reason == _STANDARD_PIECES[status] or reason is None
+               else status_line(status, _joined(reason))]
+    except KeyError:  # another code: relayed, or refused (below 100)
+        out = [status_line(status, _joined(reason))]
     chunked = has_length = False
     listed: list[bytes] | None = None
     known, passing = _RESPONSE_ACTIONS.by_raw, _RESPONSE_ACTIONS.passing
@@ -442,6 +449,10 @@ def rewrite_response(status: int, headers: Headers, head_request: bool, client_h
         out.append(b"Connection: keep-alive\r\n")  # HTTP/1.0 closes unless told (RFC 9112 §9.3)
     out.append(_VIA_END)
     return b"".join(out), upstream, downstream, keep_alive
+
+
+def _joined(reason: list[bytes] | bytes | None) -> bytes | None:
+    return reason if reason is None or type(reason) is bytes else b"".join(reason)
 
 
 def interim_response(status: int, headers: Headers, reason: bytes | None = None) -> bytes:

@@ -212,17 +212,16 @@ class UpstreamConnection(asyncio.Protocol):
         if status < 200 or self._head_done:
             self._interim(status)  # or a second response nobody asked for
             return
-        # The reason phrase, as the dyno sent it (llhttp gives none for "HTTP/1.1 200\r\n").
-        reason = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        pieces.clear()
         exchange = self.exchange
         fields, self._headers = self._headers, []  # what follows the head are trailers
         # Positional arguments: a call with keywords costs more, and this runs per response.
         # An answer that comes before the whole request was sent ends the client connection
         # (the rest of the upload is not forwarded): it says so.
+        # The reason phrase goes as the dyno sent it (llhttp gives no piece for "HTTP/1.1 200").
         head, self._upstream, self._downstream, exchange.keep_alive = rewrite_response(
             status, fields, exchange.is_head, exchange.http11,
-            exchange.keep_alive and exchange.request_complete, reason)
+            exchange.keep_alive and exchange.request_complete, pieces)
+        pieces.clear()
         self._head_done = head
         self._unparsed = 0
         self._out.append(head)
@@ -291,8 +290,9 @@ class UpstreamConnection(asyncio.Protocol):
         exchange = self.exchange
         self._unparsed = self._head_check + 1  # check the final head exactly (rare anyway)
         if status == 101:
-            if not exchange.flags & UPGRADE:
-                raise ResponseRejected(errors.BAD_RESPONSE)  # a switch nobody asked for
+            if not exchange.flags & UPGRADE or not exchange.request_complete:
+                # A switch nobody asked for, or before the request's body was all sent.
+                raise ResponseRejected(errors.BAD_RESPONSE)
             self._switching = upgrade_response(fields)
             return
         head = interim_response(status, fields, reason)  # refuses a status below 100
