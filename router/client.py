@@ -235,12 +235,12 @@ class ClientConnection(asyncio.Protocol):
         # RFC 9112 §3: "method SP target SP version CRLF", one space each. With the request
         # at the start of `_line`, the first " HTTP/1." in it is right after method and target
         # (neither holds a space; llhttp took the rest apart, and also takes "RTSP/", "ICE/").
+        line = self._line
         end = len(method) + len(target) + 11  # "M T HTTP/1.1\r" before the LF
         try:
-            exact = self._line[end] == 10 and self._line[end - 9] == 72
+            if line[end] != 10 or line[end - 9] != 72:
+                self._check_request_line(method, target)
         except IndexError:  # `_line` is empty (see `_mid`), or shorter than that
-            exact = False
-        if not exact:
             self._check_request_line(method, target)
         # The rest of this read may start the next head: count it (conservatively) as such.
         self._unparsed = self._head_start = self._read_size
