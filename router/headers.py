@@ -352,9 +352,9 @@ def _status_lines() -> dict[int, tuple[bytes, bytes]]:
 # status -> (standard reason phrase, status line with it): the status line is precomputed for
 # the usual case, a dyno sending the standard phrase.
 STATUS_LINES = _status_lines()
-# status -> [standard phrase]: what the response parser's on_status pieces are then (one
-# list comparison in C tells the usual case).
-_STANDARD_PIECES = {status: [phrase] for status, (phrase, _) in STATUS_LINES.items()}
+# status -> ([standard phrase], its status line): the response parser's on_status pieces are
+# that list in the usual case, which one list comparison in C tells.
+_STANDARD = {status: ([phrase], line) for status, (phrase, line) in STATUS_LINES.items()}
 # RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ); llhttp lets controls through.
 _BAD_REASON = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -397,10 +397,12 @@ def rewrite_response(status: int, headers: Headers, head_request: bool, client_h
     `reason` is the dyno's reason phrase (or its pieces as the parser gave them), relayed as
     it is; None: the standard one."""
     try:  # status_line(), inlined for the usual case: once per response
-        out = [STATUS_LINES[status][1] if reason == _STANDARD_PIECES[status] or reason is None
-               else status_line(status, _joined(reason))]
+        pieces, line = _STANDARD[status]
     except KeyError:  # another code: relayed, or refused (below 100)
         out = [status_line(status, _joined(reason))]
+    else:
+        out = [line if reason == pieces or reason is None
+               else status_line(status, _joined(reason))]
     chunked = has_length = False
     listed: list[bytes] | None = None
     known, passing = _RESPONSE_ACTIONS.by_raw, _RESPONSE_ACTIONS.passing
