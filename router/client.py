@@ -53,7 +53,6 @@ _CRLF = b"\r\n"
 _CONNECT = b"CONNECT"
 _SLASH = ord("/")  # an origin-form target's first byte (an int: no slice to make per request)
 _HASH = ord("#")  # a fragment's start (an int needle: `in` goes straight to memchr)
-_LF = ord("\n")
 # A lingering close reads (and drops) what the client still sends until it has been quiet this
 # long, for this long at most (nginx's lingering_timeout and lingering_time).
 _LINGER = 5.0
@@ -233,8 +232,8 @@ class ClientConnection(asyncio.Protocol):
         if self._unparsed > self._head_check:  # a large head: check it field by field
             check_request_head(method, target, fields, router.config.limits)
         # RFC 9112 §3: "method SP target SP version CRLF", one space each. With the request
-        # at the start of `_line`, the first " HTTP/1." in it is right after method and target
-        # (neither holds a space; llhttp took the rest apart, and also takes "RTSP/", "ICE/").
+        # at the start of `_line`, its LF and the "H" of "HTTP/" are exactly there only with
+        # single spaces (llhttp took the rest apart; it also takes "RTSP/" and "ICE/").
         line = self._line
         end = len(method) + len(target) + 11  # "M T HTTP/1.1\r" before the LF
         try:
@@ -434,7 +433,7 @@ class ClientConnection(asyncio.Protocol):
             http11 = True
         elif version == "1.0":
             # Kept alive only when it asks (Connection: keep-alive, RFC 9112 §9.3); its
-            # answers then carry a length or end with the connection (responses.py).
+            # answers then carry a length or end with the connection (rewrite_response).
             http11 = False
             if framing is CHUNKED:  # RFC 9112 §6.1: Transfer-Encoding in 1.0 is faulty framing
                 raise RequestRejected(errors.BAD_FRAMING)

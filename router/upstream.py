@@ -44,9 +44,8 @@ class UpstreamConnection(asyncio.Protocol):
         # per connection
         "pool", "router", "transport", "gate", "parser", "idle_since", "on_status", "_reason",
         "_head_check", "_guard",
-        # per exchange; `_head_done` is the head for the client (truthy) once it was made, so
-        # that a failure can tell whether it went out already
-        # per exchange
+        # per exchange (`_head_done` is the head for the client once it was made, so that a
+        # failure can tell whether it went out already)
         "exchange", "client_transport", "_headers", "_head_done", "_downstream",
         "_upstream", "_out", "_complete", "_reusable", "_got_bytes", "_stray", "_unparsed",
         "_switching",
