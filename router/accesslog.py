@@ -221,8 +221,8 @@ class AccessLog:
 
     def info(self, app: str, wall: float, method: bytes, path: bytes, host: bytes,
              request_id: bytes, fwd: bytes, dyno: bytes, connect_ms: int, service_ms: int,
-             status: int, nbytes: int) -> None:
-        """A request the dyno answered.
+             status: int, nbytes: int, note: bytes = b"") -> None:
+        """A request the dyno answered. `note`: logfmt fields to add at the end (rare).
 
         `host` matched the routing table, so it holds only host-name characters and needs no
         quoting; `dyno` is already a logfmt value (see DynoPool).
@@ -253,7 +253,7 @@ class AccessLog:
             else b" connect=%dms service=" % connect_ms,
             _DECIMAL[service_ms] if service_ms < 1000 else b"%d" % service_ms,
             _STATUS_PARTS[status] if status < 1000 else b"ms status=%d bytes=" % status,
-            _DECIMAL[nbytes] if nbytes < 1000 else b"%d" % nbytes, self._protocol_part))
+            _DECIMAL[nbytes] if nbytes < 1000 else b"%d" % nbytes, self._protocol_part, note))
         writer = self.writer
         pending = writer._pending
         pending.append((app, line))

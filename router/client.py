@@ -17,6 +17,14 @@ otherwise the exchange's (connect, boot queue, request, idle).
 Bad input: what httptools refuses becomes a 400; what it accepts but the router must refuse is
 checked in `limits.py` and `headers.py`, which raise `RequestRejected` from inside a parser
 callback; httptools hands it back wrapped, and `_reject` answers it.
+
+The request line: llhttp accepts extra spaces in it, and gives no positions, so the connection
+keeps a reference to the bytes the current request line is in: `_line` when the request begins
+at their start (the read it began in, and the following ones while its head is incomplete),
+else `_mid` (the request began after another message in the same read, `_line` is empty).
+`_marks` (emptied by httptools' on_message_begin, a C-level callback, and refilled when a head
+completes) says whether a head is in progress. On the usual path the check is two indexes:
+the line's LF and the version's "H" sit where single spaces put them.
 """
 
 from __future__ import annotations
@@ -33,9 +41,10 @@ from router import errors
 from router.errors import RequestRejected, RouterError
 from router.exchange import DONE, Exchange
 from router.flow import PEER_BUFFER_FULL, PIPELINED, UPGRADING, ReadGate
-from router.headers import (CHUNKED, EXPECT_CONTINUE, LENGTH, LENGTH_AND_CHUNKED, NONE, UPGRADE,
+from router.headers import (CHUNKED, EXPECT_CONTINUE, LENGTH_AND_CHUNKED, NONE, UPGRADE,
                             RequestRewriter, last_chunk)
-from router.limits import GrowthGuard, check_request_head, check_trailers, origin_form
+from router.limits import (GrowthGuard, check_request_head, check_trailers, exact_request_line,
+                           origin_form, without_repeated_lengths)
 
 if TYPE_CHECKING:
     from router.server import Router
@@ -43,6 +52,7 @@ if TYPE_CHECKING:
 _CRLF = b"\r\n"
 _CONNECT = b"CONNECT"
 _SLASH = ord("/")  # an origin-form target's first byte (an int: no slice to make per request)
+_HASH = ord("#")  # a fragment's start (an int needle: `in` goes straight to memchr)
 # A lingering close reads (and drops) what the client still sends until it has been quiet this
 # long, for this long at most (nginx's lingering_timeout and lingering_time).
 _LINGER = 5.0
@@ -54,10 +64,11 @@ class ClientConnection(asyncio.Protocol):
         # per connection
         "router", "rewriter", "parser", "transport", "gate", "peer", "write_paused", "_closing",
         "_queue", "deadline", "_head_check", "_guard", "_early", "_error_after", "_linger_end",
+        "_upgrade_body",
         # what the parser holds: bytes of an incomplete head or trailer section (limits.py)
         "_unparsed", "_read_size", "_head_start",
         # per request being parsed
-        "on_url", "_url", "_headers", "_reading",
+        "on_url", "_url", "_headers", "_reading", "on_message_begin", "_marks", "_line", "_mid",
         # the request being answered
         "_serving",
     )
@@ -69,6 +80,11 @@ class ClientConnection(asyncio.Protocol):
         # cheapest callback it can make (no Python frame). Set before the parser looks for it.
         self._url: list[bytes] = []
         self.on_url = self._url.append
+        # Non-empty while no request head is in progress (see the module's docstring).
+        self._marks: list[bool] = [True]
+        self.on_message_begin = self._marks.clear
+        self._line: bytes | bytearray = b""
+        self._mid: bytes | bytearray = b""
         self.parser = HttpRequestParser(self)
         # RFC 9112 §6.3: with both Content-Length and chunked, chunked wins (and the
         # connection closes after the response); without this llhttp refuses such requests.
@@ -83,6 +99,7 @@ class ClientConnection(asyncio.Protocol):
         self._head_check = router.config.limits.request_head_check
         self._guard: GrowthGuard | None = None  # made when a head first grows large
         self._early = b""  # bytes after an upgrade request, for the tunnel
+        self._upgrade_body = 0  # the Content-Length of an upgrade request being parsed
         self._error_after: RouterError | None = None  # to send once the requests before it are
         self._linger_end = 0.0  # when lingering, the latest moment to close
         self._unparsed = 0
@@ -120,7 +137,14 @@ class ClientConnection(asyncio.Protocol):
         reading = self._reading
         if reading is None:
             self._unparsed += n  # a head: what httptools may be holding (limits.py)
+            if self._marks:  # at a message boundary: a request begins at data's start
+                self._line = self._mid = data
+            else:
+                self._head_continues(data)
         else:
+            # A request that begins in this read begins after the end of this body.
+            self._line = b""
+            self._mid = data
             router = self.router
             self.deadline = router.now + router.idle_timeout  # body bytes: rolling idle
             if reading.framing is CHUNKED:
@@ -128,13 +152,22 @@ class ClientConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as upgrade:
-            self._upgrade_requested(data[upgrade.args[0]:])
+            if self._upgrade_body:
+                self._upgrade_body_follows(data[upgrade.args[0]:])
+            else:
+                self._upgrade_requested(data[upgrade.args[0]:])
         except HttpParserCallbackError as error:
             rejected = error.__context__
             if not isinstance(rejected, RequestRejected):
                 raise  # a bug in the router's own callbacks, not the client's fault
             self._reject(rejected.error)
         except HttpParserError as error:
+            if str(error) == "Duplicate Content-Length" and self._line and not self._marks:
+                # RFC 9112 §6.3: repeated Content-Length fields of one value count as one;
+                # llhttp refuses them, so the head is parsed again without the repeats.
+                self.parser = _RepeatedLength(self)
+                self.parser.feed_data(b"")
+                return
             # llhttp knows HTTP/0.9 to 2.0 only; any other version is one the router does
             # not speak (RFC 9110 §15.6.6).
             self._reject(errors.VERSION_NOT_SUPPORTED if "HTTP version" in str(error)
@@ -185,6 +218,7 @@ class ClientConnection(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._marks.append(True)  # the head is complete
         if self._closing:
             return
         parser = self.parser
@@ -197,8 +231,20 @@ class ClientConnection(asyncio.Protocol):
         fields, self._headers = self._headers, []  # what follows the head are trailers
         if self._unparsed > self._head_check:  # a large head: check it field by field
             check_request_head(method, target, fields, router.config.limits)
+        # RFC 9112 §3: "method SP target SP version CRLF", one space each. With the request
+        # at the start of `_line`, its LF and the "H" of "HTTP/" are exactly there only with
+        # single spaces (llhttp took the rest apart; it also takes "RTSP/" and "ICE/").
+        line = self._line
+        end = len(method) + len(target) + 11  # "M T HTTP/1.1\r" before the LF
+        try:
+            if line[end] != 10 or line[end - 9] != 72:
+                self._check_request_line(method, target)
+        except IndexError:  # `_line` is empty (see `_mid`), or shorter than that
+            self._check_request_line(method, target)
         # The rest of this read may start the next head: count it (conservatively) as such.
         self._unparsed = self._head_start = self._read_size
+        if _HASH in target:
+            target = target[:target.index(b"#")]  # RFC 9110 §4.2.5: a fragment is not sent
         if not target or target[0] != _SLASH or method == _CONNECT:
             target, fields = origin_form(method, target, fields)
         head, host, request_id, fwd, framing, flags = self.rewriter.rewrite(
@@ -230,10 +276,13 @@ class ClientConnection(asyncio.Protocol):
             exchange.pending.append(data)
 
     def on_message_complete(self) -> None:
+        self._line = b""  # a request that begins later in this read begins mid-way
         exchange = self._reading
         if exchange is None or exchange.request_complete:
             self._reading = None
             return  # no body (complete from the start)
+        if self._upgrade_body:
+            return  # llhttp skipped an upgrade request's body: _UpgradeBody reads it
         self._unparsed = self._head_start = self._read_size  # as in on_headers_complete
         trailers = self._headers
         if trailers:
@@ -343,6 +392,38 @@ class ClientConnection(asyncio.Protocol):
 
     # -- internals --------------------------------------------------------------------------
 
+    def _head_continues(self, data: bytes) -> None:
+        """A request head spans reads: keep all of it for the request line's check (and a
+        repeated Content-Length), in a bytearray so that a head sent byte by byte does not
+        cost a copy per byte. Its size is bounded as the parser's is (`_growing`)."""
+        if self._line:
+            line = self._line
+            if type(line) is not bytearray:
+                line = self._line = bytearray(line)
+        else:
+            line = self._mid
+            if type(line) is not bytearray:
+                line = self._mid = bytearray(line)
+        line += data
+
+    def _check_request_line(self, method: bytes, target: bytes) -> None:
+        """The request line's exact check, when the two indexes cannot tell (the request began
+        mid-read or after empty lines, or its line is not as expected)."""
+        line = self._line
+        if not exact_request_line(line or self._mid, bool(line), method, target,
+                                  self.parser.get_http_version()):
+            raise RequestRejected(errors.BAD_REQUEST_LINE)
+
+    def _restart_head(self, head: bytes) -> None:
+        """Parse the request's head again from its start (see _RepeatedLength)."""
+        parser = self.parser = HttpRequestParser(self)
+        parser.set_dangerous_leniencies(lenient_chunked_length=True)
+        self._url.clear()
+        self._headers = []
+        self._marks.append(True)  # a boundary again: the head begins at `head`'s start
+        self._unparsed = self._head_start
+        self.data_received(head)
+
     def _unusual_head(self, keep_alive: bool, flags: int, framing, fields
                       ) -> tuple[bool, bool, int]:
         """The rarer heads: HTTP/1.0, Connection fields, Expect, Upgrade, both framings.
@@ -351,8 +432,9 @@ class ClientConnection(asyncio.Protocol):
         if version == "1.1":
             http11 = True
         elif version == "1.0":
-            # HTTP/1.0 keep-alive is not offered: such clients get close-delimited answers.
-            http11 = keep_alive = False
+            # Kept alive only when it asks (Connection: keep-alive, RFC 9112 §9.3); its
+            # answers then carry a length or end with the connection (rewrite_response).
+            http11 = False
             if framing is CHUNKED:  # RFC 9112 §6.1: Transfer-Encoding in 1.0 is faulty framing
                 raise RequestRejected(errors.BAD_FRAMING)
             if flags & UPGRADE:  # RFC 9110 §7.8: a 1.0 Upgrade is ignored; the parser did not
@@ -364,10 +446,14 @@ class ClientConnection(asyncio.Protocol):
             keep_alive = False
         if bool(flags & UPGRADE) != self.parser.should_upgrade():
             raise RequestRejected(errors.BAD_REQUEST)  # the parser and the rules disagree
-        if flags & UPGRADE and framing is not NONE and not _empty_body(framing, fields):
-            # The parser hands what follows an upgrade request's head to the new protocol;
-            # a body there would be sent as tunnel data. WebSocket handshakes have none.
-            raise RequestRejected(errors.BAD_FRAMING)
+        if flags & UPGRADE and framing is not NONE:
+            # httptools has llhttp skip an upgrade request's body and hands over what follows
+            # the head; a body of known length is read off that by _UpgradeBody, the rest is
+            # for the new protocol. A chunked one would need parsing here: refused.
+            if framing is CHUNKED:
+                raise RequestRejected(errors.BAD_FRAMING)
+            self._upgrade_body = int(next(value for name, value in fields
+                                          if name.lower() == b"content-length"))
         if flags & EXPECT_CONTINUE and framing is NONE:
             flags &= ~EXPECT_CONTINUE  # nothing to continue with
         return keep_alive, http11, flags
@@ -378,6 +464,14 @@ class ClientConnection(asyncio.Protocol):
         self._reading = None
         self._early = early
         self.gate.pause(UPGRADING)
+
+    def _upgrade_body_follows(self, data: bytes) -> None:
+        """An upgrade request's body of known length follows its head: read it as the body
+        (a stand-in parser), then what follows is for the new protocol."""
+        self.parser = _UpgradeBody(self, self._reading, self.parser, self._upgrade_body)
+        self._upgrade_body = 0
+        if data:
+            self.data_received(data)
 
     def _upgrade_declined(self) -> None:
         """The dyno answered the upgrade request with an ordinary response. Bytes the client
@@ -482,9 +576,55 @@ class ClientConnection(asyncio.Protocol):
         self._linger()
 
 
-def _empty_body(framing, fields) -> bool:
-    """Content-Length: 0 (some WebSocket clients send it on the handshake)."""
-    if framing is not LENGTH:
-        return False
-    return all(value.strip() == b"0" for name, value in fields
-               if name.lower() == b"content-length")
+class _UpgradeBody:
+    """Stands in for the parser while an upgrade request's body arrives (httptools has llhttp
+    skip it): its bytes go to the dyno as the body; once it is whole the parser is put back
+    and what follows is handed over as after any upgrade request (HttpParserUpgrade)."""
+
+    __slots__ = ("client", "exchange", "parser", "remaining")
+
+    def __init__(self, client: ClientConnection, exchange: Exchange, parser, remaining: int):
+        self.client = client
+        self.exchange = exchange
+        self.parser = parser
+        self.remaining = remaining
+
+    def feed_data(self, data: bytes) -> None:
+        body = data[:self.remaining]
+        self.remaining -= len(body)
+        exchange = self.exchange
+        if body and exchange.phase is not DONE:
+            exchange.pending.append(body)
+        if self.remaining:
+            return
+        client = self.client
+        client.parser = self.parser
+        client._reading = None
+        if exchange.phase is not DONE:
+            exchange.request_complete = True
+            if exchange.upstream is not None:
+                exchange.request_sent()
+        raise HttpParserUpgrade(len(body))
+
+
+class _RepeatedLength:
+    """Stands in for the parser after llhttp refused a repeated Content-Length: collects the
+    head (in the connection's `_line`) until it is complete, then has it parsed again by a
+    new parser with the repeats of the first value removed (RFC 9112 §6.3), or refuses the
+    request when the values differ. Only for a request that began at the start of what the
+    connection kept; one pipelined behind another in the same read stays refused."""
+
+    __slots__ = ("client",)
+
+    def __init__(self, client: ClientConnection) -> None:
+        self.client = client
+
+    def feed_data(self, data: bytes) -> None:
+        client = self.client
+        try:
+            head = without_repeated_lengths(client._line)
+        except RequestRejected as rejected:
+            client._reject(rejected.error)
+            return
+        if head is not None:
+            client._restart_head(head)

@@ -141,6 +141,9 @@ TOO_MANY_HEADERS = RouterError(
 BAD_HOST = RouterError(
     "H26", 400, "Bad Host header", "Bad request",
     "The request needs exactly one Host header naming a host (RFC 9112 §3.2).")
+BAD_REQUEST_LINE = RouterError(
+    "H26", 400, "Bad request line", "Bad request",
+    "The request line must be a method, a target and a version, each after one space.")
 BAD_TARGET = RouterError(
     "H26", 400, "Bad request target", "Bad request",
     "The request target must be a path, an absolute http(s) URL, or * for OPTIONS.")

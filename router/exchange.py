@@ -309,8 +309,9 @@ class Exchange:
 
     # -- the response -----------------------------------------------------------------------
 
-    def finish(self, reusable: bool) -> None:
-        """The response is complete: log, count, pool the connection, free the client."""
+    def finish(self, reusable: bool, note: bytes = b"") -> None:
+        """The response is complete: log, count, pool the connection, free the client.
+        `note`: logged after the line's usual fields (what happened to the dyno connection)."""
         router = self.router
         now = router.loop.time()
         self.phase = DONE  # RESPONDING -> DONE
@@ -330,7 +331,7 @@ class Exchange:
         histogram.total += service
         router.log.info(pool.app, self.wall + (now - self.start), self.method,
                         self.target, self.host, self.request_id, self.fwd, pool.log_name,
-                        self.connect_ms, int(service * 1000), status, self.nbytes)
+                        self.connect_ms, int(service * 1000), status, self.nbytes, note)
         conn.detach()
         if not self.request_complete:
             # The dyno answered before the whole request was sent: neither side can be reused.

@@ -285,9 +285,12 @@ class RequestRewriter:
             elif action == _UPGRADE:
                 upgrade = value.strip()
             elif action == _EXPECT:
-                if value.strip().lower() != b"100-continue":
+                expectation = value.strip().lower()
+                if expectation == b"100-continue":
+                    flags |= EXPECT_CONTINUE  # the router answers it; the dyno gets the body
+                elif expectation:
                     raise RequestRejected(errors.EXPECTATION_FAILED)
-                flags |= EXPECT_CONTINUE  # the router answers it; the dyno gets the body
+                # (an empty Expect expects nothing: dropped, the request goes on as usual)
             elif action == _FORWARDED:
                 out += (name, b": ", value, b"\r\n")
             else:  # _NAME_TOO_LONG
@@ -335,25 +338,37 @@ class RequestRewriter:
                 + (self._port if b"x-forwarded-port" not in sent else b"") + VIA + b"\r\n")
 
 
-def _status_lines() -> dict[int, bytes]:
+def _status_lines() -> dict[int, tuple[bytes, bytes]]:
     lines = {}
     for status in range(100, 600):
         try:
-            phrase = HTTPStatus(status).phrase
+            phrase = HTTPStatus(status).phrase.encode("ascii")
         except ValueError:
-            phrase = ""
-        lines[status] = f"HTTP/1.1 {status} {phrase}\r\n".encode("ascii")
+            continue
+        lines[status] = (phrase, b"HTTP/1.1 %d %s\r\n" % (status, phrase))
     return lines
 
 
+# status -> (standard reason phrase, status line with it): the status line is precomputed for
+# the usual case, a dyno sending the standard phrase.
 STATUS_LINES = _status_lines()
+# status -> ([standard phrase], its status line): the response parser's on_status pieces are
+# that list in the usual case, which one list comparison in C tells.
+_STANDARD = {status: ([phrase], line) for status, (phrase, line) in STATUS_LINES.items()}
+# RFC 9112 §4: reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ); llhttp lets controls through.
+_BAD_REASON = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def status_line(status: int) -> bytes:
-    line = STATUS_LINES.get(status)
-    if line is None:  # RFC 9110 §15: status codes are 100-599
+def status_line(status: int, reason: bytes | None = None) -> bytes:
+    """The status line for the client, with the dyno's reason phrase byte for byte (`None`:
+    the standard one). Any three-digit code is valid on the wire (RFC 9110 §15); a code below
+    100 or a phrase with control characters is refused (H17)."""
+    known = STATUS_LINES.get(status)
+    if known is not None and (reason is None or reason == known[0]):
+        return known[1]
+    if not 100 <= status <= 999 or (reason and _BAD_REASON.search(reason) is not None):
         raise ResponseRejected(errors.BAD_RESPONSE)
-    return line
+    return b"HTTP/1.1 %d %s\r\n" % (status, b"" if reason is None else reason)
 
 
 def response_framing(status: int, *, head_request: bool, chunked: bool, has_length: bool,
@@ -375,12 +390,19 @@ def response_framing(status: int, *, head_request: bool, chunked: bool, has_leng
 
 
 def rewrite_response(status: int, headers: Headers, head_request: bool, client_http11: bool,
-                     client_keep_alive: bool) -> tuple[bytes, Framing, Framing, bool]:
-    """-> (head for the client, dyno-side framing, client-side framing, keep client alive)."""
-    try:  # status_line(), inlined: once per response
-        out = [STATUS_LINES[status]]
-    except KeyError:
-        out = [status_line(status)]  # refuses it
+                     client_keep_alive: bool, reason: list[bytes] | bytes | None = None
+                     ) -> tuple[bytes, Framing, Framing, bool]:
+    """-> (head for the client, dyno-side framing, client-side framing, keep client alive).
+
+    `reason` is the dyno's reason phrase (or its pieces as the parser gave them), relayed as
+    it is; None: the standard one."""
+    try:  # status_line(), inlined for the usual case: once per response
+        pieces, line = _STANDARD[status]
+    except KeyError:  # another code: relayed, or refused (below 100)
+        out = [status_line(status, _joined(reason))]
+    else:
+        out = [line if reason == pieces or reason is None
+               else status_line(status, _joined(reason))]
     chunked = has_length = False
     listed: list[bytes] | None = None
     known, passing = _RESPONSE_ACTIONS.by_raw, _RESPONSE_ACTIONS.passing
@@ -425,14 +447,20 @@ def rewrite_response(status: int, headers: Headers, head_request: bool, client_h
         out.append(b"Transfer-Encoding: chunked\r\n")
     if not keep_alive:
         out.append(b"Connection: close\r\n")
+    elif not client_http11:
+        out.append(b"Connection: keep-alive\r\n")  # HTTP/1.0 closes unless told (RFC 9112 §9.3)
     out.append(_VIA_END)
     return b"".join(out), upstream, downstream, keep_alive
 
 
-def interim_response(status: int, headers: Headers) -> bytes:
+def _joined(reason: list[bytes] | bytes | None) -> bytes | None:
+    return reason if reason is None or type(reason) is bytes else b"".join(reason)
+
+
+def interim_response(status: int, headers: Headers, reason: bytes | None = None) -> bytes:
     """A 1xx response (100 Continue, 103 Early Hints) for an HTTP/1.1 client, hop-by-hop
     fields removed (RFC 9110 §15.2: a proxy forwards interim responses)."""
-    out = [status_line(status)]
+    out = [status_line(status, reason)]
     known = _RESPONSE_ACTIONS.by_raw
     for name, value in headers:
         action = known.get(name)
@@ -448,7 +476,7 @@ def interim_response(status: int, headers: Headers) -> bytes:
 def upgrade_response(headers: Headers) -> bytes:
     """The dyno's 101 Switching Protocols for the client: its fields minus the hop-by-hop ones,
     then the Upgrade it chose with Connection: Upgrade (both hop-by-hop, so re-stated)."""
-    out = [STATUS_LINES[101]]
+    out = [STATUS_LINES[101][1]]
     upgrade = None
     known = _RESPONSE_ACTIONS.by_raw
     for name, value in headers:

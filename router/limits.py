@@ -21,7 +21,12 @@ normal path:
     and its authority replaces Host (RFC 9112 §3.2.2); "*" only for OPTIONS; CONNECT never
     (`origin_form`);
   * Host: exactly one, not empty, a valid host[:port] (RFC 9112 §3.2; `valid_host`);
-  * trailers: no field that frames, routes or controls the message (`check_trailers`).
+  * trailers: no field that frames, routes or controls the message (`check_trailers`);
+  * the request line: llhttp takes any number of spaces between method, target and version;
+    RFC 9112 §3 allows exactly one (`exact_request_line`, on the raw bytes, only when the
+    client connection's one-index test cannot tell);
+  * a repeated Content-Length with the same value, which llhttp refuses and RFC 9112 §6.3
+    lets a recipient take as one (`without_repeated_lengths`).
 """
 
 from __future__ import annotations
@@ -106,8 +111,10 @@ def origin_form(method: bytes, target: bytes, fields: Fields
                 ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     """A request target that is not a path, made one; -> (target, fields) to forward.
 
-    Absolute-form (RFC 9112 §3.2.2): the target's authority replaces any Host field, and the
-    dyno gets the path. Asterisk-form only for OPTIONS (§3.2.4). Anything else is refused.
+    Absolute-form (RFC 9112 §3.2.2): the target's authority replaces the Host field, and the
+    dyno gets the path; a request without a Host field is still refused (§3.2: a server
+    answers 400 to an HTTP/1.1 request without one; Heroku does not take HTTP/1.0 without
+    Host either). Asterisk-form only for OPTIONS (§3.2.4). Anything else is refused.
     """
     if method == b"CONNECT":
         raise RequestRejected(errors.CONNECT_METHOD)
@@ -127,6 +134,8 @@ def origin_form(method: bytes, target: bytes, fields: Fields
     if b"@" in authority:  # RFC 9110 §4.2.4: no userinfo in http(s) URIs
         raise RequestRejected(errors.BAD_TARGET)
     if not authority or not valid_host(authority):
+        raise RequestRejected(errors.BAD_HOST)
+    if not any(name.lower() == b"host" for name, _ in fields):
         raise RequestRejected(errors.BAD_HOST)
     if not path.startswith(b"/"):
         path = b"/" + path
@@ -174,3 +183,47 @@ class GrowthGuard:
         if received - self._mark > allowed + 4:  # and their CRLFs
             return self.LINE_TOO_LONG
         return self.OK
+
+
+def exact_request_line(raw: bytes | bytearray, anchored: bool, method: bytes, target: bytes,
+                       version: str) -> bool:
+    """Whether the request line in `raw` is exactly `method SP target SP HTTP/version CRLF`
+    (RFC 9112 §3), given what llhttp parsed from it.
+
+    `anchored`: `raw` starts where the request starts (after empty lines, which RFC 9112 §2.2
+    lets a server skip). Otherwise the request began somewhere in `raw`, after other bytes of
+    the same read (pipelining), and the exact line must occur in it: llhttp's only leniency
+    here is extra spaces, so a line it parsed with extra spaces is found only if the client's
+    own bytes before it spell the exact line too.
+    """
+    expected = b"%s %s HTTP/%s\r\n" % (method, target, version.encode("ascii"))
+    if not anchored:
+        return expected in raw
+    start = len(raw) - len(raw.lstrip(b"\r\n"))
+    return raw[start:start + len(expected)] == expected
+
+
+def without_repeated_lengths(raw: bytes | bytearray) -> bytes | None:
+    """A request head (and what follows it) with repeated Content-Length fields of the same
+    value reduced to the first one (RFC 9112 §6.3); None while the head is not complete in
+    `raw`. Raises RequestRejected when the values differ or one is not a number."""
+    data = bytes(raw).lstrip(b"\r\n")
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = data[:end].split(b"\r\n")
+    kept, length = lines[:1], None
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.lower() != b"content-length":
+            kept.append(line)
+            continue
+        value = value.strip(b" \t")
+        if length is None:
+            length = value
+            kept.append(line)
+        elif value != length:
+            raise RequestRejected(errors.BAD_REQUEST)
+    if length is None or not length.isdigit():
+        raise RequestRejected(errors.BAD_REQUEST)
+    return b"\r\n".join(kept) + data[end:]

@@ -25,7 +25,7 @@ from router.flow import PEER_BUFFER_FULL, ReadGate
 from router.headers import (CHUNKED, CLOSE, NONE, UPGRADE, interim_response, last_chunk,
                             rewrite_response, upgrade_response)
 from router.limits import GrowthGuard, allowed_trailers, check_response_head
-from router.phases import RESPONDING
+from router.phases import FORWARDING, RESPONDING
 
 if TYPE_CHECKING:
     from router.exchange import Exchange
@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from router.server import Router
 
 _CRLF = b"\r\n"
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+# Logged with a response after which the dyno sent bytes that belong to no response (the
+# client's answer is complete; the dyno connection is closed, not pooled).
+STRAY_NOTE = b" dyno_connection=closed"
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -40,7 +44,8 @@ class UpstreamConnection(asyncio.Protocol):
         # per connection
         "pool", "router", "transport", "gate", "parser", "idle_since", "on_status", "_reason",
         "_head_check", "_guard",
-        # per exchange
+        # per exchange (`_head_done` is the head for the client once it was made, so that a
+        # failure can tell whether it went out already)
         "exchange", "client_transport", "_headers", "_head_done", "_downstream",
         "_upstream", "_out", "_complete", "_reusable", "_got_bytes", "_stray", "_unparsed",
         "_switching",
@@ -51,8 +56,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.router = router
         self.transport: asyncio.Transport | None = None
         self.gate: ReadGate | None = None
-        # The reason phrase's pieces, only to measure the status line (a bound list.append is
-        # the cheapest callback httptools can make; cleared at each head).
+        # The reason phrase's pieces, relayed as they are (a bound list.append is the cheapest
+        # callback httptools can make; cleared at each head).
         self._reason: list[bytes] = []
         self.on_status = self._reason.append
         self.parser = HttpResponseParser(self)
@@ -66,7 +71,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _reset(self) -> None:
         self._headers: list[tuple[bytes, bytes]] = []
-        self._head_done = False
+        self._head_done: bytes | bool = False
         self._downstream = NONE
         self._upstream = NONE
         self._complete = False
@@ -140,7 +145,8 @@ class UpstreamConnection(asyncio.Protocol):
             return
         except HttpParserError:
             # A response the parser refuses (malformed head or framing): the client cannot be
-            # given a reliable answer from this connection.
+            # given a reliable answer from this connection. Unless the response was complete
+            # already and what broke came after it (a body sent with a 204, say).
             self._refuse(exchange, errors.BAD_RESPONSE)
             return
         if self._unparsed > self._head_check and self._growing(exchange):
@@ -151,8 +157,9 @@ class UpstreamConnection(asyncio.Protocol):
             out.clear()
         if self._complete:
             if self._stray:
-                self._reusable = False
-            exchange.finish(self._reusable)
+                exchange.finish(False, STRAY_NOTE)  # relayed; this connection is closed
+            else:
+                exchange.finish(self._reusable)
         else:
             # The response started (or goes on): the rolling idle timeout runs (H15/H28).
             router = self.router
@@ -197,30 +204,30 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
+        pieces = self._reason
         if self._unparsed > self._head_check:  # a large head: check it field by field
-            check_response_head(sum(map(len, self._reason)), self._headers,
+            check_response_head(sum(map(len, pieces)), self._headers,
                                 self.router.config.limits)
-        self._reason.clear()
-        if status < 200:
-            self._interim(status)
+        if status < 200 or self._head_done:
+            self._interim(status)  # or a second response nobody asked for
             return
         exchange = self.exchange
         fields, self._headers = self._headers, []  # what follows the head are trailers
         # Positional arguments: a call with keywords costs more, and this runs per response.
+        # An answer that comes before the whole request was sent ends the client connection
+        # (the rest of the upload is not forwarded): it says so.
+        # The reason phrase goes as the dyno sent it (llhttp gives no piece for "HTTP/1.1 200").
         head, self._upstream, self._downstream, exchange.keep_alive = rewrite_response(
-            status, fields, exchange.is_head, exchange.http11, exchange.keep_alive)
-        self._head_done = True
+            status, fields, exchange.is_head, exchange.http11,
+            exchange.keep_alive and exchange.request_complete, pieces)
+        pieces.clear()
+        self._head_done = head
         self._unparsed = 0
         self._out.append(head)
         exchange.phase = RESPONDING  # FORWARDING -> RESPONDING
         exchange.status = status
-        if exchange.is_head:
-            # The parser would wait for the Content-Length a HEAD response announces but never
-            # sends (RFC 9110 §9.3.2); the response is complete here, and a fresh parser takes
-            # the next one.
-            self._reusable = self.parser.should_keep_alive()
-            self._complete = True
-            self.parser = HttpResponseParser(self)
+        if self._downstream is NONE:
+            self._bodiless(exchange, status, fields)
 
     def on_body(self, data: bytes) -> None:
         self._unparsed = 0  # progress: nothing is held for a chunked body's framing
@@ -245,6 +252,21 @@ class UpstreamConnection(asyncio.Protocol):
             self._out.append(last_chunk(allowed_trailers(trailers) if trailers else trailers))
         self._complete = True
 
+    def _bodiless(self, exchange: Exchange, status: int, fields) -> None:
+        """A response without a body: to HEAD, or a 204 or 304 (RFC 9110 §6.4.1)."""
+        if exchange.is_head:
+            # The parser would wait for the Content-Length a HEAD response announces but never
+            # sends (RFC 9110 §9.3.2); the response is complete here, and a fresh parser takes
+            # the next one.
+            self._reusable = self.parser.should_keep_alive()
+            self._complete = True
+            self.parser = HttpResponseParser(self)
+        elif status == 204 and any(name.lower() in _FRAMING for name, _ in fields):
+            # A 204 may not announce a body (RFC 9110 §15.3.5, RFC 9112 §6.1); one that does
+            # may well send it, and those bytes would pass for the next response: the client
+            # gets the 204, and this connection is not used again.
+            self._stray = True
+
     def _message_done(self) -> None:
         if self._downstream is CHUNKED:
             self._out.append(last_chunk(allowed_trailers(self._headers)))
@@ -254,16 +276,25 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _interim(self, status: int) -> None:
         """A 1xx response: relayed to HTTP/1.1 clients (RFC 9110 §15.2), dropped for 1.0 ones;
-        a 101 is remembered until the parser confirms the switch."""
+        a 101 is remembered until the parser confirms the switch. Or the head of a second
+        response after a complete one (the dyno sent a body with a 204 or 304, or a response
+        nobody asked for): dropped, and this connection is closed once the client has its."""
+        pieces = self._reason
+        reason = b"".join(pieces) if pieces else None
+        pieces.clear()
         fields, self._headers = self._headers, []
+        if self._head_done:
+            self._stray = True
+            return
         exchange = self.exchange
         self._unparsed = self._head_check + 1  # check the final head exactly (rare anyway)
         if status == 101:
-            if not exchange.flags & UPGRADE:
-                raise ResponseRejected(errors.BAD_RESPONSE)  # a switch nobody asked for
+            if not exchange.flags & UPGRADE or not exchange.request_complete:
+                # A switch nobody asked for, or before the request's body was all sent.
+                raise ResponseRejected(errors.BAD_RESPONSE)
             self._switching = upgrade_response(fields)
             return
-        head = interim_response(status, fields)  # refuses a status below 100
+        head = interim_response(status, fields, reason)  # refuses a status below 100
         if exchange.http11:
             self._out.append(head)
 
@@ -281,10 +312,30 @@ class UpstreamConnection(asyncio.Protocol):
         exchange.upgraded(self, from_dyno)
 
     def _refuse(self, exchange: Exchange, error) -> None:
-        """The response cannot be relayed (H17, H25): close this connection, answer or cut."""
-        self._out.clear()
+        """The response cannot be relayed (H17, H25): close this connection, answer or cut.
+
+        What broke may come after a complete response (bytes after a 204, a second response):
+        the client still gets that one. A response cut short (an invalid trailer section, bad
+        chunk framing) goes out as far as it was relayed, never with its last chunk, and the
+        client connection is closed, so that the client sees an incomplete message; if nothing
+        of it was sent yet, the client gets a 502 instead."""
+        out = self._out
         self.transport.close()
         self._stray = True
+        if self._complete:
+            if out:
+                self.client_transport.write(b"".join(out))
+                out.clear()
+            exchange.finish(False, STRAY_NOTE)
+            return
+        head = self._head_done
+        if head and exchange.phase is RESPONDING:
+            if any(piece is head for piece in out):
+                exchange.phase = FORWARDING  # its head never left: a page can still go
+                exchange.nbytes = 0
+            elif out:
+                self.client_transport.write(b"".join(out))
+        out.clear()
         exchange.fail(error)
 
     def _growing(self, exchange: Exchange) -> bool:

@@ -25,7 +25,8 @@ CASES = [
     ("bare LF", b"HTTP/1.1 200 OK\nContent-Length: 0\n\n", "H17"),
     ("NUL in a value", OK + b"X: a\x00b\r\nContent-Length: 0\r\n\r\n", "H17"),
     ("transfer coding other than chunked", OK + b"Transfer-Encoding: gzip\r\n\r\nabc", "H17"),
-    ("status 600", b"HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n", "H17"),
+    ("four-digit status", b"HTTP/1.1 1000 Odd\r\nContent-Length: 0\r\n\r\n", "H17"),
+    ("control in the reason", b"HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n", "H17"),
     ("not HTTP", b"SSH-2.0-OpenSSH_9.6\r\n", "H17"),
 ]
 

@@ -5,7 +5,7 @@ import uuid
 import pytest
 
 from router import errors
-from router.errors import RequestRejected
+from router.errors import RequestRejected, ResponseRejected
 from router.headers import (CHUNKED, CLOSE, LENGTH, NONE, RequestIds, RequestRewriter,
                             response_framing, rewrite_response, valid_request_id)
 
@@ -198,3 +198,25 @@ def test_head_response_keeps_its_content_length():
 
 def test_unknown_status_gets_an_empty_reason():
     assert response([], status=599)[0] == b"HTTP/1.1 599 "
+
+
+def test_a_status_line_keeps_the_dynos_reason_phrase():
+    assert response([], status=421, reason=b"Deliberate Phrase")[0] == b"HTTP/1.1 421 Deliberate Phrase"
+    assert response([], status=200, reason=b"")[0] == b"HTTP/1.1 200 "
+    assert response([], status=666, reason=b"Custom")[0] == b"HTTP/1.1 666 Custom"
+    assert response([], status=200, reason=b"OK")[0] == b"HTTP/1.1 200 OK"
+
+
+@pytest.mark.parametrize("status, reason", [(99, b"Low"), (1000, b"High"), (200, b"O\x00K"),
+                                            (200, b"O\nK")])
+def test_a_status_below_100_or_a_reason_with_controls_is_refused(status, reason):
+    with pytest.raises(ResponseRejected):
+        response([], status=status, reason=reason)
+
+
+def test_an_http10_client_kept_alive_is_told_so():
+    _, fields, up, down, keep = response([(b"Content-Length", b"1")], client_http11=False)
+    assert keep is True and (b"Connection", b"keep-alive") in fields
+    _, fields, up, down, keep = response([(b"Transfer-Encoding", b"chunked")],
+                                         client_http11=False)
+    assert (down, keep) == (CLOSE, False) and (b"Connection", b"close") in fields

@@ -47,12 +47,19 @@ def test_the_head_size_below_which_nothing_needs_checking():
 
 @pytest.mark.parametrize("target, fields, expected", [
     (b"http://app1.localhost/a?b", [(b"Host", b"other")], (b"/a?b", [(b"Host", b"app1.localhost")])),
-    (b"HTTPS://app1.localhost:8443", [], (b"/", [(b"Host", b"app1.localhost:8443")])),
+    (b"HTTPS://app1.localhost:8443", [(b"HOST", b"")],
+     (b"/", [(b"Host", b"app1.localhost:8443")])),
     (b"http://app1.localhost?q=1", [(b"host", b"x"), (b"A", b"1")],
      (b"/?q=1", [(b"Host", b"app1.localhost"), (b"A", b"1")])),
 ])
 def test_absolute_form_takes_its_host_from_the_target(target, fields, expected):
     assert origin_form(b"GET", target, fields) == expected
+
+
+def test_absolute_form_still_needs_a_host_field():
+    # RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host; Heroku refuses HTTP/1.0
+    # without Host too.
+    assert refused(origin_form, b"GET", b"http://app1.localhost/", []) is errors.BAD_HOST
 
 
 def test_asterisk_form_is_for_options_only():

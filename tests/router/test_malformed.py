@@ -57,9 +57,9 @@ CASES = [
      "Unsupported transfer coding", False),
     ("Transfer-Encoding in HTTP/1.0", b"POST / HTTP/1.0\r\n" + HOST
      + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "Ambiguous message framing", False),
-    ("upgrade with a body", b"POST / HTTP/1.1\r\n" + HOST
-     + b"Connection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 3\r\n\r\nabc", 400,
-     "Ambiguous message framing", False),
+    ("upgrade with a chunked body", b"POST / HTTP/1.1\r\n" + HOST
+     + b"Connection: Upgrade\r\nUpgrade: websocket\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"3\r\nabc\r\n0\r\n\r\n", 400, "Ambiguous message framing", False),
     ("unknown method", b"BREW / HTTP/1.1\r\n" + HOST + b"\r\n", 400, "Request Error", False),
     ("control byte in the target", b"GET /a\x01b HTTP/1.1\r\n" + HOST + b"\r\n", 400,
      "Request Error", False),
