@@ -22,7 +22,8 @@ T = TypeVar("T")
 
 
 class Backlog(Generic[T]):
-    __slots__ = ("max_depth", "max_wait", "_queue", "_gone", "waited_total", "served")
+    __slots__ = ("max_depth", "max_wait", "waiting", "_queue", "_gone", "waited_total",
+                 "served")
 
     def __init__(self, max_depth: int, max_wait: float) -> None:
         if max_depth < 0:
@@ -31,25 +32,25 @@ class Backlog(Generic[T]):
             raise ValueError(f"a backlog's wait must be positive, got {max_wait}")
         self.max_depth = max_depth
         self.max_wait = max_wait
+        self.waiting = 0  # requests waiting now (a plain int: the request path tests it)
         self._queue: deque[tuple[T, float]] = deque()
         self._gone: set[int] = set()  # ids of entries that left before their turn
         self.waited_total = 0.0  # seconds waited by requests served from the backlog
         self.served = 0
 
-    def __len__(self) -> int:
-        """Requests waiting now."""
-        return len(self._queue) - len(self._gone)
-
     def admit(self, item: T, now: float) -> bool:
         """Queue `item`; False (H11) when the backlog is already `max_depth` deep."""
-        if len(self) >= self.max_depth:
+        if self.waiting >= self.max_depth:
             return False
         self._queue.append((item, now))
+        self.waiting += 1
         return True
 
     def leave(self, item: T) -> None:
-        """`item` no longer waits (its client left, or its wait ran out)."""
+        """`item`, admitted and not yet taken, no longer waits (its client left, or its wait
+        ran out)."""
         self._gone.add(id(item))
+        self.waiting -= 1
 
     def take(self, now: float) -> tuple[T, float] | None:
         """The request whose turn it is and how long it waited, or None if none waits."""
@@ -59,6 +60,7 @@ class Backlog(Generic[T]):
             if gone and id(item) in gone:
                 gone.discard(id(item))
                 continue
+            self.waiting -= 1
             waited = now - since
             self.waited_total += waited
             self.served += 1

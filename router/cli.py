@@ -63,12 +63,19 @@ TIMEOUTS = [
      "finish"),
     ("--pool-idle-timeout", "pool_idle_timeout", "pooled dyno connections idle this long are "
      "closed"),
+    ("--queue-timeout", "queue_timeout", "a request waiting for a dyno with room (every dyno "
+     "of its app at --max-in-flight-per-dyno) waits this long at most (then H11)"),
 ]
 COUNTS = [
     ("--connect-attempts", "connect_attempts", "connects on distinct dynos per request "
      "before H19/H21"),
     ("--max-in-flight-per-dyno", "max_in_flight_per_dyno", "requests in flight per web dyno "
-     "of an app before H11"),
+     "of an app; more wait in the app's backlog, first come first served"),
+    ("--queue-per-dyno", "queue_per_dyno", "requests waiting in an app's backlog per web dyno "
+     "before H11 (backlog too deep)"),
+    ("--pool-max-idle", "pool_max_idle", "idle connections kept per dyno at most (the pool "
+     "keeps what the last --pool-window seconds' peak concurrency needs)"),
+    ("--pool-window", "pool_window", "seconds of peak concurrency a dyno's idle pool covers"),
 ]
 LIMITS = [
     ("--max-request-line", "request_line", "request line (else 414)"),

@@ -117,14 +117,23 @@ class RouterConfig:
     header_timeout: float = 60.0
     # On SIGTERM, requests in flight get this long to finish before the router exits.
     drain_timeout: float = 30.0
-    # Requests in flight per web dyno of an app before H11 (Heroku: 200 x web dynos).
+    # Requests in flight per web dyno of an app (Heroku: 200 x web dynos). Heroku answers H11
+    # beyond it at once; here more requests wait in the app's backlog, first come first
+    # served, and go as requests of the app end (backlog.py).
     max_in_flight_per_dyno: int = 200
+    # H11 ("Backlog too deep") only for more waiting requests than this per web dyno, or for
+    # one that waited this long: a dyno that keeps up serves 1000 clients without an error.
+    queue_per_dyno: int = 5000
+    queue_timeout: float = 10.0
     limits: Limits = field(default_factory=Limits)
     # Idle pooled dyno connections are closed after this many seconds (nginx keepalive_timeout
     # style); longer than most app servers' own keep-alive is pointless, shorter costs connects.
     pool_idle_timeout: float = 90.0
-    # Idle connections kept per dyno; beyond this a finished connection is closed.
-    pool_max_idle: int = 64
+    # Idle connections kept per dyno, at most; the housekeeping closes those beyond what the
+    # dyno's peak concurrency over the last `pool_window` seconds needs (poolsize.py), so a
+    # steady load opens almost no connections and a load that dropped gives them back.
+    pool_max_idle: int = 1024
+    pool_window: int = 10
     # Log lines are flushed at least this often (and whenever 512 are pending), so that they
     # reach stdout and the app's log stream (`dynomesh logs --tail`) within a moment.
     log_flush_interval: float = 0.25
@@ -146,7 +155,7 @@ class RouterConfig:
     def __post_init__(self) -> None:
         for name in ("boot_queue_timeout", "connect_timeout", "quarantine_time",
                      "request_timeout", "idle_timeout", "header_timeout", "drain_timeout",
-                     "pool_idle_timeout", "log_flush_interval"):
+                     "pool_idle_timeout", "log_flush_interval", "queue_timeout"):
             value = getattr(self, name)
             if not value > 0:
                 raise ConfigError(f"{flag(name)}: must be above 0, not {value}")
@@ -156,6 +165,10 @@ class RouterConfig:
             raise ConfigError("--max-in-flight-per-dyno: must be at least 1")
         if self.pool_max_idle < 0:
             raise ConfigError("--pool-max-idle: must not be negative")
+        if self.pool_window < 1:
+            raise ConfigError("--pool-window: must be at least 1 (second)")
+        if self.queue_per_dyno < 0:
+            raise ConfigError("--queue-per-dyno: must not be negative")
         if not 1 <= self.workers <= 256:
             raise ConfigError(f"--workers: 1 to 256, not {self.workers}")
         if self.protocol not in ("http", "https"):

@@ -45,6 +45,21 @@ _STATE_ERRORS = {
 }
 
 
+def serve_backlog(backend: AppBackend, now: float, every: bool = False) -> None:
+    """Route again the requests at the front of an app's backlog while the app has places for
+    them (`every`: all of them, e.g. the app left the table). Each is taken once at most: one
+    that finds no place queues at the back again."""
+    backlog, metrics = backend.backlog, backend.metrics
+    for _ in range(backlog.waiting):
+        if not every and metrics.in_flight - backlog.waiting >= backend.max_in_flight:
+            return
+        turn = backlog.take(now)
+        if turn is None:
+            return
+        exchange, waited = turn
+        exchange.left_backlog(waited)
+
+
 class Exchange:
     __slots__ = (
         # fixed at creation
@@ -52,6 +67,9 @@ class Exchange:
         "framing", "is_head", "http11", "start", "wall", "flags",
         # routing
         "route", "backend", "pool", "tried", "failure", "retried", "connecting",
+        # the app's backlog: when this request began to wait there (0: it is not waiting), and
+        # the log line's ` queue=N wait=Mms` once it waited
+        "queued_at", "queue_note",
         # progress
         "phase", "upstream", "pending", "request_complete", "keep_alive", "reused",
         "connect_ms", "sent_at", "status", "nbytes",
@@ -83,6 +101,8 @@ class Exchange:
         self.failure: RouterError | None = None
         self.retried = False
         self.connecting: asyncio.Task | None = None
+        self.queued_at = 0.0
+        self.queue_note = b""
         self.phase = QUEUED
         self.upstream: UpstreamConnection | None = None
         self.pending: list[bytes] = [head]  # request bytes not yet written to the dyno
@@ -128,14 +148,15 @@ class Exchange:
         metrics = backend.metrics
         metrics.in_flight += 1
         if route.state is _RUNNING and not route.maintenance and backend.pools:
-            if metrics.in_flight > backend.max_in_flight:
-                self.fail(errors.BACKLOG_TOO_DEEP)  # Heroku's H11: 200 per web dyno
-            elif self.flags & EXPECT_CONTINUE:
+            # In flight beyond the limit (200 per dyno), those waiting in the backlog aside:
+            # every dyno has its fill; wait for a place.
+            if metrics.in_flight > backend.max_in_flight + backend.backlog.waiting:
+                self._wait_for_room(backend)
+                return
+            if self.flags & EXPECT_CONTINUE:
                 # RFC 9110 §10.1.1: the router answers the expectation itself, before the body.
                 self.client.transport.write(_CONTINUE)
-                self._attempt()
-            else:
-                self._attempt()
+            self._attempt()
         elif route.maintenance:
             self.fail(errors.MAINTENANCE)
         elif route.state is _RUNNING:
@@ -157,7 +178,9 @@ class Exchange:
         else:
             pool = pools[0] if len(pools) == 1 else router.balancer.choose(pools)
         self.pool = pool
-        pool.in_flight += 1
+        in_flight = pool.in_flight = pool.in_flight + 1
+        if in_flight > pool.peak:
+            pool.peak = in_flight  # what its idle pool should cover (poolsize.py)
         idle = pool.idle
         conn = idle.pop() if idle else None
         if conn is not None and conn.transport.is_closing():
@@ -187,6 +210,7 @@ class Exchange:
         self.reused = False
         started = loop.time()
         client.deadline = started + router.config.connect_timeout  # the sweep cancels it
+        router.metrics.dyno_connects += 1
         task = self.connecting = loop.create_task(loop.create_connection(
             partial(UpstreamConnection, pool, router), pool.host, pool.port))
         task.add_done_callback(partial(self._connected, pool, started))
@@ -273,13 +297,38 @@ class Exchange:
         self.backend.waiters.append(self)
         client.deadline = self.router.now + self.router.config.boot_queue_timeout
 
-    def booted(self, route: AppRoute) -> None:
+    def booted(self, route: AppRoute | None) -> None:
         """The app's entry changed while this request waited: route it again."""
         if self.phase is not QUEUED:
             return
         self.client.gate.resume(AWAITING_DYNO)
         self.backend.metrics.in_flight -= 1
         self.dispatch()
+
+    def _wait_for_room(self, backend: AppBackend) -> None:
+        """Every dyno of the app has its fill of requests: wait in the app's backlog, first
+        come first served, or H11 when it is already too deep (backlog.py)."""
+        router = self.router
+        now = router.now
+        backlog = backend.backlog
+        if not backlog.admit(self, now):
+            self.fail(errors.BACKLOG_TOO_DEEP)
+            return
+        backend.metrics.queued = backlog.waiting
+        self.queued_at = now
+        self.queue_note = b" queue=%d" % backlog.waiting
+        client = self.client
+        client.gate.pause(AWAITING_DYNO)
+        client.deadline = now + router.config.queue_timeout
+
+    def left_backlog(self, waited: float) -> None:
+        """A place freed up and this request's turn came: route it again (it now may go)."""
+        self.queued_at = 0.0
+        self.queue_note += b" wait=%dms" % int(waited * 1000)
+        metrics = self.backend.metrics
+        metrics.queued = self.backend.backlog.waiting
+        metrics.queue_wait.observe(waited)
+        self.booted(self.route)
 
     # -- deadlines --------------------------------------------------------------------------
 
@@ -292,7 +341,8 @@ class Exchange:
             if self.connecting is not None:
                 self.connecting.cancel()  # -> _connected: H19, quarantine, another dyno
         elif phase is QUEUED:
-            self.fail(errors.BOOT_TIMEOUT)  # only a request waiting for a boot is QUEUED here
+            # Waiting for a place in the backlog past --queue-timeout (H11), or for a boot (H20).
+            self.fail(errors.BACKLOG_TOO_DEEP if self.queued_at else errors.BOOT_TIMEOUT)
         elif phase is FORWARDING:
             if self.request_complete:
                 self.fail(errors.REQUEST_TIMEOUT)  # H12: no response byte in time
@@ -329,6 +379,8 @@ class Exchange:
         histogram = metrics.service  # Histogram.observe(), inlined: once per request
         histogram.counts[bisect_left(histogram.bounds, service)] += 1
         histogram.total += service
+        if self.queue_note:
+            note = self.queue_note + note
         router.log.info(pool.app, self.wall + (now - self.start), self.method,
                         self.target, self.host, self.request_id, self.fwd, pool.log_name,
                         self.connect_ms, int(service * 1000), status, self.nbytes, note)
@@ -343,6 +395,8 @@ class Exchange:
         else:
             # Connection: close from the dyno, a body framed by closing, or a full pool.
             conn.close()
+        if backend.backlog.waiting:
+            serve_backlog(backend, now)  # its place is free: the backlog's first takes it
         self.client.exchange_done(self)
 
     # -- failures ---------------------------------------------------------------------------
@@ -374,7 +428,9 @@ class Exchange:
         metrics.service.observe(service)
         router.log.info(pool.app, self.wall + (now - self.start), self.method,
                         self.target, self.host, self.request_id, self.fwd, pool.log_name,
-                        self.connect_ms, int(service * 1000), 101, 0)
+                        self.connect_ms, int(service * 1000), 101, 0, self.queue_note)
+        if backend.backlog.waiting:
+            serve_backlog(backend, now)
         client = self.client
         Tunnel(router, client.transport, conn.transport, client.take_early_data(), from_dyno)
         client.handed_over()
@@ -435,12 +491,20 @@ class Exchange:
             conn.close()
         if self.pool is not None:
             self.pool.in_flight -= 1
-        if self.backend is not None:
-            self.backend.metrics.in_flight -= 1
-            try:
-                self.backend.waiters.remove(self)
-            except ValueError:
-                pass  # it was not waiting for a boot
+        backend = self.backend
+        if backend is not None:
+            backend.metrics.in_flight -= 1
+            if self.queued_at:
+                self.queued_at = 0.0
+                backend.backlog.leave(self)  # its client left, or its wait ran out
+                backend.metrics.queued = backend.backlog.waiting
+            else:
+                try:
+                    backend.waiters.remove(self)
+                except ValueError:
+                    pass  # it was not waiting for a boot
+                if backend.backlog.waiting:
+                    serve_backlog(backend, self.router.now)  # a place may be free now
         self.pending = []
 
     def peer_buffer_full(self, full: bool) -> None:

@@ -8,7 +8,11 @@ Exposed (all prefixed `dynomesh_router_`):
   requests_total{app,status,code}      responses, by status and H-code ("" for none)
   connect_seconds{app}                 histogram of time to a dyno connection (0 when pooled)
   service_seconds{app}                 histogram of time from request sent to response done
-  in_flight_requests{app}              requests being served now
+  in_flight_requests{app}              requests being served now (waiting ones included)
+  backlog_requests{app}                requests waiting for a dyno with room (backlog.py)
+  backlog_wait_seconds{app}            histogram of how long requests waited there
+  dyno_connects_total                  connections opened to dynos (pooled ones reused are not)
+  dyno_connects_per_second             the same, over the last housekeeping second
   unrouted_requests_total{status}      requests for no known app (404) or unparseable (400)
   routes_apps, routes_revision         the loaded table
   upstream_connections_idle            pooled connections waiting to be reused
@@ -60,18 +64,25 @@ class Histogram:
         return out
 
 
+# Seconds. A backlog that keeps moving waits milliseconds; --queue-timeout (10 s) ends it.
+QUEUE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
 class AppMetrics:
     """One app's counters; lives as long as the router, across table updates."""
 
-    __slots__ = ("app", "in_flight", "statuses", "errors", "connect", "service")
+    __slots__ = ("app", "in_flight", "queued", "statuses", "errors", "connect", "service",
+                 "queue_wait")
 
     def __init__(self, app: str) -> None:
         self.app = app
         self.in_flight = 0
+        self.queued = 0  # requests in the app's backlog now
         self.statuses: dict[int, int] = {}  # dyno responses by status
         self.errors: dict[tuple[int, str], int] = {}  # router answers by (status, H-code)
         self.connect = Histogram(CONNECT_BUCKETS)
         self.service = Histogram(SERVICE_BUCKETS)
+        self.queue_wait = Histogram(QUEUE_BUCKETS)
 
     def count_error(self, status: int, code: str | None) -> None:
         key = (status, code or "")
@@ -79,11 +90,12 @@ class AppMetrics:
 
 
 class RouterMetrics:
-    __slots__ = ("apps", "unrouted")
+    __slots__ = ("apps", "unrouted", "dyno_connects")
 
     def __init__(self) -> None:
         self.apps: dict[str, AppMetrics] = {}
         self.unrouted: dict[int, int] = {}  # status -> count, for requests that reached no app
+        self.dyno_connects = 0  # connections opened to dynos (a pool that fits opens few)
 
     def app(self, name: str) -> AppMetrics:
         metrics = self.apps.get(name)
@@ -109,11 +121,14 @@ def snapshot(metrics: RouterMetrics, gauges: dict[str, tuple[str, float]]) -> di
     return {
         "apps": {name: {
             "in_flight": app.in_flight,
+            "queued": app.queued,
             "statuses": {str(status): count for status, count in app.statuses.items()},
             "errors": [[status, code, count] for (status, code), count in app.errors.items()],
             "connect": {"counts": app.connect.counts, "total": app.connect.total},
             "service": {"counts": app.service.counts, "total": app.service.total},
+            "queue_wait": {"counts": app.queue_wait.counts, "total": app.queue_wait.total},
         } for name, app in list(metrics.apps.items())},
+        "dyno_connects": metrics.dyno_connects,
         "unrouted": {str(status): count for status, count in metrics.unrouted.items()},
         "gauges": {name: [help_text, value] for name, (help_text, value) in gauges.items()},
     }
@@ -127,14 +142,17 @@ def merge(snapshots: list[dict]) -> tuple[RouterMetrics, dict[str, tuple[str, fl
         for name, app_data in data["apps"].items():
             app = merged.app(name)
             app.in_flight += app_data["in_flight"]
+            app.queued += app_data["queued"]
             for status, count in app_data["statuses"].items():
                 app.statuses[int(status)] = app.statuses.get(int(status), 0) + count
             for status, code, count in app_data["errors"]:
                 app.errors[(status, code)] = app.errors.get((status, code), 0) + count
             for histogram, part in ((app.connect, app_data["connect"]),
-                                    (app.service, app_data["service"])):
+                                    (app.service, app_data["service"]),
+                                    (app.queue_wait, app_data["queue_wait"])):
                 histogram.counts = [a + b for a, b in zip(histogram.counts, part["counts"])]
                 histogram.total += part["total"]
+        merged.dyno_connects += data["dyno_connects"]
         for status, count in data["unrouted"].items():
             merged.unrouted[int(status)] = merged.unrouted.get(int(status), 0) + count
         for name, (help_text, value) in data["gauges"].items():
@@ -167,6 +185,11 @@ class RouterCollector(Collector):
                                         labels=("app",))
         in_flight = GaugeMetricFamily("dynomesh_router_in_flight_requests",
                                       "Requests being served now", labels=("app",))
+        queued = GaugeMetricFamily("dynomesh_router_backlog_requests",
+                                   "Requests waiting for a dyno with room", labels=("app",))
+        queue_wait = HistogramMetricFamily("dynomesh_router_backlog_wait_seconds",
+                                           "Time requests waited for a dyno with room",
+                                           labels=("app",))
         for name, app in list(self._metrics.apps.items()):
             for status, count in list(app.statuses.items()):
                 requests.add_metric((name, str(status), ""), count)
@@ -175,11 +198,16 @@ class RouterCollector(Collector):
             connect.add_metric((name,), app.connect.buckets(), app.connect.total)
             service.add_metric((name,), app.service.buckets(), app.service.total)
             in_flight.add_metric((name,), app.in_flight)
+            queued.add_metric((name,), app.queued)
+            queue_wait.add_metric((name,), app.queue_wait.buckets(), app.queue_wait.total)
         unrouted = CounterMetricFamily("dynomesh_router_unrouted_requests",
                                        "Requests that reached no app (unknown host, bad request)",
                                        labels=("status",))
         for status, count in list(self._metrics.unrouted.items()):
             unrouted.add_metric((str(status),), count)
-        yield from (requests, connect, service, in_flight, unrouted)
+        connects = CounterMetricFamily("dynomesh_router_dyno_connects",
+                                       "Connections opened to dynos",
+                                       value=self._metrics.dyno_connects)
+        yield from (requests, connect, service, in_flight, queued, queue_wait, connects, unrouted)
         for name, (help_text, value) in self._gauges().items():
             yield GaugeMetricFamily(f"dynomesh_router_{name}", help_text, value=value)

@@ -15,8 +15,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from router.accesslog import bare
+from router.backlog import Backlog
 from router.config import RouterConfig
 from router.metrics import AppMetrics, RouterMetrics
+from router.poolsize import RecentPeak, surplus
 from router.routes import AppRoute, DynoRoute
 
 if TYPE_CHECKING:
@@ -28,9 +30,9 @@ class DynoPool:
     """One dyno of one app: its idle connections and its in-flight count (for P2C)."""
 
     __slots__ = ("app", "dyno", "host", "port", "log_name", "in_flight", "idle", "retired",
-                 "max_idle")
+                 "max_idle", "peak", "recent")
 
-    def __init__(self, app: str, dyno: DynoRoute, max_idle: int) -> None:
+    def __init__(self, app: str, dyno: DynoRoute, max_idle: int, window: int = 10) -> None:
         self.app = app
         self.dyno = dyno
         self.host = dyno.host
@@ -40,6 +42,10 @@ class DynoPool:
         self.idle: list[UpstreamConnection] = []
         self.retired = False  # the dyno left the app's entry: close connections as they free
         self.max_idle = max_idle
+        # The most requests in flight at once since the last housekeeping tick (the request
+        # path raises it), and the peaks of the last ticks: what the idle pool should cover.
+        self.peak = 0
+        self.recent = RecentPeak(window)
 
     def take(self) -> UpstreamConnection | None:
         """The most recently used idle connection that is still open, or None."""
@@ -65,11 +71,18 @@ class DynoPool:
             pass  # it was busy, or already taken: nothing pooled to forget
 
     def sweep(self, now: float, max_idle_seconds: float) -> int:
-        """Close connections idle longer than `max_idle_seconds`; -> how many."""
-        idle, closed = self.idle, 0
-        while idle and now - idle[0].idle_since >= max_idle_seconds:
-            idle.pop(0).close()
-            closed += 1
+        """Once a housekeeping tick: close connections idle longer than `max_idle_seconds`,
+        and those beyond what the recent peak concurrency needs (oldest first); -> how many."""
+        needed = self.recent.tick(self.peak)
+        self.peak = self.in_flight
+        idle = self.idle  # oldest first
+        closed = surplus(len(idle), self.in_flight, needed)  # the oldest ones beyond the need
+        while closed < len(idle) and now - idle[closed].idle_since >= max_idle_seconds:
+            closed += 1  # and those idle too long
+        if closed:
+            gone, self.idle = idle[:closed], idle[closed:]
+            for conn in gone:
+                conn.close()
         return closed
 
     def retire(self) -> None:
@@ -86,18 +99,26 @@ class DynoPool:
 class AppBackend:
     """An app's route entry bound to its pools and metrics; rebuilt when the entry changes."""
 
-    __slots__ = ("route", "pools", "metrics", "waiters", "request_timeout", "max_in_flight")
+    __slots__ = ("route", "pools", "metrics", "waiters", "backlog", "request_timeout",
+                 "max_in_flight")
 
     def __init__(self, route: AppRoute, pools: tuple[DynoPool, ...], metrics: AppMetrics,
-                 waiters: list[Exchange], config: RouterConfig) -> None:
+                 waiters: list[Exchange], backlog: Backlog[Exchange],
+                 config: RouterConfig) -> None:
         self.route = route
         self.pools = pools
-        self.metrics = metrics
+        self.metrics = metrics  # its `in_flight`: requests being answered, waiting ones too
         self.waiters = waiters  # exchanges queued while the app boots
+        # Requests waiting for a place (backlog.py). Like `metrics` and `waiters`, one per app
+        # for the router's life, kept when the entry changes.
+        self.backlog = backlog
         # The app's own request timeout (routes format), else the router's (H12).
         self.request_timeout = route.request_timeout or config.request_timeout
-        # Heroku's H11: requests in flight beyond 200 per web dyno are refused.
-        self.max_in_flight = config.max_in_flight_per_dyno * max(1, len(pools))
+        # Requests in flight, 200 per web dyno (Heroku's number); more wait in the backlog,
+        # whose depth scales with the dynos too.
+        dynos = max(1, len(pools))
+        self.max_in_flight = config.max_in_flight_per_dyno * dynos
+        backlog.max_depth = config.queue_per_dyno * dynos
 
 
 class Backends:
@@ -120,12 +141,19 @@ class Backends:
 
     def _bind(self, route: AppRoute, old: AppBackend | None) -> AppBackend:
         previous = {} if old is None else {pool.dyno: pool for pool in old.pools}
-        pools = tuple(previous.pop(dyno, None) or DynoPool(route.name, dyno, self._max_idle)
+        window = self._config.pool_window
+        pools = tuple(previous.pop(dyno, None) or DynoPool(route.name, dyno, self._max_idle,
+                                                           window)
                       for dyno in route.dynos)
         for pool in previous.values():
             pool.retire()
-        backend = AppBackend(route, pools, self._metrics.app(route.name),
-                             old.waiters if old is not None else [], self._config)
+        if old is not None:
+            waiters, backlog = old.waiters, old.backlog
+        else:
+            waiters = []
+            backlog = Backlog(self._config.queue_per_dyno, self._config.queue_timeout)
+        backend = AppBackend(route, pools, self._metrics.app(route.name), waiters, backlog,
+                             self._config)
         self.bound[route.name] = backend
         return backend
 

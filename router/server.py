@@ -22,6 +22,7 @@ from router.admin import start_admin
 from router.balancer import P2CBalancer
 from router.client import ClientConnection
 from router.config import RouterConfig
+from router.exchange import serve_backlog
 from router.headers import RequestIds, RequestRewriter
 from router.metrics import RouterMetrics
 from router.pool import Backends
@@ -40,6 +41,9 @@ class Router:
                  request_ids: RequestIds | None = None) -> None:
         self.config = config
         self.metrics = RouterMetrics()
+        # Dyno connects per second, worked out by each housekeeping from the counter's growth.
+        self.connects_per_second = 0.0
+        self._connects_seen = (0.0, 0)
         self.log_writer = BufferedLogWriter(sinks if sinks is not None else [StreamSink()])
         self.log = AccessLog(self.log_writer, config.protocol.encode("ascii"))
         self.backends = Backends(self.metrics, config)
@@ -101,6 +105,10 @@ class Router:
                 waiters.clear()
                 for exchange in woken:
                     exchange.booted(route)
+            if backend is not None and backend.backlog.waiting:
+                # More dynos may have room for requests in the backlog now; an app that left
+                # the table sends them all on (to a 404).
+                serve_backlog(backend, self.now, every=route is None)
 
     def gauges(self) -> dict[str, tuple[str, float]]:
         table = self.table
@@ -116,6 +124,8 @@ class Router:
                         len(self.tunnels)),
             "quarantined_dynos": ("Dynos skipped after a failed connect",
                                   self.quarantine.expire()),
+            "dyno_connects_per_second": ("Connections opened to dynos per second (over the "
+                                         "last housekeeping second)", self.connects_per_second),
         }
 
     # -- connections ------------------------------------------------------------------------
@@ -160,10 +170,14 @@ class Router:
         """About once a second: close idle pooled connections and forget quarantines that
         ended (log lines are flushed on their own schedule, timers.py)."""
         limit = self.config.pool_idle_timeout
+        since, connects = self._connects_seen
+        if now > since:
+            made = self.metrics.dyno_connects
+            self.connects_per_second = round((made - connects) / (now - since), 1)
+            self._connects_seen = (now, made)
         for backend in self.backends.known():
             for pool in backend.pools:
-                if pool.idle:
-                    pool.sweep(now, limit)
+                pool.sweep(now, limit)  # also moves the pool's window of peak concurrency
         self.quarantine.expire()
 
     async def drain(self, timeout: float | None = None) -> bool:

@@ -12,7 +12,7 @@ def test_requests_leave_the_backlog_in_the_order_they_came_with_their_wait():
     backlog = Backlog(max_depth=10, max_wait=5.0)
     for name, at in (("a", 1.0), ("b", 1.5), ("c", 2.0)):
         assert backlog.admit(name, at)
-    assert len(backlog) == 3
+    assert backlog.waiting == 3
     assert backlog.take(3.0) == ("a", 2.0)
     assert backlog.take(3.0) == ("b", 1.5)
     assert backlog.take(4.0) == ("c", 2.0)
@@ -33,12 +33,12 @@ def test_a_request_that_left_is_skipped_and_frees_its_place():
     backlog.admit("a", 0.0)
     backlog.admit("b", 1.0)
     backlog.leave("a")  # its client went away
-    assert len(backlog) == 1
+    assert backlog.waiting == 1
     assert backlog.admit("c", 2.0)  # "a"'s place is free
     assert backlog.oldest_wait(3.0) == 2.0  # "b" is at the front now
     assert backlog.take(3.0) == ("b", 2.0)
     assert backlog.take(3.0) == ("c", 1.0)
-    assert backlog.take(3.0) is None and len(backlog) == 0
+    assert backlog.take(3.0) is None and backlog.waiting == 0
 
 
 def test_a_backlog_of_depth_zero_refuses_everything_and_bad_limits_are_named():

@@ -1,4 +1,4 @@
-"""Expect: 100-continue (the router answers it), interim 1xx responses, and H11."""
+"""Expect: 100-continue (the router answers it) and interim 1xx responses."""
 
 import asyncio
 
@@ -68,29 +68,3 @@ async def test_a_status_below_100_is_h17(dyno_factory, router_factory):
     client = await router.client()
     assert (await client.request(host="app1.localhost")).status == 502
     assert router.log_fields()["code"] == "H17"
-
-
-async def test_more_than_200_requests_per_dyno_in_flight_is_h11(dyno_factory, router_factory):
-    release = asyncio.Event()
-
-    async def hold(dyno, reader, writer):
-        await dyno.next_request(reader)
-        await release.wait()
-        writer.write(response_bytes())
-        await writer.drain()
-        await reader.read()
-
-    dyno = await dyno_factory(handler=hold)
-    router = await router_factory(table_of(app_entry("app1", dynos=[dyno])),
-                                  max_in_flight_per_dyno=2)
-    clients = [await router.client() for _ in range(3)]
-    held = [asyncio.create_task(c.request(host="app1.localhost")) for c in clients[:2]]
-    await wait_until(lambda: len(dyno.requests) == 2)
-    refused = await clients[2].request(host="app1.localhost")
-    assert refused.status == 503 and b"H11" in refused.body
-    assert router.log_fields()["desc"] == "Backlog too deep"
-    release.set()
-    assert [r.status for r in await asyncio.gather(*held)] == [200, 200]
-    assert router.router.metrics.apps["app1"].in_flight == 0
-    for client in clients:
-        await client.close()
