@@ -157,7 +157,7 @@ def haproxy_conf(work: Path, port: int, backend: int) -> Path:
     conf.write_text(f"""
 global
     nbthread 1
-    maxconn 20000
+    maxconn 8000
 defaults
     mode http
     timeout connect 5s

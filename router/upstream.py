@@ -83,10 +83,6 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- pool and exchange life cycle -------------------------------------------------------
 
-    def attach(self, exchange: Exchange) -> None:
-        self.exchange = exchange
-        self.client_transport = exchange.client.transport
-
     def detach(self) -> None:
         self.exchange = None
         self.client_transport = None
