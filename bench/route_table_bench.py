@@ -55,6 +55,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import uvloop  # noqa: E402
 
@@ -65,6 +66,7 @@ from router.server import Router  # noqa: E402
 from router.source import RoutesFile  # noqa: E402
 from router.table import RouteTable  # noqa: E402
 from router import tableload  # noqa: E402
+from router_path import git_revision  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -91,17 +93,6 @@ def rss_bytes() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
-
-
-def git_revision() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "router"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return head + ("+changes" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 # -- lookups ---------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from router_bench import (REPO, RESULTS, TARGETS, Backend, Load, Result, measure,  # noqa: E402
                           post_script, raise_open_files_limit, usable_targets)
+from router_path import git_revision  # noqa: E402
 
 CONNECTIONS = (10, 50, 200, 1000, 5000)
 SWEEP_TARGETS = ("nginx", "haproxy", "dynomesh")
@@ -151,14 +152,6 @@ def main() -> int:
         shutil.copyfile(stem.with_suffix(".png"), RESULTS / "router-sweep-latest.png")
     print(f"wrote {stem.relative_to(REPO)}.json, .md" + (", .png" if stem.with_suffix('.png').exists() else ""))
     return 0
-
-
-def git_revision() -> str:
-    import subprocess
-
-    done = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                          capture_output=True, text=True)
-    return done.stdout.strip() or "unknown revision"
 
 
 if __name__ == "__main__":
