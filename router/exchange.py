@@ -318,7 +318,12 @@ class Exchange:
         self.queued_at = now
         self.queue_note = b" queue=%d" % backlog.waiting
         client = self.client
-        client.gate.pause(AWAITING_DYNO)
+        if not self.request_complete:
+            # A body to come waits with the request (reading paused: nothing is buffered).
+            # A complete request keeps its connection read, so that a client that leaves the
+            # backlog is noticed (H27) and its place freed; a pipelined request behind it
+            # pauses reading by itself.
+            client.gate.pause(AWAITING_DYNO)
         client.deadline = now + router.config.queue_timeout
 
     def left_backlog(self, waited: float) -> None:

@@ -111,6 +111,29 @@ async def test_a_request_that_left_the_backlog_frees_its_place(dyno_factory, rou
         await client.close()
 
 
+async def test_a_client_that_leaves_the_backlog_frees_its_place(dyno_factory, router_factory):
+    release = asyncio.Event()
+    dyno = await dyno_factory(handler=holding_dyno_handler(release))
+    router = await router_factory(table_of(app_entry("app1", dynos=[dyno])),
+                                  max_in_flight_per_dyno=1)
+    clients = [await router.client() for _ in range(3)]
+    held = asyncio.create_task(clients[0].request(target="/held", host="app1.localhost"))
+    await wait_until(lambda: len(dyno.requests) == 1)
+    await clients[1].send(b"GET /gone HTTP/1.1\r\nHost: app1.localhost\r\n\r\n")
+    await wait_until(lambda: router.router.metrics.apps["app1"].queued == 1)
+    await clients[1].close()  # it gives up while waiting
+    await wait_until(lambda: router.router.metrics.apps["app1"].queued == 0)
+    last = asyncio.create_task(clients[2].request(target="/last", host="app1.localhost"))
+    await wait_until(lambda: router.router.metrics.apps["app1"].queued == 1)
+    release.set()
+    assert [(await held).status, (await last).status] == [200, 200]
+    assert [r.target for r in dyno.requests] == [b"/held", b"/last"]  # /gone never went
+    await wait_until(lambda: len(router.log_lines()) == 3)
+    assert [router.log_fields(i).get("code") for i in range(3)].count("H27") == 1
+    for client in (clients[0], clients[2]):
+        await client.close()
+
+
 async def test_a_steady_load_reuses_its_dyno_connections_and_a_lighter_one_gives_them_back(
         dyno_factory, router_factory):
     dyno = await dyno_factory()
