@@ -19,13 +19,19 @@ def holding_dyno_handler(release: asyncio.Event):
     return hold
 
 
-async def test_requests_beyond_the_limit_wait_in_order_and_are_all_served(dyno_factory,
-                                                                          router_factory):
+async def held_app(dyno_factory, router_factory, clients: int, **settings):
+    """A one-dyno app whose dyno answers only once `release` is set, a router with
+    `settings` in front of it, and `clients` connections to the router."""
     release = asyncio.Event()
     dyno = await dyno_factory(handler=holding_dyno_handler(release))
-    router = await router_factory(table_of(app_entry("app1", dynos=[dyno])),
-                                  max_in_flight_per_dyno=2)
-    clients = [await router.client() for _ in range(5)]
+    router = await router_factory(table_of(app_entry("app1", dynos=[dyno])), **settings)
+    return release, dyno, router, [await router.client() for _ in range(clients)]
+
+
+async def test_requests_beyond_the_limit_wait_in_order_and_are_all_served(dyno_factory,
+                                                                          router_factory):
+    release, dyno, router, clients = await held_app(dyno_factory, router_factory, 5,
+                                                    max_in_flight_per_dyno=2)
     first = [asyncio.create_task(c.request(target=f"/{i}", host="app1.localhost"))
              for i, c in enumerate(clients[:2])]
     await wait_until(lambda: len(dyno.requests) == 2)
@@ -52,11 +58,8 @@ async def test_requests_beyond_the_limit_wait_in_order_and_are_all_served(dyno_f
 
 
 async def test_a_backlog_deeper_than_allowed_is_h11_at_once(dyno_factory, router_factory):
-    release = asyncio.Event()
-    dyno = await dyno_factory(handler=holding_dyno_handler(release))
-    router = await router_factory(table_of(app_entry("app1", dynos=[dyno])),
-                                  max_in_flight_per_dyno=1, queue_per_dyno=1)
-    clients = [await router.client() for _ in range(3)]
+    release, dyno, router, clients = await held_app(dyno_factory, router_factory, 3,
+                                                    max_in_flight_per_dyno=1, queue_per_dyno=1)
     held = asyncio.create_task(clients[0].request(host="app1.localhost"))
     await wait_until(lambda: len(dyno.requests) == 1)
     queued = asyncio.create_task(clients[1].request(host="app1.localhost"))
@@ -73,11 +76,8 @@ async def test_a_backlog_deeper_than_allowed_is_h11_at_once(dyno_factory, router
 
 async def test_a_request_that_waits_longer_than_the_queue_timeout_is_h11(dyno_factory,
                                                                          router_factory):
-    release = asyncio.Event()
-    dyno = await dyno_factory(handler=holding_dyno_handler(release))
-    router = await router_factory(table_of(app_entry("app1", dynos=[dyno])),
-                                  max_in_flight_per_dyno=1, queue_timeout=0.2)
-    clients = [await router.client() for _ in range(2)]
+    release, dyno, router, clients = await held_app(dyno_factory, router_factory, 2,
+                                                    max_in_flight_per_dyno=1, queue_timeout=0.2)
     held = asyncio.create_task(clients[0].request(host="app1.localhost"))
     await wait_until(lambda: len(dyno.requests) == 1)
     timed_out = await clients[1].request(host="app1.localhost")
@@ -91,11 +91,8 @@ async def test_a_request_that_waits_longer_than_the_queue_timeout_is_h11(dyno_fa
 
 
 async def test_a_request_that_left_the_backlog_frees_its_place(dyno_factory, router_factory):
-    release = asyncio.Event()
-    dyno = await dyno_factory(handler=holding_dyno_handler(release))
-    router = await router_factory(table_of(app_entry("app1", dynos=[dyno])),
-                                  max_in_flight_per_dyno=1, queue_timeout=0.3)
-    clients = [await router.client() for _ in range(3)]
+    release, dyno, router, clients = await held_app(dyno_factory, router_factory, 3,
+                                                    max_in_flight_per_dyno=1, queue_timeout=0.3)
     held = asyncio.create_task(clients[0].request(target="/held", host="app1.localhost"))
     await wait_until(lambda: len(dyno.requests) == 1)
     assert (await clients[1].request(target="/late", host="app1.localhost")).status == 503
@@ -112,11 +109,8 @@ async def test_a_request_that_left_the_backlog_frees_its_place(dyno_factory, rou
 
 
 async def test_a_client_that_leaves_the_backlog_frees_its_place(dyno_factory, router_factory):
-    release = asyncio.Event()
-    dyno = await dyno_factory(handler=holding_dyno_handler(release))
-    router = await router_factory(table_of(app_entry("app1", dynos=[dyno])),
-                                  max_in_flight_per_dyno=1)
-    clients = [await router.client() for _ in range(3)]
+    release, dyno, router, clients = await held_app(dyno_factory, router_factory, 3,
+                                                    max_in_flight_per_dyno=1)
     held = asyncio.create_task(clients[0].request(target="/held", host="app1.localhost"))
     await wait_until(lambda: len(dyno.requests) == 1)
     await clients[1].send(b"GET /gone HTTP/1.1\r\nHost: app1.localhost\r\n\r\n")
