@@ -252,6 +252,7 @@ def main(argv: list[str]) -> int:
 
 async def _serve(config: RouterConfig, table, feed=None, ship=None, ready=None) -> int:
     from router.accesslog import StreamSink
+    from router.compiled import hot_path
     from router.server import Router
 
     # Workers share stdout: each batch is written in whole lines of at most PIPE_BUF bytes,
@@ -284,7 +285,7 @@ async def _serve(config: RouterConfig, table, feed=None, ship=None, ready=None) 
     if shipper is not None:
         shipper.start()
     say(config, f"ready on http://{config.listen.host}:{router.port} "
-                f"{table_source(config, table, feed)}{admin}")
+                f"{table_source(config, table, feed)}{admin}; {hot_path()}")
     if ready is not None:  # for a supervisor (`up`, the worker supervisor): see dynomesh/ready.py
         ready.announce(port=router.port, admin_port=router.admin_port if config.admin else None)
     loop = asyncio.get_running_loop()

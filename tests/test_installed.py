@@ -172,7 +172,8 @@ def test_the_installed_router_routes_a_request(installed, backend, tmp_path):
                            "--admin", "off", "--routes", str(routes)], installed.env(),
                           name="installed router")
     try:
-        router.wait_for(r"ready on http://127\.0\.0\.1:\d+", timeout=60)
+        # The wheel carries the compiled hot path, built from the sources it ships beside it.
+        router.wait_for(r"ready on http://127\.0\.0\.1:\d+ .*; hot path compiled$", timeout=60)
         request = urllib.request.Request(f"http://127.0.0.1:{port}/hello",
                                          headers={"Host": "app1.localhost"})
         with urllib.request.urlopen(request, timeout=10) as response:

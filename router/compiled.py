@@ -1,0 +1,113 @@
+"""The router's compiled hot path, and the switch back to its pure-Python twin.
+
+The modules in `TWINS` do most of the per-request work that is plain Python functions over
+bytes, lists and dicts: the head rewrites (headers.py) and the log line (accesslog.py). A build
+with Cython and a C compiler (setup.py) compiles each, from the very same source file, into an
+extension module that sits beside its `.py`; Python's import system prefers the extension.
+Compiled they cost about 8 % fewer instructions per proxied request (bench/router_path.py).
+
+Only function modules are compiled: the connection classes (client.py, upstream.py,
+exchange.py) got slower compiled, since CPython's own specialised attribute access on slotted
+objects beats the generic one compiled code uses.
+
+`DYNOMESH_PURE_PYTHON=1` in the environment makes the router import the `.py` twins instead
+(a finder placed before the standard ones): for debugging, for profiling the Python, and so that
+the twins are tested too. The same finder takes the `.py` of a module edited since it was
+compiled. A build without a compiler has only the twins. The router's start-up line says which
+it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Mapping
+from types import ModuleType
+
+# Kept in step with [tool.dynomesh] compiled in pyproject.toml (setup.py reads that list).
+TWINS = ("router.headers", "router.accesslog")
+PURE_ENV = "DYNOMESH_PURE_PYTHON"
+
+
+def pure_requested(environ: Mapping[str, str] = os.environ) -> bool:
+    return environ.get(PURE_ENV, "") not in ("", "0")
+
+
+SOURCES = "compiled-sources.json"  # beside this file: {module: sha256 of the source compiled}
+
+
+def source_hash(path: str) -> str:
+    with open(path, "rb") as file:
+        return hashlib.sha256(file.read()).hexdigest()
+
+
+class SourceTwinFinder(importlib.abc.MetaPathFinder):
+    """Chooses the `.py` file of a module in TWINS, even where a compiled one sits beside it:
+    always when the twins are requested, and when the compiled one was built from other source
+    than the `.py` now there (a checkout edited since `pip install -e .`; without this the edit
+    would silently not run)."""
+
+    def __init__(self, pure: bool) -> None:
+        self.pure = pure
+        self.stale: list[str] = []  # modules whose compiled build is out of date
+
+    def find_spec(self, name, path, target=None):
+        if name not in TWINS:
+            return None
+        module = name.rpartition(".")[2]
+        for directory in path or ():
+            source = os.path.join(directory, module + ".py")
+            if not os.path.isfile(source):
+                continue
+            if not self.pure and not self._stale(name, directory, module, source):
+                return None  # the standard finders take the compiled module
+            return importlib.util.spec_from_file_location(
+                name, source, loader=importlib.machinery.SourceFileLoader(name, source))
+        return None
+
+    def _stale(self, name: str, directory: str, module: str, source: str) -> bool:
+        if not any(os.path.isfile(os.path.join(directory, module + suffix))
+                   for suffix in importlib.machinery.EXTENSION_SUFFIXES):
+            return False  # no compiled build: the `.py` is what gets imported anyway
+        try:
+            with open(os.path.join(directory, SOURCES), encoding="utf-8") as file:
+                recorded = json.load(file).get(name)
+        except (OSError, ValueError):
+            recorded = None
+        if recorded == source_hash(source):
+            return False
+        self.stale.append(name)
+        return True
+
+
+def use_twins_if_requested(environ: Mapping[str, str] = os.environ) -> None:
+    """Called as the `router` package is imported, before any module in TWINS is."""
+    if not any(isinstance(finder, SourceTwinFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, SourceTwinFinder(pure_requested(environ)))
+
+
+def is_compiled(module: ModuleType) -> bool:
+    return isinstance(getattr(module, "__loader__", None), importlib.machinery.ExtensionFileLoader)
+
+
+def hot_path() -> str:
+    """How this process runs the modules in TWINS, for the router's start-up line."""
+    modules = [sys.modules.get(name) or importlib.import_module(name) for name in TWINS]
+    compiled = [module.__name__ for module in modules if is_compiled(module)]
+    if len(compiled) == len(modules):
+        return "hot path compiled"
+    if pure_requested():
+        return f"hot path pure Python ({PURE_ENV} is set)"
+    stale = [name for finder in sys.meta_path if isinstance(finder, SourceTwinFinder)
+             for name in finder.stale]
+    if stale:
+        return (f"hot path pure Python for {', '.join(stale)}: changed since it was compiled "
+                f"(pip install -e . compiles it again)")
+    if not compiled:
+        return "hot path pure Python (this install was built without Cython or a C compiler)"
+    return "hot path partly compiled (" + ", ".join(compiled) + ")"
