@@ -197,6 +197,10 @@ class ClientConnection(asyncio.Protocol):
             queue.popleft().client_lost()
         if router.draining is not None:
             router.check_drained()
+        # The parser holds this connection's bound methods: without the cycle, reference
+        # counting frees the connection now, even if a table freeze (tableload.py) moved it
+        # out of the collector's reach while it was open.
+        self.parser = None
 
     def pause_writing(self) -> None:
         self.write_paused = True

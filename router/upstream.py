@@ -165,6 +165,13 @@ class UpstreamConnection(asyncio.Protocol):
         return False  # close our side too; an idle dyno connection half-closed is useless
 
     def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            self._lost()
+        finally:
+            # As in ClientConnection.connection_lost: no cycle through the parser.
+            self.parser = None
+
+    def _lost(self) -> None:
         exchange = self.exchange
         if exchange is None:
             self.pool.forget(self)
