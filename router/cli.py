@@ -76,6 +76,8 @@ COUNTS = [
     ("--pool-max-idle", "pool_max_idle", "idle connections kept per dyno at most (the pool "
      "keeps what the last --pool-window seconds' peak concurrency needs)"),
     ("--pool-window", "pool_window", "seconds of peak concurrency a dyno's idle pool covers"),
+    ("--listen-backlog", "listen_backlog", "connections the kernel holds before they are accepted "
+     "(capped by net.core.somaxconn); a burst beyond it waits seconds for SYN retries"),
 ]
 LIMITS = [
     ("--max-request-line", "request_line", "request line (else 414)"),

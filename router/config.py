@@ -150,7 +150,11 @@ class RouterConfig:
     worker_id: int | None = None
     # The listener's scheme as seen by apps (X-Forwarded-Proto) and in log lines.
     protocol: str = "http"
-    backlog: int = 1024
+    # Connections the kernel completes and holds for accept() (listen(2)'s backlog; Linux caps
+    # it at net.core.somaxconn). A burst beyond it is dropped and the clients' SYNs retried
+    # after 1, 2, 4 s: seconds of latency. HAProxy sizes it from maxconn; nginx's 511 is small
+    # for an edge taking thousands of connections at once.
+    listen_backlog: int = 4096
 
     def __post_init__(self) -> None:
         for name in ("boot_queue_timeout", "connect_timeout", "quarantine_time",
@@ -169,6 +173,8 @@ class RouterConfig:
             raise ConfigError("--pool-window: must be at least 1 (second)")
         if self.queue_per_dyno < 0:
             raise ConfigError("--queue-per-dyno: must not be negative")
+        if not 1 <= self.listen_backlog <= 65535:
+            raise ConfigError(f"--listen-backlog: 1 to 65535, not {self.listen_backlog}")
         if not 1 <= self.workers <= 256:
             raise ConfigError(f"--workers: 1 to 256, not {self.workers}")
         if self.protocol not in ("http", "https"):

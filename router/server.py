@@ -150,7 +150,7 @@ class Router:
         self.now = loop.time()
         server = await loop.create_server(
             self._new_connection, config.listen.host, config.listen.port,
-            backlog=config.backlog, reuse_address=True, reuse_port=config.reuse_port or None,
+            backlog=config.listen_backlog, reuse_address=True, reuse_port=config.reuse_port or None,
             start_serving=False)
         self._server = server
         self.port = server.sockets[0].getsockname()[1]

@@ -96,6 +96,7 @@ def test_bad_settings_are_named_with_their_flag(tmp_path):
         (["--idle-timeout", "0"], "--idle-timeout: must be above 0"),
         (["--max-header-line", "10"], "--max-header-line: must be a whole number of at least 64"),
         (["--workers", "0"], "--workers: 1 to 256"),
+        (["--listen-backlog", "0"], "--listen-backlog: 1 to 65535, not 0"),
     ]:
         result = run_router("--routes", routes, *flags)
         assert result.returncode == 2 and message in result.stderr, (flags, result.stderr)
