@@ -3,6 +3,11 @@
 
     python bench/router_bench.py                 # all targets, 10 s each
     python bench/router_bench.py --duration 5 --targets nginx,dynomesh --runs 3
+    python bench/router_bench.py --targets nginx,dynomesh,dynomesh-pure --before ../old --runs 3
+
+`dynomesh-pure` is the router on its pure-Python twins (DYNOMESH_PURE_PYTHON=1); `--before
+TREE` adds the router of another checkout (`git worktree add ../old REV`) as `dynomesh-before`.
+The runs of all targets are interleaved, so a change is measured paired, under the same load.
 
 Layout on a 2-core machine: each proxy is pinned to core 0 (`taskset`); wrk and the backend
 (an nginx that answers every request with a fixed 13-byte body, cheap enough never to be the
@@ -35,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -190,6 +195,12 @@ http://:{port} {{
     return conf
 
 
+def git_revision(tree: Path = REPO) -> str:
+    done = subprocess.run(["git", "-C", str(tree), "describe", "--always", "--dirty"],
+                          capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
 def routes_file(work: Path, backend: int) -> Path:
     path = work / "routes.json"
     path.write_text(json.dumps({"apps": [{
@@ -204,6 +215,8 @@ class Target:
     binary: str | None  # the executable that must be installed
     extra: tuple[str, ...] = ()  # more arguments (dynomesh-ship: where its lines go)
     upstream_idle: int = 64  # nginx: idle upstream connections kept (`keepalive N`)
+    tree: Path = REPO  # dynomesh: the checkout whose router runs (--before: another one)
+    env: dict = field(default_factory=dict)  # dynomesh: more environment (dynomesh-pure)
 
     def command(self, work: Path, port: int, backend: int) -> tuple[list[str], dict, Path | None]:
         """-> (argv, extra environment, file for stdout)."""
@@ -217,17 +230,19 @@ class Target:
                      "--adapter", "caddyfile"],
                     {"GOMAXPROCS": "1", "XDG_DATA_HOME": str(work), "XDG_CONFIG_HOME": str(work),
                      "HOME": str(work)}, None)
-        if self.name in ("dynomesh", "dynomesh-ship"):
+        if self.name.startswith("dynomesh"):
             admin = free_port()
             return ([sys.executable, "-m", "dynomesh", "router", "--listen", f"127.0.0.1:{port}",
                      "--admin", f"127.0.0.1:{admin}", "--routes", str(routes_file(work, backend)),
                      *self.extra],
-                    {"PYTHONPATH": str(REPO)}, work / f"{self.name}-access.log")
+                    {"PYTHONPATH": str(self.tree), **self.env}, work / f"{self.name}-access.log")
         raise ValueError(self.name)
 
 
 TARGETS = [Target("direct", None), Target("nginx", "nginx"), Target("haproxy", "haproxy"),
-           Target("caddy", "caddy"), Target("dynomesh", None), Target("dynomesh-ship", None)]
+           Target("caddy", "caddy"), Target("dynomesh", None), Target("dynomesh-ship", None),
+           # The router on its pure-Python twins (router/compiled.py), beside the compiled one.
+           Target("dynomesh-pure", None, env={"DYNOMESH_PURE_PYTHON": "1"})]
 
 
 class LogControlPlane:
@@ -494,9 +509,19 @@ def main() -> int:
     parser.add_argument("--targets", default=",".join(t.name for t in TARGETS),
                         help="comma-separated subset of " + ",".join(t.name for t in TARGETS))
     parser.add_argument("--out", type=Path, help="JSON file (default bench/results/router-*.json)")
+    parser.add_argument("--before", type=Path, metavar="TREE",
+                        help="also run the router of this checkout (target dynomesh-before), "
+                             "interleaved with the others: before and after a change, paired")
+    parser.add_argument("--nginx-keepalive", type=int, default=64, metavar="N",
+                        help="nginx's idle upstream connections (`keepalive N`, default 64)")
     args = parser.parse_args()
     wanted = args.targets.split(",")
+    if args.before is not None:
+        TARGETS.append(Target("dynomesh-before", None, tree=args.before.resolve()))
+        wanted.append("dynomesh-before")
     targets = [t for t in TARGETS if t.name in wanted]
+    for target in targets:
+        target.upstream_idle = args.nginx_keepalive
     unknown = set(wanted) - {t.name for t in TARGETS}
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
@@ -527,8 +552,11 @@ def main() -> int:
     out = args.out or RESULTS / f"router-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     out.write_text(json.dumps({
         "benchmark": "router", "duration_s": args.duration, "connections": args.connections,
-        "runs": args.runs, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                       "kernel": platform.release()},
+        "runs": args.runs, "revision": git_revision(), "nginx_keepalive": args.nginx_keepalive,
+        "before": str(args.before) if args.before else None,
+        "before_revision": git_revision(args.before) if args.before else None,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "kernel": platform.release()},
         "summary": rows, "raw": [[asdict(r) for r in run] for run in runs],
     }, indent=2) + "\n")
     print(f"\nwrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")

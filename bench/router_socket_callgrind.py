@@ -31,7 +31,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from router_bench import REPO, RESULTS, Backend, free_port, wait_for_port  # noqa: E402
+from router_bench import (REPO, RESULTS, Backend, free_port, git_revision,  # noqa: E402
+                          wait_for_port)
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: app1.localhost\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 CONNECTIONS = 50
@@ -74,12 +75,6 @@ def instructions(tree: Path, work: Path, backend: int, requests: int) -> int:
         proc.wait(120)
     summary = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
     return int(summary.group(1))
-
-
-def git_revision(tree: Path) -> str:
-    done = subprocess.run(["git", "-C", str(tree), "describe", "--always", "--dirty"],
-                          capture_output=True, text=True)
-    return done.stdout.strip() or "unknown"
 
 
 def main() -> int:
