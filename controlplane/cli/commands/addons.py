@@ -131,7 +131,7 @@ def pg_psql(parser):
                         help="run this SQL and exit instead of opening a prompt")
 
 
-def find_psql(path: str | None = None) -> str | None:
+def find_psql(path: str | None = None, pattern: str = PSQL_GLOB) -> str | None:
     """psql on PATH, else the newest one the PostgreSQL client packages installed."""
     found = shutil.which("psql", path=path)
     if found:
@@ -141,7 +141,7 @@ def find_psql(path: str | None = None) -> str | None:
         number = Path(candidate).parent.parent.name
         return int(number) if number.isdigit() else 0
 
-    installed = sorted(glob.glob(PSQL_GLOB), key=version)
+    installed = sorted(glob.glob(pattern), key=version)
     return installed[-1] if installed else None
 
 
