@@ -88,8 +88,10 @@ class LocalPostgres:
         if setpriv is None:
             raise LocalPostgresError("setpriv (util-linux) is missing: it runs PostgreSQL as "
                                      f"the {self.run_as} user, since PostgreSQL refuses root")
+        # --pdeathsig: a parent-death signal set before the switch of user is cleared by it
+        # (prctl(2)), so setpriv sets it again after; INT is PostgreSQL's fast shutdown.
         return [setpriv, f"--reuid={self.run_as}", f"--regid={self.run_as}", "--init-groups",
-                "--", *argv]
+                "--pdeathsig", "INT", "--", *argv]
 
     def _give(self, path: Path) -> None:
         if self.run_as is not None:
@@ -128,8 +130,8 @@ class LocalPostgres:
         written.replace(self.password_file)  # last: its presence says the cluster is whole
 
     async def stop_leftover(self) -> None:
-        """Stop a server a killed `dynomesh up` left running on this data directory (its
-        parent-death signal does not survive the switch to the server's user)."""
+        """Stop a server left running on this data directory (by a `dynomesh up` whose
+        parent-death signal did not reach it, or one started by hand)."""
         if (self.data / "postmaster.pid").exists():
             await self._tool("pg_ctl", "stop", "-D", str(self.data), "-m", "fast", "-w",
                              "-t", "60", allowed=(0, 1, 3))  # 3: not running after all
