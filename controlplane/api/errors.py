@@ -59,20 +59,21 @@ _HTTP_IDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "no
              415: "unsupported_media_type", 422: "invalid_params"}
 
 
-def from_store_error(exc: errors.StoreError) -> ApiError:
-    for kind, status, error_id in _STORE_ERRORS:
+def _translate(exc: Exception, table, retry_after: str) -> ApiError:
+    for kind, status, error_id in table:
         if isinstance(exc, kind):
-            headers = {"Retry-After": "1"} if status == 503 else None
+            headers = {"Retry-After": retry_after} if status == 503 else None
             return ApiError(status, error_id, str(exc), headers)
     return ApiError(500, "internal_error", str(exc))
+
+
+def from_store_error(exc: errors.StoreError) -> ApiError:
+    return _translate(exc, _STORE_ERRORS, "1")
 
 
 def from_addon_error(exc: addon_errors.AddonError) -> ApiError:
-    for kind, status, error_id in _ADDON_ERRORS:
-        if isinstance(exc, kind):
-            headers = {"Retry-After": "5"} if status == 503 else None
-            return ApiError(status, error_id, str(exc), headers)
-    return ApiError(500, "internal_error", str(exc))
+    # an add-on server that is down takes longer to come back than a busy store
+    return _translate(exc, _ADDON_ERRORS, "5")
 
 
 def render(error: ApiError) -> web.Response:
@@ -86,15 +87,12 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return await handler(request)
     except ApiError as exc:
         return render(exc)
-    except errors.StoreError as exc:
-        error = from_store_error(exc)
+    except (errors.StoreError, addon_errors.AddonError) as exc:
+        store = isinstance(exc, errors.StoreError)
+        error = from_store_error(exc) if store else from_addon_error(exc)
         if error.status >= 500:
-            log.warning("api: %s %s: store error: %s", request.method, request.path, exc)
-        return render(error)
-    except addon_errors.AddonError as exc:
-        error = from_addon_error(exc)
-        if error.status >= 500:
-            log.warning("api: %s %s: add-on error: %s", request.method, request.path, exc)
+            log.warning("api: %s %s: %s error: %s", request.method, request.path,
+                        "store" if store else "add-on", exc)
         return render(error)
     except web.HTTPException as exc:
         if exc.status < 400:
