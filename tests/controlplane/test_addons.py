@@ -14,10 +14,10 @@ from tests.controlplane.conftest import deploy_with
 
 
 @pytest.fixture
-async def addons_api(api_factory, addons_admin_url):
-    """A control node whose add-on server is the test PostgreSQL server, reached as an admin
-    whose password the tests look for in every answer and log."""
-    api = await api_factory(addons_database_url=addons_admin_url)
+async def addons_api(node_factory, addons_admin_url):
+    """A control node (its store on each backend in turn) whose add-on server is the test
+    PostgreSQL server, reached as a superuser of its own."""
+    api = await node_factory(addons_database_url=addons_admin_url)
     yield api
     provider = PostgresProvider(addons_admin_url)
     for app in await api.store.apps.list():
@@ -229,3 +229,16 @@ async def test_a_destroy_interrupted_before_the_drop_is_finished_by_running_it_a
     status, body, response = await api.call("DELETE", f"/apps/halfgone/addons/{addon['name']}")
     assert status == 200 and "Dynomesh-Release" not in response.headers  # already unset
     assert await server_has(addons_admin_url, addon["resource"]) == (False, False)
+
+
+async def test_the_store_keeps_an_app_with_an_addon(store):
+    """The safety net under `DELETE /apps/{app}`: no database outlives the row naming it."""
+    from controlplane.store import errors
+
+    await store.apps.create("kept")
+    await store.addons.begin_create("kept", kind="postgresql", name="postgresql-abc123",
+                                    resource="app_kept_abc123", config_var="DATABASE_URL")
+    with pytest.raises(errors.Conflict, match="kept still has the add-on postgresql-abc123: "
+                                              "destroy it first"):
+        await store.apps.delete("kept")
+    assert [a.name for a in await store.addons.list("kept")] == ["postgresql-abc123"]
