@@ -19,6 +19,7 @@ import random
 from dataclasses import dataclass
 
 from controlplane.addons import errors, naming
+from controlplane.addons.provider import AddonProvider
 from controlplane.addons.registry import AddonRegistry
 from controlplane.store import Store
 from controlplane.store.models import Addon, Release
@@ -62,7 +63,7 @@ class AddonService:
         addon, release = await self.store.addons.attach(addon.id, value)
         return Changed(addon, release, resumed)
 
-    async def _undo(self, provider, addon: Addon) -> None:
+    async def _undo(self, provider: AddonProvider, addon: Addon) -> None:
         try:
             await provider.deprovision(addon.resource)
         except errors.AddonError:
