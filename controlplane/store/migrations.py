@@ -41,7 +41,8 @@ class Migration:
 # `attached` 1: the add-on's config var is set on the app (destroy unsets it only then).
 # No ON DELETE CASCADE: an app with add-ons is not deleted before they are destroyed, so no
 # database is left behind on the add-on server without a row that names it.
-ADDONS_MIGRATION = Migration(4, "add-ons: resources such as PostgreSQL databases attached to apps", (
+ADDONS_MIGRATION = Migration(4, "add-ons: resources such as PostgreSQL databases attached to "
+                                "apps", (
     """CREATE TABLE addons (
         id TEXT PRIMARY KEY,
         app_id TEXT NOT NULL REFERENCES apps (id),
