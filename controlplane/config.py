@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from controlplane import names
+from controlplane.addons import urls
 
 DEFAULT_LISTEN = "127.0.0.1:5050"
 # Heroku's slug size limit; a bigger upload is refused before it fills the disk.
@@ -69,6 +70,10 @@ class ControlConfig:
     # Lines a `dynomesh logs --tail` session may fall behind before it is cut off (L11);
     # about 1.5 MB of router lines, several seconds of a very busy app.
     tail_buffer: int = 5_000
+    # The PostgreSQL server add-on databases are made on, as its admin (a superuser, or a role
+    # with CREATEDB and CREATEROLE); None: `addons:create postgresql` says how to give one.
+    # Not in repr: its password must never reach a log.
+    addons_database_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port <= 65535 or not 1 <= self.router_port <= 65535:
@@ -91,6 +96,12 @@ class ControlConfig:
                 ("http://", "https://")):
             raise ValueError(f"--public-url must be an http:// or https:// URL, got "
                              f"{self.public_url!r}")
+
+        if self.addons_database_url is not None:
+            try:
+                urls.server_address(self.addons_database_url)
+            except urls.BadUrl as exc:
+                raise ValueError(f"--addons-database-url: {exc}") from None
 
     @property
     def slug_dir(self) -> Path:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from dynomesh.tasks import cancel_and_wait
+from controlplane.addons import AddonService, build_registry
 from controlplane.api import ApiContext, make_app
 from controlplane.applog import AppLog, StreamAppLog, TeeAppLog
 from controlplane.config import ControlConfig
@@ -56,7 +57,8 @@ class ControlNode:
                          if store.db.shared else None)
         self.context = ApiContext(config, store, slugs, self.routes, self.assignments,
                                   self.followers, app_log, self.node_id,
-                                  self.scheduler.leading, self.logs)
+                                  self.scheduler.leading, self.logs,
+                                  AddonService(store, build_registry(config.addons_database_url)))
         self._tasks: list[asyncio.Task] = []
         # Set when a task of this node died of a bug: a node whose feeds or scheduler stopped
         # must not keep answering as if it were healthy; `dynomesh control` exits instead.

@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="URL", help="postgresql://user@host/db to share state between "
                         "control nodes (default $DYNOMESH_DATABASE_URL, else embedded SQLite in "
                         "the home directory)")
+    parser.add_argument("--addons-database-url",
+                        default=os.environ.get("DYNOMESH_ADDONS_DATABASE_URL"), metavar="URL",
+                        help="postgresql://ADMIN:PASSWORD@HOST:PORT/postgres: the server "
+                        "`addons:create postgresql` makes apps' databases on (default "
+                        "$DYNOMESH_ADDONS_DATABASE_URL; the environment keeps the password out "
+                        "of `ps`)")
     parser.add_argument("--home", default=None, metavar="DIR",
                         help="state, slugs and CLI credentials (default $DYNOMESH_HOME or "
                              "~/.dynomesh)")
@@ -104,7 +110,8 @@ def main(argv: list[str]) -> int:
             change_history=args.change_history, agent_timeout=args.agent_timeout,
             startup_grace=args.startup_grace, take_out_grace=args.take_out_grace,
             take_out_timeout=args.take_out_timeout, feed_heartbeat=args.feed_heartbeat,
-            public_url=args.public_url, tail_buffer=args.tail_buffer)
+            public_url=args.public_url, tail_buffer=args.tail_buffer,
+            addons_database_url=args.addons_database_url)
         ready = Readiness.from_environ()
     except ValueError as exc:
         parser.error(str(exc))

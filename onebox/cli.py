@@ -66,6 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     more.add_argument("--stop-timeout", type=float, default=defaults.stop_timeout, metavar="S",
                       help="a part still running this long after SIGTERM is killed (default "
                            "%(default)s)")
+    addons = parser.add_argument_group("add-ons")
+    addons.add_argument("--addons-database-url", metavar="URL",
+                        help="postgresql://ADMIN:PASSWORD@HOST:PORT/postgres: make apps' "
+                             "databases there (default $DYNOMESH_ADDONS_DATABASE_URL; else a "
+                             "local server is started when PostgreSQL is installed)")
+    addons.add_argument("--addons-postgres-port", type=int,
+                        default=defaults.addons_postgres_port, metavar="PORT",
+                        help="the local add-on server's port on 127.0.0.1 (default "
+                             "%(default)s)")
+    addons.add_argument("--no-addons-postgres", action="store_true",
+                        help="start no local PostgreSQL for add-ons")
     return parser
 
 
@@ -82,6 +93,10 @@ def build_config(args: argparse.Namespace, environ: dict[str, str]) -> UpConfig:
         vm_id=args.vm_id or default_vm_id(),
         ready_timeout=args.ready_timeout,
         stop_timeout=args.stop_timeout,
+        addons_database_url=(args.addons_database_url
+                             or environ.get("DYNOMESH_ADDONS_DATABASE_URL") or None),
+        local_addons_postgres=not args.no_addons_postgres,
+        addons_postgres_port=args.addons_postgres_port,
     )
 
 

@@ -6,13 +6,15 @@ import os
 import re
 import socket
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynomesh.backoff import BackoffPolicy
 
 # Where a dyno manager run as root keeps dynos when the home cannot be entered by dyno users.
 ROOT_DATA_DIR = Path("/var/lib/dynomesh/dynomgr")
+# Where the add-ons' PostgreSQL lives when run as root and its user cannot enter the home.
+ROOT_ADDONS_POSTGRES_DIR = Path("/var/lib/dynomesh/addons-postgres")
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,23 @@ class UpConfig:
     # once again after it ran for `restart_healthy_after` seconds (a fresh start).
     restart: BackoffPolicy = BackoffPolicy(1.0, 30.0, immediate_first=True)
     restart_healthy_after: float = 30.0
+    # Add-ons: a PostgreSQL server to make apps' databases on (its admin URL; not in repr, for
+    # its password). None: start a local one when the server is installed, unless
+    # `local_addons_postgres` is off; it listens on 127.0.0.1:`addons_postgres_port` (5052:
+    # next to the API's 5050 and the dyno manager's 5051, clear of a system PostgreSQL's 5432).
+    addons_database_url: str | None = field(default=None, repr=False)
+    local_addons_postgres: bool = True
+    addons_postgres_port: int = 5052
 
     def __post_init__(self) -> None:
         ports = [self.api.port, self.http.port, self.router_admin.port, self.dynomgr_admin.port]
+        if self.starts_addons_postgres:
+            ports.append(self.addons_postgres_port)
         if len(set(ports)) != len(ports):
-            raise ValueError("--api, --http, --router-admin and --dynomgr-admin need four "
-                             "different ports")
+            raise ValueError("--api, --http, --router-admin, --dynomgr-admin (and "
+                             "--addons-postgres-port) need different ports")
+        if not 1 <= self.addons_postgres_port <= 65535:
+            raise ValueError("--addons-postgres-port: a port from 1 to 65535")
         for name in ("ready_timeout", "stop_timeout"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must not be negative")
@@ -71,6 +84,19 @@ class UpConfig:
             raise ValueError("a child's restarts begin at once and forgive a run of > 0 s")
         if not re.fullmatch(r"[-\w.]{1,128}", self.vm_id, re.ASCII):
             raise ValueError(f"--vm-id: letters, digits, '-', '_' and '.', not {self.vm_id!r}")
+
+    @property
+    def starts_addons_postgres(self) -> bool:
+        """Whether `dynomesh up` would run its own add-on server (if PostgreSQL is installed)."""
+        return self.addons_database_url is None and self.local_addons_postgres
+
+    def addons_postgres_dir(self) -> Path:
+        """The local add-on server's directory: in the home, unless we are root and its
+        server user (`postgres`) cannot pass through the home's directories."""
+        inside = self.home / "addons-postgres"
+        if os.geteuid() != 0 or _enterable_by_others(self.home):
+            return inside
+        return ROOT_ADDONS_POSTGRES_DIR
 
     def data_dir(self) -> Path:
         """The dyno manager's data dir: in the home, unless dynos run as their own users (the

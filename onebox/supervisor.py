@@ -2,6 +2,10 @@
 
 Start-up, in order, each step waiting for the one before to be ready:
 
+0. PostgreSQL for add-ons (onebox/postgres.py), unless `--addons-database-url` names one or
+   `--no-addons-postgres`; skipped, and said how to get one, when PostgreSQL is not installed.
+   Ready when it takes the admin's login; its admin URL goes to the control plane alone, in
+   its environment (not on its command line, which `ps` shows);
 1. `dynomesh control` (embedded SQLite in the home) — ready when it says so; on its first
    start it writes the CLI's credentials to the home;
 2. the router's and the dyno manager's tokens, created through the API with those credentials
@@ -18,7 +22,8 @@ Each part is a process of its own (the router never shares an event loop with th
 plane), started as `dynomesh <part>`: this module imports none of them. Their output comes out
 prefixed with their names. A child that dies is started again with back-off
 (`dynomesh.backoff.RestartBackoff`), and said so. SIGINT (Ctrl-C) or SIGTERM stops them in order: the router first (it drains requests in
-flight), then the dyno manager (it stops every dyno and reports it), then the control plane;
+flight), then the dyno manager (it stops every dyno and reports it), then the control plane,
+then PostgreSQL (SIGINT, its fast shutdown);
 the exit status is 0 when all stopped in time. A second signal kills whatever is left.
 """
 
@@ -39,9 +44,11 @@ from dynomesh.tasks import cancel_and_wait
 
 from onebox.config import UpConfig
 from onebox.output import PrefixedOutput
+from onebox.postgres import LocalPostgres, LocalPostgresError, find_bindir
 from onebox.tokens import TokenError, ensure_token, read_credentials
 
-NAMES = ["control", "router", "dynomgr", "up"]
+NAMES = ["control", "router", "dynomgr", "pg", "up"]
+ADDONS_URL_ENV = "DYNOMESH_ADDONS_DATABASE_URL"  # how the control plane gets the admin URL
 # Where `dynomesh` itself is importable from, for the children (a checkout or site-packages).
 
 
@@ -61,7 +68,9 @@ class Platform:
         environ = dict(os.environ if environ is None else environ)
         environ["PYTHONUNBUFFERED"] = "1"
         environ["DYNOMESH_HOME"] = str(config.home)
+        environ.pop(ADDONS_URL_ENV, None)  # the control plane's alone (UpConfig has it)
         self._env = environ
+        self._addons_note = ""
         self._python = python
         self._stopping = asyncio.Event()
         self._children: dict[str, Child] = {}
@@ -125,10 +134,13 @@ class Platform:
             raise StartupFailed(f"home {config.home} cannot be created: {error}") from None
         self.say(f"starting dynomesh in {config.home}")
         api = config.api.url
+        addons_url = await self._addons_server()
+        control_env = dict(self._env, **({ADDONS_URL_ENV: addons_url} if addons_url else {}))
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
             control = await self._launch("control", [
                 "control", "--listen", str(config.api), "--home", str(config.home),
-                "--base-domain", config.base_domain, "--router-port", str(config.http.port)])
+                "--base-domain", config.base_domain, "--router-port", str(config.http.port)],
+                env=control_env)
             await self._started(control)
             try:
                 cli_api, user_token = read_credentials(config.home)
@@ -153,10 +165,50 @@ class Platform:
             following = await self._following(session, router, dynomgr)
         self._print_urls(cli_api, data_dir, following)
 
-    async def _launch(self, name: str, args: list[str]) -> Child:
-        """Start a child (its lines come out prefixed with its name)."""
-        child = Child(name, [self._python, "-m", "dynomesh", *args], env=self._env,
-                      on_line=lambda text: self.output.line(name, text))
+    async def _addons_server(self) -> str | None:
+        """The admin URL of the add-ons' PostgreSQL server: the one given, else a local one
+        started now (when PostgreSQL is installed), else None, said with what to do."""
+        config = self.config
+        if config.addons_database_url:
+            self._addons_note = "PostgreSQL given by --addons-database-url"
+            return config.addons_database_url
+        if not config.local_addons_postgres:
+            self._addons_note = "off (--no-addons-postgres)"
+            return None
+        bindir = find_bindir()
+        if bindir is None:
+            self._addons_note = (
+                "off: no PostgreSQL server installed. Install it (apt-get install postgresql) "
+                "or give one: dynomesh up --addons-database-url "
+                "postgresql://ADMIN:PASSWORD@HOST:PORT/postgres")
+            return None
+        local = LocalPostgres.for_this_user(bindir, config.addons_postgres_dir(),
+                                            config.addons_postgres_port)
+        try:
+            await local.stop_leftover()
+            if not local.initialized():
+                self.say(f"creating a PostgreSQL cluster for add-ons in {local.root}")
+                await local.initialize()
+            child = await self._spawn("pg", local.server_argv(), self._env)
+            if not await self._ready(child, local.accepting, 60.0):
+                raise StartupFailed("PostgreSQL for add-ons did not accept logins within 60 s "
+                                    "(its lines are above)")
+            await local.lock_down()
+        except LocalPostgresError as error:
+            raise StartupFailed(f"PostgreSQL for add-ons: {error} (or start without it: "
+                                "--no-addons-postgres)") from None
+        self._addons_note = f"PostgreSQL {bindir.parent.name} on 127.0.0.1:{local.port} " \
+                            f"(data in {local.root})"
+        return local.admin_url()
+
+    async def _launch(self, name: str, args: list[str], env: dict[str, str] | None = None
+                      ) -> Child:
+        """Start a `dynomesh` part (its lines come out prefixed with its name)."""
+        return await self._spawn(name, [self._python, "-m", "dynomesh", *args],
+                                 self._env if env is None else env)
+
+    async def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
+        child = Child(name, argv, env=env, on_line=lambda text: self.output.line(name, text))
         try:
             pid = await child.start()
         except OSError as error:
@@ -237,6 +289,7 @@ class Platform:
         self.say(f"  router admin   {config.router_admin.url}/readyz, /metrics")
         self.say(f"  dynomgr admin  {config.dynomgr_admin.url}/healthz, /dynos, /metrics")
         self.say(f"  state          {config.home} (dynos in {data_dir})")
+        self.say(f"  add-ons        {self._addons_note}")
         if not following:
             self.say("  note: the router and the dyno manager do not follow the control plane's "
                      "feeds yet; they keep trying (see their lines)")
@@ -267,13 +320,17 @@ class Platform:
             except Exception as error:  # a bug in restarting: say it, and stop the parts anyway
                 self.say(f"{keeper.get_name()} failed: {error!r}")
         clean = True
-        for name in ("router", "dynomgr", "control"):
+        for name in ("router", "dynomgr", "control", "pg"):
             child = self._children.get(name)
             if child is None or child.process is None:
                 continue
             if child.running:
                 self.say(f"stopping {name}")
-            code, in_time = await child.stop(self.config.stop_timeout)
+            if name == "pg":  # SIGINT: PostgreSQL's fast shutdown, not waiting on sessions
+                child.signal(signal.SIGINT)
+                code, in_time = await child.wait_or_kill(self.config.stop_timeout)
+            else:
+                code, in_time = await child.stop(self.config.stop_timeout)
             if not in_time:
                 self.say(f"{name} did not stop within {self.config.stop_timeout:g} s; killed it")
             self.say(f"{name} stopped ({describe_exit(code)})")

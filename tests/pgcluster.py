@@ -8,7 +8,6 @@ gets its own database from `create_database()`, so tests never see each other's 
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import subprocess
@@ -16,18 +15,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-BIN_GLOB = "/usr/lib/postgresql/*/bin"
-
-
-def find_bindir() -> Path | None:
-    """The newest installed server's bin dir, or the one on PATH; None if there is none."""
-    candidates = sorted(glob.glob(BIN_GLOB), key=lambda p: int(Path(p).parent.name)
-                        if Path(p).parent.name.isdigit() else 0)
-    for candidate in reversed(candidates):
-        if (Path(candidate) / "initdb").exists():
-            return Path(candidate)
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
+from onebox.postgres import find_bindir  # noqa: F401  (the search `dynomesh up` makes too)
 
 
 class PostgresCluster:

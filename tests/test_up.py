@@ -156,7 +156,7 @@ def test_a_part_that_cannot_start_stops_the_others_and_fails(home, runs):
 
 
 def test_up_refuses_a_port_given_twice(tmp_path):
-    with pytest.raises(ValueError, match="four different ports"):
+    with pytest.raises(ValueError, match="need different ports"):
         UpConfig(home=tmp_path, api=Endpoint("127.0.0.1", 9000), http=Endpoint("127.0.0.1", 9000))
 
 

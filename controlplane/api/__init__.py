@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controlplane.api import apps, dynos, feeds, logs, releases, tokens, vms
+from controlplane.api import addons, apps, dynos, feeds, logs, releases, tokens, vms
 from controlplane.api.auth import auth_middleware
 from controlplane.api.bodies import MAX_REPORT_BYTES
 from controlplane.api.context import CONTEXT, ApiContext
@@ -50,6 +50,10 @@ def make_app(context: ApiContext) -> web.Application:
         web.patch(_APP + "/formation", releases.batch_update_formation),
         web.get(_APP + "/formation/{type}", releases.get_formation),
         web.patch(_APP + "/formation/{type}", releases.update_formation),
+        web.get(_APP + "/addons", addons.list_addons),
+        web.post(_APP + "/addons", addons.create_addon),
+        web.get(_APP + "/addons/{addon}", addons.get_addon),
+        web.delete(_APP + "/addons/{addon}", addons.destroy_addon),
         web.get(_APP + "/dynos", dynos.list_dynos),
         web.delete(_APP + "/dynos", dynos.restart_all),
         web.get(_APP + "/dynos/{dyno}", dynos.get_dyno),

@@ -69,6 +69,9 @@ async def update_app(request: web.Request) -> web.Response:
 @allow(Role.USER)
 async def delete_app(request: web.Request) -> web.Response:
     ctx = context(request)
+    # Its add-ons first (Heroku destroys them with the app): the store refuses to delete an
+    # app that still has one, so no database outlives the record of it.
+    await ctx.addons.destroy_all(request.match_info["app"])
     app, slug_ids = await ctx.store.apps.delete(request.match_info["app"])
     ctx.slugs.remove(slug_ids)  # after the commit: a crash before this only leaves files behind
     return web.json_response(render.app(ctx.config, app))

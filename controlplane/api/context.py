@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from controlplane.addons import AddonService
 from controlplane.applog import AppLog
 from controlplane.config import ControlConfig
 from controlplane.feeds.hub import AssignmentHub, RouteHub
@@ -28,6 +29,7 @@ class ApiContext:
     node_id: str
     leading: asyncio.Event  # set while this node runs the scheduler
     logs: LogService
+    addons: AddonService
 
 
 CONTEXT = web.AppKey("context", ApiContext)

@@ -1,7 +1,7 @@
 """JSON errors, Heroku style: `{"id": "not_found", "message": "..."}` with the matching status.
 
-This is the one place errors become HTTP: typed store errors, request-body problems and
-aiohttp's own HTTP exceptions all leave through `error_middleware`.
+This is the one place errors become HTTP: typed store errors, add-on errors, request-body
+problems and aiohttp's own HTTP exceptions all leave through `error_middleware`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import logging
 
 from aiohttp import web
 
+from controlplane.addons import errors as addon_errors
 from controlplane.store import errors
 
 log = logging.getLogger(__name__)
@@ -44,17 +45,35 @@ _STORE_ERRORS: tuple[tuple[type[errors.StoreError], int, str], ...] = (
     (errors.Unavailable, 503, "store_unavailable"),
 )
 
+# A platform without a server for a kind, or one that cannot reach it, is not the client's
+# mistake, but it is not a control plane failure either: 503 says "try later, or configure".
+_ADDON_ERRORS: tuple[tuple[type[addon_errors.AddonError], int, str], ...] = (
+    (addon_errors.UnknownKind, 422, "unknown_addon_kind"),
+    (addon_errors.NotConfigured, 422, "addons_not_configured"),
+    (addon_errors.ProviderUnavailable, 503, "addon_server_unavailable"),
+    (addon_errors.ProviderFailed, 502, "addon_server_refused"),
+)
+
 _HTTP_IDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
              405: "method_not_allowed", 409: "conflict", 413: "request_too_large",
              415: "unsupported_media_type", 422: "invalid_params"}
 
 
-def from_store_error(exc: errors.StoreError) -> ApiError:
-    for kind, status, error_id in _STORE_ERRORS:
+def _translate(exc: Exception, table, retry_after: str) -> ApiError:
+    for kind, status, error_id in table:
         if isinstance(exc, kind):
-            headers = {"Retry-After": "1"} if status == 503 else None
+            headers = {"Retry-After": retry_after} if status == 503 else None
             return ApiError(status, error_id, str(exc), headers)
     return ApiError(500, "internal_error", str(exc))
+
+
+def from_store_error(exc: errors.StoreError) -> ApiError:
+    return _translate(exc, _STORE_ERRORS, "1")
+
+
+def from_addon_error(exc: addon_errors.AddonError) -> ApiError:
+    # an add-on server that is down takes longer to come back than a busy store
+    return _translate(exc, _ADDON_ERRORS, "5")
 
 
 def render(error: ApiError) -> web.Response:
@@ -68,10 +87,12 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return await handler(request)
     except ApiError as exc:
         return render(exc)
-    except errors.StoreError as exc:
-        error = from_store_error(exc)
+    except (errors.StoreError, addon_errors.AddonError) as exc:
+        store = isinstance(exc, errors.StoreError)
+        error = from_store_error(exc) if store else from_addon_error(exc)
         if error.status >= 500:
-            log.warning("api: %s %s: store error: %s", request.method, request.path, exc)
+            log.warning("api: %s %s: %s error: %s", request.method, request.path,
+                        "store" if store else "add-on", exc)
         return render(error)
     except web.HTTPException as exc:
         if exc.status < 400:

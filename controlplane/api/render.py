@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from controlplane.config import ControlConfig
-from controlplane.store.models import (App, Domain, Dyno, Feature, FormationEntry, Release,
+from controlplane.store.models import (Addon, App, Domain, Dyno, Feature, FormationEntry, Release,
                                        Slug, Token)
 from controlplane.store.vms import VmUsage
 
@@ -90,3 +90,14 @@ def vm(usage: VmUsage, now: float) -> dict[str, Any]:
             "heartbeat_at": unix_iso(vm.heartbeat_at),
             "heartbeat_age": round(max(0.0, now - vm.heartbeat_at), 1),
             "registered_at": vm.registered_at, "lost_at": vm.lost_at}
+
+
+def addon(addon: Addon, config_value: str | None, location: str | None) -> dict[str, Any]:
+    """`config_value` is the app's own config var (shown as config vars are); `location` the
+    provider's server as host:port, never its admin credentials."""
+    return {"id": addon.id, "name": addon.name, "kind": addon.kind,
+            "app": {"id": addon.app_id, "name": addon.app_name}, "state": addon.state.value,
+            "config_var": addon.config_var,
+            "config_value": config_value if addon.attached else None,
+            "resource": addon.resource, "location": location,
+            "created_at": addon.created_at, "updated_at": addon.updated_at}

@@ -91,6 +91,14 @@ def _failure(status: int, body: Any, text: str) -> CliError:
         return CliError(Exit.AUTH, f"not allowed: {message}")
     if status == 404:
         return CliError(Exit.NOT_FOUND, message)
+    if status >= 500 and _error_id(body).startswith("addon_"):
+        # the add-on server, not the control plane, failed; the message says what to do
+        return CliError(Exit.UNAVAILABLE, message)
     if status >= 500:
         return CliError(Exit.UNAVAILABLE, f"the control plane failed ({status}): {message}")
     return CliError(Exit.REFUSED, message)
+
+
+def _error_id(body: Any) -> str:
+    error_id = body.get("id") if isinstance(body, dict) else None
+    return error_id if isinstance(error_id, str) else ""

@@ -5,7 +5,8 @@
     await store.close()
 
 `store.apps`, `store.releases`, `store.tokens`, `store.vms`, `store.dynos`, `store.logs`,
-`store.nodes` (control nodes, scheduler leadership) and `store.fleet` (a scheduling pass) group
+`store.nodes` (control nodes, scheduler leadership), `store.fleet` (a scheduling pass) and
+`store.addons` (add-ons attached to apps) group
 the operations by concept; each runs in its own transaction (`store.fleet.scheduling` hands out
 one pass's) and raises only `store.errors` classes. `store/feeds.py` has the feeds' reads,
 which run in the caller's read transaction.
@@ -16,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from controlplane.store import errors
+from controlplane.store.addons import AddonStore
 from controlplane.store.apps import FEATURES, AppStore
 from controlplane.store.database import DEFAULT_HISTORY, Database
 from controlplane.store.dynos import DynoStore
@@ -59,6 +61,7 @@ class Store:
         self.logs = LogStore(db)
         self.nodes = NodeStore(db)
         self.fleet = FleetStore(db)
+        self.addons = AddonStore(db)
 
     @classmethod
     async def open(cls, db: Database) -> "Store":

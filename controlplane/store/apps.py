@@ -58,6 +58,13 @@ class AppStore:
         """Delete the app and everything it owns; return it and its slug ids (files to remove)."""
         async with self._db.write() as tx:
             app = await require_app(tx, ident)
+            addon = await tx.fetchrow("SELECT name FROM addons WHERE app_id = $1 ORDER BY name",
+                                      app.id)
+            if addon is not None:  # its database would outlive every record of it
+                raise errors.Conflict(
+                    f"{app.name} still has the add-on {addon['name']}: destroy it first "
+                    f"(`dynomesh addons:destroy {addon['name']} --app {app.name} "
+                    f"--confirm {app.name}`)")
             slug_ids = [r["id"] for r in
                         await tx.fetch("SELECT id FROM slugs WHERE app_id = $1", app.id)]
             vm_ids = [r["vm_id"] for r in await tx.fetch(

@@ -34,6 +34,29 @@ class Migration:
         return [s if isinstance(s, str) else s[dialect] for s in self.statements]
 
 
+# An app's add-ons (a PostgreSQL database, later Redis or a bucket): one row per resource a
+# provider made for the app. Its own constant so that its version is one number to change.
+# `state` is where the create/destroy saga stands (controlplane/addons/service.py): a crash
+# leaves `provisioning` or `deprovisioning`, and running the command again finishes it.
+# `attached` 1: the add-on's config var is set on the app (destroy unsets it only then).
+# No ON DELETE CASCADE: an app with add-ons is not deleted before they are destroyed, so no
+# database is left behind on the add-on server without a row that names it.
+ADDONS_MIGRATION = Migration(4, "add-ons: resources such as PostgreSQL databases attached to "
+                                "apps", (
+    """CREATE TABLE addons (
+        id TEXT PRIMARY KEY,
+        app_id TEXT NOT NULL REFERENCES apps (id),
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL UNIQUE,
+        resource TEXT NOT NULL UNIQUE,
+        config_var TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('provisioning', 'ready', 'deprovisioning')),
+        attached INTEGER NOT NULL DEFAULT 0 CHECK (attached IN (0, 1)),
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (app_id, kind))""",
+))
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "revision counter, change log, apps, slugs, releases, config, formation, "
                  "domains, features, tokens", (
@@ -198,6 +221,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             text TEXT NOT NULL,
             PRIMARY KEY (app_id, seq))"""},
     )),
+    ADDONS_MIGRATION,
 )
 
 LATEST = MIGRATIONS[-1].version

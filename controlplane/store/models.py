@@ -372,3 +372,33 @@ class Assignment:
     slug_id: str | None
     checksum: str | None  # "sha256:<hex>"; None only if the release lost its slug
     config: dict[str, str]
+
+
+class AddonState(str, enum.Enum):
+    """Where an add-on's create or destroy stands; a crash leaves the first or the last, and
+    running the same command again finishes it (controlplane/addons/service.py)."""
+
+    PROVISIONING = "provisioning"      # recorded; the provider may have made part of it
+    READY = "ready"                    # made, and its config var set on the app
+    DEPROVISIONING = "deprovisioning"  # being removed from the provider
+
+
+@dataclass(frozen=True)
+class Addon:
+    id: str
+    app_id: str
+    app_name: str
+    kind: str        # the provider's kind, e.g. "postgresql"
+    name: str        # what the user names it by, e.g. "postgresql-3f9a1c"
+    resource: str    # the provider's own name for it (the database and role)
+    config_var: str  # e.g. DATABASE_URL
+    state: AddonState
+    attached: bool   # its config var is set on the app
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Addon":
+        return cls(row["id"], row["app_id"], row["app_name"], row["kind"], row["name"],
+                   row["resource"], row["config_var"], AddonState(row["state"]),
+                   bool(row["attached"]), row["created_at"], row["updated_at"])

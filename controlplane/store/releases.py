@@ -48,7 +48,7 @@ async def current_release(tx: Transaction, app: App) -> Release | None:
     return Release.from_row(row, current_version=version)
 
 
-async def _config(tx: Transaction, app: App) -> dict[str, str]:
+async def config_vars(tx: Transaction, app: App) -> dict[str, str]:
     rows = await tx.fetch("SELECT key, value FROM config_vars WHERE app_id = $1 ORDER BY key",
                           app.id)
     return {r["key"]: r["value"] for r in rows}
@@ -122,6 +122,37 @@ def _config_description(set_keys: Sequence[str], removed: Sequence[str]) -> str:
     return " and ".join(parts)
 
 
+async def change_config(tx: Transaction, app: App, changes: Mapping[str, str | None]
+                        ) -> tuple[dict[str, str], Release | None]:
+    """Apply `changes` (None deletes a key) in the caller's write transaction; a real change
+    makes a new release (`config:set`, and an add-on setting or unsetting its config var)."""
+    old = await config_vars(tx, app)
+    new = dict(old)
+    for key, value in changes.items():
+        if value is None:
+            new.pop(key, None)
+        else:
+            new[key] = value
+    if new == old:
+        return old, None
+    set_keys = sorted(k for k, v in changes.items() if v is not None and old.get(k) != v)
+    removed = sorted(k for k, v in changes.items() if v is None and k in old)
+    for key in removed:
+        await tx.execute("DELETE FROM config_vars WHERE app_id = $1 AND key = $2", app.id, key)
+    for key in set_keys:
+        await tx.execute(
+            "INSERT INTO config_vars (app_id, key, value) VALUES ($1, $2, $3) "
+            "ON CONFLICT (app_id, key) DO UPDATE SET value = excluded.value",
+            app.id, key, new[key])
+    base = await current_release(tx, app)
+    slug = (await _require_slug(tx, app, base.slug_id)
+            if base is not None and base.slug_id else None)
+    release = await _insert_release(tx, app, slug=slug, config=new,
+                                    description=_config_description(set_keys, removed),
+                                    status=ReleaseStatus.SUCCEEDED)
+    return new, release
+
+
 class ReleaseStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -161,7 +192,7 @@ class ReleaseStore:
             app = await require_app(tx, ident)
             slug = await _require_slug(tx, app, slug_id)
             text = description or f"Deploy {slug.checksum.removeprefix('sha256:')[:8]}"
-            return await _insert_release(tx, app, slug=slug, config=await _config(tx, app),
+            return await _insert_release(tx, app, slug=slug, config=await config_vars(tx, app),
                                          description=text, status=status)
 
     async def rollback(self, ident: str, target: str | int) -> Release:
@@ -231,39 +262,13 @@ class ReleaseStore:
 
     async def config(self, ident: str) -> dict[str, str]:
         async with self._db.read() as tx:
-            return await _config(tx, await require_app(tx, ident))
+            return await config_vars(tx, await require_app(tx, ident))
 
     async def update_config(self, ident: str, changes: Mapping[str, str | None]
                             ) -> tuple[dict[str, str], Release | None]:
         """Apply `changes` (None deletes a key); a real change makes a new release."""
         async with self._db.write() as tx:
-            app = await require_app(tx, ident)
-            old = await _config(tx, app)
-            new = dict(old)
-            for key, value in changes.items():
-                if value is None:
-                    new.pop(key, None)
-                else:
-                    new[key] = value
-            if new == old:
-                return old, None
-            set_keys = sorted(k for k, v in changes.items() if v is not None and old.get(k) != v)
-            removed = sorted(k for k, v in changes.items() if v is None and k in old)
-            for key in removed:
-                await tx.execute("DELETE FROM config_vars WHERE app_id = $1 AND key = $2",
-                                 app.id, key)
-            for key in set_keys:
-                await tx.execute(
-                    "INSERT INTO config_vars (app_id, key, value) VALUES ($1, $2, $3) "
-                    "ON CONFLICT (app_id, key) DO UPDATE SET value = excluded.value",
-                    app.id, key, new[key])
-            base = await current_release(tx, app)
-            slug = (await _require_slug(tx, app, base.slug_id)
-                    if base is not None and base.slug_id else None)
-            release = await _insert_release(tx, app, slug=slug, config=new,
-                                            description=_config_description(set_keys, removed),
-                                            status=ReleaseStatus.SUCCEEDED)
-            return new, release
+            return await change_config(tx, await require_app(tx, ident), changes)
 
     # Formation.
 

@@ -179,3 +179,37 @@ async def node_factory(database_url, api_factory):
 @pytest.fixture
 async def api(api_factory) -> Api:
     return await api_factory()
+
+
+# --- add-ons: an admin of the test PostgreSQL server, with a password to look for ---
+
+ADDONS_ADMIN = "dynomesh_addons_admin"
+
+
+@pytest.fixture(scope="session")
+def addons_admin_url(postgres_server_url):
+    """An admin URL for the add-on provider on the test server: a superuser of its own whose
+    password (`secrets.token_hex`) tests can look for in output that must not hold it."""
+    import secrets
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    password = "admin-" + secrets.token_hex(12)
+
+    async def make_admin() -> None:
+        connection = await asyncpg.connect(postgres_server_url)
+        try:
+            exists = await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1",
+                                               ADDONS_ADMIN)
+            verb = "ALTER" if exists else "CREATE"
+            await connection.execute(
+                f"{verb} ROLE {ADDONS_ADMIN} WITH LOGIN SUPERUSER PASSWORD '{password}'")
+        finally:
+            await connection.close()
+
+    asyncio.run(make_admin())
+    parts = urlsplit(postgres_server_url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{ADDONS_ADMIN}:{password}@{host}",
+                                     path="/postgres"))

@@ -26,8 +26,10 @@ START_TIMEOUT = 60  # generous: two shared cores under a parallel test load
 
 class ControlPlane:
     def __init__(self, home: Path, *, database_url: str | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), environ: dict[str, str] | None = None
+                 ) -> None:
         self.home = Path(home)
+        self.environ = environ or {}  # more for the control process's environment
         self.database_url = database_url
         self.extra_args = extra_args
         self.process: subprocess.Popen | None = None
@@ -42,7 +44,7 @@ class ControlPlane:
         if self.database_url:
             argv += ["--database-url", self.database_url]
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(dynomesh_argv(*argv), env=dynomesh_env(),
+        self.process = subprocess.Popen(dynomesh_argv(*argv), env=dynomesh_env(**self.environ),
                                         stdout=subprocess.PIPE, stderr=log, text=True)
         log.close()
         self.url = self._await_ready()

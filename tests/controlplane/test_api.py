@@ -10,7 +10,8 @@ import pytest
 from controlplane.store.models import Role
 from tests.controlplane.conftest import HELLO_SLUG, checksum, slug_bytes
 
-EXAMPLE_PATHS = {"app": "hello", "hostname": "www.example.test", "feature": "preboot",
+EXAMPLE_PATHS = {"app": "hello", "addon": "postgresql-1a2b3c", "hostname": "www.example.test",
+                 "feature": "preboot",
                  "slug": "s", "release": "1", "type": "web", "token": "t", "dyno": "web.1",
                  "vm": "vm-1"}
 # Endpoints for routers and dyno managers (and users): their roles are tested in test_feeds.py

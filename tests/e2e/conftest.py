@@ -30,7 +30,7 @@ class Platform:
 @pytest.fixture(scope="session")
 def platform():
     home = shared_tmpdir("dynomesh-e2e-")
-    up = Up(home)
+    up = Up(home, addons_postgres=True)  # tests/e2e/test_addons.py uses its PostgreSQL
     try:
         up.wait_ready()
         yield Platform(up, Cli(home), Api(home), RouterClient(up.http_port))

@@ -175,11 +175,14 @@ class ProcessLines:
 
 
 class Up(ProcessLines):
-    """A running `dynomesh up` on free ports, with its own home (and dynos under it)."""
+    """A running `dynomesh up` on free ports, with its own home (and dynos under it).
 
-    def __init__(self, home: Path, *extra: str) -> None:
+    With `addons_postgres` it starts its own PostgreSQL for add-ons (on a free port); else
+    none, which saves the tests that do not use add-ons an initdb and a server."""
+
+    def __init__(self, home: Path, *extra: str, addons_postgres: bool = False) -> None:
         self.home = home
-        self.ports = {name: free_port() for name in ("api", "http", "router", "dynomgr")}
+        self.ports = {name: free_port() for name in ("api", "http", "router", "dynomgr", "pg")}
         self.api = f"http://127.0.0.1:{self.ports['api']}"
         self.http_port = self.ports["http"]
         self.router_admin = f"http://127.0.0.1:{self.ports['router']}"
@@ -189,8 +192,12 @@ class Up(ProcessLines):
             "--http", f"127.0.0.1:{self.http_port}",
             "--router-admin", f"127.0.0.1:{self.ports['router']}",
             "--dynomgr-admin", f"127.0.0.1:{self.ports['dynomgr']}",
-            "--data-dir", str(home / "dynos"), "--stop-timeout", "20", *extra)
-        super().__init__(argv, dynomesh_env(NO_COLOR="1"), name="dynomesh up")
+            "--data-dir", str(home / "dynos"), "--stop-timeout", "20",
+            *(["--addons-postgres-port", str(self.ports["pg"])] if addons_postgres
+              else ["--no-addons-postgres"]), *extra)
+        env = dynomesh_env(NO_COLOR="1")
+        env.pop("DYNOMESH_ADDONS_DATABASE_URL", None)
+        super().__init__(argv, env, name="dynomesh up")
 
     def pids(self) -> dict[str, int]:
         """The latest pid of each part, from `up`'s own lines."""

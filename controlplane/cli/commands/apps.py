@@ -87,7 +87,7 @@ async def _(args, session):
         print(f"{label + ':':<13}{value}")
 
 
-@command("apps:destroy", "delete an app with its releases, slugs, config and domains",
+@command("apps:destroy", "delete an app with its releases, slugs, config, domains and add-ons",
          example="dynomesh apps:destroy --app hello --confirm hello")
 def apps_destroy(parser):
     parser.add_argument("--confirm", metavar="APP", help="the app's name again, to confirm")
@@ -97,7 +97,8 @@ def apps_destroy(parser):
 async def _(args, session):
     name = session.app()
     if args.confirm != name:
-        raise usage(f"this deletes {name} for good (releases, slugs, config vars, domains). "
+        raise usage(f"this deletes {name} for good (releases, slugs, config vars, domains, "
+                    "add-ons and their data). "
                     f"To go ahead, run: dynomesh apps:destroy --app {name} --confirm {name}")
     await session.api.call("DELETE", app_path(name))
     unlink(session.env.cwd, name)

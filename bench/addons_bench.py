@@ -1,0 +1,108 @@
+"""PostgreSQL add-ons: how long `addons:create` and `addons:destroy` take through the API.
+
+Starts a throwaway PostgreSQL cluster from the installed server binaries and a real
+`dynomesh control` (SQLite store) whose add-on server it is, creates `--apps` apps, then, one
+app after another, POSTs /apps/{app}/addons (reachability check, store row, CREATE ROLE,
+CREATE DATABASE, grants, the public schema, DATABASE_URL and a release) and later DELETEs each
+add-on (config var unset and a release, DROP DATABASE ... WITH (FORCE), DROP ROLE). Bounded:
+a fixed number of apps. Prints a table and writes bench/results/addons.json.
+
+    python bench/addons_bench.py [--apps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import free_port  # noqa: E402
+from tests.controlplane.harness import ControlPlane  # noqa: E402
+from tests.pgcluster import PostgresCluster, find_bindir  # noqa: E402
+
+
+def summary(op: str, latencies: list[float]) -> dict:
+    ordered = sorted(latencies)
+    return {"op": op, "count": len(ordered),
+            "p50_ms": round(statistics.median(ordered) * 1000, 1),
+            "p90_ms": round(ordered[max(0, int(len(ordered) * 0.9) - 1)] * 1000, 1),
+            "max_ms": round(ordered[-1] * 1000, 1)}
+
+
+async def timed(session: aiohttp.ClientSession, method: str, path: str, expect: int,
+                **kwargs) -> tuple[float, dict]:
+    started = time.perf_counter()
+    async with session.request(method, path, **kwargs) as response:
+        body = await response.json()
+        assert response.status == expect, (response.status, body)
+    return time.perf_counter() - started, body
+
+
+async def run(plane: ControlPlane, apps: int) -> list[dict]:
+    names = [f"bench-{i}" for i in range(apps)]
+    created, destroyed = [], []
+    async with aiohttp.ClientSession(plane.url, headers={
+            "Authorization": f"Bearer {plane.token}"}) as session:
+        for name in names:
+            await timed(session, "POST", "/apps", 201, json={"name": name})
+        addons = {}
+        for name in names:
+            took, body = await timed(session, "POST", f"/apps/{name}/addons", 201,
+                                     json={"kind": "postgresql"})
+            created.append(took)
+            addons[name] = body["name"]
+        for name in names:
+            took, _ = await timed(session, "DELETE", f"/apps/{name}/addons/{addons[name]}", 200)
+            destroyed.append(took)
+    return [summary("create", created), summary("destroy", destroyed)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--apps", type=int, default=20)
+    args = parser.parse_args()
+    bindir = find_bindir()
+    if bindir is None:
+        print("no PostgreSQL server binaries: apt-get install postgresql", file=sys.stderr)
+        return 1
+    cluster = PostgresCluster(bindir, free_port()).start()
+    try:
+        home = Path(tempfile.mkdtemp(prefix="dynomesh-bench-addons-")) / "home"
+        plane = ControlPlane(home, environ={"DYNOMESH_ADDONS_DATABASE_URL": cluster.url})
+        plane.start()
+        try:
+            rows = asyncio.run(run(plane, args.apps))
+        finally:
+            plane.stop()
+    finally:
+        cluster.stop()
+    header = f"{'op':<8} {'count':>5} {'p50 ms':>8} {'p90 ms':>8} {'max ms':>8}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['op']:<8} {r['count']:>5} {r['p50_ms']:>8} {r['p90_ms']:>8} {r['max_ms']:>8}")
+    result = {"benchmark": "addons", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+              "notes": "PostgreSQL test cluster (fsync=off, trust auth), control plane on SQLite "
+                       "(synchronous=FULL); one request at a time",
+              "rows": rows}
+    out = ROOT / "bench" / "results" / "addons.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

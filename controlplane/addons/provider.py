@@ -1,0 +1,31 @@
+"""What an add-on provider is: the interface every kind (PostgreSQL now; Redis, S3 buckets
+later) implements, so the service, the API and the CLI never know which kind they handle.
+
+A provider makes and removes one resource per add-on, named by the platform
+(`naming.derive`), and says which config var carries the app's credentials to it. Both
+`provision` and `deprovision` are idempotent: after a crash the service calls them again with
+the same resource name and they finish what is missing, so no half-made resource is left that
+the user cannot remove.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class AddonProvider(Protocol):
+    kind: str        # what users type: `addons:create postgresql`
+    config_var: str  # the config var the app finds its resource by: DATABASE_URL
+
+    def location(self) -> str:
+        """Where its resources live, fit to show (never credentials): `127.0.0.1:5432`."""
+
+    async def check(self) -> None:
+        """Reach the provider's server; `ProviderUnavailable` when it cannot be reached."""
+
+    async def provision(self, resource: str) -> str:
+        """Make `resource` (or finish making it) with fresh credentials; -> the value of
+        `config_var` for the app. Raises `errors.AddonError` classes only."""
+
+    async def deprovision(self, resource: str) -> None:
+        """Remove `resource` and its credentials, whatever part of it exists."""

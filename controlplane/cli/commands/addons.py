@@ -1,0 +1,180 @@
+"""addons, addons:create, addons:info, addons:destroy, pg:psql."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+from controlplane.addons.urls import without_password
+from controlplane.cli.commands.apps import app_path
+from controlplane.cli.errors import CliError, Exit, usage
+from controlplane.cli.output import emit_json, table
+from controlplane.cli.registry import command, no_arguments, runs
+
+# Where Debian's and Ubuntu's postgresql-client packages put psql when it is not on PATH.
+PSQL_GLOB = "/usr/lib/postgresql/*/bin/psql"
+
+
+def addon_path(app: str, name: str) -> str:
+    return f"{app_path(app)}/addons/{quote(name, safe='')}"
+
+
+def _release_note(headers: dict) -> str:
+    release = headers.get("Dynomesh-Release")
+    return f", v{release}" if release else ""
+
+
+# --- addons ---
+
+addons_list = command("addons", "list an app's add-ons",
+                      example="dynomesh addons --app hello\ndynomesh addons --app hello --json",
+                      json=True)(no_arguments)
+
+
+@runs(addons_list)
+async def _(args, session):
+    name = session.app()
+    listed = await session.api.get(app_path(name) + "/addons")
+    if args.json:
+        return emit_json(listed)
+    if not listed:
+        print(f"{name} has no add-ons: `dynomesh addons:create postgresql --app {name}` "
+              "gives it a database")
+        return
+    table(["NAME", "KIND", "STATE", "CONFIG VAR", "CREATED"],
+          [[a["name"], a["kind"], a["state"], a["config_var"], a["created_at"]] for a in listed])
+    unfinished = [a for a in listed if a["state"] != "ready"]
+    for addon in unfinished:
+        print(f"{addon['name']} is {addon['state']} (interrupted): run `dynomesh addons:create "
+              f"{addon['kind']} --app {name}` or `dynomesh addons:destroy {addon['name']} "
+              f"--app {name} --confirm {name}` to finish", file=sys.stderr)
+
+
+# --- addons:create ---
+
+@command("addons:create", "give an app an add-on (postgresql: a database, as DATABASE_URL; "
+         "a new release)",
+         example="dynomesh addons:create postgresql --app hello", json=True)
+def addons_create(parser):
+    parser.add_argument("kind", metavar="KIND", help="the add-on's kind: postgresql")
+
+
+@runs(addons_create)
+async def _(args, session):
+    name = session.app()
+    print(f"Creating {args.kind} on {name}...", file=sys.stderr)
+    addon, headers = await session.api.call("POST", app_path(name) + "/addons",
+                                            json_body={"kind": args.kind})
+    if args.json:
+        return emit_json(addon)
+    print(f"Created {addon['name']} as {addon['config_var']} on {name}{_release_note(headers)}")
+    print(f"`dynomesh addons:info {addon['name']} --app {name}` shows it; "
+          f"`dynomesh pg:psql --app {name}` opens psql on it")
+
+
+# --- addons:info ---
+
+@command("addons:info", "show an add-on: kind, state, config var and where it lives",
+         example="dynomesh addons:info postgresql-3f9a1c --app hello", json=True)
+def addons_info(parser):
+    parser.add_argument("name", metavar="NAME", help="the add-on's name (`dynomesh addons`)")
+
+
+@runs(addons_info)
+async def _(args, session):
+    addon = await session.api.get(addon_path(session.app(), args.name))
+    if args.json:
+        return emit_json(addon)
+    value = addon["config_value"]
+    for label, shown in (("Name", addon["name"]), ("Kind", addon["kind"]),
+                         ("App", addon["app"]["name"]), ("State", addon["state"]),
+                         ("Config var", f"{addon['config_var']}={value}" if value
+                          else f"{addon['config_var']} (not set)"),
+                         ("Resource", addon["resource"]),
+                         ("Server", addon["location"] or "not configured on this platform"),
+                         ("Created", addon["created_at"])):
+        print(f"{label + ':':<12}{shown}")
+
+
+# --- addons:destroy ---
+
+@command("addons:destroy", "destroy an add-on and its data (postgresql: drops the database "
+         "and its role, unsets DATABASE_URL; a new release)",
+         example="dynomesh addons:destroy postgresql-3f9a1c --app hello --confirm hello")
+def addons_destroy(parser):
+    parser.add_argument("name", metavar="NAME", help="the add-on's name (`dynomesh addons`)")
+    parser.add_argument("--confirm", metavar="APP", help="the app's name again, to confirm")
+
+
+@runs(addons_destroy)
+async def _(args, session):
+    name = session.app()
+    if args.confirm != name:
+        raise usage(f"this destroys {args.name} and all its data for good. To go ahead, run: "
+                    f"dynomesh addons:destroy {args.name} --app {name} --confirm {name}")
+    addon, headers = await session.api.call("DELETE", addon_path(name, args.name))
+    print(f"Destroyed {addon['name']} on {name}: its {addon['kind']} resource is gone and "
+          f"{addon['config_var']} unset{_release_note(headers)}")
+
+
+# --- pg:psql ---
+
+@command("pg:psql", "open psql on the app's PostgreSQL add-on",
+         example="dynomesh pg:psql --app hello\n"
+                 "dynomesh pg:psql --app hello -c 'SELECT count(*) FROM notes'")
+def pg_psql(parser):
+    parser.add_argument("-c", "--command", metavar="SQL",
+                        help="run this SQL and exit instead of opening a prompt")
+
+
+def find_psql(path: str | None = None, pattern: str = PSQL_GLOB) -> str | None:
+    """psql on PATH, else the newest one the PostgreSQL client packages installed."""
+    found = shutil.which("psql", path=path)
+    if found:
+        return found
+
+    def version(candidate: str) -> int:
+        number = Path(candidate).parent.parent.name
+        return int(number) if number.isdigit() else 0
+
+    installed = sorted(glob.glob(pattern), key=version)
+    return installed[-1] if installed else None
+
+
+def psql_invocation(psql: str, url: str, sql: str | None,
+                    environ: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """psql's argv and environment for `url`: the password goes to psql through PGPASSWORD
+    (libpq reads it), not on a command line other users of the machine can see."""
+    bare, password = without_password(url)
+    env = dict(environ)
+    if password is not None:
+        env["PGPASSWORD"] = password
+    argv = [psql, bare] + (["-c", sql] if sql is not None else [])
+    return argv, env
+
+
+@runs(pg_psql)
+async def _(args, session):
+    name = session.app()
+    addons = [a for a in await session.api.get(app_path(name) + "/addons")
+              if a["kind"] == "postgresql"]
+    if not addons:
+        raise CliError(Exit.NOT_FOUND, f"{name} has no postgresql add-on: `dynomesh "
+                       f"addons:create postgresql --app {name}` makes one")
+    addon = addons[0]
+    if addon["state"] != "ready" or not addon["config_value"]:
+        raise CliError(Exit.REFUSED, f"{addon['name']} is {addon['state']}: finish it with "
+                       f"`dynomesh addons:create postgresql --app {name}` first")
+    psql = find_psql()
+    if psql is None:
+        raise CliError(Exit.USAGE, (
+            "psql is not installed: install the PostgreSQL client (Debian/Ubuntu: "
+            "`apt-get install postgresql-client`), or connect any client to the URL that "
+            f"`dynomesh config:get {addon['config_var']} --app {name}` prints"))
+    argv, env = psql_invocation(psql, addon["config_value"], args.command, dict(os.environ))
+    sys.stdout.flush()
+    os.execve(psql, argv, env)  # psql takes over this process: the terminal is its own

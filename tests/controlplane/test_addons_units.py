@@ -1,0 +1,133 @@
+"""The pure parts of add-ons: names derived from app names, URLs built, split and masked, the
+registry's kinds, and how `pg:psql` finds and runs psql."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from controlplane.addons import errors, naming, urls
+from controlplane.addons.registry import AddonRegistry
+from controlplane.cli.commands.addons import find_psql, psql_invocation
+
+pytestmark = pytest.mark.unit
+
+
+# --- names ---
+
+def test_names_carry_the_app_name_as_a_plain_identifier_and_a_random_suffix():
+    names = naming.derive("postgresql", "hello-world", random.Random(7))
+    assert names.name.startswith("postgresql-") and len(names.name) == len("postgresql-") + 6
+    suffix = names.name.removeprefix("postgresql-")
+    assert names.resource == f"app_hello_world_{suffix}"
+    assert naming.RESOURCE.match(names.resource)
+
+
+def test_the_longest_app_name_fits_postgresqls_identifier_limit():
+    names = naming.derive("postgresql", "a" + "b-" * 14 + "c", random.Random(1))
+    assert len(names.resource) <= 63
+    assert naming.RESOURCE.match(names.resource)
+
+
+def test_apps_that_differ_only_where_dashes_are_get_different_resources():
+    rng = random.Random(3)
+    first = naming.derive("postgresql", "ab-c", random.Random(3)).resource
+    second = naming.derive("postgresql", "a-bc", random.Random(3)).resource
+    assert first != second
+    assert naming.derive("postgresql", "ab-c", rng).resource != naming.derive(
+        "postgresql", "ab-c", rng).resource  # the same app twice: new suffixes
+
+
+def test_a_name_that_is_not_an_app_name_is_refused():
+    with pytest.raises(ValueError, match="invalid app name"):
+        naming.derive("postgresql", 'x"; DROP DATABASE postgres; --', random.Random(1))
+
+
+def test_identifiers_and_literals_are_quoted_whatever_they_hold():
+    assert naming.quote_identifier("app_a") == '"app_a"'
+    assert naming.quote_identifier('we"ird') == '"we""ird"'
+    assert naming.quote_literal("it's") == "'it''s'"
+    with pytest.raises(ValueError):
+        naming.quote_identifier("a\x00b")
+
+
+# --- URLs ---
+
+def test_the_server_address_names_no_credentials():
+    address = urls.server_address("postgresql://admin:s3cret@db.internal:6543/postgres")
+    assert str(address) == "db.internal:6543"
+    assert str(urls.server_address("postgres://admin@[::1]/postgres")) == "[::1]:5432"
+
+
+@pytest.mark.parametrize("bad", ["mysql://admin@h/db", "postgresql:///postgres",
+                                 "postgresql://admin:pw@h:99999/db", "not a url"])
+def test_a_bad_admin_url_is_refused_without_echoing_it(bad):
+    with pytest.raises(urls.BadUrl) as caught:
+        urls.server_address(bad)
+    assert "pw" not in str(caught.value) and "postgresql://USER:PASSWORD@HOST:PORT" in str(
+        caught.value)
+
+
+def test_an_apps_url_is_percent_encoded_and_splits_back():
+    address = urls.ServerAddress("127.0.0.1", 5433)
+    url = urls.database_url(address, "app_x_1", "p@ss:w/rd", "app_x_1")
+    assert url == "postgresql://app_x_1:p%40ss%3Aw%2Frd@127.0.0.1:5433/app_x_1"
+    bare, password = urls.without_password(url)
+    assert (bare, password) == ("postgresql://app_x_1@127.0.0.1:5433/app_x_1", "p@ss:w/rd")
+    assert urls.masked(url) == "postgresql://app_x_1:***@127.0.0.1:5433/app_x_1"
+    assert urls.without_password(bare) == (bare, None)
+
+
+def test_with_database_keeps_the_server_and_credentials():
+    assert urls.with_database("postgresql://a:b@h:1/postgres?sslmode=disable", "app_x") == \
+        "postgresql://a:b@h:1/app_x?sslmode=disable"
+
+
+# --- the registry ---
+
+class _Provider:
+    kind = "postgresql"
+    config_var = "DATABASE_URL"
+
+
+def test_unknown_kinds_are_refused_with_the_list_of_kinds():
+    with pytest.raises(errors.UnknownKind, match=r"no add-on kind 'redis': the kinds are "
+                                                 r"postgresql"):
+        AddonRegistry().provider("redis")
+
+
+def test_a_known_kind_without_a_server_says_how_to_configure_one():
+    with pytest.raises(errors.NotConfigured, match="--addons-database-url"):
+        AddonRegistry().provider("postgresql")
+
+
+def test_herokus_names_for_a_kind_are_accepted():
+    provider = _Provider()
+    registry = AddonRegistry({"postgresql": provider})
+    assert registry.provider("heroku-postgresql") is provider
+    assert registry.provider("PostgreSQL") is provider
+
+
+# --- pg:psql ---
+
+def test_psql_gets_the_password_through_its_environment_not_its_command_line():
+    argv, env = psql_invocation("/usr/bin/psql", "postgresql://r:secret@h:5/d", None,
+                                {"HOME": "/x"})
+    assert argv == ["/usr/bin/psql", "postgresql://r@h:5/d"]
+    assert env == {"HOME": "/x", "PGPASSWORD": "secret"}
+    argv, _ = psql_invocation("/usr/bin/psql", "postgresql://r:secret@h:5/d", "SELECT 1", {})
+    assert argv[-2:] == ["-c", "SELECT 1"] and not any("secret" in a for a in argv)
+
+
+def test_psql_is_found_on_path_else_in_the_newest_client_package(tmp_path):
+    assert find_psql(path=str(tmp_path), pattern=str(tmp_path / "none" / "*" / "psql")) is None
+    for version in ("9", "15", "13"):
+        binary = tmp_path / "lib" / version / "bin" / "psql"
+        binary.parent.mkdir(parents=True)
+        binary.write_text("#!/bin/sh\n")
+        binary.chmod(0o755)
+    newest = find_psql(path=str(tmp_path / "empty"), pattern=str(tmp_path / "lib/*/bin/psql"))
+    assert newest == str(tmp_path / "lib" / "15" / "bin" / "psql")
+    assert find_psql(path=str(tmp_path / "lib" / "9" / "bin"),
+                     pattern="/nonexistent/*") == str(tmp_path / "lib" / "9" / "bin" / "psql")
