@@ -72,7 +72,12 @@ async def test_request_lines_reach_the_log_and_an_outage_loses_only_what_did_not
         await tail.close()
         tail = None
 
-        control.kill()  # SIGKILL: what it had stored stays; nothing is in flight
+        # The tail shows lines once they are stored, a moment before the shipper reads the
+        # answer; killed in between, the control plane would see that batch again (at least
+        # once, docs/logs.md). Killed once the answer is in, nothing is in flight.
+        await wait_until(lambda: shipper.figures().shipped == 3 and not shipper.buffer.in_flight,
+                         timeout=20)
+        control.kill()  # SIGKILL: what it had stored stays
         during = [f"/during/{n:02d}" for n in range(40)]
         for start in range(0, 40, 5):
             await requests(router, client, during[start:start + 5])
