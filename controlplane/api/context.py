@@ -9,6 +9,7 @@ from aiohttp import web
 
 from controlplane.applog import AppLog
 from controlplane.config import ControlConfig
+from controlplane.drains.service import DrainService
 from controlplane.feeds.hub import AssignmentHub, RouteHub
 from controlplane.feeds.progress import RouteFollowers
 from controlplane.logs import LogService
@@ -28,6 +29,7 @@ class ApiContext:
     node_id: str
     leading: asyncio.Event  # set while this node runs the scheduler
     logs: LogService
+    drains: DrainService
 
 
 CONTEXT = web.AppKey("context", ApiContext)
