@@ -71,6 +71,8 @@ class DrainDelivery:
         self.cursor = drain.cursor  # the newest seq the receiver has
         # Figures of this node's delivery (the lease's totals are added by the service).
         self.retries = 0
+        # Set after every attempt, whatever came of it, for whoever watches (tests, benches).
+        self.attempted = asyncio.Event()
         self.last_error: str | None = None
         self.last_error_at: float | None = None
 
@@ -136,12 +138,14 @@ class DrainDelivery:
                     self.retries += 1
                     self.last_error = str(exc)
                     self.last_error_at = self._clock()
+                    self.attempted.set()
                     await asyncio.sleep(backoff.next_delay())
                     continue
                 backoff.reset()
                 self.buffer.delivered()
                 self.cursor = max(self.cursor, newest)
                 self._batch = None
+                self.attempted.set()
         finally:
             await self._transport.aclose()
 

@@ -4,7 +4,7 @@ One line of the app's stream, `2026-11-26T12:00:00.123456+00:00 app[web.1]: GET 
 leaves as one frame (RFC 6587 section 3.4.1, octet counting: the message's length in bytes, a
 space, the message):
 
-    82 <190>1 2026-11-26T12:00:00.123456+00:00 hello app web.1 - GET / 200\n
+    68 <190>1 2026-11-26T12:00:00.123456+00:00 hello app web.1 - GET / 200\n
 
 The message is `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID MSG`, shaped the way Heroku's
 Logplex sends it, so that receivers written for Heroku (Papertrail, Datadog, logplex parsers)

@@ -106,12 +106,13 @@ class HttpsTransport:
         import aiohttp
 
         if self._session is None:
+            headers = {"User-Agent": USER_AGENT, "Content-Type": CONTENT_TYPE,
+                       "Logplex-Drain-Token": self._token}
+            if self._auth:
+                headers["Authorization"] = aiohttp.encode_basic_auth(*self._auth)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._ssl if self._ssl else True, limit=1),
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-                auth=aiohttp.BasicAuth(*self._auth) if self._auth else None,
-                headers={"User-Agent": USER_AGENT, "Content-Type": CONTENT_TYPE,
-                         "Logplex-Drain-Token": self._token})
+                timeout=aiohttp.ClientTimeout(total=self._timeout), headers=headers)
         return self._session
 
     async def send(self, batch: Batch) -> None:
