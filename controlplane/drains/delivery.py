@@ -53,7 +53,8 @@ class DeliverySettings:
 class DrainDelivery:
     def __init__(self, drain: Drain, transport: Transport, settings: DeliverySettings, *,
                  clock: Callable[[], float], on_notice: Callable[[LogEntry], None],
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 attempted: asyncio.Event | None = None) -> None:
         self.drain = drain
         self.app_id = drain.app_id
         self._transport = transport
@@ -72,7 +73,7 @@ class DrainDelivery:
         # Figures of this node's delivery (the lease's totals are added by the service).
         self.retries = 0
         # Set after every attempt, whatever came of it, for whoever watches (tests, benches).
-        self.attempted = asyncio.Event()
+        self.attempted = attempted or asyncio.Event()
         self.last_error: str | None = None
         self.last_error_at: float | None = None
 

@@ -101,6 +101,8 @@ class DrainService:
         self._running: dict[str, _Running] = {}
         self._wake = asyncio.Event()
         self._renewed_at: float | None = None
+        # Set after every lease pass and every delivery attempt, for whoever watches.
+        self.progress = asyncio.Event()
 
     async def start(self) -> None:
         if self._store.db.shared:
@@ -131,6 +133,7 @@ class DrainService:
         while True:
             self._wake.clear()
             await self._pass()
+            self.progress.set()
             await wait_event(self._wake, lease.renew)
 
     async def _pass(self) -> None:
@@ -172,7 +175,7 @@ class DrainService:
         transport = transport_for(target, drain.token, self._tls, timeout=settings.timeout)
         delivery = DrainDelivery(drain, transport, settings, clock=self._clock,
                                  on_notice=lambda notice: self._notice(drain, notice),
-                                 rng=self._rng)
+                                 rng=self._rng, attempted=self.progress)
         self._hub.add(delivery)
         try:
             entries, head = await self._store.logs.after(drain.app_id, drain.cursor)
