@@ -81,7 +81,7 @@ class SyslogReceiver(_Counted):
         super().__init__()
         self.context = context
         self.stalled = stalled
-        self.raw = b""  # every byte received, in order
+        self.raw = bytearray()  # every byte received, in order
         self.port = 0
         self.connections: list[asyncio.Transport] = []
         self._server: asyncio.Server | None = None

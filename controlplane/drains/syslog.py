@@ -66,8 +66,21 @@ def frame(msg: bytes) -> bytes:
 
 
 def frames(entries: Iterable[LogEntry], host: str) -> bytes:
-    """Consecutive frames: a syslog drain's bytes, or an HTTPS drain's POST body."""
-    return b"".join(frame(message(entry, host)) for entry in entries)
+    """Consecutive frames: a syslog drain's bytes, or an HTTPS drain's POST body. Equal to
+    joining `frame(message(e, host))`; the header of each (source, process) is built once."""
+    heads: dict[tuple[str, str], tuple[str, str]] = {}
+    out: list[bytes] = []
+    for entry in entries:
+        key = (entry.source, entry.process)
+        head = heads.get(key)
+        if head is None or entry.process == "logs":  # an L10 notice has its own priority
+            head = (f"<{priority(entry.source, entry.process, entry.text)}>1 ",
+                    f" {host} {_field(entry.source, _APP_NAME_MAX)} "
+                    f"{_field(entry.process, _PROCID_MAX)} - ")
+            heads[key] = head
+        msg = f"{head[0]}{entry.at}{head[1]}{entry.text}\n".encode("utf-8", "replace")
+        out.append(b"%d %s" % (len(msg), msg))
+    return b"".join(out)
 
 
 def parse_frames(data: bytes) -> tuple[list[bytes], bytes]:

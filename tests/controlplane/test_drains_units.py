@@ -223,3 +223,12 @@ def test_totals_add_up_across_owners_and_keep_the_newest_error():
     assert before.plus(DrainStats(5, 0, 0)) == DrainStats(15, 2, 1, "refused", 50.0)
     assert before.plus(DrainStats(1, 1, 1, "timed out", 60.0)) == \
         DrainStats(11, 3, 2, "timed out", 60.0)
+
+
+def test_frames_of_many_lines_are_each_lines_frame():
+    lines = [entry(1), entry(2, source="heroku", process="router"), entry(3),
+             entry(4, "Error L10 (output buffer overflow): 2 messages dropped since x.",
+                   source="heroku", process="logs"),
+             entry(5, "Error R14 (Memory quota exceeded)", source="heroku", process="logs"),
+             entry(6, "ünïcode")]
+    assert frames(lines, "hello") == b"".join(frame(message(e, "hello")) for e in lines)
