@@ -11,7 +11,8 @@ Receivers are this process's (tests/drainreceivers.py: they parse every frame), 
   1000 router lines for `--seconds`, first with no drain, then with a syslog and an HTTPS drain
   on the app; reported: lines stored per second, lines per second each drain delivered (from
   the first post to its last line), and the control plane's CPU time per 1000 lines in each
-  run.
+  run; then the same with both drains' receivers gone bad (one accepts and never reads, one is
+  not listening): lines stored per second, the lines the drains dropped, and the CPU.
 
 Bounded by --lines, --seconds and --timeout. Prints a table and writes bench/results/drains.json.
 
@@ -44,6 +45,7 @@ from controlplane.store.logs import LogEntry  # noqa: E402
 from controlplane.store.models import Drain, DrainStats  # noqa: E402
 from dynomesh import logline  # noqa: E402
 from dynomesh.tasks import cancel_and_wait  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 from tests.controlplane.harness import ControlPlane  # noqa: E402
 from tests.drainreceivers import HttpsReceiver, SyslogReceiver, tls_pair  # noqa: E402
 
@@ -124,9 +126,11 @@ async def through_control(args) -> dict:
     (work / "ca.pem").write_bytes(ca_pem)
     plane = ControlPlane(work / "home", extra_args=(
         "--drain-ca-file", str(work / "ca.pem"), "--drain-buffer", "100000"))
+    # (100 000 lines: the healthy drains never drop while the posters run ahead of them.)
     await asyncio.to_thread(plane.start)
     syslog = await SyslogReceiver().start()
     https = await HttpsReceiver(server).start()
+    stuck = await SyslogReceiver(stalled=True).start()
     rows = {}
     try:
         auth = {"Authorization": f"Bearer {plane.token}"}
@@ -166,9 +170,31 @@ async def through_control(args) -> dict:
                 "last_line_after_posting_s": {name: round(seconds - posted, 3)
                                               for name, seconds in arrived.items()},
                 "dropped": sum(d["delivery"]["dropped"] for d in drains)}
+            # The same two drains' receivers gone bad: one never reads, one is not there.
+            for drain in drains:
+                async with session.delete(f"/apps/bench/drains/{drain['id']}",
+                                          headers=auth) as r:
+                    assert r.status == 200
+            for url in (stuck.url, f"syslog://127.0.0.1:{free_port()}"):
+                async with session.post("/apps/bench/drains", json={"url": url},
+                                        headers=auth) as r:
+                    assert r.status == 201, await r.text()
+            before = cpu_seconds(plane.process.pid)
+            began = time.perf_counter()
+            stored = await post_for(session, token, args.seconds, args.posters)
+            elapsed = time.perf_counter() - began
+            cpu = cpu_seconds(plane.process.pid) - before
+            async with session.get("/apps/bench/drains", headers=auth) as r:
+                drains = await r.json()
+            rows["two_dead_drains"] = {
+                "lines": stored, "lines_per_s": round(stored / elapsed),
+                "cpu_ms_per_1000_lines": round(cpu / stored * 1e6, 1),
+                "dropped": sum(d["delivery"]["dropped"] for d in drains),
+                "retries": sum(d["delivery"]["retries"] for d in drains)}
     finally:
         await syslog.stop()
         await https.stop()
+        await stuck.stop()
         plane.stop()
     return rows
 
