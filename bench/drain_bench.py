@@ -49,18 +49,12 @@ from tests.conftest import free_port  # noqa: E402
 from tests.controlplane.harness import ControlPlane  # noqa: E402
 from tests.drainreceivers import HttpsReceiver, SyslogReceiver, tls_pair  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from logs_bench import ROUTER_TEXT as LOGS_ROUTER_TEXT, cpu_seconds  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "drains.json"
-TICKS = os.sysconf("SC_CLK_TCK")
-# A typical router line's text (about 230 bytes with its timestamp), as in logs_bench.py.
-ROUTER_TEXT = ('at=info method=GET path="/items/42?page=2" host=bench.localhost '
-               'request_id=0b4b8d1e-5c3a-4f7e-9a55-3c8f1b7e9d21 fwd="203.0.113.7" dyno=web.1 '
-               'connect=0ms service=3ms status=200 bytes=1432 protocol=http')
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text()
-    rest = fields[fields.rindex(")") + 2:].split()
-    return (int(rest[11]) + int(rest[12])) / TICKS
+# A typical router line's text (about 230 bytes with its timestamp), as logs_bench.py posts.
+ROUTER_TEXT = LOGS_ROUTER_TEXT.format(n=0)
 
 
 # --- one drain alone ---
@@ -120,6 +114,18 @@ async def post_for(session, token: str, seconds: float, posters: int) -> int:
     return stored
 
 
+async def measured(plane: ControlPlane, session, token: str, args) -> dict:
+    """One posting run: lines stored, per second, and the control plane's CPU per 1000."""
+    before = cpu_seconds(plane.process.pid)
+    began = time.perf_counter()
+    stored = await post_for(session, token, args.seconds, args.posters)
+    elapsed = time.perf_counter() - began
+    cpu = cpu_seconds(plane.process.pid) - before
+    return {"lines": stored, "lines_per_s": round(stored / elapsed),
+            "cpu_ms_per_1000_lines": round(cpu / stored * 1e6, 1), "began": began,
+            "posted": elapsed}
+
+
 async def through_control(args) -> dict:
     server, _, ca_pem = tls_pair()
     work = Path(tempfile.mkdtemp(prefix="dynomesh-bench-drains-"))
@@ -140,34 +146,23 @@ async def through_control(args) -> dict:
             async with session.post("/tokens", json={"role": "router"}, headers=auth) as r:
                 token = (await r.json())["token"]
             await post_for(session, token, 1.0, args.posters)  # warm-up
-            before = cpu_seconds(plane.process.pid)
-            began = time.perf_counter()
-            stored = await post_for(session, token, args.seconds, args.posters)
-            elapsed = time.perf_counter() - began
-            cpu = cpu_seconds(plane.process.pid) - before
-            rows["no_drain"] = {"lines": stored, "lines_per_s": round(stored / elapsed),
-                                "cpu_ms_per_1000_lines": round(cpu / stored * 1e6, 1)}
+            rows["no_drain"] = await measured(plane, session, token, args)
             for url in (syslog.url, https.url()):
                 async with session.post("/apps/bench/drains", json={"url": url},
                                         headers=auth) as r:
                     assert r.status == 201, await r.text()
-            before = cpu_seconds(plane.process.pid)
-            began = time.perf_counter()
-            stored = await post_for(session, token, args.seconds, args.posters)
-            posted = time.perf_counter() - began
+            row = await measured(plane, session, token, args)
             arrived = {}
             for name, receiver in (("syslog", syslog), ("https", https)):
-                await receiver.wait_for(stored, args.timeout)
-                arrived[name] = time.perf_counter() - began
-            cpu = cpu_seconds(plane.process.pid) - before
+                await receiver.wait_for(row["lines"], args.timeout)
+                arrived[name] = time.perf_counter() - row["began"]
             async with session.get("/apps/bench/drains", headers=auth) as r:
                 drains = await r.json()
             rows["two_drains"] = {
-                "lines": stored, "lines_per_s": round(stored / posted),
-                "cpu_ms_per_1000_lines": round(cpu / stored * 1e6, 1),
-                "delivered_lines_per_s": {name: round(stored / seconds)
+                **row,
+                "delivered_lines_per_s": {name: round(row["lines"] / seconds)
                                           for name, seconds in arrived.items()},
-                "last_line_after_posting_s": {name: round(seconds - posted, 3)
+                "last_line_after_posting_s": {name: round(seconds - row["posted"], 3)
                                               for name, seconds in arrived.items()},
                 "dropped": sum(d["delivery"]["dropped"] for d in drains)}
             # The same two drains' receivers gone bad: one never reads, one is not there.
@@ -179,16 +174,11 @@ async def through_control(args) -> dict:
                 async with session.post("/apps/bench/drains", json={"url": url},
                                         headers=auth) as r:
                     assert r.status == 201, await r.text()
-            before = cpu_seconds(plane.process.pid)
-            began = time.perf_counter()
-            stored = await post_for(session, token, args.seconds, args.posters)
-            elapsed = time.perf_counter() - began
-            cpu = cpu_seconds(plane.process.pid) - before
+            row = await measured(plane, session, token, args)
             async with session.get("/apps/bench/drains", headers=auth) as r:
                 drains = await r.json()
             rows["two_dead_drains"] = {
-                "lines": stored, "lines_per_s": round(stored / elapsed),
-                "cpu_ms_per_1000_lines": round(cpu / stored * 1e6, 1),
+                **row,
                 "dropped": sum(d["delivery"]["dropped"] for d in drains),
                 "retries": sum(d["delivery"]["retries"] for d in drains)}
     finally:
@@ -196,6 +186,8 @@ async def through_control(args) -> dict:
         await https.stop()
         await stuck.stop()
         plane.stop()
+    for row in rows.values():
+        del row["began"]
     return rows
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dynomesh.backoff import BackoffPolicy
-from controlplane.drains.buffer import NOTICE_SEQ, BufferLimits, DrainBuffer
+from controlplane.drains.buffer import BufferLimits, DrainBuffer
 from controlplane.drains.syslog import frames
 from controlplane.drains.transport import Batch, DeliveryFailed, Transport
 from controlplane.logs.lines import Rendered

@@ -179,3 +179,18 @@ async def node_factory(database_url, api_factory):
 @pytest.fixture
 async def api(api_factory) -> Api:
     return await api_factory()
+
+
+@pytest.fixture
+async def receivers():
+    """Factory: a drain receiver (tests/drainreceivers.py) started on loopback, stopped at
+    teardown: `await receivers(SyslogReceiver, context)`."""
+    made: list = []
+
+    async def factory(kind, *args, **kwargs):
+        made.append(await kind(*args, **kwargs).start())
+        return made[-1]
+
+    yield factory
+    for receiver in made:
+        await receiver.stop()

@@ -84,19 +84,6 @@ async def running():
         await each.close()
 
 
-@pytest.fixture
-async def receivers():
-    made: list = []
-
-    async def factory(kind, *args, **kwargs):
-        made.append(await kind(*args, **kwargs).start())
-        return made[-1]
-
-    yield factory
-    for receiver in made:
-        await receiver.stop()
-
-
 async def test_a_syslog_drain_gets_each_line_as_an_octet_counted_rfc5424_frame(running,
                                                                                  receivers):
     receiver = await receivers(SyslogReceiver)

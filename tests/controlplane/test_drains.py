@@ -8,7 +8,6 @@ import asyncio
 import re
 
 import aiohttp
-import pytest
 
 from controlplane.store.models import Role
 from dynomesh import logline
@@ -17,19 +16,6 @@ from tests.controlplane.logtail import BASE, Tail, line, post, texts
 from tests.drainreceivers import HttpsReceiver, SyslogReceiver, tls_pair
 
 WAIT = 20.0
-
-
-@pytest.fixture
-async def receivers():
-    made: list = []
-
-    async def factory(kind, *args, **kwargs):
-        made.append(await kind(*args, **kwargs).start())
-        return made[-1]
-
-    yield factory
-    for receiver in made:
-        await receiver.stop()
 
 
 async def add_drain(api, url: str, app: str = "hello") -> dict:
