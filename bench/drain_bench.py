@@ -12,7 +12,8 @@ Receivers are this process's (tests/drainreceivers.py: they parse every frame), 
   on the app; reported: lines stored per second, lines per second each drain delivered (from
   the first post to its last line), and the control plane's CPU time per 1000 lines in each
   run; then the same with both drains' receivers gone bad (one accepts and never reads, one is
-  not listening): lines stored per second, the lines the drains dropped, and the CPU.
+  not listening): lines stored per second, the lines the drains dropped, and the CPU; and
+  last with no drain again, to show how much the runs drift on their own.
 
 Bounded by --lines, --seconds and --timeout. Prints a table and writes bench/results/drains.json.
 
@@ -181,13 +182,20 @@ async def through_control(args) -> dict:
                 **row,
                 "dropped": sum(d["delivery"]["dropped"] for d in drains),
                 "retries": sum(d["delivery"]["retries"] for d in drains)}
+            # No drain again: how much the runs drift on their own (the database grows, the
+            # machine's other work comes and goes).
+            for drain in drains:
+                async with session.delete(f"/apps/bench/drains/{drain['id']}",
+                                          headers=auth) as r:
+                    assert r.status == 200
+            rows["no_drain_again"] = await measured(plane, session, token, args)
     finally:
         await syslog.stop()
         await https.stop()
         await stuck.stop()
         plane.stop()
     for row in rows.values():
-        del row["began"]
+        del row["began"], row["posted"]
     return rows
 
 
