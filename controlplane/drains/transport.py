@@ -10,7 +10,7 @@ never a stuck task.
   to back (RFC 6587 octet counting). A batch is sent once the kernel took all of it; a
   receiver that closed the connection is noticed before the next batch and reconnected to.
 - **HTTPS** (`HttpsTransport`): one POST per batch with Logplex's headers; any 2xx is
-  success. A batch sent again keeps its `Logplex-Frame-Id`, so a receiver can tell a retry
+  success (a redirect is not followed). A batch sent again keeps its `Logplex-Frame-Id`, so a receiver can tell a retry
   from new lines.
 """
 
@@ -121,7 +121,9 @@ class HttpsTransport:
         session = self._open()
         headers = {"Logplex-Msg-Count": str(batch.count), "Logplex-Frame-Id": batch.frame_id}
         try:
-            async with session.post(self._url, data=batch.payload, headers=headers) as response:
+            # A redirect is not followed: it would turn the POST into a GET elsewhere.
+            async with session.post(self._url, data=batch.payload, headers=headers,
+                                    allow_redirects=False) as response:
                 await response.read()
                 status = response.status
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
