@@ -134,24 +134,36 @@ class DrainService:
             self._wake.clear()
             await self._pass()
             self.progress.set()
-            await wait_event(self._wake, lease.renew)
+            pause = lease.renew
+            if self._running and self._renewed_at is not None:
+                # After failed renewals, the next pass comes by the time to stop at the latest.
+                pause = min(pause, max(0.0, lease.stop_by(self._renewed_at) - self._clock()))
+            await wait_event(self._wake, pause)
 
     async def _pass(self) -> None:
         lease = self.settings.lease
         now = self._clock()
+        for drain_id in [d for d, r in self._running.items() if r.task.done()]:
+            await self._stop(drain_id)  # its task ended of a bug (logged): claimed afresh later
+        # While delivering, the renewal must be done by the time this node has to stop: a
+        # database that hangs counts as one that fails.
+        budget = (lease.stop_by(self._renewed_at) - now
+                  if self._running and self._renewed_at is not None else None)
         try:
-            kept = await self._store.drains.renew(self.node_id, now, lease.ttl, self._held())
-            claimed = await self._store.drains.claim(self.node_id, now, lease.ttl,
-                                                     limit=CLAIM_BATCH)
-        except errors.StoreError as exc:
-            if self._running and (self._renewed_at is None
-                                  or self._clock() >= lease.stop_by(self._renewed_at)):
+            async with asyncio.timeout(None if budget is None else max(budget, 0.0)):
+                kept = await self._store.drains.renew(self.node_id, now, lease.ttl,
+                                                      self._held())
+                claimed = await self._store.drains.claim(self.node_id, now, lease.ttl,
+                                                         limit=CLAIM_BATCH)
+        except (errors.StoreError, TimeoutError) as exc:
+            reason = str(exc) or "no answer in time"
+            if self._running and (budget is None or self._clock() - now >= budget):
                 log.warning("drains: cannot renew this node's drain leases (%s); stopping "
-                            "their delivery before another node takes them over", exc)
+                            "their delivery before another node takes them over", reason)
                 for drain_id in list(self._running):
                     await self._stop(drain_id)
             else:
-                log.warning("drains: cannot renew or claim drain leases: %s", exc)
+                log.warning("drains: cannot renew or claim drain leases: %s", reason)
             return
         self._renewed_at = now
         for drain_id in [d for d in self._running if d not in kept]:

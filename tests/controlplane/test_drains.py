@@ -282,3 +282,19 @@ async def _until_recorded(node: ControlPlane, token: str, *, sent: int) -> None:
     async with asyncio.timeout(WAIT):
         while (await _get(node, token, "/apps/hello/drains"))[0]["delivery"]["sent"] < sent:
             await asyncio.sleep(0.1)
+
+
+async def test_a_node_that_cannot_renew_stops_delivering_before_its_lease_ends(api_factory,
+                                                                                receivers):
+    api = await api_factory(drain_lease=0.6)  # renewed every 0.2 s
+    await api.call("POST", "/apps", json={"name": "hello"})
+    receiver = await receivers(SyslogReceiver)
+    await add_drain(api, receiver.url)
+    await until(api, async_all(api, lambda d: d["node"] == api.node.node_id))
+    assert len(api.node.drains.deliveries()) == 1
+    await api.store.close()  # the database is gone for this node: no renewal can succeed
+
+    async def stopped() -> bool:
+        return not api.node.drains.deliveries()
+
+    await until(api, stopped)  # so that another node may take the drain over
