@@ -241,6 +241,7 @@ class Target:
 
 TARGETS = [Target("direct", None), Target("nginx", "nginx"), Target("haproxy", "haproxy"),
            Target("caddy", "caddy"), Target("dynomesh", None), Target("dynomesh-ship", None),
+           Target("dynomesh-ship-drains", None),
            # The router on its pure-Python twins (router/compiled.py), beside the compiled one.
            Target("dynomesh-pure", None, env={"DYNOMESH_PURE_PYTHON": "1"})]
 
@@ -249,8 +250,9 @@ class LogControlPlane:
     """For dynomesh-ship: a `dynomesh control` (SQLite) on the load core that the router ships
     its lines to, with the app and a router token."""
 
-    def __init__(self, work: Path) -> None:
-        self.home = work / "control"
+    def __init__(self, work: Path, name: str = "control", drains: tuple[str, ...] = ()) -> None:
+        self.home = work / name
+        self.drains = drains  # drain URLs added to app1
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -271,6 +273,8 @@ class LogControlPlane:
         threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
         user = json.loads((self.home / "credentials.json").read_text())["token"]
         self._call("POST", "/apps", user, {"name": "app1"})
+        for url in self.drains:
+            self._call("POST", "/apps/app1/drains", user, {"url": url})
         token = self._call("POST", "/tokens", user, {"role": "router"})["token"]
         token_file = self.home / "router.token"
         token_file.write_text(token + "\n")
@@ -471,12 +475,12 @@ def summarise(runs: list[list[Result]]) -> list[dict]:
 
 
 def print_table(rows: list[dict], runs: int) -> None:
-    print(f"\n{'target':<13} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>11}"
+    print(f"\n{'target':<20} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU µs/req':>11}"
           f" {'(min-max)':>13} {'× nginx':>8} {'errors':>7}")
     for row in rows:
         cpu = row["cpu_us_per_request"]
         spread = f"{row['cpu_us_min']:.1f}-{row['cpu_us_max']:.1f}" if cpu and runs > 1 else ""
-        print(f"{row['target']:<13} {row['rps']:>9} {row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f} "
+        print(f"{row['target']:<20} {row['rps']:>9} {row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f} "
               f"{cpu if cpu is not None else '-':>11} {spread:>13} "
               f"{row['ratio_to_nginx'] if row['ratio_to_nginx'] else '-':>8} {row['errors']:>7}")
 
@@ -533,19 +537,29 @@ def main() -> int:
     runs: list[list[Result]] = []
     with tempfile.TemporaryDirectory(prefix="dynomesh-bench-") as tmp:
         work = Path(tmp)
-        control = None
-        ship = next((t for t in targets if t.name == "dynomesh-ship"), None)
-        if ship is not None:
-            control = LogControlPlane(work)
-            ship.extra = control.start()
+        controls: list[LogControlPlane] = []
+        # dynomesh-ship-drains: app1 has two log drains whose receivers are gone bad, one
+        # that accepts and never reads (a listening socket nobody accepts from) and one that
+        # is not listening; the router's work should not change at all.
+        stuck = socket.socket()
+        stuck.bind(("127.0.0.1", 0))
+        stuck.listen(1)
+        drains = (f"syslog://127.0.0.1:{stuck.getsockname()[1]}",
+                  f"syslog://127.0.0.1:{free_port()}")
+        for target in targets:
+            if target.name in ("dynomesh-ship", "dynomesh-ship-drains"):
+                controls.append(LogControlPlane(
+                    work, target.name, drains if target.name.endswith("drains") else ()))
+                target.extra = controls[-1].start()
         try:
             with Backend(work) as backend:
                 runs = run_rounds(targets, work, backend.port, args)
-            if control is not None and control.lines_stored() == 0:
+            if any(control.lines_stored() == 0 for control in controls):
                 raise RuntimeError("dynomesh-ship: no line reached the control plane")
         finally:
-            if control is not None:
+            for control in controls:
                 control.stop()
+            stuck.close()
     rows = summarise(runs)
     print_table(rows, args.runs)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -74,6 +74,13 @@ class ControlConfig:
     # with CREATEDB and CREATEROLE); None: `addons:create postgresql` says how to give one.
     # Not in repr: its password must never reach a log.
     addons_database_url: str | None = field(default=None, repr=False)
+    # Lines a log drain holds for a receiver that is slow or away before it drops them (L10).
+    drain_buffer: int = 10_000
+    # A drain's delivery lease: the node delivering it renews it every third of this; when
+    # that node dies, another takes its drains over after this long.
+    drain_lease: float = 10.0
+    # PEM certificates trusted for syslog+tls and https drains besides the system's.
+    drain_ca_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port <= 65535 or not 1 <= self.router_port <= 65535:
@@ -92,6 +99,13 @@ class ControlConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must not be negative")
         if self.tail_buffer < 1:
             raise ValueError("--tail-buffer must be at least 1 line")
+        if self.drain_buffer < 2:
+            raise ValueError("--drain-buffer must be at least 2 lines")
+        if not self.drain_lease >= 0.3:
+            raise ValueError("--drain-lease must be at least 0.3 seconds")
+        if self.drain_ca_file is not None and not self.drain_ca_file.is_file():
+            raise ValueError(f"--drain-ca-file {self.drain_ca_file}: no such file (give a PEM "
+                             "file of the CA certificates to trust for drains)")
         if self.public_url is not None and not self.public_url.startswith(
                 ("http://", "https://")):
             raise ValueError(f"--public-url must be an http:// or https:// URL, got "

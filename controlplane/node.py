@@ -17,6 +17,9 @@ from controlplane.addons import AddonService, build_registry
 from controlplane.api import ApiContext, make_app
 from controlplane.applog import AppLog, StreamAppLog, TeeAppLog
 from controlplane.config import ControlConfig
+from controlplane.drains.buffer import BufferLimits
+from controlplane.drains.delivery import DeliverySettings
+from controlplane.drains.service import DrainService, DrainSettings, LeaseTimes
 from controlplane.feeds.hub import AssignmentHub, RouteHub
 from controlplane.feeds.progress import NodePresence, RouteFollowers
 from controlplane.logs import LogService
@@ -31,6 +34,12 @@ log = logging.getLogger("dynomesh.control")
 LOG_FLUSH_TIMEOUT = 5.0
 
 
+def drain_settings(config: ControlConfig) -> DrainSettings:
+    lease = LeaseTimes(config.drain_lease, config.drain_lease / 3)
+    return DrainSettings(lease, DeliverySettings(BufferLimits(lines=config.drain_buffer)),
+                         config.drain_ca_file)
+
+
 class ControlNode:
     def __init__(self, config: ControlConfig, store: Store, slugs: SlugStorage, *,
                  applog: AppLog, node_id: str | None = None,
@@ -42,6 +51,8 @@ class ControlNode:
         self.applog = applog  # as given (stdout); the node's lines also go to the log stream
         self.logs = LogService(store)
         app_log = TeeAppLog(applog, StreamAppLog(self.logs.ingest))
+        self.drains = DrainService(store, self.logs.hub, app_log, self.node_id,
+                                   drain_settings(config), clock=clock, rng=rng)
         history = config.change_history
         self.routes = RouteHub(store.db, base_domain=config.base_domain, history=history)
         self.assignments = AssignmentHub(store.db, history=history)
@@ -58,7 +69,8 @@ class ControlNode:
         self.context = ApiContext(config, store, slugs, self.routes, self.assignments,
                                   self.followers, app_log, self.node_id,
                                   self.scheduler.leading, self.logs,
-                                  AddonService(store, build_registry(config.addons_database_url)))
+                                  AddonService(store, build_registry(config.addons_database_url)),
+                                  self.drains)
         self._tasks: list[asyncio.Task] = []
         # Set when a task of this node died of a bug: a node whose feeds or scheduler stopped
         # must not keep answering as if it were healthy; `dynomesh control` exits instead.
@@ -72,8 +84,10 @@ class ControlNode:
         await self.routes.start()
         await self.assignments.start()
         await self.logs.start()
+        await self.drains.start()
         runners = {"route-hub": self.routes.run(), "assignment-hub": self.assignments.run(),
-                   "scheduler": self.scheduler.run(), **self.logs.runners()}
+                   "scheduler": self.scheduler.run(), "drains": self.drains.run(),
+                   **self.logs.runners()}
         if self.presence is not None:
             runners["presence"] = self.presence.run()
         for name, coroutine in runners.items():
@@ -107,6 +121,13 @@ class ControlNode:
         await self.close_feeds()
         if self._tasks and not await self.logs.flush(LOG_FLUSH_TIMEOUT):
             log.warning("control: log lines taken in were not all stored before stopping")
+        drains = next((t for t in self._tasks if t.get_name() == "drains"), None)
+        if drains is not None:
+            try:
+                await cancel_and_wait(drains)  # no claims while the drains are given back
+            except Exception:
+                pass  # logged when it happened (`_died`), and the node marked failed
+            await self.drains.stop()
         for task in self._tasks:
             try:
                 await cancel_and_wait(task)

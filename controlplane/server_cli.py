@@ -91,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tail-buffer", type=int, default=5_000, metavar="LINES",
                         help="lines a `dynomesh logs --tail` session may fall behind before it "
                              "is cut off (default 5000)")
+    drains = parser.add_argument_group("log drains")
+    drains.add_argument("--drain-buffer", type=int, default=10_000, metavar="LINES",
+                        help="lines a drain holds while its receiver is slow or away, then "
+                             "drops and counts (L10) (default 10000)")
+    drains.add_argument("--drain-lease", type=_seconds, default=10.0, metavar="S",
+                        help="a control node that dies loses its drains to another after "
+                             "this long (default 10)")
+    drains.add_argument("--drain-ca-file", type=Path, default=None, metavar="PEM",
+                        help="CA certificates to trust for syslog+tls:// and https:// drains, "
+                             "besides the system's (a private CA)")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
     return parser
@@ -111,7 +121,9 @@ def main(argv: list[str]) -> int:
             startup_grace=args.startup_grace, take_out_grace=args.take_out_grace,
             take_out_timeout=args.take_out_timeout, feed_heartbeat=args.feed_heartbeat,
             public_url=args.public_url, tail_buffer=args.tail_buffer,
-            addons_database_url=args.addons_database_url)
+            addons_database_url=args.addons_database_url,
+            drain_buffer=args.drain_buffer, drain_lease=args.drain_lease,
+            drain_ca_file=args.drain_ca_file)
         ready = Readiness.from_environ()
     except ValueError as exc:
         parser.error(str(exc))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controlplane.api import addons, apps, dynos, feeds, logs, releases, tokens, vms
+from controlplane.api import addons, apps, drains, dynos, feeds, logs, releases, tokens, vms
 from controlplane.api.auth import auth_middleware
 from controlplane.api.bodies import MAX_REPORT_BYTES
 from controlplane.api.context import CONTEXT, ApiContext
@@ -60,6 +60,10 @@ def make_app(context: ApiContext) -> web.Application:
         web.delete(_APP + "/dynos/{dyno}", dynos.restart_dyno),
         web.post(_APP + "/dynos/{dyno}/actions/stop", dynos.stop_dyno),
         web.get(_APP + "/log", logs.app_log),
+        web.get(_APP + "/drains", drains.list_drains),
+        web.post(_APP + "/drains", drains.add_drain),
+        web.delete(_APP + "/drains/{drain}", drains.remove_drain),
+        web.get("/metrics", drains.metrics),
         web.post("/logs", logs.ingest),
         web.get("/status", vms.status),
         web.get("/vms", vms.list_vms),

@@ -10,6 +10,7 @@ from aiohttp import web
 from controlplane.addons import AddonService
 from controlplane.applog import AppLog
 from controlplane.config import ControlConfig
+from controlplane.drains.service import DrainService
 from controlplane.feeds.hub import AssignmentHub, RouteHub
 from controlplane.feeds.progress import RouteFollowers
 from controlplane.logs import LogService
@@ -30,6 +31,7 @@ class ApiContext:
     leading: asyncio.Event  # set while this node runs the scheduler
     logs: LogService
     addons: AddonService
+    drains: DrainService
 
 
 CONTEXT = web.AppKey("context", ApiContext)

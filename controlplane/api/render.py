@@ -6,8 +6,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from controlplane.config import ControlConfig
-from controlplane.store.models import (Addon, App, Domain, Dyno, Feature, FormationEntry, Release,
-                                       Slug, Token)
+from controlplane.drains.urls import masked
+from controlplane.store.models import (Addon, App, Domain, Drain, DrainStats, Dyno, Feature,
+                                       FormationEntry, Release, Slug, Token)
 from controlplane.store.vms import VmUsage
 
 
@@ -48,6 +49,16 @@ def default_domain(config: ControlConfig, app: App) -> dict[str, Any]:
 def domain(app: App, domain: Domain) -> dict[str, Any]:
     return {"id": domain.id, "hostname": domain.hostname, "kind": "custom",
             "app": app_ref(app), "created_at": domain.created_at}
+
+
+def drain(drain: Drain, stats: DrainStats) -> dict[str, Any]:
+    """A drain as users see it: its URL masked (it may hold a password or a key)."""
+    return {"id": drain.id, "token": drain.token, "url": masked(drain.url),
+            "app": {"id": drain.app_id, "name": drain.app}, "created_at": drain.created_at,
+            "delivery": {"node": drain.owner, "sent": stats.sent, "dropped": stats.dropped,
+                         "retries": stats.retries, "last_error": stats.last_error,
+                         "last_error_at": None if stats.last_error_at is None
+                         else unix_iso(stats.last_error_at)}}
 
 
 def feature(feature: Feature) -> dict[str, Any]:

@@ -5,11 +5,11 @@
     await store.close()
 
 `store.apps`, `store.releases`, `store.tokens`, `store.vms`, `store.dynos`, `store.logs`,
-`store.nodes` (control nodes, scheduler leadership), `store.fleet` (a scheduling pass) and
-`store.addons` (add-ons attached to apps) group
-the operations by concept; each runs in its own transaction (`store.fleet.scheduling` hands out
-one pass's) and raises only `store.errors` classes. `store/feeds.py` has the feeds' reads,
-which run in the caller's read transaction.
+`store.drains` (log drains, their delivery leases), `store.nodes` (control nodes, scheduler
+leadership), `store.fleet` (a scheduling pass) and `store.addons` (add-ons attached to apps)
+group the operations by concept; each runs in its own transaction (`store.fleet.scheduling`
+hands out one pass's) and raises only `store.errors` classes. `store/feeds.py` has the feeds'
+reads, which run in the caller's read transaction.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from controlplane.store import errors
 from controlplane.store.addons import AddonStore
 from controlplane.store.apps import FEATURES, AppStore
 from controlplane.store.database import DEFAULT_HISTORY, Database
+from controlplane.store.drains import DrainStore
 from controlplane.store.dynos import DynoStore
 from controlplane.store.fleet import FleetStore
 from controlplane.store.logs import LogStore
@@ -59,6 +60,7 @@ class Store:
         self.vms = VmStore(db)
         self.dynos = DynoStore(db)
         self.logs = LogStore(db)
+        self.drains = DrainStore(db)
         self.nodes = NodeStore(db)
         self.fleet = FleetStore(db)
         self.addons = AddonStore(db)

@@ -222,6 +222,31 @@ MIGRATIONS: tuple[Migration, ...] = (
             PRIMARY KEY (app_id, seq))"""},
     )),
     ADDONS_MIGRATION,
+    Migration(5, "log drains: where each app's log stream goes, and which node delivers it", (
+        # `token` is the drain's public name (Heroku's `d.<uuid>`); `url` may hold a credential
+        # and is shown masked. `cursor` is the seq of the app's newest line the drain sent: a
+        # node taking the drain over resumes after it. `owner`/`lease_until`/`lease_epoch`:
+        # the lease of the control node delivering it (Unix seconds; the epoch fences a node
+        # whose lease was taken over). sent..last_error_at: delivery totals, written with
+        # each lease renewal so any node can show them.
+        """CREATE TABLE drains (
+            id TEXT PRIMARY KEY,
+            app_id TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+            url TEXT NOT NULL,
+            token TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            cursor BIGINT NOT NULL,
+            owner TEXT,
+            lease_until DOUBLE PRECISION,
+            lease_epoch BIGINT NOT NULL DEFAULT 0,
+            sent BIGINT NOT NULL DEFAULT 0,
+            dropped BIGINT NOT NULL DEFAULT 0,
+            retries BIGINT NOT NULL DEFAULT 0,
+            last_error TEXT,
+            last_error_at DOUBLE PRECISION,
+            UNIQUE (app_id, url),
+            CHECK ((owner IS NULL) = (lease_until IS NULL)))""",
+    )),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -133,6 +133,48 @@ class Domain:
 
 
 @dataclass(frozen=True)
+class DrainStats:
+    """How a drain's delivery went, as its owner last recorded (or this node sees it now)."""
+
+    sent: int = 0  # lines the receiver took
+    dropped: int = 0  # lines dropped because its buffer was full (reported as L10)
+    retries: int = 0  # failed attempts, each tried again after a back-off
+    last_error: str | None = None
+    last_error_at: float | None = None  # Unix seconds
+
+    def plus(self, other: "DrainStats") -> "DrainStats":
+        """These totals with `other`'s counts added; `other`'s error if it has one."""
+        error = other if other.last_error_at is not None else self
+        return DrainStats(self.sent + other.sent, self.dropped + other.dropped,
+                          self.retries + other.retries, error.last_error, error.last_error_at)
+
+
+@dataclass(frozen=True)
+class Drain:
+    id: str
+    app_id: str
+    app: str  # the app's name
+    url: str  # as given, credentials included: render it masked
+    token: str  # `d.<uuid>`, its name in `drains` and the Logplex-Drain-Token header
+    created_at: str
+    cursor: int  # seq of the app's newest line it sent
+    owner: str | None  # the control node delivering it
+    lease_until: float | None
+    lease_epoch: int
+    stats: DrainStats
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Drain":
+        until = row["lease_until"]
+        error_at = row["last_error_at"]
+        return cls(row["id"], row["app_id"], row["app"], row["url"], row["token"],
+                   row["created_at"], int(row["cursor"]), row["owner"],
+                   None if until is None else float(until), int(row["lease_epoch"]),
+                   DrainStats(int(row["sent"]), int(row["dropped"]), int(row["retries"]),
+                              row["last_error"], None if error_at is None else float(error_at)))
+
+
+@dataclass(frozen=True)
 class Feature:
     name: str
     description: str

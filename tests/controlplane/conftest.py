@@ -213,3 +213,18 @@ def addons_admin_url(postgres_server_url):
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{ADDONS_ADMIN}:{password}@{host}",
                                      path="/postgres"))
+
+
+@pytest.fixture
+async def receivers():
+    """Factory: a drain receiver (tests/drainreceivers.py) started on loopback, stopped at
+    teardown: `await receivers(SyslogReceiver, context)`."""
+    made: list = []
+
+    async def factory(kind, *args, **kwargs):
+        made.append(await kind(*args, **kwargs).start())
+        return made[-1]
+
+    yield factory
+    for receiver in made:
+        await receiver.stop()

@@ -1,3 +1,4 @@
 """Importing this package registers every user command."""
 
-from controlplane.cli.commands import addons, apps, config, deploy, logs, ps, tokens  # noqa: F401
+from controlplane.cli.commands import (addons, apps, config, deploy, drains, logs, ps,  # noqa: F401
+                                       tokens)

@@ -1,0 +1,234 @@
+"""Log drains' pure parts: URLs and their masking, RFC 5424 frames, the buffer's L10 policy,
+the lease times (no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+
+from controlplane.drains.buffer import NOTICE_SEQ, BufferLimits, DrainBuffer, overflow_text
+from controlplane.drains.service import LeaseTimes
+from controlplane.drains.syslog import frame, frames, message, parse_frames, priority
+from controlplane.drains.urls import BadDrainUrl, DrainKind, masked, parse
+from controlplane.store.logs import LogEntry
+from controlplane.store.models import DrainStats
+
+pytestmark = pytest.mark.unit
+
+AT = "2026-11-26T12:00:00.123456+00:00"
+
+
+def entry(seq: int, text: str = "", source: str = "app", process: str = "web.1") -> LogEntry:
+    return LogEntry(seq, AT, source, process, text or f"line {seq}")
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- URLs ---
+
+@pytest.mark.parametrize("url, kind, host, port", [
+    ("syslog+tls://logs.example.com:6514", DrainKind.SYSLOG_TLS, "logs.example.com", 6514),
+    ("syslog+tls://Logs.Example.com", DrainKind.SYSLOG_TLS, "logs.example.com", 6514),
+    ("syslog://127.0.0.1:5140", DrainKind.SYSLOG, "127.0.0.1", 5140),
+    ("syslog://localhost", DrainKind.SYSLOG, "localhost", 514),
+    ("syslog://[::1]:601", DrainKind.SYSLOG, "::1", 601),
+    ("https://u:p@logs.example.com/in?key=1", DrainKind.HTTPS, "logs.example.com", 443),
+    ("https://logs.example.com:8443/", DrainKind.HTTPS, "logs.example.com", 8443),
+])
+def test_drain_urls_of_the_three_kinds_are_accepted(url, kind, host, port):
+    target = parse(url)
+    assert (target.kind, target.host, target.port, target.url) == (kind, host, port, url)
+
+
+@pytest.mark.parametrize("url, says", [
+    ("", "give the drain's URL"),
+    ("http://logs.example.com/", "http:// drains are not supported"),
+    ("udp://logs.example.com:514", "udp:// drains are not supported"),
+    ("logs.example.com:514", "drains are not supported"),
+    ("syslog://", "names no host"),
+    ("syslog://logs.example.com:99999", "is not a valid URL"),
+    ("syslog://user:pw@logs.example.com:514", "takes no user or password"),
+    ("syslog://logs.example.com:514/path", "HOST:PORT only"),
+    ("https://bad_host.example.com/", "not a valid host name"),
+    ("https://logs.example.com/a b", "no spaces"),
+    ("https://logs.example.com/" + "a" * 3000, "at most 2048 characters"),
+])
+def test_a_url_that_cannot_be_a_drain_is_refused_saying_why(url, says):
+    with pytest.raises(BadDrainUrl, match=says):
+        parse(url)
+
+
+def test_a_refusal_never_repeats_the_password():
+    with pytest.raises(BadDrainUrl) as refused:
+        parse("https://user:hunter2@bad_host/")
+    assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("https://user:hunter2@logs.example.com/in", "https://user:****@logs.example.com/in"),
+    ("https://abc123token@logs.example.com/", "https://****@logs.example.com/"),
+    ("https://logs.example.com/in?dd-api-key=abc&tag=x",
+     "https://logs.example.com/in?dd-api-key=****&tag=****"),
+    ("syslog+tls://logs.example.com:6514", "syslog+tls://logs.example.com:6514"),
+])
+def test_credentials_in_a_url_are_masked(url, shown):
+    assert masked(url) == shown
+
+
+# --- RFC 5424 messages and RFC 6587 frames ---
+
+def test_a_line_becomes_the_message_heroku_sends():
+    line = entry(7, "GET / 200")
+    assert message(line, "hello") == (
+        b"<190>1 2026-11-26T12:00:00.123456+00:00 hello app web.1 - GET / 200\n")
+    router = entry(8, 'at=info method=GET path="/"', source="heroku", process="router")
+    assert message(router, "hello") == (
+        b'<158>1 2026-11-26T12:00:00.123456+00:00 hello heroku router - at=info method=GET '
+        b'path="/"\n')
+    api = entry(9, "Release v2 created by ops", source="heroku", process="api")
+    assert message(api, "hello").startswith(b"<134>1 ")
+
+
+def test_priorities_follow_heroku_facilities():
+    assert priority("app", "web.1") == 23 * 8 + 6  # local7.info
+    assert priority("heroku", "router") == 19 * 8 + 6  # local3.info
+    assert priority("heroku", "web.1") == 16 * 8 + 6  # local0.info
+    assert priority("heroku", "logs", "Error L10 (output buffer overflow): 1 messages") \
+        == 16 * 8 + 4  # local0.warning
+
+
+def test_a_frame_counts_the_octets_of_the_message_newline_and_utf8_included():
+    msg = message(entry(1, "héllo ✓"), "hello")
+    assert frame(msg) == str(len(msg)).encode() + b" " + msg
+    assert len(msg) == len(msg.decode()) + 1 + 2  # é is 2 bytes, ✓ is 3
+
+
+def test_header_fields_never_hold_spaces_and_are_never_empty():
+    odd = LogEntry(1, AT, "app", "", "text")
+    assert b" app - - text\n" in message(odd, "hello")
+
+
+def test_frames_parse_back_and_a_partial_frame_is_left_over():
+    data = frames([entry(1), entry(2, "second")], "hello")
+    got, rest = parse_frames(data + b"57 <190>1 partial")
+    assert [m.split(b" - ", 1)[1] for m in got] == [b"line 1\n", b"second\n"]
+    assert rest == b"57 <190>1 partial"
+    with pytest.raises(ValueError, match="no octet count"):
+        parse_frames(b"<190>1 not framed at all, no count in front of this message")
+
+
+# --- the buffer and its overflow policy ---
+
+def test_lines_leave_in_order_and_a_failed_batch_is_taken_again():
+    buffer = DrainBuffer(BufferLimits(lines=10), Clock())
+    for seq in range(1, 6):
+        assert buffer.offer(entry(seq))
+    batch = buffer.take(3, 1 << 20)
+    assert [e.seq for e in batch] == [1, 2, 3]
+    with pytest.raises(RuntimeError):
+        buffer.take(3, 1 << 20)
+    buffer.failed()
+    assert [e.seq for e in buffer.take(10, 1 << 20)] == [1, 2, 3, 4, 5]
+    buffer.delivered()
+    assert buffer.sent == 5 and len(buffer) == 0 and buffer.size == 0
+    assert buffer.take(10, 1 << 20) == [] and not buffer.pending
+
+
+def test_a_full_buffer_drops_new_lines_and_puts_an_l10_where_they_are_missing():
+    clock = Clock()
+    buffer = DrainBuffer(BufferLimits(lines=4), clock)
+    for seq in range(1, 5):
+        assert buffer.offer(entry(seq))
+    since = clock.now + 1  # the first drop
+    for seq in range(5, 8):
+        clock.now += 1
+        assert not buffer.offer(entry(seq))
+    assert buffer.dropped == 3
+    assert [e.seq for e in buffer.take(2, 1 << 20)] == [1, 2]
+    buffer.delivered()
+    clock.now += 1
+    # Room for the notice and a line beside it: the notice goes first, then the new line.
+    assert buffer.offer(entry(8))
+    batch = buffer.take(10, 1 << 20)
+    assert [e.seq for e in batch] == [3, 4, NOTICE_SEQ, 8]
+    notice = batch[2]
+    assert (notice.source, notice.process) == ("heroku", "logs")
+    assert notice.text == overflow_text(3, since) == (
+        "Error L10 (output buffer overflow): 3 messages dropped since "
+        "2027-01-15T08:00:01.000000+00:00.")
+    assert buffer.take_notices() == [notice] and buffer.take_notices() == []
+    buffer.delivered()
+    assert buffer.sent == 5  # the notice is not a line of the stream
+
+
+def test_the_notice_comes_once_the_receiver_took_lines_even_if_no_line_follows():
+    buffer = DrainBuffer(BufferLimits(lines=2), Clock())
+    buffer.offer(entry(1))
+    buffer.offer(entry(2))
+    buffer.offer(entry(3))
+    buffer.take(10, 1 << 20)
+    buffer.delivered()
+    batch = buffer.take(10, 1 << 20)
+    assert [e.seq for e in batch] == [NOTICE_SEQ]
+    assert "1 messages dropped" in batch[0].text
+
+
+def test_lines_are_dropped_while_the_notice_has_no_room_and_it_counts_them_all():
+    buffer = DrainBuffer(BufferLimits(lines=3), Clock())
+    for seq in range(1, 4):
+        buffer.offer(entry(seq))
+    buffer.offer(entry(4))  # dropped
+    buffer.take(1, 1 << 20)
+    buffer.delivered()  # room for one: not for the notice and a line
+    assert not buffer.offer(entry(5))
+    assert buffer.dropped == 2
+    buffer.take(10, 1 << 20)
+    buffer.delivered()
+    assert buffer.offer(entry(6))
+    batch = buffer.take(10, 1 << 20)
+    assert [e.seq for e in batch] == [NOTICE_SEQ, 6]
+    assert "2 messages dropped" in batch[0].text
+
+
+def test_the_buffer_is_bounded_in_bytes_too():
+    buffer = DrainBuffer(BufferLimits(lines=1000, bytes=2048), Clock())
+    assert buffer.offer(entry(1, "x" * 1500))
+    assert not buffer.offer(entry(2, "y" * 1000))
+    assert buffer.dropped == 1
+    batch = buffer.take(10, 1000)
+    assert [e.seq for e in batch] == [1]  # a batch holds at least one line, however long
+
+
+def test_buffer_limits_are_checked():
+    with pytest.raises(ValueError, match="at least 2 lines"):
+        BufferLimits(lines=1)
+
+
+# --- leases and totals ---
+
+def test_a_node_stops_delivering_a_renewal_interval_before_its_lease_ends():
+    times = LeaseTimes(ttl=10.0, renew=3.0)
+    assert times.stop_by(100.0) == 107.0
+    with pytest.raises(ValueError, match="at least twice its renewal interval"):
+        LeaseTimes(ttl=5.0, renew=3.0)
+
+
+def test_totals_add_up_across_owners_and_keep_the_newest_error():
+    before = DrainStats(10, 2, 1, "refused", 50.0)
+    assert before.plus(DrainStats(5, 0, 0)) == DrainStats(15, 2, 1, "refused", 50.0)
+    assert before.plus(DrainStats(1, 1, 1, "timed out", 60.0)) == \
+        DrainStats(11, 3, 2, "timed out", 60.0)
+
+
+def test_frames_of_many_lines_are_each_lines_frame():
+    lines = [entry(1), entry(2, source="heroku", process="router"), entry(3),
+             entry(4, "Error L10 (output buffer overflow): 2 messages dropped since x.",
+                   source="heroku", process="logs"),
+             entry(5, "Error R14 (Memory quota exceeded)", source="heroku", process="logs"),
+             entry(6, "ünïcode")]
+    assert frames(lines, "hello") == b"".join(frame(message(e, "hello")) for e in lines)
