@@ -181,15 +181,37 @@ async def api(api_factory) -> Api:
     return await api_factory()
 
 
-# --- add-ons: an admin of the test PostgreSQL server, with a password to look for ---
+# --- add-ons: a PostgreSQL server of their own, and an admin with a password to look for ---
 
 ADDONS_ADMIN = "dynomesh_addons_admin"
 
 
 @pytest.fixture(scope="session")
-def addons_admin_url(postgres_server_url):
-    """An admin URL for the add-on provider on the test server: a superuser of its own whose
-    password (`secrets.token_hex`) tests can look for in output that must not hold it."""
+def addons_server():
+    """The add-on provider's own throwaway server, apart from the store's (the docs warn
+    against sharing one: every database on an add-on server must be closed to PUBLIC, and the
+    store's test databases are not). It logs DDL statements, so tests can read what reached
+    its log, and PUBLIC's CONNECT on its own databases is revoked, as `dynomesh up` does."""
+    from onebox.postgres import lock_down
+    from tests.conftest import free_port
+    from tests.pgcluster import PostgresCluster, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.fail("no PostgreSQL server binaries (initdb, pg_ctl): install the `postgresql` "
+                    "package")
+    cluster = PostgresCluster(bindir, free_port(), options=("log_statement=ddl",)).start()
+    try:
+        asyncio.run(lock_down(cluster.url))
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def addons_admin_url(addons_server):
+    """An admin URL for the add-on provider: a superuser of its own whose password
+    (`secrets.token_hex`) tests can look for in output that must not hold it."""
     import secrets
     from urllib.parse import urlsplit, urlunsplit
 
@@ -198,18 +220,15 @@ def addons_admin_url(postgres_server_url):
     password = "admin-" + secrets.token_hex(12)
 
     async def make_admin() -> None:
-        connection = await asyncpg.connect(postgres_server_url)
+        connection = await asyncpg.connect(addons_server.url)
         try:
-            exists = await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1",
-                                               ADDONS_ADMIN)
-            verb = "ALTER" if exists else "CREATE"
             await connection.execute(
-                f"{verb} ROLE {ADDONS_ADMIN} WITH LOGIN SUPERUSER PASSWORD '{password}'")
+                f"CREATE ROLE {ADDONS_ADMIN} WITH LOGIN SUPERUSER PASSWORD '{password}'")
         finally:
             await connection.close()
 
     asyncio.run(make_admin())
-    parts = urlsplit(postgres_server_url)
+    parts = urlsplit(addons_server.url)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{ADDONS_ADMIN}:{password}@{host}",
                                      path="/postgres"))
