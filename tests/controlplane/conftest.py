@@ -232,3 +232,40 @@ def addons_admin_url(addons_server):
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{ADDONS_ADMIN}:{password}@{host}",
                                      path="/postgres"))
+
+
+@pytest.fixture
+async def addons_api(node_factory, addons_admin_url):
+    """A control node (its store on each backend in turn) whose add-on server is the test
+    add-on server, reached as a superuser of its own."""
+    from controlplane.addons.postgres import PostgresProvider
+
+    api = await node_factory(addons_database_url=addons_admin_url)
+    yield api
+    provider = PostgresProvider(addons_admin_url)
+    for app in await api.store.apps.list():
+        for addon in await api.store.addons.list(app.id):
+            await provider.deprovision(addon.resource)  # what a failed test left behind
+
+
+async def create_addon(api: Api, app: str):
+    """POST a postgresql add-on on `app`: -> (the add-on, the response); it must succeed."""
+    status, body, response = await api.call("POST", f"/apps/{app}/addons",
+                                            json={"kind": "postgresql"})
+    assert status in (200, 201), body
+    return body, response
+
+
+async def server_has(admin_url: str, resource: str) -> tuple[bool, bool]:
+    """(a database named `resource` exists, a role named `resource` exists)."""
+    import asyncpg
+
+    connection = await asyncpg.connect(admin_url)
+    try:
+        database = await connection.fetchval(
+            "SELECT count(*) FROM pg_database WHERE datname = $1", resource)
+        role = await connection.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1",
+                                         resource)
+    finally:
+        await connection.close()
+    return bool(database), bool(role)

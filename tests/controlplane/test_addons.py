@@ -10,39 +10,7 @@ import pytest
 from controlplane.addons.postgres import PostgresProvider
 from controlplane.store.models import AddonState
 from tests.conftest import free_port
-from tests.controlplane.conftest import deploy_with
-
-
-@pytest.fixture
-async def addons_api(node_factory, addons_admin_url):
-    """A control node (its store on each backend in turn) whose add-on server is the test
-    PostgreSQL server, reached as a superuser of its own."""
-    api = await node_factory(addons_database_url=addons_admin_url)
-    yield api
-    provider = PostgresProvider(addons_admin_url)
-    for app in await api.store.apps.list():
-        for addon in await api.store.addons.list(app.id):
-            await provider.deprovision(addon.resource)  # what a failed test left behind
-
-
-async def create(api, app: str):
-    status, body, response = await api.call("POST", f"/apps/{app}/addons",
-                                            json={"kind": "postgresql"})
-    assert status in (200, 201), body
-    return body, response
-
-
-async def server_has(admin_url: str, resource: str) -> tuple[bool, bool]:
-    """(a database named `resource` exists, a role named `resource` exists)."""
-    connection = await asyncpg.connect(admin_url)
-    try:
-        database = await connection.fetchval(
-            "SELECT count(*) FROM pg_database WHERE datname = $1", resource)
-        role = await connection.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1",
-                                         resource)
-    finally:
-        await connection.close()
-    return bool(database), bool(role)
+from tests.controlplane.conftest import create_addon as create, server_has
 
 
 async def test_create_attaches_a_database_the_app_can_write_and_read_with_a_new_release(
@@ -202,7 +170,7 @@ async def test_a_create_interrupted_after_the_database_was_made_is_finished_by_r
     started, _ = await api.store.addons.begin_create(
         "crashy", kind="postgresql", name="postgresql-c0ffee", resource="app_crashy_c0ffee",
         config_var="DATABASE_URL")
-    await PostgresProvider(addons_admin_url).provision(started.resource)  # then the crash
+    await PostgresProvider(addons_admin_url).provision(started.resource, fresh=True)  # crash
     _, listed, _ = await api.call("GET", "/apps/crashy/addons")
     assert [(a["name"], a["state"], a["config_value"]) for a in listed] == \
         [("postgresql-c0ffee", "provisioning", None)]

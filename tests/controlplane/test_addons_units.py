@@ -1,13 +1,16 @@
-"""The pure parts of add-ons: names derived from app names, URLs built, split and masked, the
-registry's kinds, and how `pg:psql` finds and runs psql."""
+"""The pure parts of add-ons: names derived from app names, URLs built, split and masked, SCRAM
+verifiers, the registry's kinds, and how `pg:psql` finds and runs psql."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import random
 
 import pytest
 
-from controlplane.addons import errors, naming, urls
+from controlplane.addons import errors, naming, scram, urls
 from controlplane.addons.registry import AddonRegistry
 from controlplane.cli.commands.addons import find_psql, psql_invocation
 
@@ -82,6 +85,42 @@ def test_an_apps_url_is_percent_encoded_and_splits_back():
 def test_with_database_keeps_the_server_and_credentials():
     assert urls.with_database("postgresql://a:b@h:1/postgres?sslmode=disable", "app_x") == \
         "postgresql://a:b@h:1/app_x?sslmode=disable"
+
+
+
+# --- SCRAM verifiers ---
+
+# RFC 7677 section 3: user "user", password "pencil", the server's salt and 4096 iterations.
+RFC7677_SALT = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
+RFC7677_AUTH_MESSAGE = (
+    b"n=user,r=rOprNGfwEbeRWgbNEkqO,"
+    b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,"
+    b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0")
+RFC7677_PROOF = base64.b64decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
+RFC7677_SERVER_SIGNATURE = base64.b64decode("6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
+
+
+def test_a_verifier_checks_the_rfc_7677_clients_proof_and_signs_as_its_server():
+    """A server holding only our StoredKey and ServerKey accepts the RFC's client and
+    answers with the RFC's server signature (RFC 5802 section 3)."""
+    stored_key, server_key = scram.keys("pencil", RFC7677_SALT)
+    client_signature = hmac.new(stored_key, RFC7677_AUTH_MESSAGE, hashlib.sha256).digest()
+    client_key = bytes(a ^ b for a, b in zip(RFC7677_PROOF, client_signature))
+    assert hashlib.sha256(client_key).digest() == stored_key
+    assert hmac.new(server_key, RFC7677_AUTH_MESSAGE, hashlib.sha256).digest() == \
+        RFC7677_SERVER_SIGNATURE
+    assert scram.verifier("pencil", RFC7677_SALT) == (
+        "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"
+        f"{base64.b64encode(stored_key).decode()}:{base64.b64encode(server_key).decode()}")
+
+
+def test_a_verifier_refuses_weak_parameters_and_passwords_it_would_normalise_wrongly():
+    for weak in ({"salt": b"short"}, {"salt": RFC7677_SALT, "iterations": 1000}):
+        with pytest.raises(ValueError, match="at least 16 bytes and at least 4096"):
+            scram.verifier("pencil", **weak)
+    for password in ("", "with space", "caf\u00e9"):
+        with pytest.raises(ValueError, match="printable ASCII"):
+            scram.verifier(password, RFC7677_SALT)
 
 
 # --- the registry ---
