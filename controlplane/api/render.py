@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from controlplane.addons.urls import masked
 from controlplane.config import ControlConfig
 from controlplane.store.models import (Addon, App, Domain, Dyno, Feature, FormationEntry, Release,
                                        Slug, Token)
@@ -93,11 +94,12 @@ def vm(usage: VmUsage, now: float) -> dict[str, Any]:
 
 
 def addon(addon: Addon, config_value: str | None, location: str | None) -> dict[str, Any]:
-    """`config_value` is the app's own config var (shown as config vars are); `location` the
+    """`config_value` is the app's own config var, shown with its password masked (Heroku
+    shows an add-on's var by name only; `GET .../config-vars` has it whole); `location` the
     provider's server as host:port, never its admin credentials."""
+    shown = masked(config_value) if config_value is not None and addon.attached else None
     return {"id": addon.id, "name": addon.name, "kind": addon.kind,
             "app": {"id": addon.app_id, "name": addon.app_name}, "state": addon.state.value,
-            "config_var": addon.config_var,
-            "config_value": config_value if addon.attached else None,
+            "config_var": addon.config_var, "config_value_masked": shown,
             "resource": addon.resource, "location": location,
             "created_at": addon.created_at, "updated_at": addon.updated_at}

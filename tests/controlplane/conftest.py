@@ -256,6 +256,12 @@ async def create_addon(api: Api, app: str):
     return body, response
 
 
+async def addon_url(api: Api, app: str) -> str:
+    """The app's DATABASE_URL, whole (the add-on itself shows it masked)."""
+    _, config, _ = await api.call("GET", f"/apps/{app}/config-vars")
+    return config["DATABASE_URL"]
+
+
 async def server_has(admin_url: str, resource: str) -> tuple[bool, bool]:
     """(a database named `resource` exists, a role named `resource` exists)."""
     import asyncpg

@@ -49,7 +49,10 @@ def test_create_list_info_psql_and_destroy(control, addons_admin_url):
     assert listing[2].split()[:4] == [name, "postgresql", "ready", "DATABASE_URL"]
     info = ok(run("addons:info", name, "--app", "notes"))
     url = ok(run("config:get", "DATABASE_URL", "--app", "notes")).strip()
-    assert f"Config var: DATABASE_URL={url}\n" in info  # shown as config vars are
+    password = re.match(r"postgresql://[^:]+:([^@]+)@", url).group(1)
+    assert f"Config var: DATABASE_URL={url.replace(password, '***')}\n" in info
+    assert password not in info  # Heroku shows an add-on's var by name; config:get has it
+    assert "`dynomesh config:get DATABASE_URL --app notes` prints it" in info
     address = addons_admin_url.rpartition("@")[2].split("/")[0]
     assert f"Server:     {address}\n" in info
     resource = json.loads(ok(run("addons:info", name, "--app", "notes", "--json")))["resource"]

@@ -12,12 +12,7 @@ import re
 import asyncpg
 import pytest
 
-from tests.controlplane.conftest import create_addon, server_has
-
-
-async def url_of(api, app: str) -> str:
-    _, config, _ = await api.call("GET", f"/apps/{app}/config-vars")
-    return config["DATABASE_URL"]
+from tests.controlplane.conftest import addon_url, create_addon, server_has
 
 
 async def run_sql(url: str, *statements: str):
@@ -57,7 +52,7 @@ async def test_an_app_another_app_granted_rights_to_is_still_destroyed(addons_ap
         await api.call("POST", "/apps", json={"name": name})
     grantee, _ = await create_addon(api, "grantee")
     granter, _ = await create_addon(api, "granter")
-    grantee_url, granter_url = await url_of(api, "grantee"), await url_of(api, "granter")
+    grantee_url, granter_url = await addon_url(api, "grantee"), await addon_url(api, "granter")
     # The granter owns its database, so it may let the grantee in and give it rights there:
     # role names are no secret (pg_roles is readable by every role).
     mine, theirs = granter["resource"], grantee["resource"]
@@ -114,7 +109,7 @@ async def test_the_apps_password_never_reaches_the_servers_log_and_only_it_logs_
     api = addons_api
     await api.call("POST", "/apps", json={"name": "secretive"})
     addon, _ = await create_addon(api, "secretive")
-    url = await url_of(api, "secretive")
+    url = await addon_url(api, "secretive")
     password = re.match(r"postgresql://[^:]+:([^@]+)@", url).group(1)
     log = addons_server.log.read_text()
     assert f'CREATE ROLE "{addon["resource"]}"' in log  # DDL is logged...
@@ -135,7 +130,7 @@ async def test_a_rollback_keeps_the_addons_url_and_config_changes_to_it_are_refu
     await api.call("POST", "/apps", json={"name": "rolled"})
     await api.deploy("rolled")                       # v1: no DATABASE_URL
     await create_addon(api, "rolled")                # v2
-    url = await url_of(api, "rolled")
+    url = await addon_url(api, "rolled")
     await api.call("PATCH", "/apps/rolled/config-vars", json={"GREETING": "hi"})  # v3
     status, body, _ = await api.call("POST", "/apps/rolled/releases", json={"release": "v1"})
     assert status == 201, body
@@ -197,7 +192,7 @@ async def test_racing_creates_and_destroys_leave_one_working_database_or_none(
     _, listed, _ = await api.call("GET", "/apps/racy/addons")
     assert [a["state"] for a in listed] == ["ready"]
     assert await app_resources(addons_admin_url, "racy") == ([listed[0]["resource"]],) * 2
-    assert (await run_sql(await url_of(api, "racy"), "SELECT 1"))[0][0] == 1
+    assert (await run_sql(await addon_url(api, "racy"), "SELECT 1"))[0][0] == 1
 
     name = listed[0]["name"]
     answers = await asyncio.gather(api.call("DELETE", f"/apps/racy/addons/{name}"), post())
@@ -207,4 +202,39 @@ async def test_racing_creates_and_destroys_leave_one_working_database_or_none(
     assert databases == roles == [a["resource"] for a in listed]  # no orphan, no ghost
     if listed:
         assert [a["state"] for a in listed] == ["ready"]
-        assert (await run_sql(await url_of(api, "racy"), "SELECT 1"))[0][0] == 1
+        assert (await run_sql(await addon_url(api, "racy"), "SELECT 1"))[0][0] == 1
+
+
+# --- a fresh create never adopts what it did not make ----------------------------------------
+
+async def test_a_fresh_create_refuses_a_role_or_database_it_did_not_make_and_leaves_it(
+        addons_api, addons_admin_url):
+    import random
+
+    from controlplane.addons import AddonService, build_registry, errors, naming
+
+    api = addons_api
+    await api.call("POST", "/apps", json={"name": "squatted"})
+    planned = naming.derive("postgresql", "squatted", random.Random(11))
+    await run_sql(addons_admin_url, f"CREATE ROLE {planned.resource} LOGIN PASSWORD 'theirs-pw'",
+                  f"CREATE DATABASE {planned.resource} OWNER {planned.resource}",
+                  f"REVOKE CONNECT ON DATABASE {planned.resource} FROM PUBLIC")
+    theirs = on_database(addons_admin_url, planned.resource)
+    await run_sql(theirs, "CREATE TABLE precious (x int)", "INSERT INTO precious VALUES (1)")
+    service = AddonService(api.store, build_registry(addons_admin_url), random.Random(11))
+    try:
+        with pytest.raises(errors.ResourceExists, match=f"already has a role named "
+                           f"{planned.resource}, which no add-on here made: it was left"):
+            await service.create("squatted", "postgresql")
+        assert await api.store.addons.list("squatted") == []
+        assert await api.store.releases.config("squatted") == {}
+        assert (await run_sql(theirs, "SELECT x FROM precious"))[0][0] == 1  # not dropped
+        owner_url = on_database(re.sub(r"//[^@]+@", f"//{planned.resource}:theirs-pw@",
+                                       addons_admin_url), planned.resource)
+        assert (await run_sql(owner_url, "SELECT current_user"))[0][0] == planned.resource
+    finally:
+        await run_sql(addons_admin_url, f"DROP DATABASE {planned.resource}",
+                      f"DROP ROLE {planned.resource}")
+    status, body, _ = await api.call("POST", "/apps/squatted/addons",
+                                     json={"kind": "postgresql"})
+    assert status == 201, body  # another name, this time

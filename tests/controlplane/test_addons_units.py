@@ -12,7 +12,7 @@ import pytest
 
 from controlplane.addons import errors, naming, scram, urls
 from controlplane.addons.registry import AddonRegistry
-from controlplane.cli.commands.addons import find_psql, psql_invocation
+from controlplane.cli.commands.addons import find_psql, psql_invocation, unfinished
 
 pytestmark = pytest.mark.unit
 
@@ -170,3 +170,15 @@ def test_psql_is_found_on_path_else_in_the_newest_client_package(tmp_path):
     assert newest == str(tmp_path / "lib" / "15" / "bin" / "psql")
     assert find_psql(path=str(tmp_path / "lib" / "9" / "bin"),
                      pattern="/nonexistent/*") == str(tmp_path / "lib" / "9" / "bin" / "psql")
+
+
+def test_a_half_destroyed_addon_is_finished_by_destroy_and_a_half_made_one_either_way():
+    gone = {"name": "postgresql-1a2b3c", "kind": "postgresql", "state": "deprovisioning"}
+    assert unfinished(gone, "hello") == (
+        "postgresql-1a2b3c is being destroyed (interrupted?): finish with `dynomesh "
+        "addons:destroy postgresql-1a2b3c --app hello --confirm hello`")
+    made = dict(gone, state="provisioning")
+    assert unfinished(made, "hello") == (
+        "postgresql-1a2b3c is provisioning (interrupted?): finish it with `dynomesh "
+        "addons:create postgresql --app hello`, or remove it with `dynomesh addons:destroy "
+        "postgresql-1a2b3c --app hello --confirm hello`")
