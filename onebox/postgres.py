@@ -14,7 +14,6 @@ the `postgres` user (setpriv, as the dyno manager switches users), and the direc
 from __future__ import annotations
 
 import asyncio
-import glob
 import os
 import pwd
 import secrets
@@ -23,7 +22,8 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-BIN_GLOB = "/usr/lib/postgresql/*/bin"  # Debian's and Ubuntu's postgresql-NN packages
+from dynomesh import pgbin
+
 SERVER_USER = "postgres"  # who the server runs as when `dynomesh up` is root
 ADMIN = "postgres"
 SERVER_DATABASES = ("postgres", "template1")  # initdb's; template0 refuses connections anyway
@@ -57,17 +57,10 @@ async def lock_down(admin_url: str) -> None:
                                  f"({reason}); its log lines are above") from None
 
 
-def find_bindir(pattern: str = BIN_GLOB, path: str | None = None) -> Path | None:
+def find_bindir(pattern: str = pgbin.BIN_GLOB, path: str | None = None) -> Path | None:
     """The newest installed server's bin dir (one with initdb), else the one on PATH."""
-    def version(candidate: str) -> int:
-        number = Path(candidate).parent.name
-        return int(number) if number.isdigit() else 0
-
-    for candidate in sorted(glob.glob(pattern), key=version, reverse=True):
-        if (Path(candidate) / "initdb").exists():
-            return Path(candidate)
-    initdb = shutil.which("initdb", path=path)
-    return Path(initdb).parent if initdb else None
+    initdb = pgbin.find("initdb", pattern=pattern, path=path)
+    return None if initdb is None else initdb.parent
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ class Migration:
 
 
 # An app's add-ons (a PostgreSQL database, later Redis or a bucket): one row per resource a
-# provider made for the app. Its own constant so that its version is one number to change.
+# provider made for the app. A constant of its own because it was written beside another
+# branch's migration: whichever merges second renumbers, and then only `4` changes here.
 # `state` is where the create/destroy saga stands (controlplane/addons/service.py): a crash
 # leaves `provisioning` or `deprovisioning`, and running the command again finishes it.
 # `attached` 1: the add-on's config var is set on the app (destroy unsets it only then).

@@ -211,7 +211,9 @@ async def test_a_fresh_create_refuses_a_role_or_database_it_did_not_make_and_lea
         addons_api, addons_admin_url):
     import random
 
-    from controlplane.addons import AddonService, build_registry, errors, naming
+    from controlplane.addons import errors, naming
+    from controlplane.addons.registry import build_registry
+    from controlplane.addons.service import AddonService
 
     api = addons_api
     await api.call("POST", "/apps", json={"name": "squatted"})

@@ -160,13 +160,13 @@ def test_psql_gets_the_password_through_its_environment_not_its_command_line():
 
 
 def test_psql_is_found_on_path_else_in_the_newest_client_package(tmp_path):
-    assert find_psql(path=str(tmp_path), pattern=str(tmp_path / "none" / "*" / "psql")) is None
+    assert find_psql(path=str(tmp_path), pattern=str(tmp_path / "none" / "*" / "bin")) is None
     for version in ("9", "15", "13"):
         binary = tmp_path / "lib" / version / "bin" / "psql"
         binary.parent.mkdir(parents=True)
         binary.write_text("#!/bin/sh\n")
         binary.chmod(0o755)
-    newest = find_psql(path=str(tmp_path / "empty"), pattern=str(tmp_path / "lib/*/bin/psql"))
+    newest = find_psql(path=str(tmp_path / "empty"), pattern=str(tmp_path / "lib/*/bin"))
     assert newest == str(tmp_path / "lib" / "15" / "bin" / "psql")
     assert find_psql(path=str(tmp_path / "lib" / "9" / "bin"),
                      pattern="/nonexistent/*") == str(tmp_path / "lib" / "9" / "bin" / "psql")

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 import sys
-from pathlib import Path
 from urllib.parse import quote
 
+from dynomesh import pgbin
 from controlplane.addons.urls import without_password
 from controlplane.cli.commands.apps import app_path
 from controlplane.cli.errors import CliError, Exit, usage
 from controlplane.cli.output import emit_json, table
 from controlplane.cli.registry import command, no_arguments, runs
-
-# Where Debian's and Ubuntu's postgresql-client packages put psql when it is not on PATH.
-PSQL_GLOB = "/usr/lib/postgresql/*/bin/psql"
 
 
 def addon_path(app: str, name: str) -> str:
@@ -142,18 +137,10 @@ def pg_psql(parser):
                         help="run this SQL and exit instead of opening a prompt")
 
 
-def find_psql(path: str | None = None, pattern: str = PSQL_GLOB) -> str | None:
+def find_psql(path: str | None = None, pattern: str = pgbin.BIN_GLOB) -> str | None:
     """psql on PATH, else the newest one the PostgreSQL client packages installed."""
-    found = shutil.which("psql", path=path)
-    if found:
-        return found
-
-    def version(candidate: str) -> int:
-        number = Path(candidate).parent.parent.name
-        return int(number) if number.isdigit() else 0
-
-    installed = sorted(glob.glob(pattern), key=version)
-    return installed[-1] if installed else None
+    found = pgbin.find("psql", pattern=pattern, path=path, path_first=True)
+    return None if found is None else str(found)
 
 
 def psql_invocation(psql: str, url: str, sql: str | None,
