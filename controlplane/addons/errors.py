@@ -41,3 +41,8 @@ class Busy(AddonError):
 class ResourceExists(AddonError):
     """A fresh add-on's resource name is already taken on the server (left by something
     else): it was not touched, and the add-on was not recorded."""
+
+
+class Elsewhere(AddonError):
+    """The add-on lives on another server than the one this platform is configured with now:
+    finishing or destroying it here would miss its resource."""

@@ -41,6 +41,18 @@ def hold_key(app_id: str, kind: str) -> str:
     return f"{app_id}:{kind}"
 
 
+def _require_here(provider: AddonProvider, addon: Addon) -> None:
+    """Work on an add-on only on the server it lives on: a control plane given another one
+    (a changed --addons-database-url) would make a second database, or report one dropped that
+    still exists where it was."""
+    if addon.location is not None and addon.location != provider.location():
+        raise errors.Elsewhere(
+            f"{addon.name} lives on the add-on server at {addon.location}, but the control "
+            f"plane's --addons-database-url now points at {provider.location()}: point it back "
+            f"at {addon.location} to finish or destroy {addon.name} (its {addon.resource} is "
+            "there)")
+
+
 @dataclass(frozen=True)
 class Changed:
     addon: Addon
@@ -56,7 +68,10 @@ class AddonService:
         self._rng = rng or random.SystemRandom()
 
     def location(self, addon: Addon) -> str | None:
-        """Where the add-on's resource lives (None when its kind is not configured now)."""
+        """Where the add-on's resource lives: as recorded, else (a row older than the record)
+        its kind's server now; None when neither is known."""
+        if addon.location is not None:
+            return addon.location
         try:
             return self.registry.provider(addon.kind).location()
         except errors.AddonError:
@@ -70,7 +85,8 @@ class AddonService:
             planned = naming.derive(provider.kind, app.name, self._rng)
             addon, resumed = await self.store.addons.begin_create(
                 app.id, kind=provider.kind, name=planned.name, resource=planned.resource,
-                config_var=provider.config_var)
+                config_var=provider.config_var, location=provider.location())
+            _require_here(provider, addon)
             try:
                 value = await provider.provision(addon.resource, fresh=not resumed)
             except errors.ResourceExists:
@@ -96,6 +112,7 @@ class AddonService:
     async def destroy(self, app_name: str, name: str) -> Changed:
         addon = await self.store.addons.get(app_name, name)
         provider = self.registry.provider(addon.kind)
+        _require_here(provider, addon)
         await provider.check()
         async with self._held(provider, addon.app_id, addon.app_name, addon.kind):
             addon, release = await self.store.addons.begin_destroy(addon.app_id, addon.name)

@@ -54,6 +54,7 @@ _ADDON_ERRORS: tuple[tuple[type[addon_errors.AddonError], int, str], ...] = (
     (addon_errors.UnsafeServer, 503, "addon_server_unsafe"),
     (addon_errors.Busy, 409, "addon_busy"),
     (addon_errors.ResourceExists, 409, "addon_resource_exists"),
+    (addon_errors.Elsewhere, 409, "addon_on_other_server"),
     (addon_errors.ProviderFailed, 502, "addon_server_refused"),
 )
 

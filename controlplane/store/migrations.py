@@ -58,6 +58,15 @@ ADDONS_MIGRATION = Migration(4, "add-ons: resources such as PostgreSQL databases
         UNIQUE (app_id, kind))""",
 ))
 
+# Where each add-on's resource lives (the provider's `location()`, e.g. `127.0.0.1:5432`), so
+# that a control plane given another add-on server refuses to finish or destroy it there rather
+# than report a database dropped that still exists elsewhere. NULL: recorded before this
+# column, where it is not checked. A constant of its own, like the one above, so that renumbering
+# it after a parallel branch's migration is one number.
+ADDON_LOCATION_MIGRATION = Migration(5, "add-ons: the server each add-on's resource lives on", (
+    "ALTER TABLE addons ADD COLUMN location TEXT",
+))
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "revision counter, change log, apps, slugs, releases, config, formation, "
                  "domains, features, tokens", (
@@ -223,6 +232,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             PRIMARY KEY (app_id, seq))"""},
     )),
     ADDONS_MIGRATION,
+    ADDON_LOCATION_MIGRATION,
 )
 
 LATEST = MIGRATIONS[-1].version

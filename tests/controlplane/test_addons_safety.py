@@ -240,3 +240,30 @@ async def test_a_fresh_create_refuses_a_role_or_database_it_did_not_make_and_lea
     status, body, _ = await api.call("POST", "/apps/squatted/addons",
                                      json={"kind": "postgresql"})
     assert status == 201, body  # another name, this time
+
+
+# --- an add-on is finished or destroyed only on the server it lives on ---------------------
+
+async def test_a_control_plane_given_another_addon_server_refuses_to_destroy_there(
+        addons_api, addons_admin_url):
+    from controlplane.addons import errors
+    from controlplane.addons.registry import build_registry
+    from controlplane.addons.service import AddonService
+    from tests.conftest import free_port
+
+    api = addons_api
+    await api.call("POST", "/apps", json={"name": "moved"})
+    addon, _ = await create_addon(api, "moved")
+    here = addons_admin_url.rpartition("@")[2].split("/")[0]
+    assert addon["location"] == here
+    elsewhere = f"127.0.0.1:{free_port()}"
+    moved = AddonService(api.store, build_registry(f"postgresql://a:pw@{elsewhere}/postgres"))
+    with pytest.raises(errors.Elsewhere) as refused:
+        await moved.destroy("moved", addon["name"])
+    assert str(refused.value) == (
+        f"{addon['name']} lives on the add-on server at {here}, but the control plane's "
+        f"--addons-database-url now points at {elsewhere}: point it back at {here} to finish "
+        f"or destroy {addon['name']} (its {addon['resource']} is there)")
+    assert [a.state.value for a in await api.store.addons.list("moved")] == ["ready"]
+    assert list(await api.store.releases.config("moved")) == ["DATABASE_URL"]
+    assert await server_has(addons_admin_url, addon["resource"]) == (True, True)
