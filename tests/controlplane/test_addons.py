@@ -44,9 +44,9 @@ async def test_create_attaches_a_database_the_app_can_write_and_read_with_a_new_
         assert await connection.fetchval("SELECT body FROM notes") == "kept"
         assert await connection.fetchval("SELECT current_user") == addon["resource"]
         role = await connection.fetchrow(
-            "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication FROM pg_roles "
-            "WHERE rolname = current_user")
-        assert tuple(role.values()) == (False, False, False, False)
+            "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolconnlimit "
+            "FROM pg_roles WHERE rolname = current_user")
+        assert tuple(role.values()) == (False, False, False, False, 20)  # as Essential-0
     finally:
         await connection.close()
     _, listed, _ = await api.call("GET", "/apps/hello-db/addons")

@@ -146,6 +146,9 @@ def test_herokus_names_for_a_kind_are_accepted():
     registry = AddonRegistry({"postgresql": provider})
     assert registry.provider("heroku-postgresql") is provider
     assert registry.provider("PostgreSQL") is provider
+    assert registry.provider("heroku-postgresql:essential-0") is provider  # a plan, ignored
+    with pytest.raises(errors.UnknownKind, match="no add-on kind 'heroku-redis:mini'"):
+        registry.provider("heroku-redis:mini")
 
 
 # --- pg:psql ---

@@ -62,13 +62,18 @@ def unfinished(addon: dict, app: str) -> str:
          "a new release)",
          example="dynomesh addons:create postgresql --app hello", json=True)
 def addons_create(parser):
-    parser.add_argument("kind", metavar="KIND", help="the add-on's kind: postgresql")
+    parser.add_argument("kind", metavar="KIND",
+                        help="the add-on's kind: postgresql (Heroku's heroku-postgresql and a "
+                             ":PLAN after it are accepted; there are no plans here)")
 
 
 @runs(addons_create)
 async def _(args, session):
     name = session.app()
     print(f"Creating {args.kind} on {name}...", file=sys.stderr)
+    if ":" in args.kind:
+        print(f"(dynomesh has no add-on plans: {args.kind.partition(':')[2]!r} is ignored, "
+              "every add-on of a kind is the same)", file=sys.stderr)
     addon, headers = await session.api.call("POST", app_path(name) + "/addons",
                                             json_body={"kind": args.kind})
     if args.json:
