@@ -262,6 +262,16 @@ async def addon_url(api: Api, app: str) -> str:
     return config["DATABASE_URL"]
 
 
+async def apps_with_addons(api: Api, *apps: str) -> list[tuple[dict, str]]:
+    """Each app made, with a postgresql add-on: -> [(the add-on, its DATABASE_URL)]."""
+    made = []
+    for app in apps:
+        await api.call("POST", "/apps", json={"name": app})
+        addon, _ = await create_addon(api, app)
+        made.append((addon, await addon_url(api, app)))
+    return made
+
+
 async def server_has(admin_url: str, resource: str) -> tuple[bool, bool]:
     """(a database named `resource` exists, a role named `resource` exists)."""
     import asyncpg

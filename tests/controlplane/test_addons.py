@@ -12,7 +12,8 @@ import pytest
 from controlplane.addons.postgres import PostgresProvider
 from controlplane.store.models import AddonState
 from tests.conftest import free_port
-from tests.controlplane.conftest import addon_url, create_addon as create, server_has
+from tests.controlplane.conftest import (addon_url, apps_with_addons, create_addon as create,
+                                         server_has)
 
 
 async def test_create_attaches_a_database_the_app_can_write_and_read_with_a_new_release(
@@ -55,13 +56,8 @@ async def test_create_attaches_a_database_the_app_can_write_and_read_with_a_new_
 
 async def test_one_apps_role_cannot_connect_to_another_apps_database(addons_api,
                                                                      addons_admin_url):
-    api = addons_api
-    for name in ("alpha", "beta"):
-        await api.call("POST", "/apps", json={"name": name})
-    alpha, _ = await create(api, "alpha")
-    beta, _ = await create(api, "beta")
+    (alpha, alpha_url), (beta, beta_url) = await apps_with_addons(addons_api, "alpha", "beta")
     # alpha's role and password, beta's database
-    alpha_url, beta_url = await addon_url(api, "alpha"), await addon_url(api, "beta")
     trespass = alpha_url.rsplit("/", 1)[0] + "/" + beta["resource"]
     with pytest.raises(asyncpg.InsufficientPrivilegeError) as refused:
         await asyncpg.connect(trespass)

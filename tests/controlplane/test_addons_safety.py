@@ -12,7 +12,7 @@ import re
 import asyncpg
 import pytest
 
-from tests.controlplane.conftest import addon_url, create_addon, server_has
+from tests.controlplane.conftest import addon_url, apps_with_addons, create_addon, server_has
 
 
 async def run_sql(url: str, *statements: str):
@@ -48,11 +48,8 @@ async def app_resources(admin_url: str, app: str) -> tuple[list[str], list[str]]
 async def test_an_app_another_app_granted_rights_to_is_still_destroyed(addons_api,
                                                                       addons_admin_url):
     api = addons_api
-    for name in ("grantee", "granter"):
-        await api.call("POST", "/apps", json={"name": name})
-    grantee, _ = await create_addon(api, "grantee")
-    granter, _ = await create_addon(api, "granter")
-    grantee_url, granter_url = await addon_url(api, "grantee"), await addon_url(api, "granter")
+    (grantee, grantee_url), (granter, granter_url) = await apps_with_addons(api, "grantee",
+                                                                            "granter")
     # The granter owns its database, so it may let the grantee in and give it rights there:
     # role names are no secret (pg_roles is readable by every role).
     mine, theirs = granter["resource"], grantee["resource"]
