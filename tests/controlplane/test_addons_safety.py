@@ -99,6 +99,31 @@ async def test_a_server_where_every_role_may_connect_to_a_database_is_refused(
     await create_addon(api, "kept-out")
 
 
+async def test_an_admin_that_is_not_a_superuser_is_refused_before_anything_is_made(
+        addons_api, addons_admin_url):
+    """CREATEDB and CREATEROLE are not enough: CREATE DATABASE ... OWNER an app's role fails
+    for such an admin (42501), and it cannot clear what other roles granted that role."""
+    from controlplane.addons import errors
+    from controlplane.addons.registry import build_registry
+    from controlplane.addons.service import AddonService
+
+    api = addons_api
+    await api.call("POST", "/apps", json={"name": "underpowered"})
+    await run_sql(addons_admin_url,
+                  "CREATE ROLE half_admin LOGIN CREATEDB CREATEROLE PASSWORD 'half-pw'",
+                  "GRANT CONNECT ON DATABASE postgres TO half_admin")
+    try:
+        half = re.sub(r"//[^@]+@", "//half_admin:half-pw@", addons_admin_url)
+        service = AddonService(api.store, build_registry(half))
+        with pytest.raises(errors.UnsafeServer, match="the admin role of --addons-database-url "
+                           "is not a superuser of the add-on PostgreSQL server at "):
+            await service.create("underpowered", "postgresql")
+    finally:
+        await run_sql(addons_admin_url, "DROP OWNED BY half_admin", "DROP ROLE half_admin")
+    assert await api.store.addons.list("underpowered") == []
+    assert await app_resources(addons_admin_url, "underpowered") == ([], [])
+
+
 # --- 3: the app's password is sent as a SCRAM verifier, never as itself --------------------
 
 async def test_the_apps_password_never_reaches_the_servers_log_and_only_it_logs_in(
