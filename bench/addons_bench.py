@@ -2,10 +2,13 @@
 
 Starts a throwaway PostgreSQL cluster from the installed server binaries and a real
 `dynomesh control` (SQLite store) whose add-on server it is, creates `--apps` apps, then, one
-app after another, POSTs /apps/{app}/addons (reachability check, store row, CREATE ROLE,
-CREATE DATABASE, grants, the public schema, DATABASE_URL and a release) and later DELETEs each
-add-on (config var unset and a release, DROP DATABASE ... WITH (FORCE), DROP ROLE). Bounded:
-a fixed number of apps. Prints a table and writes bench/results/addons.json.
+app after another, POSTs /apps/{app}/addons (the server's safety check, the advisory-lock
+hold, store row, a SCRAM verifier, CREATE ROLE, CREATE DATABASE, grants, the public schema,
+DATABASE_URL and a release) and later DELETEs each add-on (config var unset and a release, DROP
+DATABASE ... WITH (FORCE), the role's holdings elsewhere, DROP ROLE). The cluster's own
+databases are closed to PUBLIC first, as `dynomesh up` does (the provider refuses it
+otherwise). Bounded: a fixed number of apps. Prints a table and writes
+bench/results/addons.json.
 
     python bench/addons_bench.py [--apps 20]
 """
@@ -31,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from tests.conftest import free_port  # noqa: E402
 from tests.controlplane.harness import ControlPlane  # noqa: E402
 from tests.pgcluster import PostgresCluster, find_bindir  # noqa: E402
+from onebox.postgres import lock_down  # noqa: E402
 
 
 def summary(op: str, latencies: list[float]) -> dict:
@@ -79,6 +83,7 @@ def main() -> int:
         return 1
     cluster = PostgresCluster(bindir, free_port()).start()
     try:
+        asyncio.run(lock_down(cluster.url))
         home = Path(tempfile.mkdtemp(prefix="dynomesh-bench-addons-")) / "home"
         plane = ControlPlane(home, environ={"DYNOMESH_ADDONS_DATABASE_URL": cluster.url})
         plane.start()
@@ -95,7 +100,8 @@ def main() -> int:
         print(f"{r['op']:<8} {r['count']:>5} {r['p50_ms']:>8} {r['p90_ms']:>8} {r['max_ms']:>8}")
     result = {"benchmark": "addons", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-              "notes": "PostgreSQL test cluster (fsync=off, trust auth), control plane on SQLite "
+              "notes": "PostgreSQL test cluster (fsync=off; the admin trusted on loopback, apps' roles "
+                       "by SCRAM), control plane on SQLite "
                        "(synchronous=FULL); one request at a time",
               "rows": rows}
     out = ROOT / "bench" / "results" / "addons.json"

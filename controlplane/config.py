@@ -70,8 +70,8 @@ class ControlConfig:
     # Lines a `dynomesh logs --tail` session may fall behind before it is cut off (L11);
     # about 1.5 MB of router lines, several seconds of a very busy app.
     tail_buffer: int = 5_000
-    # The PostgreSQL server add-on databases are made on, as its admin (a superuser, or a role
-    # with CREATEDB and CREATEROLE); None: `addons:create postgresql` says how to give one.
+    # The PostgreSQL server add-on databases are made on, as its admin (a superuser: see
+    # controlplane/addons/postgres.py); None: `addons:create postgresql` says how to give one.
     # Not in repr: its password must never reach a log.
     addons_database_url: str | None = field(default=None, repr=False)
     # Lines a log drain holds for a receiver that is slow or away before it drops them (L10).

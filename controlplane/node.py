@@ -13,7 +13,8 @@ from collections.abc import Callable
 from aiohttp import web
 
 from dynomesh.tasks import cancel_and_wait
-from controlplane.addons import AddonService, build_registry
+from controlplane.addons.registry import build_registry
+from controlplane.addons.service import AddonService
 from controlplane.api import ApiContext, make_app
 from controlplane.applog import AppLog, StreamAppLog, TeeAppLog
 from controlplane.config import ControlConfig

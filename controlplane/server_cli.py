@@ -54,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the home directory)")
     parser.add_argument("--addons-database-url",
                         default=os.environ.get("DYNOMESH_ADDONS_DATABASE_URL"), metavar="URL",
-                        help="postgresql://ADMIN:PASSWORD@HOST:PORT/postgres: the server "
-                        "`addons:create postgresql` makes apps' databases on (default "
+                        help="postgresql://ADMIN:PASSWORD@HOST:PORT/postgres, ADMIN a superuser: "
+                        "the server `addons:create postgresql` makes apps' databases on, not "
+                        "the store's, with PUBLIC's CONNECT revoked on its databases (default "
                         "$DYNOMESH_ADDONS_DATABASE_URL; the environment keeps the password out "
                         "of `ps`)")
     parser.add_argument("--home", default=None, metavar="DIR",

@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "%(default)s)")
     addons = parser.add_argument_group("add-ons")
     addons.add_argument("--addons-database-url", metavar="URL",
-                        help="postgresql://ADMIN:PASSWORD@HOST:PORT/postgres: make apps' "
+                        help="postgresql://ADMIN:PASSWORD@HOST:PORT/postgres, ADMIN a "
+                             "superuser, PUBLIC's CONNECT revoked on its databases: make apps' "
                              "databases there (default $DYNOMESH_ADDONS_DATABASE_URL; else a "
                              "local server is started when PostgreSQL is installed)")
     addons.add_argument("--addons-postgres-port", type=int,

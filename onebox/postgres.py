@@ -14,7 +14,6 @@ the `postgres` user (setpriv, as the dyno manager switches users), and the direc
 from __future__ import annotations
 
 import asyncio
-import glob
 import os
 import pwd
 import secrets
@@ -23,9 +22,11 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-BIN_GLOB = "/usr/lib/postgresql/*/bin"  # Debian's and Ubuntu's postgresql-NN packages
+from dynomesh import pgbin
+
 SERVER_USER = "postgres"  # who the server runs as when `dynomesh up` is root
 ADMIN = "postgres"
+SERVER_DATABASES = ("postgres", "template1")  # initdb's; template0 refuses connections anyway
 # initdb and pg_ctl finish in seconds; a bound keeps a wedged one from hanging start-up.
 TOOL_TIMEOUT = 120.0
 _SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -35,17 +36,31 @@ class LocalPostgresError(Exception):
     """The local server could not be prepared; the message says why and what to do."""
 
 
-def find_bindir(pattern: str = BIN_GLOB, path: str | None = None) -> Path | None:
-    """The newest installed server's bin dir (one with initdb), else the one on PATH."""
-    def version(candidate: str) -> int:
-        number = Path(candidate).parent.name
-        return int(number) if number.isdigit() else 0
+async def lock_down(admin_url: str) -> None:
+    """Revoke PUBLIC's CONNECT on the server's own databases (initdb grants it), so that an
+    app's role reaches its own database only: the add-on provider refuses a server where
+    PUBLIC may connect anywhere (controlplane/addons/postgres.py). template0 takes no
+    connections at all."""
+    import asyncpg
 
-    for candidate in sorted(glob.glob(pattern), key=version, reverse=True):
-        if (Path(candidate) / "initdb").exists():
-            return Path(candidate)
-    initdb = shutil.which("initdb", path=path)
-    return Path(initdb).parent if initdb else None
+    try:
+        connection = await asyncpg.connect(admin_url, timeout=10)
+        try:
+            for database in SERVER_DATABASES:
+                await connection.execute(f'REVOKE CONNECT ON DATABASE "{database}" FROM PUBLIC')
+        finally:
+            await connection.close()
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        reason = getattr(exc, "sqlstate", None) or getattr(exc, "strerror", None) or \
+            type(exc).__name__
+        raise LocalPostgresError(f"could not revoke PUBLIC's CONNECT on its databases "
+                                 f"({reason}); its log lines are above") from None
+
+
+def find_bindir(pattern: str = pgbin.BIN_GLOB, path: str | None = None) -> Path | None:
+    """The newest installed server's bin dir (one with initdb), else the one on PATH."""
+    initdb = pgbin.find("initdb", pattern=pattern, path=path)
+    return None if initdb is None else initdb.parent
 
 
 @dataclass(frozen=True)
@@ -149,14 +164,7 @@ class LocalPostgres:
 
     async def lock_down(self) -> None:
         """PUBLIC may not connect to the server's own databases, only apps' roles to theirs."""
-        import asyncpg
-
-        connection = await asyncpg.connect(self.admin_url(), timeout=10)
-        try:
-            for database in ("postgres", "template1"):
-                await connection.execute(f'REVOKE CONNECT ON DATABASE "{database}" FROM PUBLIC')
-        finally:
-            await connection.close()
+        await lock_down(self.admin_url())
 
     async def _tool(self, tool: str, *args: str, allowed: tuple[int, ...] = (0,)) -> None:
         process = await asyncio.create_subprocess_exec(

@@ -4,6 +4,10 @@
 when we are root, since PostgreSQL refuses to run as root), listening on a free loopback port
 with its Unix socket in the same dir; `stop()` shuts it down and removes the dir. Each test
 gets its own database from `create_database()`, so tests never see each other's rows.
+
+Only the `postgres` superuser logs in without a password (the fixtures' own connections); every
+other role must give its SCRAM password on loopback, as on the add-on servers dynomesh runs,
+so a test that logs in with a wrong password sees the real refusal.
 """
 
 from __future__ import annotations
@@ -18,10 +22,19 @@ from pathlib import Path
 from onebox.postgres import find_bindir  # noqa: F401  (the search `dynomesh up` makes too)
 
 
+# First match wins (pg_hba.conf docs): the fixtures' superuser is trusted, everyone else not.
+PG_HBA = """\
+local all all trust
+host all postgres 127.0.0.1/32 trust
+host all all 127.0.0.1/32 scram-sha-256
+"""
+
+
 class PostgresCluster:
-    def __init__(self, bindir: Path, port: int) -> None:
+    def __init__(self, bindir: Path, port: int, *, options: tuple[str, ...] = ()) -> None:
         self.bindir = bindir
         self.port = port
+        self.options = options  # more server settings, e.g. ("log_statement=ddl",)
         self.root = Path(tempfile.mkdtemp(prefix="dynomesh-pg-"))
         self.data = self.root / "data"
         self._as_postgres = os.geteuid() == 0
@@ -47,14 +60,20 @@ class PostgresCluster:
             shutil.chown(self.root, user="postgres", group="postgres")
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
                   "-E", "UTF8", "--no-locale", "--no-sync")
+        (self.data / "pg_hba.conf").write_text(PG_HBA)
         # fsync off: the tests kill control planes, never this server, and it saves seconds.
         options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} "
                    f"-c unix_socket_directories={self.root} -c fsync=off "
-                   f"-c max_connections=200 -c shared_buffers=32MB")
+                   f"-c max_connections=200 -c shared_buffers=32MB"
+                   + "".join(f" -c {option}" for option in self.options))
         # -w: pg_ctl returns once the server accepts connections.
         self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data), "-o", options,
-                  "-l", str(self.root / "server.log"))
+                  "-l", str(self.log))
         return self
+
+    @property
+    def log(self) -> Path:
+        return self.root / "server.log"
 
     def stop(self) -> None:
         try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import stat
-import subprocess
 
 import asyncpg
 import pytest
@@ -36,13 +35,21 @@ async def fetchval(url: str, query: str):
         await connection.close()
 
 
-async def wait_accepting(local: LocalPostgres, server: subprocess.Popen) -> None:
-    for _ in range(600):  # bounded: at most 600 checks, a server that exits fails at once
-        if await local.accepting():
-            return
-        assert server.poll() is None, "the server exited before it accepted logins"
-        await asyncio.sleep(0.1)  # polling the server's readiness, as `dynomesh up` does
-    raise AssertionError("the server did not accept logins")
+# The server's own word that it is up (src/backend/postmaster/postmaster.c), on its stderr.
+READY_LINE = b"database system is ready to accept connections"
+
+
+async def start_server(local: LocalPostgres) -> tuple[asyncio.subprocess.Process, asyncio.Task]:
+    """The server, once it has said it accepts connections; -> (it, the task that keeps
+    reading its output so that it never blocks on a full pipe)."""
+    server = await asyncio.create_subprocess_exec(
+        *local.server_argv(), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(60):
+        while READY_LINE not in (line := await server.stderr.readline()):
+            assert line, "the server exited before it accepted connections"
+    drain = asyncio.create_task(server.stderr.read())
+    return server, drain
 
 
 async def test_the_local_server_wants_passwords_locks_public_out_and_is_stopped_if_left(
@@ -53,10 +60,9 @@ async def test_the_local_server_wants_passwords_locks_public_out_and_is_stopped_
     assert local.initialized()
     assert stat.S_IMODE(local.password_file.stat().st_mode) == 0o600
     assert not (local.root / "initdb-password").exists()
-    server = subprocess.Popen(local.server_argv(), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server, drain = await start_server(local)
     try:
-        await wait_accepting(local, server)
+        assert await local.accepting()
         await local.lock_down()
         admin = local.admin_url()
         await fetchval(admin, "CREATE ROLE some_app LOGIN PASSWORD 'app-pw'")
@@ -70,11 +76,13 @@ async def test_the_local_server_wants_passwords_locks_public_out_and_is_stopped_
                 await fetchval(f"{app}/{database}", "SELECT 1")
 
         await local.stop_leftover()  # as the next `dynomesh up` would find it
-        assert server.wait(timeout=60) == 0
+        async with asyncio.timeout(60):
+            assert await server.wait() == 0
     finally:
-        if server.poll() is None:
+        if server.returncode is None:
             server.kill()
-            server.wait()
+            await server.wait()
+        await drain
 
 
 @pytest.mark.unit

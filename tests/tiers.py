@@ -76,7 +76,7 @@ def tier_of(item) -> str:
 
 def uses_postgres(item) -> bool:
     names = set(getattr(item, "fixturenames", ()))
-    if names & {"postgres_server_url", "postgres_url"}:
+    if names & {"postgres_server_url", "postgres_url", "addons_server"}:
         return True
     callspec = getattr(item, "callspec", None)
     return callspec is not None and callspec.params.get("database_url") == "postgresql"

@@ -3,11 +3,9 @@ config var (`DATABASE_URL`), as Heroku's add-ons are.
 
 `provider.py` is the interface a kind implements, `registry.py` the kinds and the configured
 providers, `postgres.py` the one that ships, `service.py` create and destroy around the store's
-steps, `naming.py` and `urls.py` the pure parts (names, URLs). Errors: `errors.py`.
+steps, `naming.py`, `urls.py` and `scram.py` the pure parts (names, URLs, password verifiers).
+Errors: `errors.py`.
+
+Nothing is imported here: `controlplane.config` and every CLI command import `urls`, and must
+not pull in the service and the store with it.
 """
-
-from controlplane.addons.errors import AddonError
-from controlplane.addons.registry import AddonRegistry, build_registry
-from controlplane.addons.service import AddonService, Changed
-
-__all__ = ["AddonError", "AddonRegistry", "AddonService", "Changed", "build_registry"]

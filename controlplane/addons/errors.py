@@ -26,3 +26,23 @@ class ProviderUnavailable(AddonError):
 
 class ProviderFailed(AddonError):
     """The provider's server was reached but refused the work."""
+
+
+class UnsafeServer(AddonError):
+    """The provider's server would not keep a new resource to its app (every role may reach
+    some database there, or the admin is not a superuser): its operator must act."""
+
+
+class Busy(AddonError):
+    """Another request (on this or another control node) is creating or destroying the same
+    add-on right now; running the command again once it is done is safe."""
+
+
+class ResourceExists(AddonError):
+    """A fresh add-on's resource name is already taken on the server (left by something
+    else): it was not touched, and the add-on was not recorded."""
+
+
+class Elsewhere(AddonError):
+    """The add-on lives on another server than the one this platform is configured with now:
+    finishing or destroying it here would miss its resource."""

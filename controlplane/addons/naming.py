@@ -51,6 +51,12 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def sql_name(name: str) -> str:
+    """An identifier as a person would type it: bare when it is a plain lowercase one, quoted
+    otherwise (for SQL shown in a message)."""
+    return name if RESOURCE.match(name) else quote_identifier(name)
+
+
 def quote_literal(text: str) -> str:
     """A SQL string literal: single quotes doubled (standard_conforming_strings, on since
     PostgreSQL 9.1, keeps backslashes literal). For the few statements that take no

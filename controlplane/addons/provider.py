@@ -5,11 +5,13 @@ A provider makes and removes one resource per add-on, named by the platform
 (`naming.derive`), and says which config var carries the app's credentials to it. Both
 `provision` and `deprovision` are idempotent: after a crash the service calls them again with
 the same resource name and they finish what is missing, so no half-made resource is left that
-the user cannot remove.
+the user cannot remove. The service calls them only inside `exclusive(resource)`, so two
+requests (on any control nodes) never work on one resource at once.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 
@@ -23,9 +25,19 @@ class AddonProvider(Protocol):
     async def check(self) -> None:
         """Reach the provider's server; `ProviderUnavailable` when it cannot be reached."""
 
-    async def provision(self, resource: str) -> str:
+    async def check_safe(self) -> None:
+        """`check`, and `UnsafeServer` when a resource made there now would not be the app's
+        alone (what to fix is in the message)."""
+
+    def exclusive(self, resource: str) -> AbstractAsyncContextManager[None]:
+        """Hold `resource` against every other holder on any control node while the block
+        runs; `Busy` at once when another holds it. A holder that dies lets go."""
+
+    async def provision(self, resource: str, *, fresh: bool) -> str:
         """Make `resource` (or finish making it) with fresh credentials; -> the value of
-        `config_var` for the app. Raises `errors.AddonError` classes only."""
+        `config_var` for the app. `fresh`: a new add-on, so a resource of that name that
+        already exists is someone else's: `ResourceExists`, and nothing is touched. Raises
+        `errors.AddonError` classes only."""
 
     async def deprovision(self, resource: str) -> None:
         """Remove `resource` and its credentials, whatever part of it exists."""

@@ -3,7 +3,9 @@
 A kind is known even when no server was configured for it, so that `addons:create
 postgresql` on a platform without `--addons-database-url` says how to configure one rather
 than that PostgreSQL does not exist. Heroku's names for a kind (`heroku-postgresql`) are
-accepted too, so commands copied from Heroku's documentation work.
+accepted too, and so is a Heroku plan after a colon (`heroku-postgresql:essential-0`), so
+commands copied from Heroku's documentation work; plans do not exist here (every add-on of a
+kind is the same), and `addons:create` says so when one is given.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ class AddonRegistry:
 
     @staticmethod
     def kind(text: str) -> str:
-        """The kind `text` names; `UnknownKind` listing the kinds otherwise."""
-        kind = ALIASES.get(text.strip().lower(), text.strip().lower())
+        """The kind `text` names (a `:plan` after it aside); `UnknownKind` listing the kinds
+        otherwise."""
+        name = text.strip().lower().partition(":")[0]
+        kind = ALIASES.get(name, name)
         if kind not in KINDS:
             raise errors.UnknownKind(
                 f"there is no add-on kind {text!r}: the kinds are {', '.join(sorted(KINDS))} "

@@ -13,7 +13,7 @@ from controlplane.api import bodies, render
 from controlplane.api.auth import actor, allow
 from controlplane.api.context import context
 from controlplane.api.releases import RELEASE_HEADER, log_release
-from controlplane.addons import Changed
+from controlplane.addons.service import Changed
 from controlplane.store.models import Addon, Role
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from controlplane.addons import AddonService
+from controlplane.addons.service import AddonService
 from controlplane.applog import AppLog
 from controlplane.config import ControlConfig
 from controlplane.drains.service import DrainService

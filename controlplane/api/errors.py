@@ -51,6 +51,10 @@ _ADDON_ERRORS: tuple[tuple[type[addon_errors.AddonError], int, str], ...] = (
     (addon_errors.UnknownKind, 422, "unknown_addon_kind"),
     (addon_errors.NotConfigured, 422, "addons_not_configured"),
     (addon_errors.ProviderUnavailable, 503, "addon_server_unavailable"),
+    (addon_errors.UnsafeServer, 503, "addon_server_unsafe"),
+    (addon_errors.Busy, 409, "addon_busy"),
+    (addon_errors.ResourceExists, 409, "addon_resource_exists"),
+    (addon_errors.Elsewhere, 409, "addon_on_other_server"),
     (addon_errors.ProviderFailed, 502, "addon_server_refused"),
 )
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from controlplane.addons import urls as addon_urls
 from controlplane.config import ControlConfig
-from controlplane.drains.urls import masked
+from controlplane.drains import urls as drain_urls
 from controlplane.store.models import (Addon, App, Domain, Drain, DrainStats, Dyno, Feature,
                                        FormationEntry, Release, Slug, Token)
 from controlplane.store.vms import VmUsage
@@ -53,7 +54,7 @@ def domain(app: App, domain: Domain) -> dict[str, Any]:
 
 def drain(drain: Drain, stats: DrainStats) -> dict[str, Any]:
     """A drain as users see it: its URL masked (it may hold a password or a key)."""
-    return {"id": drain.id, "token": drain.token, "url": masked(drain.url),
+    return {"id": drain.id, "token": drain.token, "url": drain_urls.masked(drain.url),
             "app": {"id": drain.app_id, "name": drain.app}, "created_at": drain.created_at,
             "delivery": {"node": drain.owner, "sent": stats.sent, "dropped": stats.dropped,
                          "retries": stats.retries, "last_error": stats.last_error,
@@ -104,11 +105,13 @@ def vm(usage: VmUsage, now: float) -> dict[str, Any]:
 
 
 def addon(addon: Addon, config_value: str | None, location: str | None) -> dict[str, Any]:
-    """`config_value` is the app's own config var (shown as config vars are); `location` the
+    """`config_value` is the app's own config var, shown with its password masked (Heroku
+    shows an add-on's var by name only; `GET .../config-vars` has it whole); `location` the
     provider's server as host:port, never its admin credentials."""
+    shown = (addon_urls.masked(config_value) if config_value is not None and addon.attached
+             else None)
     return {"id": addon.id, "name": addon.name, "kind": addon.kind,
             "app": {"id": addon.app_id, "name": addon.app_name}, "state": addon.state.value,
-            "config_var": addon.config_var,
-            "config_value": config_value if addon.attached else None,
+            "config_var": addon.config_var, "config_value_masked": shown,
             "resource": addon.resource, "location": location,
             "created_at": addon.created_at, "updated_at": addon.updated_at}

@@ -67,7 +67,8 @@ class AddonStore:
         self._db = db
 
     async def begin_create(self, ident: str, *, kind: str, name: str, resource: str,
-                           config_var: str) -> tuple[Addon, bool]:
+                           config_var: str, location: str | None = None
+                           ) -> tuple[Addon, bool]:
         """Record a new add-on as `provisioning`; -> (it, False). An add-on of this kind
         that a crash left `provisioning` is handed back to be finished instead: (it, True)."""
         async with self._db.write() as tx:
@@ -86,9 +87,10 @@ class AddonStore:
             addon_id = str(uuid.uuid4())
             await tx.execute(
                 "INSERT INTO addons (id, app_id, kind, name, resource, config_var, state, "
-                "attached, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8)",
+                "attached, created_at, updated_at, location) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, $9)",
                 addon_id, app.id, kind, name, resource, config_var,
-                AddonState.PROVISIONING.value, now)
+                AddonState.PROVISIONING.value, now, location)
             return await _by_id(tx, addon_id), False
 
     async def attach(self, addon_id: str, value: str) -> tuple[Addon, Release | None]:

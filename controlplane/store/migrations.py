@@ -35,7 +35,8 @@ class Migration:
 
 
 # An app's add-ons (a PostgreSQL database, later Redis or a bucket): one row per resource a
-# provider made for the app. Its own constant so that its version is one number to change.
+# provider made for the app. A constant of its own because it was written beside another
+# branch's migration: whichever merges second renumbers, and then only `4` changes here.
 # `state` is where the create/destroy saga stands (controlplane/addons/service.py): a crash
 # leaves `provisioning` or `deprovisioning`, and running the command again finishes it.
 # `attached` 1: the add-on's config var is set on the app (destroy unsets it only then).
@@ -55,6 +56,15 @@ ADDONS_MIGRATION = Migration(4, "add-ons: resources such as PostgreSQL databases
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL,
         UNIQUE (app_id, kind))""",
+))
+
+# Where each add-on's resource lives (the provider's `location()`, e.g. `127.0.0.1:5432`), so
+# that a control plane given another add-on server refuses to finish or destroy it there rather
+# than report a database dropped that still exists elsewhere. NULL: recorded before this
+# column, where it is not checked. A constant of its own, like the one above, so that renumbering
+# it after a parallel branch's migration is one number.
+ADDON_LOCATION_MIGRATION = Migration(6, "add-ons: the server each add-on's resource lives on", (
+    "ALTER TABLE addons ADD COLUMN location TEXT",
 ))
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -247,6 +257,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             UNIQUE (app_id, url),
             CHECK ((owner IS NULL) = (lease_until IS NULL)))""",
     )),
+    ADDON_LOCATION_MIGRATION,
 )
 
 LATEST = MIGRATIONS[-1].version

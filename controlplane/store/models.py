@@ -438,9 +438,11 @@ class Addon:
     attached: bool   # its config var is set on the app
     created_at: str
     updated_at: str
+    location: str | None = None  # the provider's server it lives on; None: not recorded
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Addon":
         return cls(row["id"], row["app_id"], row["app_name"], row["kind"], row["name"],
                    row["resource"], row["config_var"], AddonState(row["state"]),
-                   bool(row["attached"]), row["created_at"], row["updated_at"])
+                   bool(row["attached"]), row["created_at"], row["updated_at"],
+                   row["location"])

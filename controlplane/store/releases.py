@@ -54,6 +54,22 @@ async def config_vars(tx: Transaction, app: App) -> dict[str, str]:
     return {r["key"]: r["value"] for r in rows}
 
 
+async def addon_config_vars(tx: Transaction, app: App) -> dict[str, str]:
+    """config var -> the name of the app's add-on that sets it (DATABASE_URL ->
+    postgresql-1a2b3c). Such a var is the add-on's: config changes may not touch it, and
+    rollbacks keep its value."""
+    rows = await tx.fetch("SELECT config_var, name FROM addons WHERE app_id = $1", app.id)
+    return {r["config_var"]: r["name"] for r in rows}
+
+
+def _owned_by_addon(app: App, key: str, addon: str) -> errors.Conflict:
+    # Heroku refuses too ("Cannot overwrite attachment values"): the var is the add-on's.
+    where = f"--app {app.name}"
+    return errors.Conflict(
+        f"{key} belongs to the add-on {addon}, which sets it: `dynomesh addons:destroy {addon} "
+        f"{where} --confirm {app.name}` removes the add-on and {key} with it; then set your own")
+
+
 async def _require_slug(tx: Transaction, app: App, slug_id: str) -> Slug:
     row = await tx.fetchrow("SELECT * FROM slugs WHERE id = $1 AND app_id = $2", slug_id, app.id)
     if row is None:
@@ -153,6 +169,20 @@ async def change_config(tx: Transaction, app: App, changes: Mapping[str, str | N
     return new, release
 
 
+async def _rolled_back_config(tx: Transaction, app: App, old: Release) -> dict[str, str]:
+    """The config vars of a rollback to `old`: its own, except that each add-on's var keeps
+    its value now (set, or unset while it is destroyed). Heroku: a rollback does not roll back
+    add-ons, and the database the old URL named may be gone, or its password changed."""
+    current = await config_vars(tx, app)
+    config = dict(old.config)
+    for key in await addon_config_vars(tx, app):
+        if key in current:
+            config[key] = current[key]
+        else:
+            config.pop(key, None)
+    return config
+
+
 class ReleaseStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -213,12 +243,13 @@ class ReleaseStore:
                         f"deploy): rolling back to it would leave {app.name} no code to run. "
                         "Roll back to a release with a slug (`dynomesh releases` shows them), "
                         "or change config vars with `dynomesh config:set`")
+            config = await _rolled_back_config(tx, app, old)
             await tx.execute("DELETE FROM config_vars WHERE app_id = $1", app.id)
-            for key, value in old.config.items():
+            for key, value in config.items():
                 await tx.execute("INSERT INTO config_vars (app_id, key, value) VALUES ($1, $2, $3)",
                                  app.id, key, value)
             slug = await _require_slug(tx, app, old.slug_id) if old.slug_id else None
-            return await _insert_release(tx, app, slug=slug, config=old.config,
+            return await _insert_release(tx, app, slug=slug, config=config,
                                          description=f"Rollback to v{old.version}",
                                          status=ReleaseStatus.SUCCEEDED)
 
@@ -266,9 +297,15 @@ class ReleaseStore:
 
     async def update_config(self, ident: str, changes: Mapping[str, str | None]
                             ) -> tuple[dict[str, str], Release | None]:
-        """Apply `changes` (None deletes a key); a real change makes a new release."""
+        """Apply `changes` (None deletes a key); a real change makes a new release. A var an
+        add-on sets is refused: it is the add-on's (`addons:destroy` removes it)."""
         async with self._db.write() as tx:
-            return await change_config(tx, await require_app(tx, ident), changes)
+            app = await require_app(tx, ident)
+            owned = await addon_config_vars(tx, app)
+            taken = sorted(set(changes) & set(owned))
+            if taken:
+                raise _owned_by_addon(app, taken[0], owned[taken[0]])
+            return await change_config(tx, app, changes)
 
     # Formation.
 

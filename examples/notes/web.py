@@ -80,8 +80,7 @@ class Notes(BaseHTTPRequestHandler):
         if self.path != "/notes":
             return self.answer(404, "try GET or POST /notes\n")
         if self.ready():
-            rows = psql("CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text);"
-                        "SELECT body FROM notes ORDER BY id;")
+            rows = psql("SELECT body FROM notes ORDER BY id;")
             self.answer(200, rows)
 
     def do_POST(self):
@@ -90,15 +89,22 @@ class Notes(BaseHTTPRequestHandler):
             return self.answer(400, f"POST /notes with a note of 1 to {MAX_NOTE} bytes\n")
         note = self.rfile.read(length).decode("utf-8", "replace").replace("\n", " ")
         if self.ready():
-            psql("CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text);"
-                 "INSERT INTO notes (body) VALUES (:'note');", note=note)
+            psql("INSERT INTO notes (body) VALUES (:'note');", note=note)
             self.answer(201, f"stored by {DYNO}\n")
 
     def log_message(self, format, *args):
         print(f"{self.command} {self.path} {args[1] if len(args) > 1 else ''}", flush=True)
 
 
+def create_table():
+    """The schema, once per start (a Procfile `release:` phase would be its place on Heroku). A
+    database that cannot be reached now fails the start: the dyno manager restarts the dyno."""
+    if connection() is not None and find_psql() is not None:
+        psql("CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text);")
+
+
 def main():
+    create_table()
     port = int(os.environ.get("PORT", "5000"))
     server = ThreadingHTTPServer(("0.0.0.0", port), Notes)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

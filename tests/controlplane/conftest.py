@@ -181,15 +181,37 @@ async def api(api_factory) -> Api:
     return await api_factory()
 
 
-# --- add-ons: an admin of the test PostgreSQL server, with a password to look for ---
+# --- add-ons: a PostgreSQL server of their own, and an admin with a password to look for ---
 
 ADDONS_ADMIN = "dynomesh_addons_admin"
 
 
 @pytest.fixture(scope="session")
-def addons_admin_url(postgres_server_url):
-    """An admin URL for the add-on provider on the test server: a superuser of its own whose
-    password (`secrets.token_hex`) tests can look for in output that must not hold it."""
+def addons_server():
+    """The add-on provider's own throwaway server, apart from the store's (the docs warn
+    against sharing one: every database on an add-on server must be closed to PUBLIC, and the
+    store's test databases are not). It logs DDL statements, so tests can read what reached
+    its log, and PUBLIC's CONNECT on its own databases is revoked, as `dynomesh up` does."""
+    from onebox.postgres import lock_down
+    from tests.conftest import free_port
+    from tests.pgcluster import PostgresCluster, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.fail("no PostgreSQL server binaries (initdb, pg_ctl): install the `postgresql` "
+                    "package")
+    cluster = PostgresCluster(bindir, free_port(), options=("log_statement=ddl",)).start()
+    try:
+        asyncio.run(lock_down(cluster.url))
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def addons_admin_url(addons_server):
+    """An admin URL for the add-on provider: a superuser of its own whose password
+    (`secrets.token_hex`) tests can look for in output that must not hold it."""
     import secrets
     from urllib.parse import urlsplit, urlunsplit
 
@@ -198,18 +220,15 @@ def addons_admin_url(postgres_server_url):
     password = "admin-" + secrets.token_hex(12)
 
     async def make_admin() -> None:
-        connection = await asyncpg.connect(postgres_server_url)
+        connection = await asyncpg.connect(addons_server.url)
         try:
-            exists = await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1",
-                                               ADDONS_ADMIN)
-            verb = "ALTER" if exists else "CREATE"
             await connection.execute(
-                f"{verb} ROLE {ADDONS_ADMIN} WITH LOGIN SUPERUSER PASSWORD '{password}'")
+                f"CREATE ROLE {ADDONS_ADMIN} WITH LOGIN SUPERUSER PASSWORD '{password}'")
         finally:
             await connection.close()
 
     asyncio.run(make_admin())
-    parts = urlsplit(postgres_server_url)
+    parts = urlsplit(addons_server.url)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{ADDONS_ADMIN}:{password}@{host}",
                                      path="/postgres"))
@@ -228,3 +247,56 @@ async def receivers():
     yield factory
     for receiver in made:
         await receiver.stop()
+
+
+@pytest.fixture
+async def addons_api(node_factory, addons_admin_url):
+    """A control node (its store on each backend in turn) whose add-on server is the test
+    add-on server, reached as a superuser of its own."""
+    from controlplane.addons.postgres import PostgresProvider
+
+    api = await node_factory(addons_database_url=addons_admin_url)
+    yield api
+    provider = PostgresProvider(addons_admin_url)
+    for app in await api.store.apps.list():
+        for addon in await api.store.addons.list(app.id):
+            await provider.deprovision(addon.resource)  # what a failed test left behind
+
+
+async def create_addon(api: Api, app: str):
+    """POST a postgresql add-on on `app`: -> (the add-on, the response); it must succeed."""
+    status, body, response = await api.call("POST", f"/apps/{app}/addons",
+                                            json={"kind": "postgresql"})
+    assert status in (200, 201), body
+    return body, response
+
+
+async def addon_url(api: Api, app: str) -> str:
+    """The app's DATABASE_URL, whole (the add-on itself shows it masked)."""
+    _, config, _ = await api.call("GET", f"/apps/{app}/config-vars")
+    return config["DATABASE_URL"]
+
+
+async def apps_with_addons(api: Api, *apps: str) -> list[tuple[dict, str]]:
+    """Each app made, with a postgresql add-on: -> [(the add-on, its DATABASE_URL)]."""
+    made = []
+    for app in apps:
+        await api.call("POST", "/apps", json={"name": app})
+        addon, _ = await create_addon(api, app)
+        made.append((addon, await addon_url(api, app)))
+    return made
+
+
+async def server_has(admin_url: str, resource: str) -> tuple[bool, bool]:
+    """(a database named `resource` exists, a role named `resource` exists)."""
+    import asyncpg
+
+    connection = await asyncpg.connect(admin_url)
+    try:
+        database = await connection.fetchval(
+            "SELECT count(*) FROM pg_database WHERE datname = $1", resource)
+        role = await connection.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1",
+                                         resource)
+    finally:
+        await connection.close()
+    return bool(database), bool(role)

@@ -4,45 +4,16 @@ and destroys both; failures leave nothing the user cannot finish."""
 
 from __future__ import annotations
 
+import re
+
 import asyncpg
 import pytest
 
 from controlplane.addons.postgres import PostgresProvider
 from controlplane.store.models import AddonState
 from tests.conftest import free_port
-from tests.controlplane.conftest import deploy_with
-
-
-@pytest.fixture
-async def addons_api(node_factory, addons_admin_url):
-    """A control node (its store on each backend in turn) whose add-on server is the test
-    PostgreSQL server, reached as a superuser of its own."""
-    api = await node_factory(addons_database_url=addons_admin_url)
-    yield api
-    provider = PostgresProvider(addons_admin_url)
-    for app in await api.store.apps.list():
-        for addon in await api.store.addons.list(app.id):
-            await provider.deprovision(addon.resource)  # what a failed test left behind
-
-
-async def create(api, app: str):
-    status, body, response = await api.call("POST", f"/apps/{app}/addons",
-                                            json={"kind": "postgresql"})
-    assert status in (200, 201), body
-    return body, response
-
-
-async def server_has(admin_url: str, resource: str) -> tuple[bool, bool]:
-    """(a database named `resource` exists, a role named `resource` exists)."""
-    connection = await asyncpg.connect(admin_url)
-    try:
-        database = await connection.fetchval(
-            "SELECT count(*) FROM pg_database WHERE datname = $1", resource)
-        role = await connection.fetchval("SELECT count(*) FROM pg_roles WHERE rolname = $1",
-                                         resource)
-    finally:
-        await connection.close()
-    return bool(database), bool(role)
+from tests.controlplane.conftest import (addon_url, apps_with_addons, create_addon as create,
+                                         server_has)
 
 
 async def test_create_attaches_a_database_the_app_can_write_and_read_with_a_new_release(
@@ -54,10 +25,13 @@ async def test_create_attaches_a_database_the_app_can_write_and_read_with_a_new_
     assert response.status == 201 and response.headers["Dynomesh-Release"] == "2"
     assert addon["name"].startswith("postgresql-") and addon["state"] == "ready"
     assert addon["resource"].startswith("app_hello_db_")
-    url = addon["config_value"]
-    assert url.startswith(f"postgresql://{addon['resource']}:")
     _, config, _ = await api.call("GET", "/apps/hello-db/config-vars")
-    assert config == {"DATABASE_URL": url}
+    url = config["DATABASE_URL"]
+    assert list(config) == ["DATABASE_URL"]
+    assert url.startswith(f"postgresql://{addon['resource']}:")
+    # the add-on shows its var with the password masked, as Heroku shows only its name
+    assert addon["config_value_masked"] == re.sub(r":[^:@]+@", ":***@", url)
+    assert ":***@" in addon["config_value_masked"]
     _, releases, _ = await api.call("GET", "/apps/hello-db/releases")
     assert (releases[0]["version"], releases[0]["description"], releases[0]["slug"] is not None) \
         == (2, "Set DATABASE_URL config vars", True)
@@ -71,9 +45,9 @@ async def test_create_attaches_a_database_the_app_can_write_and_read_with_a_new_
         assert await connection.fetchval("SELECT body FROM notes") == "kept"
         assert await connection.fetchval("SELECT current_user") == addon["resource"]
         role = await connection.fetchrow(
-            "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication FROM pg_roles "
-            "WHERE rolname = current_user")
-        assert tuple(role.values()) == (False, False, False, False)
+            "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolconnlimit "
+            "FROM pg_roles WHERE rolname = current_user")
+        assert tuple(role.values()) == (False, False, False, False, 20)  # as Essential-0
     finally:
         await connection.close()
     _, listed, _ = await api.call("GET", "/apps/hello-db/addons")
@@ -82,13 +56,9 @@ async def test_create_attaches_a_database_the_app_can_write_and_read_with_a_new_
 
 async def test_one_apps_role_cannot_connect_to_another_apps_database(addons_api,
                                                                      addons_admin_url):
-    api = addons_api
-    for name in ("alpha", "beta"):
-        await api.call("POST", "/apps", json={"name": name})
-    alpha, _ = await create(api, "alpha")
-    beta, _ = await create(api, "beta")
+    (alpha, alpha_url), (beta, beta_url) = await apps_with_addons(addons_api, "alpha", "beta")
     # alpha's role and password, beta's database
-    trespass = alpha["config_value"].rsplit("/", 1)[0] + "/" + beta["resource"]
+    trespass = alpha_url.rsplit("/", 1)[0] + "/" + beta["resource"]
     with pytest.raises(asyncpg.InsufficientPrivilegeError) as refused:
         await asyncpg.connect(trespass)
     assert refused.value.sqlstate == "42501"
@@ -103,7 +73,7 @@ async def test_one_apps_role_cannot_connect_to_another_apps_database(addons_api,
     finally:
         await admin.close()
     assert (may, public_create) == (False, False)
-    beta_own = await asyncpg.connect(beta["config_value"])
+    beta_own = await asyncpg.connect(beta_url)
     try:  # PUBLIC may not create in beta's public schema; beta's role may
         assert await beta_own.fetchval(
             "SELECT has_schema_privilege('public', 'public', 'CREATE')") is False
@@ -118,7 +88,7 @@ async def test_destroy_drops_the_database_and_role_and_unsets_the_url(addons_api
     await api.call("POST", "/apps", json={"name": "gone"})
     addon, _ = await create(api, "gone")
     assert await server_has(addons_admin_url, addon["resource"]) == (True, True)
-    session = await asyncpg.connect(addon["config_value"])  # a dyno still connected
+    session = await asyncpg.connect(await addon_url(api, "gone"))  # a dyno still connected
     try:
         status, body, response = await api.call("DELETE", f"/apps/gone/addons/{addon['name']}")
     finally:
@@ -202,15 +172,15 @@ async def test_a_create_interrupted_after_the_database_was_made_is_finished_by_r
     started, _ = await api.store.addons.begin_create(
         "crashy", kind="postgresql", name="postgresql-c0ffee", resource="app_crashy_c0ffee",
         config_var="DATABASE_URL")
-    await PostgresProvider(addons_admin_url).provision(started.resource)  # then the crash
+    await PostgresProvider(addons_admin_url).provision(started.resource, fresh=True)  # crash
     _, listed, _ = await api.call("GET", "/apps/crashy/addons")
-    assert [(a["name"], a["state"], a["config_value"]) for a in listed] == \
+    assert [(a["name"], a["state"], a["config_value_masked"]) for a in listed] == \
         [("postgresql-c0ffee", "provisioning", None)]
 
     addon, response = await create(api, "crashy")
     assert response.status == 200  # finished, not made anew
     assert (addon["name"], addon["state"]) == ("postgresql-c0ffee", "ready")
-    connection = await asyncpg.connect(addon["config_value"])  # the new password works
+    connection = await asyncpg.connect(await addon_url(api, "crashy"))  # the new password works
     await connection.close()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import asyncpg
 import pytest
@@ -49,7 +50,10 @@ def test_create_list_info_psql_and_destroy(control, addons_admin_url):
     assert listing[2].split()[:4] == [name, "postgresql", "ready", "DATABASE_URL"]
     info = ok(run("addons:info", name, "--app", "notes"))
     url = ok(run("config:get", "DATABASE_URL", "--app", "notes")).strip()
-    assert f"Config var: DATABASE_URL={url}\n" in info  # shown as config vars are
+    password = re.match(r"postgresql://[^:]+:([^@]+)@", url).group(1)
+    assert f"Config var: DATABASE_URL={url.replace(password, '***')}\n" in info
+    assert password not in info  # Heroku shows an add-on's var by name; config:get has it
+    assert "`dynomesh config:get DATABASE_URL --app notes` prints it" in info
     address = addons_admin_url.rpartition("@")[2].split("/")[0]
     assert f"Server:     {address}\n" in info
     resource = json.loads(ok(run("addons:info", name, "--app", "notes", "--json")))["resource"]
@@ -94,3 +98,17 @@ def test_an_unreachable_addon_server_is_an_unavailable_exit_naming_the_server(tm
         assert "pw-9z" not in result.stderr + plane.log()
     finally:
         assert plane.stop() == 0, plane.log()
+
+
+def test_the_cli_commands_load_without_the_store_or_the_addon_service():
+    """Every `dynomesh` user command imports its command modules: the add-on commands must
+    not pull the control plane's store (or asyncpg) into each of them."""
+    import subprocess
+
+    from tests.conftest import dynomesh_env
+
+    probe = ("import sys, controlplane.cli.commands; print(sorted(m for m in sys.modules if "
+             "m.startswith(('controlplane.store', 'controlplane.addons.service', 'asyncpg'))))")
+    result = subprocess.run([sys.executable, "-c", probe], env=dynomesh_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "[]\n", "")

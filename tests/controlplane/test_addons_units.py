@@ -1,15 +1,18 @@
-"""The pure parts of add-ons: names derived from app names, URLs built, split and masked, the
-registry's kinds, and how `pg:psql` finds and runs psql."""
+"""The pure parts of add-ons: names derived from app names, URLs built, split and masked, SCRAM
+verifiers, the registry's kinds, and how `pg:psql` finds and runs psql."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import random
 
 import pytest
 
-from controlplane.addons import errors, naming, urls
+from controlplane.addons import errors, naming, scram, urls
 from controlplane.addons.registry import AddonRegistry
-from controlplane.cli.commands.addons import find_psql, psql_invocation
+from controlplane.cli.commands.addons import find_psql, psql_invocation, unfinished
 
 pytestmark = pytest.mark.unit
 
@@ -84,6 +87,42 @@ def test_with_database_keeps_the_server_and_credentials():
         "postgresql://a:b@h:1/app_x?sslmode=disable"
 
 
+
+# --- SCRAM verifiers ---
+
+# RFC 7677 section 3: user "user", password "pencil", the server's salt and 4096 iterations.
+RFC7677_SALT = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
+RFC7677_AUTH_MESSAGE = (
+    b"n=user,r=rOprNGfwEbeRWgbNEkqO,"
+    b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,"
+    b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0")
+RFC7677_PROOF = base64.b64decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
+RFC7677_SERVER_SIGNATURE = base64.b64decode("6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
+
+
+def test_a_verifier_checks_the_rfc_7677_clients_proof_and_signs_as_its_server():
+    """A server holding only our StoredKey and ServerKey accepts the RFC's client and
+    answers with the RFC's server signature (RFC 5802 section 3)."""
+    stored_key, server_key = scram.keys("pencil", RFC7677_SALT)
+    client_signature = hmac.new(stored_key, RFC7677_AUTH_MESSAGE, hashlib.sha256).digest()
+    client_key = bytes(a ^ b for a, b in zip(RFC7677_PROOF, client_signature))
+    assert hashlib.sha256(client_key).digest() == stored_key
+    assert hmac.new(server_key, RFC7677_AUTH_MESSAGE, hashlib.sha256).digest() == \
+        RFC7677_SERVER_SIGNATURE
+    assert scram.verifier("pencil", RFC7677_SALT) == (
+        "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"
+        f"{base64.b64encode(stored_key).decode()}:{base64.b64encode(server_key).decode()}")
+
+
+def test_a_verifier_refuses_weak_parameters_and_passwords_it_would_normalise_wrongly():
+    for weak in ({"salt": b"short"}, {"salt": RFC7677_SALT, "iterations": 1000}):
+        with pytest.raises(ValueError, match="at least 16 bytes and at least 4096"):
+            scram.verifier("pencil", **weak)
+    for password in ("", "with space", "caf\u00e9"):
+        with pytest.raises(ValueError, match="printable ASCII"):
+            scram.verifier(password, RFC7677_SALT)
+
+
 # --- the registry ---
 
 class _Provider:
@@ -107,6 +146,9 @@ def test_herokus_names_for_a_kind_are_accepted():
     registry = AddonRegistry({"postgresql": provider})
     assert registry.provider("heroku-postgresql") is provider
     assert registry.provider("PostgreSQL") is provider
+    assert registry.provider("heroku-postgresql:essential-0") is provider  # a plan, ignored
+    with pytest.raises(errors.UnknownKind, match="no add-on kind 'heroku-redis:mini'"):
+        registry.provider("heroku-redis:mini")
 
 
 # --- pg:psql ---
@@ -121,13 +163,25 @@ def test_psql_gets_the_password_through_its_environment_not_its_command_line():
 
 
 def test_psql_is_found_on_path_else_in_the_newest_client_package(tmp_path):
-    assert find_psql(path=str(tmp_path), pattern=str(tmp_path / "none" / "*" / "psql")) is None
+    assert find_psql(path=str(tmp_path), pattern=str(tmp_path / "none" / "*" / "bin")) is None
     for version in ("9", "15", "13"):
         binary = tmp_path / "lib" / version / "bin" / "psql"
         binary.parent.mkdir(parents=True)
         binary.write_text("#!/bin/sh\n")
         binary.chmod(0o755)
-    newest = find_psql(path=str(tmp_path / "empty"), pattern=str(tmp_path / "lib/*/bin/psql"))
+    newest = find_psql(path=str(tmp_path / "empty"), pattern=str(tmp_path / "lib/*/bin"))
     assert newest == str(tmp_path / "lib" / "15" / "bin" / "psql")
     assert find_psql(path=str(tmp_path / "lib" / "9" / "bin"),
                      pattern="/nonexistent/*") == str(tmp_path / "lib" / "9" / "bin" / "psql")
+
+
+def test_a_half_destroyed_addon_is_finished_by_destroy_and_a_half_made_one_either_way():
+    gone = {"name": "postgresql-1a2b3c", "kind": "postgresql", "state": "deprovisioning"}
+    assert unfinished(gone, "hello") == (
+        "postgresql-1a2b3c is being destroyed (interrupted?): finish with `dynomesh "
+        "addons:destroy postgresql-1a2b3c --app hello --confirm hello`")
+    made = dict(gone, state="provisioning")
+    assert unfinished(made, "hello") == (
+        "postgresql-1a2b3c is provisioning (interrupted?): finish it with `dynomesh "
+        "addons:create postgresql --app hello`, or remove it with `dynomesh addons:destroy "
+        "postgresql-1a2b3c --app hello --confirm hello`")

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 import sys
-from pathlib import Path
 from urllib.parse import quote
 
+from dynomesh import pgbin
 from controlplane.addons.urls import without_password
 from controlplane.cli.commands.apps import app_path
 from controlplane.cli.errors import CliError, Exit, usage
 from controlplane.cli.output import emit_json, table
 from controlplane.cli.registry import command, no_arguments, runs
-
-# Where Debian's and Ubuntu's postgresql-client packages put psql when it is not on PATH.
-PSQL_GLOB = "/usr/lib/postgresql/*/bin/psql"
 
 
 def addon_path(app: str, name: str) -> str:
@@ -47,11 +42,18 @@ async def _(args, session):
         return
     table(["NAME", "KIND", "STATE", "CONFIG VAR", "CREATED"],
           [[a["name"], a["kind"], a["state"], a["config_var"], a["created_at"]] for a in listed])
-    unfinished = [a for a in listed if a["state"] != "ready"]
-    for addon in unfinished:
-        print(f"{addon['name']} is {addon['state']} (interrupted): run `dynomesh addons:create "
-              f"{addon['kind']} --app {name}` or `dynomesh addons:destroy {addon['name']} "
-              f"--app {name} --confirm {name}` to finish", file=sys.stderr)
+    for addon in listed:
+        if addon["state"] != "ready":
+            print(unfinished(addon, name), file=sys.stderr)
+
+
+def unfinished(addon: dict, app: str) -> str:
+    """What to run for an add-on a crash or a failure left half made or half destroyed."""
+    destroy = f"`dynomesh addons:destroy {addon['name']} --app {app} --confirm {app}`"
+    if addon["state"] == "deprovisioning":
+        return f"{addon['name']} is being destroyed (interrupted?): finish with {destroy}"
+    return (f"{addon['name']} is {addon['state']} (interrupted?): finish it with `dynomesh "
+            f"addons:create {addon['kind']} --app {app}`, or remove it with {destroy}")
 
 
 # --- addons:create ---
@@ -60,13 +62,18 @@ async def _(args, session):
          "a new release)",
          example="dynomesh addons:create postgresql --app hello", json=True)
 def addons_create(parser):
-    parser.add_argument("kind", metavar="KIND", help="the add-on's kind: postgresql")
+    parser.add_argument("kind", metavar="KIND",
+                        help="the add-on's kind: postgresql (Heroku's heroku-postgresql and a "
+                             ":PLAN after it are accepted; there are no plans here)")
 
 
 @runs(addons_create)
 async def _(args, session):
     name = session.app()
     print(f"Creating {args.kind} on {name}...", file=sys.stderr)
+    if ":" in args.kind:
+        print(f"(dynomesh has no add-on plans: {args.kind.partition(':')[2]!r} is ignored, "
+              "every add-on of a kind is the same)", file=sys.stderr)
     addon, headers = await session.api.call("POST", app_path(name) + "/addons",
                                             json_body={"kind": args.kind})
     if args.json:
@@ -78,7 +85,8 @@ async def _(args, session):
 
 # --- addons:info ---
 
-@command("addons:info", "show an add-on: kind, state, config var and where it lives",
+@command("addons:info", "show an add-on: kind, state, config var (password masked) and where "
+         "it lives",
          example="dynomesh addons:info postgresql-3f9a1c --app hello", json=True)
 def addons_info(parser):
     parser.add_argument("name", metavar="NAME", help="the add-on's name (`dynomesh addons`)")
@@ -89,7 +97,7 @@ async def _(args, session):
     addon = await session.api.get(addon_path(session.app(), args.name))
     if args.json:
         return emit_json(addon)
-    value = addon["config_value"]
+    value = addon["config_value_masked"]
     for label, shown in (("Name", addon["name"]), ("Kind", addon["kind"]),
                          ("App", addon["app"]["name"]), ("State", addon["state"]),
                          ("Config var", f"{addon['config_var']}={value}" if value
@@ -98,6 +106,9 @@ async def _(args, session):
                          ("Server", addon["location"] or "not configured on this platform"),
                          ("Created", addon["created_at"])):
         print(f"{label + ':':<12}{shown}")
+    if value:
+        print(f"`dynomesh config:get {addon['config_var']} --app {addon['app']['name']}` "
+              "prints it with its password")
 
 
 # --- addons:destroy ---
@@ -131,18 +142,10 @@ def pg_psql(parser):
                         help="run this SQL and exit instead of opening a prompt")
 
 
-def find_psql(path: str | None = None, pattern: str = PSQL_GLOB) -> str | None:
+def find_psql(path: str | None = None, pattern: str = pgbin.BIN_GLOB) -> str | None:
     """psql on PATH, else the newest one the PostgreSQL client packages installed."""
-    found = shutil.which("psql", path=path)
-    if found:
-        return found
-
-    def version(candidate: str) -> int:
-        number = Path(candidate).parent.parent.name
-        return int(number) if number.isdigit() else 0
-
-    installed = sorted(glob.glob(pattern), key=version)
-    return installed[-1] if installed else None
+    found = pgbin.find("psql", pattern=pattern, path=path, path_first=True)
+    return None if found is None else str(found)
 
 
 def psql_invocation(psql: str, url: str, sql: str | None,
@@ -166,15 +169,19 @@ async def _(args, session):
         raise CliError(Exit.NOT_FOUND, f"{name} has no postgresql add-on: `dynomesh "
                        f"addons:create postgresql --app {name}` makes one")
     addon = addons[0]
-    if addon["state"] != "ready" or not addon["config_value"]:
-        raise CliError(Exit.REFUSED, f"{addon['name']} is {addon['state']}: finish it with "
-                       f"`dynomesh addons:create postgresql --app {name}` first")
+    if addon["state"] != "ready":
+        raise CliError(Exit.REFUSED, unfinished(addon, name))
+    url = (await session.api.get(app_path(name) + "/config-vars")).get(addon["config_var"])
+    if not url:
+        raise CliError(Exit.REFUSED, f"{name} has no {addon['config_var']} although "
+                       f"{addon['name']} is ready: `dynomesh addons:info {addon['name']} "
+                       f"--app {name}` shows it")
     psql = find_psql()
     if psql is None:
         raise CliError(Exit.USAGE, (
             "psql is not installed: install the PostgreSQL client (Debian/Ubuntu: "
             "`apt-get install postgresql-client`), or connect any client to the URL that "
             f"`dynomesh config:get {addon['config_var']} --app {name}` prints"))
-    argv, env = psql_invocation(psql, addon["config_value"], args.command, dict(os.environ))
+    argv, env = psql_invocation(psql, url, args.command, dict(os.environ))
     sys.stdout.flush()
     os.execve(psql, argv, env)  # psql takes over this process: the terminal is its own
