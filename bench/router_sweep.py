@@ -3,6 +3,7 @@
 
     python bench/router_sweep.py                           # every load, 8 s each
     python bench/router_sweep.py --connections 50,1000 --duration 5 --targets nginx,dynomesh
+    python bench/router_sweep.py --targets nginx,haproxy,dynomesh,dynomesh-pure
 
 The same layout and measures as router_bench.py (each proxy pinned to core 0, wrk and the
 nginx backend on core 1, CPU = the proxy's utime+stime ÷ requests), over a range of loads:
@@ -37,6 +38,8 @@ from router_path import git_revision  # noqa: E402
 
 CONNECTIONS = (10, 50, 200, 1000, 5000)
 SWEEP_TARGETS = ("nginx", "haproxy", "dynomesh")
+# Also allowed: the router on its pure-Python twins (DYNOMESH_PURE_PYTHON=1), to compare.
+OPTIONAL_TARGETS = ("dynomesh-pure",)
 
 
 def loads(connections: list[int], work: Path) -> list[Load]:
@@ -111,12 +114,13 @@ def main() -> int:
     parser.add_argument("--connections", default=",".join(map(str, CONNECTIONS)),
                         help="comma-separated connection counts for the 13-byte GET")
     parser.add_argument("--targets", default=",".join(SWEEP_TARGETS),
-                        help="comma-separated subset of " + ",".join(SWEEP_TARGETS))
+                        help="comma-separated subset of "
+                             + ",".join(SWEEP_TARGETS + OPTIONAL_TARGETS))
     parser.add_argument("--label", default="", help="what this run measures (git revision if empty)")
     args = parser.parse_args()
     wanted = args.targets.split(",")
-    if set(wanted) - set(SWEEP_TARGETS):
-        parser.error(f"targets are among {', '.join(SWEEP_TARGETS)}")
+    if set(wanted) - set(SWEEP_TARGETS + OPTIONAL_TARGETS):
+        parser.error(f"targets are among {', '.join(SWEEP_TARGETS + OPTIONAL_TARGETS)}")
     targets = usable_targets([t for t in TARGETS if t.name in wanted], "router_sweep")
     if targets is None:
         return 2
