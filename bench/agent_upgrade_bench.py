@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -36,7 +35,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dynomgr_bench import RESULTS, ROOT, RUN_KEY, Agent, make_slug, marked_pids, parse_stamp, percentile  # noqa: E402
+from dynomgr_bench import (RESULTS, RUN_KEY, Agent, machine, make_slug, marked_pids,  # noqa: E402
+                           parse_stamp, percentile, write_report)
 
 UP = re.compile(r"bench heroku\[web\.\d+\]: State changed from starting to up")
 ADOPTED = re.compile(r"^(\S+) bench heroku\[web\.\d+\]: Adopted by a new dyno manager")
@@ -167,15 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         report = {
             "benchmark": "agent_upgrade",
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()},
+            "machine": machine(),
             "runs": [run(work, int(n), args.upgrades, args.timeout) for n in args.dynos.split(",")],
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print_table(report)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    write_report(report, args.output)
     return 0
 
 

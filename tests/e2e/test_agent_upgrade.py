@@ -9,32 +9,18 @@ The parts run as separate processes (`dynomesh control`, `router --control`, `dy
 
 from __future__ import annotations
 
-import shutil
 import signal
 
 import pytest
 
 from tests.conftest import dynomesh_argv, dynomesh_env
-from tests.e2e.harness import LoadLoop, ProcessLines, hello_variant, poll, shared_tmpdir, web_up
-from tests.e2e.test_control_plane_outage import Parts
+from tests.e2e.harness import LoadLoop, ProcessLines, hello_variant, poll, web_up
+from tests.e2e.test_control_plane_outage import parts  # noqa: F401 (the fixture: control, router, dynomgr)
 
 pytestmark = pytest.mark.timeout(240)
 
 
-@pytest.fixture
-def parts():
-    home = shared_tmpdir("dynomesh-e2e-upgrade-")
-    started = None
-    try:
-        started = Parts(home)
-        yield started
-    finally:
-        if started is not None:
-            started.stop()
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def test_an_agent_upgrade_keeps_every_dyno_serving_without_a_restart(parts, tmp_path):
+def test_an_agent_upgrade_keeps_every_dyno_serving_without_a_restart(parts, tmp_path):  # noqa: F811
     cli, api = parts.cli, parts.api
     app = "e2e-upgrade"
     cli.ok("apps:create", app, "--no-link")
