@@ -36,7 +36,8 @@ assignments.json (docs/assignments-format.md):
               "release": 7, "slug": {"url": "file:///srv/slugs/hello-v7.tgz", "sha256": "…"},
               "env": {"GREETING": "hi"}, "memory_mb": 512, "health_check": null}]}
 
-SIGTERM or Ctrl-C stops every dyno (SIGTERM, then SIGKILL after --stop-timeout) and exits 0.
+SIGTERM or Ctrl-C stops every dyno (SIGTERM, then SIGKILL after --stop-timeout) and exits 0
+(SIGTERM with --keep-dynos: see below).
 
 upgrading the agent without restarting apps:
   SIGUSR2 (or SIGTERM when started with --keep-dynos) exits leaving every running dyno running;
@@ -46,7 +47,8 @@ upgrading the agent without restarting apps:
   the dynos itself:
     dynomesh dynomgr --control URL --token-file FILE --keep-dynos   # in the unit
     systemctl restart dynomesh-dynomgr                               # upgrade: no app restarts
-    kill -USR2 $(pgrep -f 'dynomesh dynomgr') && dynomesh dynomgr …  # by hand
+    kill -USR2 $PID; tail --pid=$PID -f /dev/null; dynomesh dynomgr …  # by hand: the new
+                                      # agent starts once the old one has let go of --data-dir
 """
 
 

@@ -6,7 +6,9 @@ marker and a process, all torn down when the process ends, whatever the reason. 
 the `RestartPolicy` decides how long the dyno stays `crashed`.
 
 Two ways out, kept apart: `stop()` (the dyno is no longer wanted, or the agent shuts down: SIGTERM,
-grace period, SIGKILL) and the process ending on its own (a crash, then a restart).
+grace period, SIGKILL) and the process ending on its own (a crash, then a restart). A third
+leaves it running: `detach()` (the agent exits for an upgrade) records it for the next agent,
+whose `Dyno(..., kept=...)` adopts the running process as its first life.
 """
 
 from __future__ import annotations
