@@ -308,6 +308,16 @@ def print_table(report: dict) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
 
 
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()}
+
+
+def write_report(report: dict, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dynos", type=int, default=500)
@@ -327,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         report = {
             "benchmark": "dynomgr",
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()},
+            "machine": machine(),
             "agent_rss_zero_dynos_bytes": baseline_rss(work),
             "runs": [],
         }
@@ -340,9 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print_table(report)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    write_report(report, args.output)
     return 0
 
 

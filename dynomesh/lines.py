@@ -69,6 +69,10 @@ class LineSplitter:
         else:
             lines.extend(line[i:i + limit] for i in range(0, len(line), limit))
 
+    def held(self) -> bytes:
+        """The start of a line still waiting for its newline (handed to a successor reader)."""
+        return bytes(self._held)
+
     def flush(self) -> list[bytes]:
         """What is left when the stream ends: a last line without its newline."""
         if not self._held:

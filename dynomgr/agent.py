@@ -1,9 +1,15 @@
 """The dyno manager agent: one event loop running every dyno of this VM.
 
-It stops whatever a crashed predecessor left, takes full desired sets from its source and hands
-them to the reconciler, samples memory for all dynos in one /proc pass, serves the admin
-endpoints, and on SIGTERM drains: every dyno is stopped (SIGTERM, grace period, SIGKILL), then
-the agent exits 0. SIGHUP asks the source for a fresh read.
+It adopts the dynos a predecessor handed over (`--keep-dynos`) and stops whatever a crashed
+predecessor left, takes full desired sets from its source and hands them to the reconciler,
+samples memory for all dynos in one /proc pass, serves the admin endpoints, and exits in one of
+two ways, kept apart:
+
+* drain (SIGTERM, SIGINT): every dyno is stopped (SIGTERM, grace period, SIGKILL);
+* hand over (SIGUSR2, or SIGTERM with `--keep-dynos`): every running dyno is left running and
+  recorded for the next agent on this data dir (dynomgr/handover.py), which adopts it.
+
+Either way the agent exits 0. SIGHUP asks the source for a fresh read.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from dynomesh import logline
 from dynomesh.ready import Readiness
 from dynomesh.tasks import cancel_and_wait
 
-from dynomgr import procscan
+from dynomgr import handover, procscan
 from dynomgr.admin import AdminServer
 from dynomgr.assignments import AssignmentSet, AssignmentsError
 from dynomgr.dyno import Dyno
+from dynomgr.handover import HandoverError, KeptDyno
 from dynomgr.markers import MarkerError
 from dynomgr.memory import MemorySampler
 from dynomgr.reconciler import Reconciler
@@ -59,6 +66,7 @@ class Agent:
         self.reconciler = Reconciler(lambda assignment: Dyno(assignment, services))
         self.admin: AdminServer | None = None
         self._shutdown = asyncio.Event()
+        self._keep_dynos = False  # how the agent exits: hand its dynos over, or stop them
         self._draining = False
         services.metrics.watch_dynos(self.reconciler.dynos)
 
@@ -66,8 +74,12 @@ class Agent:
     def draining(self) -> bool:
         return self._draining
 
-    def request_shutdown(self) -> None:
-        self._shutdown.set()
+    def request_shutdown(self, keep_dynos: bool = False) -> None:
+        """Exit: stopping every dyno, or (`keep_dynos`) leaving them to the next agent. The
+        first request decides; later ones change nothing."""
+        if not self._shutdown.is_set():
+            self._keep_dynos = keep_dynos
+            self._shutdown.set()
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; returns the process exit status."""
@@ -94,18 +106,30 @@ class Agent:
             self.ready.announce(admin=f"http://{host}:{port}")
         else:
             self.ready.announce(admin=None)
+        await self.take_over()
+        loop = asyncio.get_running_loop()
+        keep_on_term = svc.config.keep_dynos
+        loop.add_signal_handler(signal.SIGTERM, self.request_shutdown, keep_on_term)
+        loop.add_signal_handler(signal.SIGINT, self.request_shutdown, False)
+        loop.add_signal_handler(signal.SIGUSR2, self.request_shutdown, True)
+        try:
+            return await self._serve()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    async def _serve(self) -> int:
+        svc = self.services
         try:
             initial = await self._first()
         except AssignmentsError as exc:
             self.log.error(f"{self.source.describe()}: {exc}")
+            await self._exit(keep_dynos=True)  # adopted dynos wait for a fixed agent
             return 2
         if initial is None:
+            await self._exit(self._keep_dynos)
             return 0  # stopped before there was anything to run
-        await self.stop_leftovers()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_shutdown)
-        loop.add_signal_handler(signal.SIGHUP, self.source.reload)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.source.reload)
         self.log.info(
             f"running {len(initial.dynos)} dynos from {self.source.describe()}; "
             f"{svc.users.describe()}; launched by {svc.spawner.describe()}; "
@@ -116,38 +140,39 @@ class Agent:
             asyncio.create_task(self._follow(), name="assignments"),
             asyncio.create_task(self._sample_memory(), name="memory"),
         ]
-        try:
-            await self._shutdown.wait()
-            self._draining = True
-            count = len(self.reconciler.dynos())
-            self.log.info(f"draining: stopping {count} dynos")
-            for task in background:
-                try:
-                    await cancel_and_wait(task)
-                except Exception as exc:  # a bug; the dynos still get stopped below
-                    self.log.error(f"{task.get_name()} had failed: {exc!r}")
-            await self.source.aclose()  # no new assignments while draining
-            await self.reconciler.drain("Stopping: the dyno manager is shutting down")
-            self.log.info("all dynos stopped; exiting")
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
+        await self._shutdown.wait()
+        for task in background:
+            try:
+                await cancel_and_wait(task)
+            except Exception as exc:  # a bug; the dynos are still stopped or handed over below
+                self.log.error(f"{task.get_name()} had failed: {exc!r}")
+        await self._exit(self._keep_dynos)
         return 0
 
+    async def _exit(self, keep_dynos: bool) -> None:
+        """Stop every dyno, or hand the running ones over to the next agent."""
+        self._draining = True
+        await self.source.aclose()  # no new assignments from here on
+        count = len(self.reconciler.dynos())
+        if not keep_dynos:
+            self.log.info(f"draining: stopping {count} dynos")
+            await self.reconciler.drain("Stopping: the dyno manager is shutting down")
+            self.log.info("all dynos stopped; exiting")
+            return
+        kept = await self.reconciler.detach_all()
+        if count:
+            self.log.info(f"exiting; {kept} of {count} dynos left running for the next dyno "
+                          f"manager on {self.services.data_dir.root} (the others stopped)")
+
     async def _first(self) -> AssignmentSet | None:
-        """The source's first set; None when SIGTERM/SIGINT came first (a feed may take a
-        while when the control plane is away)."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_shutdown)
+        """The source's first set; None when a stop came first (a feed may take a while when
+        the control plane is away; adopted dynos run, and are watched, meanwhile)."""
         first = asyncio.ensure_future(self.source.first())
         stop = asyncio.ensure_future(self._shutdown.wait())
         try:
             await asyncio.wait([first, stop], return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
         if not first.done():
             try:
                 await cancel_and_wait(first)
@@ -224,13 +249,40 @@ class Agent:
             for dyno, rss in totals.items():
                 dyno.observe_memory(rss)
 
-    # Recovery after a crash of a previous agent.
+    # Taking over from a previous agent.
 
-    async def stop_leftovers(self) -> None:
-        """Stop every process a previous agent on this data dir left running, then clean up."""
+    async def take_over(self) -> None:
+        """Adopt the dynos a previous agent handed over; stop what else it left, clean up."""
         svc = self.services
         records = svc.data_dir.records()
-        found = await svc.markers.leftovers()
+        kept: dict[str, KeptDyno] = {}
+        for record_id, record in sorted(records.items()):
+            if not handover.is_kept(record):
+                continue
+            try:
+                dyno = handover.parse_kept(record, svc.slugs.schemes)
+                if dyno.record_id != record_id:
+                    raise HandoverError(f"it names dyno life {dyno.record_id}")
+                if any(k.assignment.key == dyno.assignment.key for k in kept.values()):
+                    raise HandoverError(f"{dyno.assignment.describe()} is kept twice")
+            except HandoverError as exc:
+                svc.metrics.internal_errors.labels("handover").inc()
+                self.log.error(f"cannot adopt the dyno of {svc.data_dir.run}/{record_id}.json: "
+                               f"{exc}; stopping its processes instead")
+                continue
+            kept[record_id] = dyno
+        # Leftovers first: their clean-up must not meet files of an adopted dyno's next life.
+        await self.stop_leftovers({k: v for k, v in records.items() if k not in kept}, kept)
+        for dyno in kept.values():
+            self.reconciler.adopt(Dyno(dyno.assignment, svc, dyno))
+        if kept:
+            self.log.info(f"adopting {len(kept)} dynos left running by the previous dyno manager")
+
+    async def stop_leftovers(self, records: dict[str, dict], kept: dict[str, KeptDyno]) -> None:
+        """Stop every process a previous agent on this data dir left running (but the kept
+        dynos'), then clean up what they used."""
+        svc = self.services
+        found = {i: pids for i, pids in (await svc.markers.leftovers()).items() if i not in kept}
         for instance, record in records.items():
             pid, ticks = record.get("pid"), record.get("start_ticks")
             if isinstance(pid, int) and procscan.is_alive(pid, ticks):
@@ -250,7 +302,8 @@ class Agent:
                 svc.metrics.internal_errors.labels("marker").inc()
                 self.log.error(str(exc))
             svc.data_dir.remove_record(instance)
-        for path, error in svc.data_dir.clear_dyno_dirs():
+        svc.data_dir.clear_outputs(frozenset(kept))
+        for path, error in svc.data_dir.clear_dyno_dirs(frozenset(k.directory for k in kept.values())):
             svc.metrics.internal_errors.labels("cleanup").inc()
             self.log.error(f"cannot remove {path} left by a previous run: {error}")
 

@@ -36,7 +36,19 @@ assignments.json (docs/assignments-format.md):
               "release": 7, "slug": {"url": "file:///srv/slugs/hello-v7.tgz", "sha256": "…"},
               "env": {"GREETING": "hi"}, "memory_mb": 512, "health_check": null}]}
 
-SIGTERM or Ctrl-C stops every dyno (SIGTERM, then SIGKILL after --stop-timeout) and exits 0.
+SIGTERM or Ctrl-C stops every dyno (SIGTERM, then SIGKILL after --stop-timeout) and exits 0
+(SIGTERM with --keep-dynos: see below).
+
+upgrading the agent without restarting apps:
+  SIGUSR2 (or SIGTERM when started with --keep-dynos) exits leaving every running dyno running;
+  the next `dynomesh dynomgr` on the same --data-dir adopts them: same pids, same ports, their
+  output and memory watched again, reported `up` without a restart. Ctrl-C (SIGINT) always
+  stops the dynos. Under systemd, use KillMode=process so that stopping the unit does not kill
+  the dynos itself:
+    dynomesh dynomgr --control URL --token-file FILE --keep-dynos   # in the unit
+    systemctl restart dynomesh-dynomgr                               # upgrade: no app restarts
+    kill -USR2 $PID; tail --pid=$PID -f /dev/null; dynomesh dynomgr …  # by hand: the new
+                                      # agent starts once the old one has let go of --data-dir
 """
 
 
@@ -91,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default $DYNOMESH_HOME/dynomgr, or /var/lib/dynomesh/dynomgr as root)")  # fmt: skip
     parser.add_argument("--admin", metavar="HOST:PORT", type=_host_port, default=("127.0.0.1", 5051),
                         help="admin endpoints /healthz, /metrics, /dynos (default 127.0.0.1:5051; off to disable)")  # fmt: skip
+    parser.add_argument("--keep-dynos", action="store_true",
+                        help="on SIGTERM, exit leaving the dynos running for the next dyno manager on this --data-dir (an upgrade); SIGUSR2 does this without the flag, Ctrl-C never")  # fmt: skip
     parser.add_argument("--address", "--host", dest="host", metavar="ADDR", default="127.0.0.1",
                         help="where routers reach this VM's dynos: the host part of their reported addresses (default 127.0.0.1)")  # fmt: skip
     parser.add_argument("--port-range", metavar="FIRST-LAST", default="20000-29999",
@@ -158,6 +172,7 @@ def build_config(args: argparse.Namespace, environ: dict[str, str]) -> AgentConf
         marker=MarkerMode(args.marker),
         readiness_interval=args.readiness_interval,
         log_buffer_bytes=args.log_buffer,
+        keep_dynos=args.keep_dynos,
     )
 
 

@@ -51,6 +51,9 @@ class AgentConfig:
     log_buffer_bytes: int = 4 * 1024 * 1024
     # Heroku's log router (logplex) splits lines longer than 10000 bytes; so do we.
     max_line_bytes: int = 10_000
+    # SIGTERM leaves the dynos running for the next agent (an upgrade) instead of stopping
+    # them; SIGUSR2 always does, SIGINT never (docs/dynomgr.md, "Upgrading the agent").
+    keep_dynos: bool = False
     # Dynos run as per-app users (None: when the agent is root).
     per_app_users: bool | None = None
 

@@ -5,7 +5,9 @@ records of what it started, so that a successor can stop what a crashed agent le
       agent-id            random id of this VM's agent; part of every dyno marker
       agent.lock          flock()ed by the running agent: one agent per data dir
       slugs/<sha256>.tgz  verified slug cache (0700)
-      run/<instance>.json one record per running dyno process (0700)
+      run/<instance>.json one record per running dyno process (0700); `kept` in it when the
+                          agent exited leaving the dyno running (dynomgr/handover.py)
+      run/<instance>.out  the dyno's output FIFO (dynomgr/outputfifo.py)
       dynos/<app>/<name>.<instance>/   a dyno's fresh directory ($HOME, cwd), 0700, owned by
                                        the dyno's user; the levels above are 0711 so that user
                                        can reach it but not list its neighbours
@@ -105,17 +107,31 @@ class DataDir:
         app_dir.mkdir(mode=0o711, exist_ok=True)
         return app_dir / f"{name}.{instance}"
 
-    def clear_dyno_dirs(self) -> list[tuple[Path, str]]:
-        """Remove every dyno directory (at start, after leftovers are stopped); returns the
-        paths that could not be removed, with why."""
+    def clear_dyno_dirs(self, keep: frozenset[Path] = frozenset()) -> list[tuple[Path, str]]:
+        """Remove every dyno directory but those of adopted dynos (at start, after leftovers
+        are stopped); returns the paths that could not be removed, with why."""
         failures: list[tuple[Path, str]] = []
 
         def failed(function, path, exc_info) -> None:
             failures.append((Path(path), str(exc_info[1])))
 
-        for entry in self.dynos.iterdir():
-            shutil.rmtree(entry, onerror=failed)
+        for app_dir in self.dynos.iterdir():
+            if not any(k.parent == app_dir for k in keep):
+                shutil.rmtree(app_dir, onerror=failed)
+                continue
+            for entry in app_dir.iterdir():
+                if entry not in keep:
+                    shutil.rmtree(entry, onerror=failed)
         return failures
+
+    def clear_outputs(self, keep: frozenset[str]) -> None:
+        """Remove output FIFOs of dynos that are gone (`keep`: record ids still in use)."""
+        for path in self.run.glob("*.out"):
+            if path.stem not in keep:
+                path.unlink(missing_ok=True)
+
+    def output_fifo(self, instance: str) -> Path:
+        return self.run / f"{instance}.out"
 
     # Records of running dyno processes.
 
@@ -126,7 +142,9 @@ class DataDir:
         os.replace(partial, path)  # a crash leaves the old record or the new one, never half
 
     def remove_record(self, instance: str) -> None:
+        """Forget a dyno life: its record and its output FIFO."""
         (self.run / f"{instance}.json").unlink(missing_ok=True)
+        self.output_fifo(instance).unlink(missing_ok=True)
 
     def records(self) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}

@@ -6,7 +6,9 @@ marker and a process, all torn down when the process ends, whatever the reason. 
 the `RestartPolicy` decides how long the dyno stays `crashed`.
 
 Two ways out, kept apart: `stop()` (the dyno is no longer wanted, or the agent shuts down: SIGTERM,
-grace period, SIGKILL) and the process ending on its own (a crash, then a restart).
+grace period, SIGKILL) and the process ending on its own (a crash, then a restart). A third
+leaves it running: `detach()` (the agent exits for an upgrade) records it for the next agent,
+whose `Dyno(..., kept=...)` adopts the running process as its first life.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from dynomesh.tasks import cancel_and_wait
 
 from dynomgr import procscan
 from dynomgr.assignments import Assignment
-from dynomgr.errors import LaunchError, ProcessTypeError
+from dynomgr.errors import LaunchError
 from dynomgr.events import DynoRef, LogLine, StateChange
 from dynomgr.markers import DynoMarker, MarkerError
 from dynomgr.memory import MB, MemoryVerdict, judge, usage_text
 from dynomgr.ports import PortsExhausted
-from dynomgr.process import DynoProcess, LaunchSpec, exit_status
-from dynomgr.procfile import ProcfileError, parse_procfile
+from dynomgr.handover import KEEPABLE, KeptDyno
+from dynomgr.process import AdoptedProcess, LaunchSpec, WatchedProcess, exit_text
+from dynomgr.procfile import command_of
 from dynomgr.readiness import health_check_status
 from dynomgr.restart import RestartPolicy
 from dynomgr.services import DynoServices
@@ -46,6 +49,7 @@ _KILL_WAIT = 10.0
 
 class Outcome(enum.Enum):
     STOPPED = "stopped"  # stop() was called; the dyno is down
+    DETACHED = "detached"  # detach() was called; the process runs on for the next agent
     CYCLED = "cycled"  # daily restart: start again at once
     CRASHED = "crashed"  # ended unasked: restart after the policy's delay
     FAILED = "failed"  # cannot work until the assignment changes
@@ -60,16 +64,21 @@ class _Life:
     listening: asyncio.Future[None] | None = None  # resolves when the port is listening
     launched: float | None = None  # clock() when the process started
     directory: Path | None = None
+    output: Path | None = None  # the output FIFO
     marker: DynoMarker | None = None
-    process: DynoProcess | None = None
+    process: WatchedProcess | None = None
     exit_logged: bool = False
+    start_ticks: int | None = None  # the process's start time (/proc/PID/stat)
+    kept: bool = False  # handed over to the next agent: teardown leaves everything as it is
 
     def record_id(self, ref: DynoRef) -> str:
         return f"{ref.instance}-{self.number}"
 
 
 class Dyno:
-    def __init__(self, assignment: Assignment, services: DynoServices) -> None:
+    def __init__(self, assignment: Assignment, services: DynoServices,
+                 kept: KeptDyno | None = None) -> None:
+        """`kept`: adopt this dyno, left running by a previous agent, instead of launching."""
         self.assignment = assignment
         self.services = services
         self.ref = DynoRef(
@@ -77,7 +86,7 @@ class Dyno:
             name=assignment.name,
             type=assignment.type,
             release=assignment.release,
-            instance=secrets.token_hex(4),
+            instance=kept.instance if kept else secrets.token_hex(4),
             id=assignment.id,
         )
         self.state = DynoState.DOWN
@@ -98,6 +107,14 @@ class Dyno:
         self._task: asyncio.Task[None] | None = None
         self._app_lines = services.metrics.log_lines.labels("app")
         self._platform_lines = services.metrics.log_lines.labels("heroku")
+        self._kept = kept
+        self._kept_record: KeptDyno | None = None  # what detach() left for the next agent
+        self._detaching = False
+        if kept is not None:
+            # It goes on in the state the previous agent reported: no transition, no restart.
+            self.state, self.since, self.address = kept.state, kept.since, kept.address
+            self.restarts = kept.restarts
+            self._lives = kept.life - 1
 
     # Views for metrics, the admin API and memory sampling.
 
@@ -128,6 +145,17 @@ class Dyno:
         if self._task is not None:
             await asyncio.shield(self._task)
 
+    async def detach(self) -> bool:
+        """Stop watching the dyno but leave its process running, recorded for the next agent
+        (`--keep-dynos`); True when it was kept (a dyno not starting or up is not: it stops)."""
+        if not self._stop_requested.is_set():
+            self._detaching = True
+            self._stop_reason = "Stopping: the dyno manager exits and this dyno was not running"
+            self._stop_requested.set()
+        if self._task is not None:
+            await asyncio.shield(self._task)
+        return self._kept_record is not None
+
     def observe_memory(self, rss_bytes: int) -> None:
         """A memory sample of this dyno's processes (from the agent's /proc pass)."""
         self.memory_bytes = rss_bytes
@@ -157,7 +185,7 @@ class Dyno:
                     if self.state in (DynoState.STARTING, DynoState.UP):
                         self._transition(DynoState.CRASHED, reason=f"internal error: {exc!r}")
                     outcome = Outcome.CRASHED
-                if outcome is Outcome.STOPPED:
+                if outcome in (Outcome.STOPPED, Outcome.DETACHED):
                     break
                 if outcome is Outcome.CYCLED:
                     continue
@@ -188,8 +216,9 @@ class Dyno:
         life = self._life = _Life(self._lives)
         self._memory_kill.clear()
         self.memory_bytes = None
+        kept, self._kept = self._kept, None
         try:
-            return await self._live(life)
+            return await (self._live(life) if kept is None else self._adopt(life, kept))
         finally:
             await self._teardown(life)
 
@@ -212,6 +241,8 @@ class Dyno:
         prepare = asyncio.ensure_future(self._prepare(life))
         if not await self._first(prepare):
             await _cancel(prepare)
+            if self._detaching:
+                return Outcome.STOPPED  # never launched: the next agent launches it
             self._transition(DynoState.STOPPING, reason=self._stop_reason)
             self._transition(DynoState.DOWN, reason=self._stop_reason)
             return Outcome.STOPPED
@@ -230,7 +261,31 @@ class Dyno:
         self._write_record(life)
         return await self._watch(life, process)
 
-    def _started(self, life: _Life, process: DynoProcess) -> None:
+    async def _adopt(self, life: _Life, kept: KeptDyno) -> Outcome:
+        """Go on watching a dyno a previous agent left running, as if this agent had started it."""
+        svc = self.services
+        life.port, life.directory, life.output = kept.port, kept.directory, kept.output
+        life.marker = svc.markers.adopt(kept.marker, kept.cgroup)
+        life.start_ticks = kept.start_ticks
+        if life.port is not None:
+            svc.ports.reserve(life.port)
+            if self.state is DynoState.STARTING:
+                life.listening = svc.listen.watch(life.port)
+                life.listening.add_done_callback(lambda future: self._port_listening(life, future))
+        process = await AdoptedProcess.attach(kept.pid, kept.start_ticks, kept.output, kept.tail,
+                                              self._on_output, svc.config.max_line_bytes)
+        # Daily cycling and the restart policy's "healthy after" count from the real launch.
+        life.launched = svc.clock() - max(0.0, svc.wallclock() - kept.launched_at)
+        life.process = process
+        self._policy.started()
+        if process.exited.done():
+            self._say(f"Process {kept.pid} ended while no dyno manager watched it")
+        else:
+            svc.metrics.adopted.inc()
+            self._say(f"Adopted by a new dyno manager (pid {kept.pid}, still {self.state})")
+        return await self._watch(life, process)
+
+    def _started(self, life: _Life, process: WatchedProcess) -> None:
         life.process = process
         life.launched = self.services.clock()
         self._policy.started()
@@ -249,13 +304,13 @@ class Dyno:
         self.services.metrics.boot_seconds.observe(self.services.clock() - life.launched)
         self._transition(DynoState.UP)
 
-    async def _watch(self, life: _Life, process: DynoProcess) -> Outcome:
+    async def _watch(self, life: _Life, process: WatchedProcess) -> Outcome:
         svc = self.services
         boot = asyncio.ensure_future(self._boot(life))
         try:
             timeout = svc.config.boot_timeout
             if not await self._first(boot, process.exited, self._memory_kill.wait(), timeout=timeout):
-                return await self._graceful_stop(life, process, self._stop_reason)
+                return await self._stop_or_detach(life, process)
             if not boot.done():
                 if process.exited.done() or self._memory_kill.is_set():
                     return await self._ended(life, process)
@@ -272,7 +327,7 @@ class Dyno:
             jitter = svc.rng.uniform(0, svc.config.cycling.jitter)
             cycle_in = max(0.0, life.launched + svc.config.cycling.after + jitter - svc.clock())
         if not await self._first(process.exited, self._memory_kill.wait(), timeout=cycle_in):
-            return await self._graceful_stop(life, process, self._stop_reason)
+            return await self._stop_or_detach(life, process)
         if process.exited.done() or self._memory_kill.is_set():
             return await self._ended(life, process)
         self._say("Cycling")
@@ -323,19 +378,19 @@ class Dyno:
         self._transition(DynoState.CRASHED, reason=str(error), code=error.code)
         return Outcome.FAILED if error.permanent else Outcome.CRASHED
 
-    async def _ended(self, life: _Life, process: DynoProcess) -> Outcome:
+    async def _ended(self, life: _Life, process: WatchedProcess) -> Outcome:
         """The process exited on its own, or must die for its memory (R15)."""
         if self._memory_kill.is_set() and not process.exited.done():
             return await self._kill_and_crash(life, process, "Memory quota vastly exceeded", "R15")
-        status = await self._reap(life, process)
+        ended = await self._reap(life, process)
         # The dyno is over: whatever its main process left behind goes with it (as on Heroku,
         # where the container is torn down), before anyone hears that it crashed.
         await self._kill_all(life, process)
         await self._all_gone(life, process, _KILL_WAIT)
-        self._transition(DynoState.CRASHED, reason=f"Process exited with status {status}")
+        self._transition(DynoState.CRASHED, reason=ended)
         return Outcome.CRASHED
 
-    async def _kill_and_crash(self, life: _Life, process: DynoProcess, reason: str, code: str) -> Outcome:
+    async def _kill_and_crash(self, life: _Life, process: WatchedProcess, reason: str, code: str) -> Outcome:
         self._say("Stopping process with SIGKILL")
         await self._kill_all(life, process)
         await self._all_gone(life, process, _KILL_WAIT)
@@ -343,7 +398,25 @@ class Dyno:
         self._transition(DynoState.CRASHED, reason=reason, code=code)
         return Outcome.CRASHED
 
-    async def _graceful_stop(self, life: _Life, process: DynoProcess, reason: str) -> Outcome:
+    async def _stop_or_detach(self, life: _Life, process: WatchedProcess) -> Outcome:
+        if (not self._detaching or process.exited.done() or self.state not in KEEPABLE
+                or life.start_ticks is None or life.marker is None):
+            return await self._graceful_stop(life, process, self._stop_reason)
+        tail = process.detach()
+        kept = KeptDyno(
+            assignment=self.assignment, instance=self.ref.instance, life=life.number,
+            pid=process.pid, start_ticks=life.start_ticks, marker=life.marker.value,
+            cgroup=life.marker.cgroup, port=life.port, address=self.address, state=self.state,
+            since=self.since, restarts=self.restarts,
+            launched_at=self.services.wallclock() - (self.services.clock() - life.launched),
+            directory=life.directory, output=life.output, tail=tail,
+        )  # fmt: skip
+        self.services.data_dir.write_record(kept.record_id, kept.to_record())
+        life.kept = True
+        self._kept_record = kept
+        return Outcome.DETACHED
+
+    async def _graceful_stop(self, life: _Life, process: WatchedProcess, reason: str) -> Outcome:
         """SIGTERM to every process of the dyno; SIGKILL what is left after the stop timeout."""
         svc = self.services
         self._transition(DynoState.STOPPING, reason=reason)
@@ -361,12 +434,12 @@ class Dyno:
         self._transition(DynoState.DOWN, reason=reason)
         return Outcome.STOPPED
 
-    async def _kill_all(self, life: _Life, process: DynoProcess) -> None:
+    async def _kill_all(self, life: _Life, process: WatchedProcess) -> None:
         process.signal_group(signal.SIGKILL)
         if life.marker is not None:
             await self.services.markers.signal(life.marker, signal.SIGKILL)
 
-    async def _all_gone(self, life: _Life, process: DynoProcess, timeout: float) -> bool:
+    async def _all_gone(self, life: _Life, process: WatchedProcess, timeout: float) -> bool:
         """Wait until the main process and every marked process have exited."""
         deadline = self.services.clock() + timeout
         try:
@@ -384,25 +457,29 @@ class Dyno:
             pause = min(pause * 2, 0.25)
         return True
 
-    async def _reap(self, life: _Life, process: DynoProcess) -> int:
-        """Wait for the main process to exit and log its status, once."""
-        returncode = await process.exited
-        status = exit_status(returncode)
+    async def _reap(self, life: _Life, process: WatchedProcess) -> str:
+        """Wait for the main process to exit and log its status, once; returns those words."""
+        text = exit_text(await process.exited)
         if not life.exit_logged:
             life.exit_logged = True
             await process.output_drained(_OUTPUT_GRACE)
-            self._say(f"Process exited with status {status}")
-        return status
+            self._say(text)
+        return text
 
     async def _teardown(self, life: _Life) -> None:
         """Undo everything a life created. Nothing of the dyno survives its life."""
         svc = self.services
+        if life.listening is not None:
+            svc.listen.forget(life.port, life.listening)
+        if life.kept:
+            return  # the process, its directory, FIFO, marker and record are the next agent's
         process = life.process
         if process is not None:
             if not process.exited.done() or (life.marker and await svc.markers.members(life.marker)):
                 await self._kill_all(life, process)
                 await self._all_gone(life, process, _KILL_WAIT)
             process.close()
+        if process is not None or life.output is not None:
             svc.data_dir.remove_record(life.record_id(self.ref))
         if life.marker is not None:
             try:
@@ -410,8 +487,6 @@ class Dyno:
             except MarkerError as exc:
                 svc.metrics.internal_errors.labels("marker").inc()
                 self._say(f"Error: {exc}")
-        if life.listening is not None:
-            svc.listen.forget(life.port, life.listening)
         if life.port is not None:
             svc.ports.release(life.port)
         if life.directory is not None:
@@ -439,7 +514,7 @@ class Dyno:
         except OSError as exc:
             where = exc.filename or life.directory or svc.data_dir.dynos
             raise LaunchError(f"cannot unpack the slug: {where}: {exc.strerror}") from exc
-        command = self._command(life.directory)
+        command = command_of(self.assignment, life.directory)
         try:
             life.marker = svc.markers.create(life.record_id(self.ref))
         except MarkerError as exc:
@@ -451,31 +526,13 @@ class Dyno:
         env.update({"DYNO": a.name, "PS": a.name, "HOME": str(life.directory)})
         if life.port is not None:
             env["PORT"] = str(life.port)
-        return LaunchSpec(command, life.directory, env, run_as, life.marker)
-
-    def _command(self, directory: Path) -> str:
-        a = self.assignment
-        release = f"{a.app} v{a.release}"
-        try:
-            text = (directory / "Procfile").read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ProcessTypeError(f"the slug of {release} has no Procfile at its root") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ProcessTypeError(f"the Procfile of {release} cannot be read: {exc}") from exc
-        try:
-            types = parse_procfile(text)
-        except ProcfileError as exc:
-            raise ProcessTypeError(f"{exc} (slug of {release})") from exc
-        if a.type not in types:
-            known = ", ".join(types) or "none"
-            raise ProcessTypeError(
-                f"unknown process type {a.type!r}: the Procfile of {release} defines {known}"
-            )
-        return types[a.type]
+        life.output = svc.data_dir.output_fifo(life.record_id(self.ref))
+        return LaunchSpec(command, life.directory, env, run_as, life.marker, life.output)
 
     def _write_record(self, life: _Life) -> None:
         process = life.process
         stat = procscan.read_stat(process.pid)
+        life.start_ticks = stat.start_ticks if stat else None
         record = {
             "app": self.app,
             "dyno": self.name,

@@ -92,6 +92,10 @@ class Markers:
                 raise MarkerError(f"cannot create cgroup {cgroup}: {exc.strerror}") from exc
         return DynoMarker(f"{self.agent_id}.{instance}", cgroup)
 
+    def adopt(self, value: str, cgroup: Path | None) -> DynoMarker:
+        """The marker of a dyno a previous agent on this data dir started (same agent id)."""
+        return DynoMarker(value, cgroup)
+
     async def members(self, marker: DynoMarker) -> set[int]:
         """Live processes carrying this marker (zombies excluded)."""
         if marker.cgroup is not None:

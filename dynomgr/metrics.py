@@ -62,6 +62,10 @@ class AgentMetrics:
         self.restarts = Counter(
             "dynomgr_dyno_restarts", "Dyno restarts after a crash", ["app", "type"], registry=r
         )
+        self.adopted = Counter(
+            "dynomgr_dynos_adopted", "Running dynos taken over from a previous agent (--keep-dynos)",
+            registry=r,
+        )
         self.state_changes = Counter(
             "dynomgr_state_changes", "State changes, by the state entered", ["state"], registry=r
         )

@@ -56,6 +56,10 @@ class PortAllocator:
             f"({len(self._taken)} held by dynos)"
         )
 
+    def reserve(self, port: int) -> None:
+        """Mark a port taken that an adopted dyno (started by a previous agent) listens on."""
+        self._taken.add(port)
+
     def release(self, port: int) -> None:
         self._taken.discard(port)
 

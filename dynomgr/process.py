@@ -14,8 +14,9 @@ before running the command as the dyno's user:
 
 The chain keeps one pid throughout, so the pid the agent knows is the dyno's first process. Where
 `setpriv` (util-linux) is missing, a pre-exec function in a forked child does the same, slower.
-The exit is seen through a pidfd, the output through non-blocking pipe transports: nothing here
-needs a thread or a child watcher.
+The exit is seen through a pidfd, the output through a non-blocking transport on the life's
+output FIFO (which outlives the agent: `outputfifo.py`): nothing here needs a thread or a child
+watcher. A process a previous agent left running is watched the same way (`AdoptedProcess`).
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from dynomesh.lines import LineSplitter, decode_line
 
+from dynomgr import outputfifo, procscan
 from dynomgr.markers import DynoMarker
 from dynomgr.users import RunAs
 
@@ -45,6 +47,7 @@ class LaunchSpec:
     env: dict[str, str]
     run_as: RunAs
     marker: DynoMarker
+    output: Path  # the life's output FIFO (dynomgr/outputfifo.py)
 
 
 def exit_status(returncode: int) -> int:
@@ -88,13 +91,15 @@ def _child_setup(spec: LaunchSpec) -> Callable[[], None]:
 
 
 class _PipeLines(asyncio.Protocol):
-    """One of the dyno's output pipes, read as soon as bytes arrive: a dyno never waits on its
-    own logging; what happens to a line next (printed, shipped, dropped when a consumer is slow)
+    """The dyno's output FIFO, read as soon as bytes arrive: a dyno never waits on its own
+    logging; what happens to a line next (printed, shipped, dropped when a consumer is slow)
     is the reporter's business."""
 
-    def __init__(self, owner: DynoProcess, max_line: int) -> None:
+    def __init__(self, owner: WatchedProcess, max_line: int, tail: bytes = b"") -> None:
         self._owner = owner
         self._splitter = LineSplitter(max_line)
+        self._splitter.feed(tail)  # a line the previous agent had begun reading
+        self.detached = False
 
     def data_received(self, data: bytes) -> None:
         for raw in self._splitter.feed(data):
@@ -103,46 +108,50 @@ class _PipeLines(asyncio.Protocol):
     def eof_received(self) -> bool:
         return False  # close the transport
 
+    def held(self) -> bytes:
+        return self._splitter.held()
+
     def connection_lost(self, exc: Exception | None) -> None:
-        for raw in self._splitter.flush():
-            self._owner.on_line(decode_line(raw))
+        if not self.detached:  # a detached reader's unfinished line goes to the next agent
+            for raw in self._splitter.flush():
+                self._owner.on_line(decode_line(raw))
         self._owner._pipe_closed()
 
 
-class DynoProcess:
-    """The dyno's first process, leader of its session and process group."""
+class WatchedProcess:
+    """A dyno's first process, leader of its session and process group: its exit seen through
+    a pidfd, its output through the FIFO (dynomgr/outputfifo.py)."""
 
-    def __init__(self, popen: subprocess.Popen, on_line: Callable[[str], None]) -> None:
+    def __init__(self, pid: int, on_line: Callable[[str], None]) -> None:
         loop = asyncio.get_running_loop()
-        self._popen = popen
-        self.pid: int = popen.pid
+        self.pid = pid
         self.on_line = on_line
-        self.exited: asyncio.Future[int] = loop.create_future()  # raw return code
+        # The raw return code; None when it cannot be known (a process this agent adopted).
+        self.exited: asyncio.Future[int | None] = loop.create_future()
         self._pipes_closed: asyncio.Future[None] = loop.create_future()
-        self._open_pipes = 0
-        self._transports: list[asyncio.BaseTransport] = []
+        self._transport: asyncio.ReadTransport | None = None
+        self._lines: _PipeLines | None = None
         self._pidfd: int | None = None
 
-    def _watch_exit(self) -> None:
-        # A pidfd becomes readable when the process exits; then it is reaped without blocking.
-        self._pidfd = os.pidfd_open(self.pid)
-        asyncio.get_running_loop().add_reader(self._pidfd, self._on_exit)
-
-    async def _connect_pipes(self, max_line: int) -> None:
-        # Until connected, output waits in the pipe: nothing is lost.
-        loop = asyncio.get_running_loop()
-        for pipe in (self._popen.stdout, self._popen.stderr):
-            transport, _ = await loop.connect_read_pipe(lambda: _PipeLines(self, max_line), pipe)
-            self._transports.append(transport)
-            self._open_pipes += 1
+    def _watch_exit(self, pidfd: int) -> None:
+        # A pidfd becomes readable when the process exits, child or not (pidfd_open(2)).
+        self._pidfd = pidfd
+        asyncio.get_running_loop().add_reader(pidfd, self._on_exit)
 
     def _on_exit(self) -> None:
-        returncode = self._popen.poll()
-        if returncode is None:
-            return  # not yet reaped (a spurious wake-up); the pidfd stays readable
+        raise NotImplementedError
+
+    def _exited(self, returncode: int | None) -> None:
         self._close_pidfd()
         if not self.exited.done():
             self.exited.set_result(returncode)
+
+    async def _connect_output(self, pipe: BinaryIO, max_line: int, tail: bytes = b"") -> None:
+        # Until connected, output waits in the FIFO: nothing is lost. The caller closes `pipe`
+        # if this fails (closing a file object twice is harmless).
+        loop = asyncio.get_running_loop()
+        transport, lines = await loop.connect_read_pipe(lambda: _PipeLines(self, max_line, tail), pipe)
+        self._transport, self._lines = transport, lines
 
     def _close_pidfd(self) -> None:
         if self._pidfd is not None:
@@ -151,13 +160,14 @@ class DynoProcess:
             self._pidfd = None
 
     def _pipe_closed(self) -> None:
-        self._open_pipes -= 1
-        if self._open_pipes <= 0 and not self._pipes_closed.done():
+        if not self._pipes_closed.done():
             self._pipes_closed.set_result(None)
 
     async def output_drained(self, timeout: float) -> None:
         """Wait (a little) for the last lines after exit: pipes close once no process holds
         them, which may be never when a forgotten grandchild keeps one open."""
+        if self._transport is None:
+            return
         try:
             async with asyncio.timeout(timeout):
                 await asyncio.shield(self._pipes_closed)
@@ -172,11 +182,79 @@ class DynoProcess:
             return False
         return True
 
+    def detach(self) -> bytes:
+        """Stop reading and watching, leaving the process running (the agent hands it over);
+        returns the unfinished line read so far, which the next reader must start with."""
+        tail = b""
+        if self._lines is not None:
+            tail = self._lines.held()
+            self._lines.detached = True
+        self.close()
+        return tail
+
     def close(self) -> None:
-        """Release the pipes and the pidfd (the process must have exited)."""
-        for transport in self._transports:
-            transport.close()
+        """Release the FIFO's read end and the pidfd."""
+        if self._transport is not None:
+            self._transport.close()
         self._close_pidfd()
+
+
+class DynoProcess(WatchedProcess):
+    """A process this agent started (its child: the exit status is known)."""
+
+    def __init__(self, popen: subprocess.Popen, on_line: Callable[[str], None]) -> None:
+        super().__init__(popen.pid, on_line)
+        self._popen = popen
+
+    def _on_exit(self) -> None:
+        returncode = self._popen.poll()
+        if returncode is None:
+            return  # not yet reaped (a spurious wake-up); the pidfd stays readable
+        self._exited(returncode)
+
+
+class AdoptedProcess(WatchedProcess):
+    """A process a previous agent started and left running: not our child, so its exit status
+    goes to whoever reaps it (init), and `exited` resolves to None."""
+
+    def _on_exit(self) -> None:
+        self._exited(None)
+
+    @classmethod
+    async def attach(cls, pid: int, start_ticks: int, fifo: Path, tail: bytes,
+                     on_line: Callable[[str], None], max_line: int) -> AdoptedProcess:
+        """Watch `pid` if it is still the process started at `start_ticks` (a reused pid is
+        another process); a process found gone comes back already exited."""
+        process = cls(pid, on_line)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            process._exited(None)
+            return process
+        stat = procscan.read_stat(pid)  # after pidfd_open: the pidfd now pins this process
+        if stat is None or stat.zombie or stat.start_ticks != start_ticks:
+            os.close(pidfd)
+            process._exited(None)
+            return process
+        process._watch_exit(pidfd)
+        try:
+            pipe = open(outputfifo.reopen(fifo), "rb", buffering=0)
+        except FileNotFoundError:
+            return process  # the FIFO was removed by hand: the dyno is watched, its output lost
+        try:
+            await process._connect_output(pipe, max_line, tail)
+        except BaseException:
+            pipe.close()
+            process.close()
+            raise
+        return process
+
+
+def exit_text(returncode: int | None) -> str:
+    """How a dyno's end is told in its log (Heroku: `Process exited with status 143`)."""
+    if returncode is None:
+        return "Process exited (status unknown: it was started by a previous dyno manager)"
+    return f"Process exited with status {exit_status(returncode)}"
 
 
 class Spawner:
@@ -209,27 +287,37 @@ class Spawner:
         """Start the process; `on_started` runs as soon as it exists, before its pipes are
         connected (a fast dyno may be listening on its port by then)."""
         argv, preexec = launch_argv(spec, self.setpriv)
+        read_fd, dyno_fd = outputfifo.create(spec.output)
         start = functools.partial(
             subprocess.Popen,
             argv,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=dyno_fd,
+            stderr=dyno_fd,
             cwd=str(spec.cwd),
             env=spec.env,
             start_new_session=True,
             preexec_fn=preexec,
         )
-        if preexec is None:
-            popen = await asyncio.get_running_loop().run_in_executor(self._thread, start)
-        else:
-            popen = start()
+        pipe = open(read_fd, "rb", buffering=0)
+        try:
+            if preexec is None:
+                popen = await asyncio.get_running_loop().run_in_executor(self._thread, start)
+            else:
+                popen = start()
+        except BaseException:
+            pipe.close()
+            spec.output.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(dyno_fd)  # the dyno holds its own copy
         process = DynoProcess(popen, on_line)
         try:
-            process._watch_exit()
+            process._watch_exit(os.pidfd_open(popen.pid))
             on_started(process)
-            await process._connect_pipes(max_line)
+            await process._connect_output(pipe, max_line)
         except BaseException:
+            pipe.close()
             popen.kill()
             popen.wait()
             process.close()

@@ -9,6 +9,9 @@ later as "no web process".
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+from dynomgr.errors import ProcessTypeError
 
 _LINE = re.compile(r"^([A-Za-z0-9_-]+)[ \t]*:[ \t]*(.*?)[ \t]*$")
 
@@ -36,3 +39,24 @@ def parse_procfile(text: str) -> dict[str, str]:
             raise ProcfileError(f"Procfile line {number}: process type {name!r} is defined twice")
         types[name] = command
     return types
+
+
+def command_of(assignment, directory: Path) -> str:
+    """The command of the assignment's process type, from the Procfile of its unpacked slug;
+    raises `ProcessTypeError` naming the release and what is wrong."""
+    a = assignment
+    release = f"{a.app} v{a.release}"
+    try:
+        text = (directory / "Procfile").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProcessTypeError(f"the slug of {release} has no Procfile at its root") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProcessTypeError(f"the Procfile of {release} cannot be read: {exc}") from exc
+    try:
+        types = parse_procfile(text)
+    except ProcfileError as exc:
+        raise ProcessTypeError(f"{exc} (slug of {release})") from exc
+    if a.type not in types:
+        known = ", ".join(types) or "none"
+        raise ProcessTypeError(f"unknown process type {a.type!r}: the Procfile of {release} defines {known}")
+    return types[a.type]

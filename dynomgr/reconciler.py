@@ -15,6 +15,8 @@ import asyncio
 from dataclasses import replace
 from typing import Awaitable, Callable, Iterable, Mapping
 
+from dynomesh.tasks import cancel_and_wait
+
 from dynomgr.assignments import Assignment, Key
 from dynomgr.dyno import Dyno
 
@@ -88,6 +90,34 @@ class Reconciler:
             if slot.task is None or slot.task.done():
                 slot.waiting_for = None
                 slot.task = asyncio.create_task(self._drive(key, slot), name=f"slot {' '.join(key) if isinstance(key, tuple) else key}")
+
+    def adopt(self, dyno: Dyno) -> None:
+        """Run a dyno a previous agent left running, wanted as it is until the next `apply`
+        says otherwise (a changed or removed assignment then stops it as usual)."""
+        key = dyno.assignment.key
+        if key in self._slots:
+            raise ValueError(f"{dyno.assignment.describe()}: a dyno already runs under this key")
+        slot = self._slots[key] = _Slot()
+        slot.desired = dyno.assignment
+        slot.current = dyno
+        dyno.start()
+        slot.task = asyncio.create_task(self._drive(key, slot), name=f"slot {dyno.assignment.describe()}")
+
+    async def detach_all(self) -> int:
+        """Leave every running dyno to the next agent (the agent exits with --keep-dynos);
+        dynos that are not running (crashed, stopping) stop. Returns how many were kept."""
+        self._closed = True
+        failed: list[Exception] = []
+        for slot in self._slots.values():
+            if slot.task is not None:
+                try:  # a dyno's own task is shielded from its driver: it is not cancelled
+                    await cancel_and_wait(slot.task)
+                except Exception as exc:  # a bug in a driver; hand the dynos over first
+                    failed.append(exc)
+        kept = await asyncio.gather(*(dyno.detach() for dyno in self.dynos()))
+        if failed:
+            raise failed[0]
+        return sum(kept)
 
     async def drain(self, reason: str) -> None:
         """Stop every dyno (the agent is shutting down) and return once all are down."""

@@ -97,3 +97,12 @@ def test_bad_settings_are_refused(kwargs):
 
 def test_invalid_utf8_is_replaced_not_lost():
     assert decode_line(b"caf\xc3\xa9 \xff") == "café \ufffd"
+
+
+def test_held_is_the_unfinished_line_and_feeding_it_to_a_new_splitter_continues_it():
+    first = LineSplitter(100)
+    assert first.feed(b"one\ntw") == [b"one"]
+    second = LineSplitter(100)
+    assert second.feed(first.held()) == []
+    assert second.feed(b"o\nthree") == [b"two"]
+    assert second.held() == b"three"

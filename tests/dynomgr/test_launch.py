@@ -17,8 +17,9 @@ ME = RunAs(os.geteuid(), os.getegid(), "me")
 NOBODY = RunAs(65534, 65534, "nobody")
 
 
-def spec(run_as: RunAs, cgroup: Path | None = None, command: str = "echo hi", cwd: Path = Path("/")) -> LaunchSpec:
-    return LaunchSpec(command, cwd, {"PATH": "/usr/bin:/bin"}, run_as, DynoMarker("agent.abc", cgroup))
+def spec(run_as: RunAs, cgroup: Path | None = None, command: str = "echo hi", cwd: Path = Path("/"),
+         output: Path = Path("/nonexistent/web.1.out")) -> LaunchSpec:
+    return LaunchSpec(command, cwd, {"PATH": "/usr/bin:/bin"}, run_as, DynoMarker("agent.abc", cgroup), output)
 
 
 def test_without_switching_the_command_runs_in_sh_directly():
@@ -57,10 +58,10 @@ async def run_to_exit(spawner: Spawner, launch: LaunchSpec) -> tuple[int, list[s
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
 @pytest.mark.parametrize("setpriv", [shutil.which("setpriv"), None], ids=["exec-chain", "pre-exec"])
-async def test_both_launch_paths_run_the_command_as_the_dyno_user_in_a_new_session(setpriv):
+async def test_both_launch_paths_run_the_command_as_the_dyno_user_in_a_new_session(setpriv, tmp_path):
     spawner = Spawner(setpriv)
     try:
-        code, lines = await run_to_exit(spawner, spec(NOBODY, command='echo "uid=$(id -u) sid=$(ps -o sid= -p $$ | tr -d " ") pid=$$"; exit 7'))
+        code, lines = await run_to_exit(spawner, spec(NOBODY, command='echo "uid=$(id -u) sid=$(ps -o sid= -p $$ | tr -d " ") pid=$$"; exit 7', output=tmp_path / "out"))
     finally:
         spawner.close()
     assert code == 7
@@ -68,10 +69,10 @@ async def test_both_launch_paths_run_the_command_as_the_dyno_user_in_a_new_sessi
     assert uid == "65534" and sid == pid  # its own session, led by the first process
 
 
-async def test_output_is_read_from_both_pipes_and_the_exit_status_is_reported():
+async def test_output_is_read_from_stdout_and_stderr_and_the_exit_status_is_reported(tmp_path):
     spawner = Spawner(None)
     try:
-        code, lines = await run_to_exit(spawner, spec(ME, command="echo out; echo err >&2; printf 'no newline'; kill -TERM $$"))
+        code, lines = await run_to_exit(spawner, spec(ME, command="echo out; echo err >&2; printf 'no newline'; kill -TERM $$", output=tmp_path / "out"))
     finally:
         spawner.close()
     assert exit_status(code) == 143

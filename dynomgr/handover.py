@@ -1,0 +1,126 @@
+"""What an agent leaves for its successor when it exits keeping its dynos (`--keep-dynos`).
+
+Each running dyno already has a record in `run/<instance>-<life>.json` (pid, start time,
+marker), written at launch so that a successor can stop what a crashed agent left. An agent that
+hands its dynos over rewrites each record with `"kept": {...}`: everything the next agent needs
+to go on watching that dyno as if it had started it, under the same identity:
+
+    instance, life     the dyno's instance id and life number (its marker and file names)
+    pid, start_ticks   the first process, and its start time from /proc/PID/stat: with the
+                       pid, this names one process even after the pid is reused
+    marker, cgroup     the dyno's marker value and cgroup (dynomgr/markers.py)
+    port, address      its $PORT and the address routers know it by
+    state, since       `up` or `starting`, as last reported, and when
+    restarts           crash restarts so far (reported by `ps`)
+    launched_at        Unix time the process started (daily cycling counts from it)
+    directory, output  its $HOME and its output FIFO (dynomgr/outputfifo.py)
+    tail               hex of the start of a line read but not yet ended (no line is cut)
+    assignment         the assignment it runs (docs/assignments-format.md shape)
+
+Records without `kept` are a crashed agent's: their processes are stopped, as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dynomgr.assignments import Assignment, AssignmentsError, dump_assignment, parse_entry
+from dynomgr.state import DynoState
+
+KEPT = "kept"
+# A dyno is handed over only in these states: its process runs and routers may know it.
+KEEPABLE = (DynoState.STARTING, DynoState.UP)
+
+
+class HandoverError(ValueError):
+    """A kept record that cannot be adopted; its processes are stopped instead."""
+
+
+@dataclass(frozen=True)
+class KeptDyno:
+    assignment: Assignment
+    instance: str
+    life: int
+    pid: int
+    start_ticks: int
+    marker: str
+    cgroup: Path | None
+    port: int | None
+    address: str | None
+    state: DynoState
+    since: float
+    restarts: int
+    launched_at: float
+    directory: Path
+    output: Path
+    tail: bytes = b""
+
+    @property
+    def record_id(self) -> str:
+        return f"{self.instance}-{self.life}"
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "app": self.assignment.app, "dyno": self.assignment.name, "pid": self.pid,
+            "start_ticks": self.start_ticks, "marker": self.marker,
+            KEPT: {
+                "instance": self.instance, "life": self.life, "pid": self.pid,
+                "start_ticks": self.start_ticks, "marker": self.marker,
+                "cgroup": str(self.cgroup) if self.cgroup is not None else None,
+                "port": self.port, "address": self.address, "state": self.state.value,
+                "since": self.since, "restarts": self.restarts,
+                "launched_at": self.launched_at, "directory": str(self.directory),
+                "output": str(self.output), "tail": self.tail.hex(),
+                "assignment": dump_assignment(self.assignment),
+            },
+        }  # fmt: skip
+
+
+def is_kept(record: dict[str, Any]) -> bool:
+    return isinstance(record.get(KEPT), dict)
+
+
+def parse_kept(record: dict[str, Any], schemes: frozenset[str]) -> KeptDyno:
+    """The kept dyno of a record; raises `HandoverError` naming what is wrong."""
+    raw = record.get(KEPT)
+    if not isinstance(raw, dict):
+        raise HandoverError("no kept dyno in this record")
+    try:
+        assignment = parse_entry(raw["assignment"], schemes)
+        state = DynoState(raw["state"])
+        if state not in KEEPABLE:
+            raise HandoverError(f"a dyno in state {state} is not handed over")
+        kept = KeptDyno(
+            assignment=assignment, instance=_text(raw["instance"]), life=_int(raw["life"]),
+            pid=_int(raw["pid"]), start_ticks=_int(raw["start_ticks"]),
+            marker=_text(raw["marker"]),
+            cgroup=Path(raw["cgroup"]) if raw["cgroup"] is not None else None,
+            port=_int(raw["port"]) if raw["port"] is not None else None,
+            address=raw["address"] if raw["address"] is None else _text(raw["address"]),
+            state=state, since=float(raw["since"]), restarts=_int(raw["restarts"]),
+            launched_at=float(raw["launched_at"]), directory=Path(_text(raw["directory"])),
+            output=Path(_text(raw["output"])), tail=bytes.fromhex(raw["tail"]),
+        )  # fmt: skip
+    except HandoverError:
+        raise
+    except KeyError as exc:
+        raise HandoverError(f"the kept record lacks {exc.args[0]!r}") from None
+    except (AssignmentsError, TypeError, ValueError) as exc:
+        raise HandoverError(f"the kept record is malformed: {exc}") from None
+    if kept.pid <= 1:
+        raise HandoverError(f"the kept record names pid {kept.pid}")
+    return kept
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"expected a non-empty string, got {value!r}")
+    return value
