@@ -158,7 +158,7 @@ class DrainDelivery:
                 self._on_notice(notice)
             if entries:
                 newest = max(e.seq for e in entries)
-                payload = frames(entries, self.drain.app)
+                payload = frames(entries, self.drain.token)
                 return Batch(payload, len(entries), secrets.token_hex(16)), newest
             self._wake.clear()
             await self._wake.wait()

@@ -95,10 +95,10 @@ async def test_a_syslog_drain_gets_each_line_as_an_octet_counted_rfc5424_frame(r
     drain.offer(lines)
     await receiver.wait_for(4)
     stamp = [logline.rfc5424_timestamp(BASE + n) for n in range(1, 5)]
-    msgs = [f"<190>1 {stamp[0]} hello app web.1 - GET / 200\n",
-            f'<158>1 {stamp[1]} hello heroku router - at=info method=GET path="/" status=200\n',
-            f"<134>1 {stamp[2]} hello heroku api - Release v2 created by ops\n",
-            f"<190>1 {stamp[3]} hello app web.1 - héllo ✓\n"]
+    msgs = [f"<190>1 {stamp[0]} {TOKEN} app web.1 - GET / 200\n",
+            f'<158>1 {stamp[1]} {TOKEN} heroku router - at=info method=GET path="/" status=200\n',
+            f"<134>1 {stamp[2]} {TOKEN} heroku api - Release v2 created by ops\n",
+            f"<190>1 {stamp[3]} {TOKEN} app web.1 - héllo ✓\n"]
     assert receiver.raw == b"".join(b"%d %s" % (len(m.encode()), m.encode()) for m in msgs)
     while drain.delivery.stats().sent < 4:  # the receiver may read before the write returns
         await drain.attempt()
@@ -113,7 +113,7 @@ async def test_a_syslog_tls_drain_checks_the_receiver_and_sends_the_same_frames(
     lines = [entry(n) for n in range(1, 101)]
     running(receiver.url, client).run().offer(lines)
     await receiver.wait_for(100)
-    assert receiver.raw == frames(lines, "hello")
+    assert receiver.raw == frames(lines, TOKEN)
 
 
 async def test_a_tls_receiver_with_an_untrusted_certificate_is_not_sent_anything(running,
@@ -138,7 +138,7 @@ async def test_an_https_drain_posts_batches_with_logplex_headers(running, receiv
     await receiver.wait_for(7)
     counts = [int(p.headers["Logplex-Msg-Count"]) for p in receiver.posts]
     assert counts == [3, 3, 1]
-    assert b"".join(p.body for p in receiver.posts) == frames(lines, "hello")
+    assert b"".join(p.body for p in receiver.posts) == frames(lines, TOKEN)
     for post in receiver.posts:
         assert post.headers["Content-Type"] == "application/logplex-1"
         assert post.headers["Logplex-Drain-Token"] == TOKEN
@@ -177,7 +177,7 @@ async def test_a_drain_that_was_down_gets_what_fitted_in_its_buffer_and_an_l10(r
     assert re.fullmatch(r"Error L10 \(output buffer overflow\): 7 messages dropped since "
                         r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00\.", texts[5]), texts[5]
     assert receiver.messages[5].startswith(b"<132>1 ")  # local0.warning
-    assert b" hello heroku logs - " in receiver.messages[5]
+    assert f" {TOKEN} heroku logs - ".encode() in receiver.messages[5]
     assert [n.text for n in drain.notices] == [texts[5]]
     # Lines that come later follow the notice.
     drain.offer([entry(13)])

@@ -56,8 +56,8 @@ async def test_every_line_of_the_stream_reaches_every_drain_in_order(node_factor
     await api.call("POST", "/apps", json={"name": "hello"})
     plain = await receivers(SyslogReceiver)
     https = await receivers(HttpsReceiver, server)
-    await add_drain(api, plain.url)
-    await add_drain(api, https.url())
+    token = (await add_drain(api, plain.url))["token"]
+    https_token = (await add_drain(api, https.url()))["token"]
     router = [line(n, "heroku", "router", f'at=info method=GET path="/{n}" status=200')
               for n in range(0, 20, 2)]
     dyno = [line(n, "app", "web.1", f"GET /{n - 1} 200") for n in range(1, 20, 2)]
@@ -68,7 +68,8 @@ async def test_every_line_of_the_stream_reaches_every_drain_in_order(node_factor
     expected = [f'at=info method=GET path="/{n}" status=200' for n in range(0, 20, 2)] \
         + [f"GET /{n - 1} 200" for n in range(1, 20, 2)]
     assert plain.texts() == expected and https.texts() == expected
-    first = f"<158>1 {logline.rfc5424_timestamp(BASE)} hello heroku router - "
+    # HOSTNAME is the drain's token, as Heroku writes it.
+    first = f"<158>1 {logline.rfc5424_timestamp(BASE)} {token} heroku router - "
     assert plain.messages[0].decode().startswith(first)
     # The control plane's own lines go too.
     status, _, _ = await api.call("PATCH", "/apps/hello/config-vars", json={"GREETING": "hi"})
@@ -78,9 +79,11 @@ async def test_every_line_of_the_stream_reaches_every_drain_in_order(node_factor
     stamp = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00"
     for message, said in zip(plain.messages[20:], (rb"Set GREETING config vars",
                                                    rb"Release v1 created")):
-        assert re.fullmatch(rb"<134>1 " + stamp + rb" hello heroku api - " + said
+        assert re.fullmatch(rb"<134>1 " + stamp + b" %s heroku api - " % token.encode() + said
                             + rb" by user token \w{8}\n", message), message
-    assert plain.messages == https.messages
+    # The same messages, each with its own drain's token.
+    assert [m.replace(token.encode(), b"TOKEN") for m in plain.messages] == \
+        [m.replace(https_token.encode(), b"TOKEN") for m in https.messages]
     await until(api, async_all(api, lambda d: d["sent"] == 22))
 
 

@@ -83,13 +83,15 @@ def test_credentials_in_a_url_are_masked(url, shown):
 # --- RFC 5424 messages and RFC 6587 frames ---
 
 def test_a_line_becomes_the_message_heroku_sends():
+    token = "d.9173ea1f-6f14-4976-9cf0-7cd0dafdcdbc"  # HOSTNAME: the drain's token
     line = entry(7, "GET / 200")
-    assert message(line, "hello") == (
-        b"<190>1 2026-11-26T12:00:00.123456+00:00 hello app web.1 - GET / 200\n")
+    assert message(line, token) == (
+        b"<190>1 2026-11-26T12:00:00.123456+00:00 d.9173ea1f-6f14-4976-9cf0-7cd0dafdcdbc app "
+        b"web.1 - GET / 200\n")
     router = entry(8, 'at=info method=GET path="/"', source="heroku", process="router")
-    assert message(router, "hello") == (
-        b'<158>1 2026-11-26T12:00:00.123456+00:00 hello heroku router - at=info method=GET '
-        b'path="/"\n')
+    assert message(router, token) == (
+        b'<158>1 2026-11-26T12:00:00.123456+00:00 d.9173ea1f-6f14-4976-9cf0-7cd0dafdcdbc heroku '
+        b'router - at=info method=GET path="/"\n')
     api = entry(9, "Release v2 created by ops", source="heroku", process="api")
     assert message(api, "hello").startswith(b"<134>1 ")
 
