@@ -21,7 +21,7 @@ from controlplane.store.models import Drain, DrainStats
 from dynomesh import logline
 from dynomesh.backoff import BackoffPolicy
 from dynomesh.tasks import cancel_and_wait
-from tests.drainreceivers import HttpsReceiver, SyslogReceiver, tls_pair
+from tests.drainreceivers import HttpsReceiver, NotHttpReceiver, SyslogReceiver, tls_pair
 
 TOKEN = "d.9173ea1f-6f14-4976-9cf0-7cd0dafdcdbc"
 BASE = 1_795_000_000.0
@@ -203,3 +203,53 @@ async def test_a_receiver_that_never_reads_costs_a_timeout_and_drops_not_a_wait(
     await slow.attempt()
     assert slow.delivery.stats().dropped > 0
     assert "took nothing for 0.5 s" in slow.delivery.last_error
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["syslog", "syslog+tls"])
+async def test_every_line_counted_as_sent_reaches_the_receiver_when_the_delivery_stops(
+        running, receivers, tls):
+    server, client, _ = tls_pair()
+    # A receiver that stops reading, with small kernel buffers: they are full at once.
+    receiver = await receivers(SyslogReceiver, server if tls else None, stalled=True,
+                               rcvbuf=4096)
+    drain = running(receiver.url, client if tls else None, lines=1000, timeout=0.5,
+                    batch_lines=1).run()
+    big = "x" * 8000
+    drain.offer([entry(seq, f"{seq} {big}") for seq in range(1, 1001)])
+    while drain.delivery.last_error is None:  # until the kernel takes no more
+        await drain.attempt()
+    sent = drain.delivery.stats().sent
+    assert 0 < sent < 1000 and drain.delivery.cursor == sent
+    await drain.close()  # the delivery stops (a handover): its connections are closed
+    receiver.resume()
+    await receiver.wait_closed()
+    got = {int(t.split(" ", 1)[0]) for t in receiver.texts()}
+    assert set(range(1, sent + 1)) <= got
+
+
+async def test_an_https_answer_that_never_ends_is_cut_off_and_the_batch_is_sent(running,
+                                                                              receivers):
+    server, client, _ = tls_pair()
+    receiver = await receivers(HttpsReceiver, server)
+    receiver.endless = True  # 200, then a body of 64 MiB and more that never ends
+    drain = running(receiver.url(), client, timeout=2.0).run()
+    drain.offer([entry(1), entry(2)])
+    await drain.attempt()
+    assert drain.delivery.last_error is None and drain.delivery.stats().sent == 2
+    drain.offer([entry(3)])
+    await drain.attempt()
+    assert drain.delivery.stats().sent == 3 and len(receiver.posts) == 2
+
+
+async def test_a_failed_https_post_names_the_receiver_not_its_key(running, receivers):
+    server, client, _ = tls_pair()
+    receiver = await receivers(NotHttpReceiver, server)
+    # yarl writes %7E as ~: an error quoting its form of the URL escapes a search for ours.
+    url = f"https://127.0.0.1:{receiver.port}/bulk/T0kenInThePath1234/in?key=s%7Ecret"
+    drain = running(url, client).run()
+    drain.offer([entry(1)])
+    await drain.attempt()
+    error = drain.delivery.last_error
+    assert error.startswith(f"127.0.0.1:{receiver.port}: ClientResponseError"), error
+    for secret in ("s~cret", "s%7Ecret", "T0kenInThePath1234"):
+        assert secret not in error
