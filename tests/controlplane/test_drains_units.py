@@ -8,9 +8,9 @@ import pytest
 from controlplane.drains.buffer import NOTICE_SEQ, BufferLimits, DrainBuffer, overflow_text
 from controlplane.drains.service import LeaseTimes
 from controlplane.drains.syslog import frame, frames, message, parse_frames, priority
-from controlplane.drains.urls import BadDrainUrl, DrainKind, masked, parse
+from controlplane.drains.urls import BadDrainUrl, DrainKind, canonical, masked, parse
 from controlplane.store.logs import LogEntry
-from controlplane.store.models import DrainStats
+from controlplane.store.models import Drain, DrainStats
 
 pytestmark = pytest.mark.unit
 
@@ -75,9 +75,38 @@ def test_a_refusal_never_repeats_the_password():
     ("https://logs.example.com/in?dd-api-key=abc&tag=x",
      "https://logs.example.com/in?dd-api-key=****&tag=****"),
     ("syslog+tls://logs.example.com:6514", "syslog+tls://logs.example.com:6514"),
+    # Keys in the path: Loggly's /bulk/TOKEN/, Sumo Logic's /receiver/v1/http/CODE.
+    ("https://logs-01.loggly.com/bulk/f3a1c2d4-1b2c-4d5e-8f90-123456789abc/tag/heroku/",
+     "https://logs-01.loggly.com/bulk/****/tag/heroku/"),
+    ("https://collectors.sumologic.com/receiver/v1/http/ZaVnC4dhaV2xYz9QwErTyUiOp0",
+     "https://collectors.sumologic.com/receiver/v1/http/****"),
+    ("https://logs.example.com/heroku-drain/v2/ingest",
+     "https://logs.example.com/heroku-drain/v2/ingest"),
 ])
 def test_credentials_in_a_url_are_masked(url, shown):
     assert masked(url) == shown
+
+
+def test_a_drain_and_its_url_keep_the_url_out_of_their_repr():
+    url = "https://user:hunter2@logs.example.com/in?key=K3ySecret"
+    drain = Drain("id", "app-id", "hello", url, "d.1", "2026-11-26T12:00:00Z", 0, None,
+                  None, 1, DrainStats())
+    for shown in (repr(drain), repr(parse(url))):
+        assert "hunter2" not in shown and "K3ySecret" not in shown
+
+
+@pytest.mark.parametrize("one, other", [
+    ("syslog://LOGS.example.com", "syslog://logs.example.com:514"),
+    ("HTTPS://Logs.Example.com/in?key=1", "https://logs.example.com:443/in?key=1"),
+    ("https://logs.example.com", "https://logs.example.com:443/"),
+])
+def test_one_receiver_spelled_two_ways_has_one_canonical_url(one, other):
+    assert canonical(one) == canonical(other)
+
+
+def test_urls_that_differ_where_it_matters_have_different_canonical_urls():
+    assert canonical("https://logs.example.com/In") != canonical("https://logs.example.com/in")
+    assert canonical("https://a:b@logs.example.com/") != canonical("https://logs.example.com/")
 
 
 # --- RFC 5424 messages and RFC 6587 frames ---
