@@ -199,6 +199,8 @@ class HttpsReceiver(_Counted):
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None
+        if self.hold is not None:
+            self.hold.set()  # answers held are given, so that the server can stop
         if runner is not None:
             await runner.cleanup()
 

@@ -76,9 +76,9 @@ class DrainBuffer:
         return len(self._lines) > self._in_flight or self._drops is not None
 
     def offer(self, entry: LogEntry) -> bool:
-        """A new line of the stream: held, or dropped and counted. Never blocks."""
-        if self._drops is not None:
-            self._notice_if_room()
+        """A new line of the stream: held, or dropped and counted. Never blocks, and costs
+        a dead drain's ingest no more than a count: room appears only in `delivered()`,
+        which puts the notice in then."""
         if self._drops is not None or not self._room(len(entry.text)):
             self._drop()
             return False
@@ -136,6 +136,14 @@ class DrainBuffer:
             if entry.seq != NOTICE_SEQ:
                 self.sent += 1
         self._in_flight = 0
+        if self._drops is not None:
+            self._notice_if_room()
+
+    def lowest_seq(self) -> int | None:
+        """The lowest seq among the stream's lines held (None: none). Lines leave in time
+        order, which is not always seq order (one batch of the hub may mix machines whose
+        clocks differ), so this, not the newest seq sent, bounds what was sent."""
+        return min((e.seq for e in self._lines if e.seq != NOTICE_SEQ), default=None)
 
     def failed(self) -> None:
         """The batch in flight did not arrive: it is taken again next time."""

@@ -64,12 +64,14 @@ class DrainDelivery:
         self._rng = rng or random.Random()
         self.buffer = DrainBuffer(settings.buffer, clock)
         self._wake = asyncio.Event()
-        self._batch: tuple[Batch, int] | None = None  # the batch being sent, its newest seq
+        self._batch: Batch | None = None  # the batch being sent
         self._early: list[LogEntry] = []  # from the hub before start()
         # Where it is: the hub's subscriber protocol (tail.py) and the lease's cursor.
         self.cut = False  # never: a drain is not cut off, it drops and counts
-        self.after: int | None = None  # the newest seq taken in
-        self.cursor = drain.cursor  # the newest seq the receiver has
+        self.after: int | None = None  # every line up to this seq was taken in
+        # Every line up to this seq was sent or dropped (counted, reported by an L10): where
+        # the next owner of the drain resumes.
+        self.cursor = drain.cursor
         # Figures of this node's delivery (the lease's totals are added by the service).
         self.retries = 0
         # Set after every attempt, whatever came of it, for whoever watches (tests, benches).
@@ -132,7 +134,7 @@ class DrainDelivery:
             while True:
                 if self._batch is None:
                     self._batch = await self._next_batch()
-                batch, newest = self._batch
+                batch = self._batch
                 try:
                     await self._transport.send(batch)
                 except DeliveryFailed as exc:
@@ -144,21 +146,26 @@ class DrainDelivery:
                     continue
                 backoff.reset()
                 self.buffer.delivered()
-                self.cursor = max(self.cursor, newest)
+                self._advance_cursor()
                 self._batch = None
                 self.attempted.set()
         finally:
             await self._transport.aclose()
 
-    async def _next_batch(self) -> tuple[Batch, int]:
+    def _advance_cursor(self) -> None:
+        """Up to the line before the lowest one still held: a line of lower seq than one
+        sent may still wait (lines leave in time order), and the next owner must send it."""
+        held = self.buffer.lowest_seq()
+        self.cursor = max(self.cursor, self.after if held is None else held - 1)
+
+    async def _next_batch(self) -> Batch:
         settings = self._settings
         while True:
             entries = self.buffer.take(settings.batch_lines, settings.batch_bytes)
             for notice in self.buffer.take_notices():
                 self._on_notice(notice)
             if entries:
-                newest = max(e.seq for e in entries)
                 payload = frames(entries, self.drain.token)
-                return Batch(payload, len(entries), secrets.token_hex(16)), newest
+                return Batch(payload, len(entries), secrets.token_hex(16))
             self._wake.clear()
             await self._wake.wait()

@@ -253,3 +253,24 @@ async def test_a_failed_https_post_names_the_receiver_not_its_key(running, recei
     assert error.startswith(f"127.0.0.1:{receiver.port}: ClientResponseError"), error
     for secret in ("s~cret", "s%7Ecret", "T0kenInThePath1234"):
         assert secret not in error
+
+
+async def test_a_drains_cursor_never_passes_a_line_still_waiting_to_be_sent(running,
+                                                                           receivers):
+    server, client, _ = tls_pair()
+    receiver = await receivers(HttpsReceiver, server)
+    receiver.hold = asyncio.Event()  # the answer to the second POST waits for it
+    drain = running(receiver.url(), client, batch_lines=2).run()
+    # One hub batch, in time order: lines 3 and 4 came from a machine whose clock is behind.
+    behind = [LogEntry(seq, logline.rfc5424_timestamp(BASE - 10 + seq), "app", "web.2",
+                       f"line {seq}") for seq in (3, 4)]
+    drain.offer(behind + [entry(1), entry(2)])
+    await receiver.wait_for(4)  # lines 3, 4 sent; lines 1, 2 posted, not answered yet
+    assert receiver.texts() == ["line 3", "line 4", "line 1", "line 2"]
+    assert drain.delivery.stats().sent == 2
+    # Where a next owner would resume: lines 1 and 2 are not known to have arrived.
+    assert drain.delivery.cursor == 0
+    receiver.hold.set()
+    while drain.delivery.stats().sent < 4:
+        await drain.attempt()
+    assert drain.delivery.cursor == 4

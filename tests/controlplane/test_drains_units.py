@@ -263,3 +263,29 @@ def test_frames_of_many_lines_are_each_lines_frame():
              entry(5, "Error R14 (Memory quota exceeded)", source="heroku", process="logs"),
              entry(6, "ünïcode")]
     assert frames(lines, "hello") == b"".join(frame(message(e, "hello")) for e in lines)
+
+
+def test_the_lowest_seq_held_bounds_what_was_sent_whatever_the_order_lines_leave_in():
+    buffer = DrainBuffer(BufferLimits(lines=10), Clock())
+    for seq in (3, 4, 1, 2):  # time order, not seq order
+        buffer.offer(entry(seq))
+    assert buffer.lowest_seq() == 1
+    buffer.take(2, 1 << 20)
+    buffer.delivered()  # 3 and 4 sent
+    assert buffer.lowest_seq() == 1
+    buffer.take(2, 1 << 20)
+    buffer.delivered()
+    assert buffer.lowest_seq() is None
+
+
+def test_a_dead_drains_dropped_lines_cost_a_count_and_the_notice_comes_with_room():
+    buffer = DrainBuffer(BufferLimits(lines=2), Clock())
+    buffer.offer(entry(1))
+    buffer.offer(entry(2))
+    for seq in range(3, 1003):
+        assert not buffer.offer(entry(seq))
+    assert buffer.dropped == 1000 and buffer.notices == []
+    buffer.take(2, 1 << 20)
+    buffer.delivered()  # room: the notice goes in at once, before any new line
+    (notice,) = buffer.take_notices()
+    assert notice.text.startswith("Error L10 (output buffer overflow): 1000 messages dropped")
