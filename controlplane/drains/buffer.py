@@ -86,6 +86,17 @@ class DrainBuffer:
         self.size += len(entry.text)
         return True
 
+    def lost(self, count: int) -> None:
+        """`count` lines of the stream that never reached the buffer (they came while the
+        delivery was starting, past its bound): dropped and reported like an overflow's."""
+        if count <= 0:
+            return
+        if self._drops is None:
+            self._drops = _Drops(self._clock())
+        self._drops.count += count
+        self.dropped += count
+        self._notice_if_room()
+
     def _room(self, size: int, lines: int = 1) -> bool:
         return (len(self._lines) + lines <= self.limits.lines
                 and self.size + size <= self.limits.bytes)

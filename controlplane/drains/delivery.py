@@ -65,7 +65,11 @@ class DrainDelivery:
         self.buffer = DrainBuffer(settings.buffer, clock)
         self._wake = asyncio.Event()
         self._batch: Batch | None = None  # the batch being sent
-        self._early: list[LogEntry] = []  # from the hub before start()
+        # From the hub before start(), at most a buffer's worth of lines (whole hub batches);
+        # past that, batches are let go and counted at start(): `_early_newest` says how far.
+        self._early: list[LogEntry] = []
+        self._early_full = False
+        self._early_newest = 0
         # Where it is: the hub's subscriber protocol (tail.py) and the lease's cursor.
         self.cut = False  # never: a drain is not cut off, it drops and counts
         self.after: int | None = None  # every line up to this seq was taken in
@@ -79,6 +83,11 @@ class DrainDelivery:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
 
+    @property
+    def held(self) -> int:
+        """Lines this delivery holds: its buffer's, and those kept before start()."""
+        return len(self.buffer) + len(self._early)
+
     # -- lines in (the hub's side; never blocks) -------------------------------------------------
 
     def catch_up(self, entries: list[LogEntry]) -> None:
@@ -91,12 +100,29 @@ class DrainDelivery:
         self.after = max(self.after or 0, after)
         early, self._early = self._early, []
         self._take_in(early)
+        if self._early_full:
+            # The batches let go came after those kept (the hub hands lines out in seq
+            # order, and seqs are dense per app): the L10 goes where they are missing.
+            self.buffer.lost(self._early_newest - self.after)
+            self.after = max(self.after, self._early_newest)
+            self._wake.set()
 
     def deliver(self, rendered: Rendered) -> None:
         if self.after is None:
-            self._early.extend(rendered.entries)
+            self._hold_early(rendered.entries)
             return
         self._take_in(rendered.entries)
+
+    def _hold_early(self, entries: list[LogEntry]) -> None:
+        """Lines before start() (the service is reading the drain's history), kept whole
+        batch by whole batch up to the buffer's bound in lines."""
+        if not entries:
+            return
+        self._early_newest = max(self._early_newest, max(e.seq for e in entries))
+        if self._early_full or len(self._early) + len(entries) > self.buffer.limits.lines:
+            self._early_full = True
+            return
+        self._early.extend(entries)
 
     def close(self) -> None:
         """The hub stops (the node is stopping); the service ends the task."""

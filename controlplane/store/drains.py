@@ -127,7 +127,8 @@ class DrainStore:
     async def renew(self, node: str, now: float, ttl: float,
                     held: Sequence[HeldLease]) -> set[str]:
         """Extend these leases to `now + ttl`, recording each one's progress; the ids of
-        those still held (a drain removed, or taken over by another node, is not)."""
+        those still held (a drain removed, or taken over by another node, is not). Rows are
+        updated in the order given: give them in claim's order (created_at, id)."""
         kept: set[str] = set()
         if not held:
             return kept

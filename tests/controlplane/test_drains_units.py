@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 
 from controlplane.drains.buffer import NOTICE_SEQ, BufferLimits, DrainBuffer, overflow_text
+from controlplane.drains.delivery import DeliverySettings, DrainDelivery
 from controlplane.drains.service import LeaseTimes
 from controlplane.drains.syslog import frame, frames, message, parse_frames, priority
+from controlplane.drains.transport import transport_for
 from controlplane.drains.urls import BadDrainUrl, DrainKind, canonical, masked, parse
+from controlplane.logs.lines import Rendered
 from controlplane.store.logs import LogEntry
 from controlplane.store.models import Drain, DrainStats
 
@@ -289,3 +292,26 @@ def test_a_dead_drains_dropped_lines_cost_a_count_and_the_notice_comes_with_room
     buffer.delivered()  # room: the notice goes in at once, before any new line
     (notice,) = buffer.take_notices()
     assert notice.text.startswith("Error L10 (output buffer overflow): 1000 messages dropped")
+
+
+def test_lines_handed_over_while_a_drain_starts_are_bounded_and_the_rest_reported():
+    url = "syslog://127.0.0.1:5140"  # never connected to: the delivery's task is not run
+    drain = Drain("id", "app-id", "hello", url, "d.1", "2026-11-26T12:00:00Z", 0, None, None,
+                  1, DrainStats())
+    delivery = DrainDelivery(drain, transport_for(parse(url), "d.1", None, timeout=1.0),
+                             DeliverySettings(BufferLimits(lines=10)), clock=Clock(),
+                             on_notice=lambda notice: None)
+    # While the service reads lines 1-2 (the drain's history), the hub hands out 3-30.
+    for first in range(3, 31, 4):
+        delivery.deliver(Rendered([entry(seq) for seq in range(first, first + 4)]))
+        assert delivery.held <= 10
+    delivery.catch_up([entry(1), entry(2)])
+    delivery.start(2)
+    batch = delivery.buffer.take(100, 1 << 20)
+    assert [e.seq for e in batch] == list(range(1, 11))
+    assert delivery.buffer.dropped == 20
+    delivery.buffer.delivered()
+    delivery.deliver(Rendered([entry(31)]))
+    batch = delivery.buffer.take(100, 1 << 20)
+    assert [e.seq for e in batch] == [NOTICE_SEQ, 31]
+    assert "20 messages dropped" in batch[0].text
