@@ -238,7 +238,7 @@ async def test_when_the_delivering_node_dies_another_takes_its_drains_over(postg
                                                                            receivers):
     receiver = await receivers(SyslogReceiver)
     nodes = [ControlPlane(tmp_path / f"node{i}", database_url=postgres_url,
-                          extra_args=("--drain-lease", "1")) for i in range(2)]
+                          extra_args=("--drain-lease", "3")) for i in range(2)]
     for node in nodes:
         await asyncio.to_thread(node.start)
     try:
@@ -286,8 +286,8 @@ async def _get(node: ControlPlane, token: str, path: str):
 
 async def _until_recorded(node: ControlPlane, token: str, *, sent: int) -> None:
     """Until `node`, which does not deliver the drain, shows `sent` lines: what the owner
-    wrote at a renewal (every third of the lease, a fraction of a second here). Another
-    process's state: polled, bounded."""
+    wrote at a renewal (every third of the lease, 1 s here). Another process's state, with
+    no feed to wait on: polled, bounded."""
     async with asyncio.timeout(WAIT):
         while (await _get(node, token, "/apps/hello/drains"))[0]["delivery"]["sent"] < sent:
             await asyncio.sleep(0.1)
