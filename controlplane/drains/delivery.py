@@ -91,8 +91,12 @@ class DrainDelivery:
     # -- lines in (the hub's side; never blocks) -------------------------------------------------
 
     def catch_up(self, entries: list[LogEntry]) -> None:
-        """Lines stored after the drain's cursor and before it joined the hub, in seq order."""
+        """Lines stored after the drain's cursor and before it joined the hub, in seq order.
+        Lines the store no longer keeps (the drain was away longer than its history) are
+        reported where they are missing, as dropped (L10)."""
         self.after = self.cursor
+        if entries and entries[0].seq > self.cursor + 1:
+            self.buffer.lost(entries[0].seq - self.cursor - 1)
         self._take_in(entries)
 
     def start(self, after: int) -> None:

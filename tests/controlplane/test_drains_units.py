@@ -294,13 +294,18 @@ def test_a_dead_drains_dropped_lines_cost_a_count_and_the_notice_comes_with_room
     assert notice.text.startswith("Error L10 (output buffer overflow): 1000 messages dropped")
 
 
+def idle_delivery(cursor: int) -> DrainDelivery:
+    """A drain's delivery whose task is not run: its transport never connects."""
+    url = "syslog://127.0.0.1:5140"
+    drain = Drain("id", "app-id", "hello", url, "d.1", "2026-11-26T12:00:00Z", cursor, None,
+                  None, 1, DrainStats())
+    return DrainDelivery(drain, transport_for(parse(url), "d.1", None, timeout=1.0),
+                         DeliverySettings(BufferLimits(lines=10)), clock=Clock(),
+                         on_notice=lambda notice: None)
+
+
 def test_lines_handed_over_while_a_drain_starts_are_bounded_and_the_rest_reported():
-    url = "syslog://127.0.0.1:5140"  # never connected to: the delivery's task is not run
-    drain = Drain("id", "app-id", "hello", url, "d.1", "2026-11-26T12:00:00Z", 0, None, None,
-                  1, DrainStats())
-    delivery = DrainDelivery(drain, transport_for(parse(url), "d.1", None, timeout=1.0),
-                             DeliverySettings(BufferLimits(lines=10)), clock=Clock(),
-                             on_notice=lambda notice: None)
+    delivery = idle_delivery(cursor=0)
     # While the service reads lines 1-2 (the drain's history), the hub hands out 3-30.
     for first in range(3, 31, 4):
         delivery.deliver(Rendered([entry(seq) for seq in range(first, first + 4)]))
@@ -315,3 +320,13 @@ def test_lines_handed_over_while_a_drain_starts_are_bounded_and_the_rest_reporte
     batch = delivery.buffer.take(100, 1 << 20)
     assert [e.seq for e in batch] == [NOTICE_SEQ, 31]
     assert "20 messages dropped" in batch[0].text
+
+
+def test_lines_pruned_before_a_drain_resumed_are_reported_where_they_are_missing():
+    delivery = idle_delivery(cursor=100)
+    delivery.catch_up([entry(seq) for seq in range(131, 134)])  # 101-130 are gone
+    delivery.start(133)
+    batch = delivery.buffer.take(100, 1 << 20)
+    assert [e.seq for e in batch] == [NOTICE_SEQ, 131, 132, 133]
+    assert batch[0].text.startswith("Error L10 (output buffer overflow): 30 messages dropped")
+    assert delivery.buffer.dropped == 30
