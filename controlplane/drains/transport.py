@@ -10,7 +10,9 @@ never a stuck task.
   to back (RFC 6587 octet counting). A batch is sent once the kernel took all of it (asyncio
   buffers nothing: its write high-water mark is 0); a receiver that closed the connection is
   noticed before the next batch and reconnected to. Closing is graceful (what the kernel holds
-  still goes), cut short only when the receiver stopped reading.
+  still goes), cut short only when the receiver stopped reading. Known gap: over TLS, a
+  connection aborted after a failed attempt while the receiver does not read loses lines
+  already counted as sent (a test marks it, xfail).
 - **HTTPS** (`HttpsTransport`): one POST per batch with Logplex's headers; any 2xx is
   success (a redirect is not followed). A batch sent again keeps its `Logplex-Frame-Id`, so a
   receiver can tell a retry from new lines. The answer's body is read up to a few KB only.
@@ -88,11 +90,14 @@ class SyslogTransport:
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = await asyncio.open_connection(self._host, port=self._port)
+        # The socket's transport pauses its writer (drain() waits) while it holds any byte.
         writer.transport.set_write_buffer_limits(0)
         if self._ssl is not None:
-            # TLS over the transport made above, so that it too holds back nothing unsent.
             await writer.start_tls(self._ssl, server_hostname=self._host)
-            writer.transport.set_write_buffer_limits(0)
+            # asyncio's TLS transport pauses at `size >= high`: from 1 byte held, not 0
+            # (that would pause it for good). It does not count what its last write left in
+            # the socket's transport below it; a graceful close sends that too.
+            writer.transport.set_write_buffer_limits(high=1, low=0)
         return reader, writer
 
     def _where(self) -> str:
