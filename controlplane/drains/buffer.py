@@ -15,6 +15,7 @@ drain sends is Logplex's notice, right where the lines are missing:
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +64,9 @@ class DrainBuffer:
         self._in_flight = 0  # lines at the front taken and not settled
         self._drops: _Drops | None = None
         self.notices: list[LogEntry] = []  # made since the delivery last looked
+        # The seqs of the stream's lines held, as a heap; those sent are struck off lazily.
+        self._seqs: list[int] = []
+        self._sent_seqs: set[int] = set()
         # Totals, for metrics.
         self.sent = 0
         self.dropped = 0
@@ -84,6 +88,7 @@ class DrainBuffer:
             return False
         self._lines.append(entry)
         self.size += len(entry.text)
+        heapq.heappush(self._seqs, entry.seq)
         return True
 
     def lost(self, count: int) -> None:
@@ -146,6 +151,7 @@ class DrainBuffer:
             self.size -= len(entry.text)
             if entry.seq != NOTICE_SEQ:
                 self.sent += 1
+                self._sent_seqs.add(entry.seq)
         self._in_flight = 0
         if self._drops is not None:
             self._notice_if_room()
@@ -154,7 +160,10 @@ class DrainBuffer:
         """The lowest seq among the stream's lines held (None: none). Lines leave in time
         order, which is not always seq order (one batch of the hub may mix machines whose
         clocks differ), so this, not the newest seq sent, bounds what was sent."""
-        return min((e.seq for e in self._lines if e.seq != NOTICE_SEQ), default=None)
+        seqs, sent = self._seqs, self._sent_seqs
+        while seqs and seqs[0] in sent:  # each seq is pushed once, so popped at most once
+            sent.discard(heapq.heappop(seqs))
+        return seqs[0] if seqs else None
 
     def failed(self) -> None:
         """The batch in flight did not arrive: it is taken again next time."""
