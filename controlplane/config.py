@@ -106,6 +106,8 @@ class ControlConfig:
         if self.drain_ca_file is not None and not self.drain_ca_file.is_file():
             raise ValueError(f"--drain-ca-file {self.drain_ca_file}: no such file (give a PEM "
                              "file of the CA certificates to trust for drains)")
+        if self.drain_ca_file is not None:
+            _check_pem_certificates(self.drain_ca_file)
         if self.public_url is not None and not self.public_url.startswith(
                 ("http://", "https://")):
             raise ValueError(f"--public-url must be an http:// or https:// URL, got "
@@ -131,3 +133,16 @@ class ControlConfig:
 
     def default_hostname(self, app_name: str) -> str:
         return f"{app_name}.{self.base_domain}"
+
+
+def _check_pem_certificates(path: Path) -> None:
+    """Refuse at startup, with the reason, a CA file that TLS could not use: a drain would
+    otherwise fail at its first connection, or the node at start with an SSLError."""
+    import ssl
+
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=str(path))
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+        raise ValueError(f"--drain-ca-file {path}: not PEM CA certificates ({reason}): give a "
+                         "file of one or more -----BEGIN CERTIFICATE----- blocks") from None

@@ -41,6 +41,12 @@ def drain_settings(config: ControlConfig) -> DrainSettings:
                          config.drain_ca_file)
 
 
+def _already_failed(task: asyncio.Task, exc: BaseException) -> None:
+    """A task that ended of a bug, met again while stopping: logged in full when it happened
+    (`ControlNode._died`, which marked the node failed); noted here once more, briefly."""
+    log.debug("control: stopping %s, which had failed: %r", task.get_name(), exc)
+
+
 class ControlNode:
     def __init__(self, config: ControlConfig, store: Store, slugs: SlugStorage, *,
                  applog: AppLog, node_id: str | None = None,
@@ -126,14 +132,14 @@ class ControlNode:
         if drains is not None:
             try:
                 await cancel_and_wait(drains)  # no claims while the drains are given back
-            except Exception:
-                pass  # logged when it happened (`_died`), and the node marked failed
+            except Exception as exc:
+                _already_failed(drains, exc)
             await self.drains.stop()
         for task in self._tasks:
             try:
                 await cancel_and_wait(task)
-            except Exception:
-                pass  # logged when it happened (`_died`), and the node marked failed
+            except Exception as exc:
+                _already_failed(task, exc)
         self._tasks.clear()
         if self.presence is not None:
             await self.presence.leave()

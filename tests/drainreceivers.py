@@ -5,15 +5,19 @@ number of messages (`wait_for`) instead of for time. Used by the drain tests and
 bench/drain_bench.py.
 
 - `SyslogReceiver`: reads RFC 6587 octet-counted frames; `stalled=True` accepts connections
-  and never reads them (a receiver that hangs), `stop()`/`start()` take it away and bring it
-  back on the same port.
+  and does not read them (a receiver that hangs) until `resume()`; `rcvbuf` sets a small
+  SO_RCVBUF so that a stalled receiver's kernel buffers fill after a few KB, not megabytes;
+  `stop()`/`start()` take it away and bring it back on the same port; `wait_closed()` waits
+  for the sender to close its connections.
 - `HttpsReceiver`: an aiohttp server taking `application/logplex-1` POSTs; `refuse` makes it
-  answer 503 (a receiver that is up but failing).
+  answer 503 (a receiver that is up but failing), `endless` answers 200 with a body that
+  never ends, `hold` (an event) keeps the answer to every POST after the first until set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from dataclasses import dataclass
 
@@ -67,8 +71,13 @@ class _SyslogProtocol(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self._receiver.connections.append(transport)
+        self._receiver.open += 1
         if self._receiver.stalled:
             transport.pause_reading()
+
+    def connection_lost(self, exc) -> None:
+        self._receiver.open -= 1
+        self._receiver._changed.set()
 
     def data_received(self, data: bytes) -> None:
         self._receiver.raw += data
@@ -77,10 +86,13 @@ class _SyslogProtocol(asyncio.Protocol):
 
 
 class SyslogReceiver(_Counted):
-    def __init__(self, context: ssl.SSLContext | None = None, *, stalled: bool = False) -> None:
+    def __init__(self, context: ssl.SSLContext | None = None, *, stalled: bool = False,
+                 rcvbuf: int | None = None) -> None:
         super().__init__()
         self.context = context
         self.stalled = stalled
+        self.rcvbuf = rcvbuf
+        self.open = 0  # connections not closed yet
         self.raw = bytearray()  # every byte received, in order
         self.port = 0
         self.connections: list[asyncio.Transport] = []
@@ -93,10 +105,30 @@ class SyslogReceiver(_Counted):
 
     async def start(self) -> SyslogReceiver:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _SyslogProtocol(self), "127.0.0.1",
-                                                self.port, ssl=self.context)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.rcvbuf is not None:
+            # Set before listen(): accepted connections inherit it (and its TCP window).
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+        listener.bind(("127.0.0.1", self.port))
+        self._server = await loop.create_server(lambda: _SyslogProtocol(self), sock=listener,
+                                                ssl=self.context)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
+
+    def resume(self) -> None:
+        """A stalled receiver starts reading (what its connections hold, and the rest)."""
+        self.stalled = False
+        for transport in self.connections:
+            if not transport.is_closing():
+                transport.resume_reading()
+
+    async def wait_closed(self, timeout: float = 20.0) -> None:
+        """Until every connection made to it was closed by the sender (read to its end)."""
+        async with asyncio.timeout(timeout):
+            while self.open:
+                self._changed.clear()
+                await self._changed.wait()
 
     async def stop(self) -> None:
         """Close the listener and every connection: the receiver is away."""
@@ -122,6 +154,8 @@ class HttpsReceiver(_Counted):
         self.context = context
         self.posts: list[Post] = []
         self.refuse = False
+        self.endless = False
+        self.hold: asyncio.Event | None = None
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -136,7 +170,22 @@ class HttpsReceiver(_Counted):
         messages, rest = parse_frames(body)
         assert rest == b"", f"a POST body ended inside a frame: {rest[:80]!r}"
         self._arrived(messages)
+        if self.hold is not None and len(self.posts) > 1:
+            await self.hold.wait()
+        if self.endless:
+            return await self._answer_forever(request)
         return web.Response(status=204)
+
+    @staticmethod
+    async def _answer_forever(request: web.Request) -> web.StreamResponse:
+        """200, then 64 MiB of body that does not end there: the client must hang up (a
+        client that reads it all holds 64 MiB, then waits in vain)."""
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        chunk = b"y" * 65536
+        for _ in range(1024):  # ends early when the client closes the connection
+            await response.write(chunk)
+        await asyncio.Event().wait()  # never: the server's cleanup cancels it
 
     async def start(self) -> HttpsReceiver:
         app = web.Application()
@@ -150,5 +199,33 @@ class HttpsReceiver(_Counted):
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None
+        if self.hold is not None:
+            self.hold.set()  # answers held are given, so that the server can stop
         if runner is not None:
             await runner.cleanup()
+
+
+class NotHttpReceiver:
+    """A TLS server that answers every request with bytes that are not HTTP."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        writer.close()
+
+    async def start(self) -> NotHttpReceiver:
+        self._server = await asyncio.start_server(self._answer, "127.0.0.1", 0,
+                                                  ssl=self.context)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()

@@ -15,6 +15,7 @@ drain sends is Logplex's notice, right where the lines are missing:
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +64,9 @@ class DrainBuffer:
         self._in_flight = 0  # lines at the front taken and not settled
         self._drops: _Drops | None = None
         self.notices: list[LogEntry] = []  # made since the delivery last looked
+        # The seqs of the stream's lines held, as a heap; those sent are struck off lazily.
+        self._seqs: list[int] = []
+        self._sent_seqs: set[int] = set()
         # Totals, for metrics.
         self.sent = 0
         self.dropped = 0
@@ -76,15 +80,27 @@ class DrainBuffer:
         return len(self._lines) > self._in_flight or self._drops is not None
 
     def offer(self, entry: LogEntry) -> bool:
-        """A new line of the stream: held, or dropped and counted. Never blocks."""
-        if self._drops is not None:
-            self._notice_if_room()
+        """A new line of the stream: held, or dropped and counted. Never blocks, and costs
+        a dead drain's ingest no more than a count: room appears only in `delivered()`,
+        which puts the notice in then."""
         if self._drops is not None or not self._room(len(entry.text)):
             self._drop()
             return False
         self._lines.append(entry)
         self.size += len(entry.text)
+        heapq.heappush(self._seqs, entry.seq)
         return True
+
+    def lost(self, count: int) -> None:
+        """`count` lines of the stream that never reached the buffer (they came while the
+        delivery was starting, past its bound): dropped and reported like an overflow's."""
+        if count <= 0:
+            return
+        if self._drops is None:
+            self._drops = _Drops(self._clock())
+        self._drops.count += count
+        self.dropped += count
+        self._notice_if_room()
 
     def _room(self, size: int, lines: int = 1) -> bool:
         return (len(self._lines) + lines <= self.limits.lines
@@ -135,7 +151,19 @@ class DrainBuffer:
             self.size -= len(entry.text)
             if entry.seq != NOTICE_SEQ:
                 self.sent += 1
+                self._sent_seqs.add(entry.seq)
         self._in_flight = 0
+        if self._drops is not None:
+            self._notice_if_room()
+
+    def lowest_seq(self) -> int | None:
+        """The lowest seq among the stream's lines held (None: none). Lines leave in time
+        order, which is not always seq order (one batch of the hub may mix machines whose
+        clocks differ), so this, not the newest seq sent, bounds what was sent."""
+        seqs, sent = self._seqs, self._sent_seqs
+        while seqs and seqs[0] in sent:  # each seq is pushed once, so popped at most once
+            sent.discard(heapq.heappop(seqs))
+        return seqs[0] if seqs else None
 
     def failed(self) -> None:
         """The batch in flight did not arrive: it is taken again next time."""

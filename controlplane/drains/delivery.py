@@ -64,12 +64,18 @@ class DrainDelivery:
         self._rng = rng or random.Random()
         self.buffer = DrainBuffer(settings.buffer, clock)
         self._wake = asyncio.Event()
-        self._batch: tuple[Batch, int] | None = None  # the batch being sent, its newest seq
-        self._early: list[LogEntry] = []  # from the hub before start()
+        self._batch: Batch | None = None  # the batch being sent
+        # From the hub before start(), at most a buffer's worth of lines (whole hub batches);
+        # past that, batches are let go and counted at start(): `_early_newest` says how far.
+        self._early: list[LogEntry] = []
+        self._early_full = False
+        self._early_newest = 0
         # Where it is: the hub's subscriber protocol (tail.py) and the lease's cursor.
         self.cut = False  # never: a drain is not cut off, it drops and counts
-        self.after: int | None = None  # the newest seq taken in
-        self.cursor = drain.cursor  # the newest seq the receiver has
+        self.after: int | None = None  # every line up to this seq was taken in
+        # Every line up to this seq was sent or dropped (counted, reported by an L10): where
+        # the next owner of the drain resumes.
+        self.cursor = drain.cursor
         # Figures of this node's delivery (the lease's totals are added by the service).
         self.retries = 0
         # Set after every attempt, whatever came of it, for whoever watches (tests, benches).
@@ -77,11 +83,20 @@ class DrainDelivery:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
 
+    @property
+    def held(self) -> int:
+        """Lines this delivery holds: its buffer's, and those kept before start()."""
+        return len(self.buffer) + len(self._early)
+
     # -- lines in (the hub's side; never blocks) -------------------------------------------------
 
     def catch_up(self, entries: list[LogEntry]) -> None:
-        """Lines stored after the drain's cursor and before it joined the hub, in seq order."""
+        """Lines stored after the drain's cursor and before it joined the hub, in seq order.
+        Lines the store no longer keeps (the drain was away longer than its history) are
+        reported where they are missing, as dropped (L10)."""
         self.after = self.cursor
+        if entries and entries[0].seq > self.cursor + 1:
+            self.buffer.lost(entries[0].seq - self.cursor - 1)
         self._take_in(entries)
 
     def start(self, after: int) -> None:
@@ -89,12 +104,29 @@ class DrainDelivery:
         self.after = max(self.after or 0, after)
         early, self._early = self._early, []
         self._take_in(early)
+        if self._early_full:
+            # The batches let go came after those kept (the hub hands lines out in seq
+            # order, and seqs are dense per app): the L10 goes where they are missing.
+            self.buffer.lost(self._early_newest - self.after)
+            self.after = max(self.after, self._early_newest)
+            self._wake.set()
 
     def deliver(self, rendered: Rendered) -> None:
         if self.after is None:
-            self._early.extend(rendered.entries)
+            self._hold_early(rendered.entries)
             return
         self._take_in(rendered.entries)
+
+    def _hold_early(self, entries: list[LogEntry]) -> None:
+        """Lines before start() (the service is reading the drain's history), kept whole
+        batch by whole batch up to the buffer's bound in lines."""
+        if not entries:
+            return
+        self._early_newest = max(self._early_newest, max(e.seq for e in entries))
+        if self._early_full or len(self._early) + len(entries) > self.buffer.limits.lines:
+            self._early_full = True
+            return
+        self._early.extend(entries)
 
     def close(self) -> None:
         """The hub stops (the node is stopping); the service ends the task."""
@@ -132,7 +164,7 @@ class DrainDelivery:
             while True:
                 if self._batch is None:
                     self._batch = await self._next_batch()
-                batch, newest = self._batch
+                batch = self._batch
                 try:
                     await self._transport.send(batch)
                 except DeliveryFailed as exc:
@@ -144,21 +176,26 @@ class DrainDelivery:
                     continue
                 backoff.reset()
                 self.buffer.delivered()
-                self.cursor = max(self.cursor, newest)
+                self._advance_cursor()
                 self._batch = None
                 self.attempted.set()
         finally:
             await self._transport.aclose()
 
-    async def _next_batch(self) -> tuple[Batch, int]:
+    def _advance_cursor(self) -> None:
+        """Up to the line before the lowest one still held: a line of lower seq than one
+        sent may still wait (lines leave in time order), and the next owner must send it."""
+        held = self.buffer.lowest_seq()
+        self.cursor = max(self.cursor, self.after if held is None else held - 1)
+
+    async def _next_batch(self) -> Batch:
         settings = self._settings
         while True:
             entries = self.buffer.take(settings.batch_lines, settings.batch_bytes)
             for notice in self.buffer.take_notices():
                 self._on_notice(notice)
             if entries:
-                newest = max(e.seq for e in entries)
-                payload = frames(entries, self.drain.app)
-                return Batch(payload, len(entries), secrets.token_hex(16)), newest
+                payload = frames(entries, self.drain.token)
+                return Batch(payload, len(entries), secrets.token_hex(16))
             self._wake.clear()
             await self._wake.wait()

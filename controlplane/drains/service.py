@@ -11,8 +11,10 @@ a drain is added or removed anywhere, by `NOTIFY dynomesh_drains`) is two store 
    store still keeps since then go first, then the hub's new ones.
 
 A node that cannot renew stops its deliveries before its leases run out (`LeaseTimes`), so
-another node that takes a drain over never sends beside it. Stopping the node gives its
-drains back with their cursors, and the other nodes take them at once.
+another node that takes a drain over never sends beside it. Every store call of a pass has
+that deadline: a database that hangs (in the renewal, the claim, or the read of a claimed
+drain's history) counts as one that fails, and the pass ends in time for the next. Stopping
+the node gives its drains back with their cursors, and the other nodes take them at once.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ from controlplane.store.models import Drain, DrainStats
 log = logging.getLogger("dynomesh.drains")
 # Drains one node claims in one pass (the rest wait for the next pass, or another node).
 CLAIM_BATCH = 100
+# Giving the drains back when the node stops waits this long for the database at most: after
+# that, other nodes take them when their leases run out.
+RELEASE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,7 @@ class DrainService:
 
     def deliveries(self) -> list[tuple[Drain, DrainStats, int]]:
         """This node's drains: each one's totals and the lines its buffer holds."""
-        return [(r.delivery.drain, r.base.plus(r.delivery.stats()), len(r.delivery.buffer))
+        return [(r.delivery.drain, r.base.plus(r.delivery.stats()), r.delivery.held)
                 for r in self._running.values()]
 
     # -- the lease loop -------------------------------------------------------------------------
@@ -153,8 +158,6 @@ class DrainService:
             async with asyncio.timeout(None if budget is None else max(budget, 0.0)):
                 kept = await self._store.drains.renew(self.node_id, now, lease.ttl,
                                                       self._held())
-                claimed = await self._store.drains.claim(self.node_id, now, lease.ttl,
-                                                         limit=CLAIM_BATCH)
         except (errors.StoreError, TimeoutError) as exc:
             reason = str(exc) or "no answer in time"
             if self._running and (budget is None or self._clock() - now >= budget):
@@ -163,20 +166,43 @@ class DrainService:
                 for drain_id in list(self._running):
                     await self._stop(drain_id)
             else:
-                log.warning("drains: cannot renew or claim drain leases: %s", reason)
+                log.warning("drains: cannot renew drain leases: %s", reason)
             return
         self._renewed_at = now
         for drain_id in [d for d in self._running if d not in kept]:
             await self._stop(drain_id)
+        await self._claim(now, deadline=now + lease.renew)
+
+    async def _claim(self, now: float, *, deadline: float) -> None:
+        """Claim drains and start their deliveries, all done by `deadline` (by the injected
+        clock): when the next pass is due, so that its renewal still has its whole budget
+        (a renewal interval before the leases renewed at `now` must stop). With less than
+        half of that left (a slow renewal), no claims this pass."""
+        lease = self.settings.lease
+        if deadline - self._clock() < lease.renew / 2:
+            log.warning("drains: the database is slow (the renewal took %.1f s); claiming no "
+                        "drains this pass", self._clock() - now)
+            return
+        try:
+            async with asyncio.timeout(deadline - self._clock()):
+                claimed = await self._store.drains.claim(self.node_id, now, lease.ttl,
+                                                         limit=CLAIM_BATCH)
+        except (errors.StoreError, TimeoutError) as exc:
+            log.warning("drains: cannot claim drains: %s", str(exc) or "no answer in time")
+            return
         for drain in claimed:
-            await self._begin(drain)
+            await self._begin(drain, deadline)
 
     def _held(self) -> list[HeldLease]:
+        """This node's leases in the order claims take rows (created_at, id), so that a
+        renewal and another node's claim never lock two drains in opposite orders."""
+        running = sorted(self._running.items(),
+                         key=lambda item: (item[1].delivery.drain.created_at, item[0]))
         return [HeldLease(drain_id, r.delivery.drain.lease_epoch, r.delivery.cursor,
                           r.base.plus(r.delivery.stats()))
-                for drain_id, r in self._running.items()]
+                for drain_id, r in running]
 
-    async def _begin(self, drain: Drain) -> None:
+    async def _begin(self, drain: Drain, deadline: float) -> None:
         try:
             target = parse(drain.url)
         except BadDrainUrl as exc:  # stored by an older dynomesh with other rules
@@ -190,11 +216,13 @@ class DrainService:
                                  rng=self._rng, attempted=self.progress)
         self._hub.add(delivery)
         try:
-            entries, head = await self._store.logs.after(drain.app_id, drain.cursor)
-        except errors.StoreError as exc:
+            async with asyncio.timeout(max(deadline - self._clock(), 0.0)):
+                entries, head = await self._store.logs.after(drain.app_id, drain.cursor)
+        except (errors.StoreError, TimeoutError) as exc:
             self._hub.remove(delivery)
             log.warning("drains: cannot read %s's lines for drain %s: %s; its lease runs out "
-                        "and it is claimed again", drain.app, drain.token, exc)
+                        "and it is claimed again", drain.app, drain.token,
+                        str(exc) or "no answer in time")
             return
         delivery.catch_up(entries)
         self._hub.start(delivery, head)
@@ -227,7 +255,8 @@ class DrainService:
         held = self._held()
         self._running.clear()
         try:
-            await self._store.drains.release(self.node_id, held)
-        except errors.StoreError as exc:
+            async with asyncio.timeout(RELEASE_TIMEOUT):
+                await self._store.drains.release(self.node_id, held)
+        except (errors.StoreError, TimeoutError) as exc:
             log.warning("drains: could not give back this node's drains (%s); other nodes "
-                        "take them when their leases run out", exc)
+                        "take them when their leases run out", str(exc) or "no answer in time")

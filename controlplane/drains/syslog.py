@@ -4,7 +4,8 @@ One line of the app's stream, `2026-11-26T12:00:00.123456+00:00 app[web.1]: GET 
 leaves as one frame (RFC 6587 section 3.4.1, octet counting: the message's length in bytes, a
 space, the message):
 
-    68 <190>1 2026-11-26T12:00:00.123456+00:00 hello app web.1 - GET / 200\n
+    101 <190>1 2026-11-26T12:00:00.123456+00:00 d.9173ea1f-6f14-4976-9cf0-7cd0dafdcdbc app
+        web.1 - GET / 200\n                                            (one line, cut here)
 
 The message is `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID MSG`, shaped the way Heroku's
 Logplex sends it, so that receivers written for Heroku (Papertrail, Datadog, logplex parsers)
@@ -13,8 +14,9 @@ read it unchanged:
 - APP-NAME is the line's source (`app`, `heroku`) and PROCID its process (`web.1`, `router`,
   `api`), as in Heroku's `<40>1 … host app web.3 - State changed from starting to up`;
 - MSGID is `-` and, like Logplex, no STRUCTURED-DATA field follows it: MSG comes next;
-- HOSTNAME is the dynomesh app's name (Heroku writes its drain token there; the token is in
-  the `Logplex-Drain-Token` header of HTTPS drains and in `dynomesh drains`);
+- HOSTNAME is the drain's token (`d.<uuid>`), as Heroku writes it ("the drain token is written
+  into all log messages", devcenter "Log Drains"): receivers that serve many senders tell them
+  apart by it; `dynomesh drains` shows it;
 - the message ends with a newline, counted in the frame's length, as Logplex does;
 - TIMESTAMP is the line's own (RFC 5424 section 6.2.3, UTC with microseconds).
 

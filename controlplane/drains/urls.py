@@ -7,14 +7,15 @@ Three kinds, as on Heroku (devcenter "Log Drains"):
     https://user:secret@logs.example.com/ingest?key=abc
                                          batched POSTs of the same frames (application/logplex-1)
 
-A drain URL often carries a credential (a password in the user part, an API key in the query):
-everything the API and the CLI show goes through `masked()`, which hides both.
+A drain URL often carries a credential (a password in the user part, an API key in the query
+or in the path, as Loggly's `/bulk/TOKEN/` and Sumo Logic's `/receiver/v1/http/CODE`):
+everything the API and the CLI show goes through `masked()`, which hides all three.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -25,6 +26,9 @@ MAX_URL_LENGTH = 2048
 MASK = "****"
 # RFC 1123 host names (one label or more: `localhost` and in-house names are fine here).
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+# A path segment that looks like a key rather than a word: 16 characters or more of a token's
+# alphabet (base64, hex, a UUID), letters and digits mixed.
+_KEY_LIKE = re.compile(r"^(?=[^/]*[0-9])(?=[^/]*[A-Za-z])[A-Za-z0-9_=+.~%-]{16,}$")
 
 
 class DrainKind(Enum):
@@ -46,7 +50,7 @@ class DrainUrl:
     kind: DrainKind
     host: str
     port: int
-    url: str  # as given (credentials included): only the delivery uses it
+    url: str = field(repr=False)  # as given (credentials included): only the delivery uses it
 
     def masked(self) -> str:
         return masked(self.url)
@@ -97,8 +101,24 @@ def _check_host(host: str, text: str) -> None:
         raise BadDrainUrl(f"{masked(text)}: {host!r} is not a valid host name")
 
 
+def canonical(text: str) -> str:
+    """The URL in one spelling for each receiver: scheme and host in lower case, the default
+    port written out, an empty path as `/`. Two drains of an app with the same canonical URL
+    are one receiver twice. A URL that does not parse is its own canonical form."""
+    try:
+        target = parse(text)
+        parts = urlsplit(target.url)
+    except (BadDrainUrl, ValueError):
+        return text
+    userinfo = parts.netloc.rpartition("@")[0]
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    netloc = f"{userinfo}@{host}:{target.port}" if userinfo else f"{host}:{target.port}"
+    return urlunsplit((target.kind.value, netloc, parts.path or "/", parts.query, ""))
+
+
 def masked(text: str) -> str:
-    """The URL with its password and query values replaced by `****`, for showing."""
+    """The URL with its password, query values and key-like path segments replaced by
+    `****`, for showing."""
     try:
         parts = urlsplit(text)
     except ValueError:
@@ -113,4 +133,6 @@ def masked(text: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(key, MASK) for key, _ in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    path = "/".join(MASK if _KEY_LIKE.match(segment) else segment
+                    for segment in parts.path.split("/"))
+    return urlunsplit((parts.scheme, netloc, path, query, ""))

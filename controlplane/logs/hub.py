@@ -12,8 +12,9 @@ Lines reach a node's `LogHub` two ways:
 Each delivery goes to every tail of the app, sorted by time and rendered once per format
 (`Rendered`); a tail never blocks the hub (tail.py), and one that falls too far behind is cut
 off and forgotten here. The app's log drains that this node delivers subscribe the same way
-(`drains/delivery.py`: `app_id`, `start`, `deliver`, `close`, `cut`), and never block either. Many tails of a busy app therefore cost one store read at most per
-batch of lines, and nothing at all upstream: routers ship each line once, whoever tails.
+(`drains/delivery.py`: `app_id`, `start`, `deliver`, `close`, `cut`), and never block either.
+Many tails of a busy app therefore cost one store read at most per batch of lines, and
+nothing at all upstream: routers ship each line once, whoever tails.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from controlplane.drains.urls import canonical, masked
 from controlplane.store import errors
 from controlplane.store.apps import require_app
 from controlplane.store.database import Database, Transaction
@@ -61,8 +62,11 @@ class DrainStore:
         async with self._db.write_unordered() as tx:
             app = await require_app(tx, ident)
             drains = await _app_drains(tx, app)
-            if any(d.url == url for d in drains):
-                raise errors.Conflict(f"app {app.name!r} already drains to that URL")
+            same = canonical(url)
+            twin = next((d for d in drains if canonical(d.url) == same), None)
+            if twin is not None:
+                raise errors.Conflict(f"app {app.name!r} already drains to that URL (drain "
+                                      f"{twin.token})")
             if len(drains) >= MAX_PER_APP:
                 raise errors.Invalid(f"app {app.name!r} has {len(drains)} drains, the most it "
                                      "may have: remove one with `dynomesh drains:remove` first")
@@ -83,16 +87,15 @@ class DrainStore:
             return app, await _app_drains(tx, app)
 
     async def remove(self, ident: str, which: str) -> Drain:
-        """Remove the app's drain named by its id, its token or its URL."""
+        """Remove the app's drain named by its id, its token, its URL (as given, in any
+        spelling of it) or its URL as `dynomesh drains` shows it (masked), if only one drain
+        shows so."""
         async with self._db.write_unordered() as tx:
             app = await require_app(tx, ident)
-            found = [d for d in await _app_drains(tx, app) if which in (d.id, d.token, d.url)]
-            if not found:
-                raise errors.NotFound(f"no drain {which!r} on app {app.name!r}: `dynomesh "
-                                      f"drains --app {app.name}` lists them")
-            await tx.execute("DELETE FROM drains WHERE id = $1", found[0].id)
+            drain = _named(await _app_drains(tx, app), which, app.name)
+            await tx.execute("DELETE FROM drains WHERE id = $1", drain.id)
             await tx.notify(NOTIFY_CHANNEL, "removed")
-            return found[0]
+            return drain
 
     # -- leases -----------------------------------------------------------------------------
 
@@ -124,7 +127,8 @@ class DrainStore:
     async def renew(self, node: str, now: float, ttl: float,
                     held: Sequence[HeldLease]) -> set[str]:
         """Extend these leases to `now + ttl`, recording each one's progress; the ids of
-        those still held (a drain removed, or taken over by another node, is not)."""
+        those still held (a drain removed, or taken over by another node, is not). Rows are
+        updated in the order given: give them in claim's order (created_at, id)."""
         kept: set[str] = set()
         if not held:
             return kept
@@ -155,6 +159,22 @@ class DrainStore:
     async def count(self) -> int:
         async with self._db.read() as tx:
             return int(await tx.fetchval("SELECT COUNT(*) FROM drains"))
+
+
+def _named(drains: list[Drain], which: str, app: str) -> Drain:
+    """The drain `which` names (see DrainStore.remove); errors never repeat a secret."""
+    same = canonical(which)
+    found = [d for d in drains if which in (d.id, d.token) or canonical(d.url) == same]
+    if not found:
+        found = [d for d in drains if masked(d.url) == which]
+        if len(found) > 1:
+            raise errors.Conflict(f"{len(found)} drains of app {app!r} show as {which}: name "
+                                  "one by its token (d.…) from `dynomesh drains --app "
+                                  f"{app}`")
+    if not found:
+        raise errors.NotFound(f"no drain {masked(which)!r} on app {app!r}: `dynomesh "
+                              f"drains --app {app}` lists them; name one by its token (d.…)")
+    return found[0]
 
 
 def _stats(stats: DrainStats) -> tuple:

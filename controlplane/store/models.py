@@ -154,7 +154,7 @@ class Drain:
     id: str
     app_id: str
     app: str  # the app's name
-    url: str  # as given, credentials included: render it masked
+    url: str = field(repr=False)  # as given, credentials included: render it masked
     token: str  # `d.<uuid>`, its name in `drains` and the Logplex-Drain-Token header
     created_at: str
     cursor: int  # seq of the app's newest line it sent

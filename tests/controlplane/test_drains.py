@@ -5,11 +5,17 @@ a drain moves to another node when its node stops."""
 from __future__ import annotations
 
 import asyncio
+import io
 import re
+import time
 
 import aiohttp
 
+from controlplane.applog import StdoutAppLog
+from controlplane.drains.service import DrainService, DrainSettings, LeaseTimes
+from controlplane.logs.hub import LogHub
 from controlplane.store.models import Role
+from dynomesh.tasks import cancel_and_wait
 from dynomesh import logline
 from tests.controlplane.harness import ControlPlane
 from tests.controlplane.logtail import BASE, Tail, line, post, texts
@@ -56,8 +62,8 @@ async def test_every_line_of_the_stream_reaches_every_drain_in_order(node_factor
     await api.call("POST", "/apps", json={"name": "hello"})
     plain = await receivers(SyslogReceiver)
     https = await receivers(HttpsReceiver, server)
-    await add_drain(api, plain.url)
-    await add_drain(api, https.url())
+    token = (await add_drain(api, plain.url))["token"]
+    https_token = (await add_drain(api, https.url()))["token"]
     router = [line(n, "heroku", "router", f'at=info method=GET path="/{n}" status=200')
               for n in range(0, 20, 2)]
     dyno = [line(n, "app", "web.1", f"GET /{n - 1} 200") for n in range(1, 20, 2)]
@@ -68,7 +74,8 @@ async def test_every_line_of_the_stream_reaches_every_drain_in_order(node_factor
     expected = [f'at=info method=GET path="/{n}" status=200' for n in range(0, 20, 2)] \
         + [f"GET /{n - 1} 200" for n in range(1, 20, 2)]
     assert plain.texts() == expected and https.texts() == expected
-    first = f"<158>1 {logline.rfc5424_timestamp(BASE)} hello heroku router - "
+    # HOSTNAME is the drain's token, as Heroku writes it.
+    first = f"<158>1 {logline.rfc5424_timestamp(BASE)} {token} heroku router - "
     assert plain.messages[0].decode().startswith(first)
     # The control plane's own lines go too.
     status, _, _ = await api.call("PATCH", "/apps/hello/config-vars", json={"GREETING": "hi"})
@@ -78,9 +85,11 @@ async def test_every_line_of_the_stream_reaches_every_drain_in_order(node_factor
     stamp = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00"
     for message, said in zip(plain.messages[20:], (rb"Set GREETING config vars",
                                                    rb"Release v1 created")):
-        assert re.fullmatch(rb"<134>1 " + stamp + rb" hello heroku api - " + said
+        assert re.fullmatch(rb"<134>1 " + stamp + b" %s heroku api - " % token.encode() + said
                             + rb" by user token \w{8}\n", message), message
-    assert plain.messages == https.messages
+    # The same messages, each with its own drain's token.
+    assert [m.replace(token.encode(), b"TOKEN") for m in plain.messages] == \
+        [m.replace(https_token.encode(), b"TOKEN") for m in https.messages]
     await until(api, async_all(api, lambda d: d["sent"] == 22))
 
 
@@ -229,7 +238,7 @@ async def test_when_the_delivering_node_dies_another_takes_its_drains_over(postg
                                                                            receivers):
     receiver = await receivers(SyslogReceiver)
     nodes = [ControlPlane(tmp_path / f"node{i}", database_url=postgres_url,
-                          extra_args=("--drain-lease", "1")) for i in range(2)]
+                          extra_args=("--drain-lease", "3")) for i in range(2)]
     for node in nodes:
         await asyncio.to_thread(node.start)
     try:
@@ -277,24 +286,93 @@ async def _get(node: ControlPlane, token: str, path: str):
 
 async def _until_recorded(node: ControlPlane, token: str, *, sent: int) -> None:
     """Until `node`, which does not deliver the drain, shows `sent` lines: what the owner
-    wrote at a renewal (every third of the lease, a fraction of a second here). Another
-    process's state: polled, bounded."""
+    wrote at a renewal (every third of the lease, 1 s here). Another process's state, with
+    no feed to wait on: polled, bounded."""
     async with asyncio.timeout(WAIT):
         while (await _get(node, token, "/apps/hello/drains"))[0]["delivery"]["sent"] < sent:
             await asyncio.sleep(0.1)
 
 
-async def test_a_node_that_cannot_renew_stops_delivering_before_its_lease_ends(api_factory,
-                                                                                receivers):
-    api = await api_factory(drain_lease=0.6)  # renewed every 0.2 s
-    await api.call("POST", "/apps", json={"name": "hello"})
+class Clock:
+    """The drain service's clock, moved by the test."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def next_pass(service: DrainService) -> None:
+    """Until the service's next lease pass (or delivery attempt) ends; it comes by itself."""
+    service.progress.clear()
+    await asyncio.wait_for(service.progress.wait(), WAIT)
+
+
+async def test_a_node_that_cannot_renew_stops_delivering_by_its_time_to_stop(store,
+                                                                             receivers):
+    clock = Clock(1_800_000_000.0)
+    lease = LeaseTimes(ttl=0.6, renew=0.2)
+    service = DrainService(store, LogHub(store.logs), StdoutAppLog(io.StringIO()), "node-a",
+                           DrainSettings(lease), clock=clock)
+    await store.apps.create("hello")
     receiver = await receivers(SyslogReceiver)
-    await add_drain(api, receiver.url)
+    await store.drains.add("hello", receiver.url)
+    running = asyncio.create_task(service.run())
+    try:
+        while not service.deliveries():
+            await next_pass(service)
+        renewed_at = clock.now  # the pass that claimed the drain renewed then
+        await store.close()  # the database is gone for this node: no renewal can succeed
+        # Until its time to stop, a node that cannot renew may go on delivering...
+        clock.now = lease.stop_by(renewed_at) - 0.01
+        await next_pass(service)
+        await next_pass(service)
+        assert service.deliveries()
+        # ... and by then it has stopped: the lease has a renewal interval left, so that
+        # another node that takes the drain over never delivers beside it.
+        clock.now = lease.stop_by(renewed_at)
+        await next_pass(service)
+        assert not service.deliveries()
+        await receiver.wait_closed()
+    finally:
+        await cancel_and_wait(running)
+        await service.stop()
+
+
+async def test_a_read_that_hangs_while_a_drain_starts_holds_up_no_renewal(postgres_url,
+                                                                          api_factory,
+                                                                          receivers):
+    import asyncpg
+
+    api = await api_factory(database_url=postgres_url, drain_lease=1.5)  # renewed every 0.5 s
+    await api.call("POST", "/apps", json={"name": "hello"})
+    first, second = await receivers(SyslogReceiver), await receivers(SyslogReceiver)
+    await add_drain(api, first.url)
     await until(api, async_all(api, lambda d: d["node"] == api.node.node_id))
-    assert len(api.node.drains.deliveries()) == 1
-    await api.store.close()  # the database is gone for this node: no renewal can succeed
+    # Another session locks the log lines: reading a drain's history now hangs.
+    locker = await asyncpg.connect(postgres_url)
+    try:
+        async with locker.transaction():
+            await locker.execute("LOCK TABLE log_lines IN ACCESS EXCLUSIVE MODE")
+            await add_drain(api, second.url)  # claimed at once; its history cannot be read
+            added_at = time.time()  # the node's clock
 
-    async def stopped() -> bool:
-        return not api.node.drains.deliveries()
+            async def renewed_after_the_claim() -> bool:
+                _, drains = await api.store.drains.list("hello")
+                by_url = {d.url: d for d in drains}
+                # Renewed in a later pass than the claim's: at least a renewal interval on.
+                return by_url[first.url].lease_until > added_at + 1.5 + 0.5
 
-    await until(api, stopped)  # so that another node may take the drain over
+            # The first drain's lease is still renewed (its delivery goes on lawfully); the
+            # second drain is not delivered meanwhile.
+            await until(api, renewed_after_the_claim)
+            assert [d.url for d, _, _ in api.node.drains.deliveries()] == [first.url]
+    finally:
+        await locker.close()
+    await until(api, async_all(api, lambda d: d["node"] == api.node.node_id))
+    assert (await post(api.url, api.tokens[Role.ROUTER], "hello",
+                       [line(n, "heroku", "router", f"after {n}") for n in range(3)]))[0] == 200
+    for receiver in (first, second):
+        await receiver.wait_for(3)
+        assert receiver.texts() == [f"after {n}" for n in range(3)]

@@ -91,3 +91,34 @@ async def test_claims_are_bounded_and_deleting_the_app_deletes_its_drains(store)
     assert len(await store.drains.claim("node-b", NOW, 10.0, limit=2)) == 1
     await store.apps.delete("hello")
     assert await store.drains.count() == 0
+
+
+async def test_a_drain_is_removed_by_its_masked_url_when_only_it_shows_so(store):
+    await app_with_lines(store)
+    one = await store.drains.add("hello", "https://u:first@logs.example.com/in")
+    two = await store.drains.add("hello", "https://u:second@logs.example.com/in")
+    alone = await store.drains.add("hello", "https://logs.example.com/other?key=K3y")
+    assert (await store.drains.remove("hello", "https://logs.example.com/other?key=****")).id \
+        == alone.id
+    with pytest.raises(errors.Conflict, match=r"2 drains .* name one by its token \(d\.…\)"):
+        await store.drains.remove("hello", "https://u:****@logs.example.com/in")
+    assert (await store.drains.remove("hello", two.token)).id == two.id
+    assert (await store.drains.remove("hello", "https://u:****@logs.example.com/in")).id \
+        == one.id
+
+
+async def test_a_url_that_names_no_drain_is_not_repeated_unmasked(store):
+    await app_with_lines(store)
+    with pytest.raises(errors.NotFound) as missing:
+        await store.drains.remove("hello", "https://user:hunter2@logs.example.com/in?key=K3y")
+    assert "hunter2" not in str(missing.value) and "K3y" not in str(missing.value)
+    assert "https://user:****@logs.example.com/in?key=****" in str(missing.value)
+
+
+async def test_the_same_receiver_spelled_another_way_is_refused_as_a_duplicate(store):
+    await app_with_lines(store)
+    drain = await store.drains.add("hello", "syslog+tls://Logs.Example.com")
+    with pytest.raises(errors.Conflict, match=f"already drains to that URL .drain {drain.token}"):
+        await store.drains.add("hello", "syslog+tls://logs.example.com:6514")
+    assert (await store.drains.remove("hello", "syslog+tls://logs.example.com:6514")).id \
+        == drain.id

@@ -6,11 +6,14 @@ from __future__ import annotations
 import pytest
 
 from controlplane.drains.buffer import NOTICE_SEQ, BufferLimits, DrainBuffer, overflow_text
+from controlplane.drains.delivery import DeliverySettings, DrainDelivery
 from controlplane.drains.service import LeaseTimes
 from controlplane.drains.syslog import frame, frames, message, parse_frames, priority
-from controlplane.drains.urls import BadDrainUrl, DrainKind, masked, parse
+from controlplane.drains.transport import transport_for
+from controlplane.drains.urls import BadDrainUrl, DrainKind, canonical, masked, parse
+from controlplane.logs.lines import Rendered
 from controlplane.store.logs import LogEntry
-from controlplane.store.models import DrainStats
+from controlplane.store.models import Drain, DrainStats
 
 pytestmark = pytest.mark.unit
 
@@ -75,21 +78,52 @@ def test_a_refusal_never_repeats_the_password():
     ("https://logs.example.com/in?dd-api-key=abc&tag=x",
      "https://logs.example.com/in?dd-api-key=****&tag=****"),
     ("syslog+tls://logs.example.com:6514", "syslog+tls://logs.example.com:6514"),
+    # Keys in the path: Loggly's /bulk/TOKEN/, Sumo Logic's /receiver/v1/http/CODE.
+    ("https://logs-01.loggly.com/bulk/f3a1c2d4-1b2c-4d5e-8f90-123456789abc/tag/heroku/",
+     "https://logs-01.loggly.com/bulk/****/tag/heroku/"),
+    ("https://collectors.sumologic.com/receiver/v1/http/ZaVnC4dhaV2xYz9QwErTyUiOp0",
+     "https://collectors.sumologic.com/receiver/v1/http/****"),
+    ("https://logs.example.com/heroku-drain/v2/ingest",
+     "https://logs.example.com/heroku-drain/v2/ingest"),
 ])
 def test_credentials_in_a_url_are_masked(url, shown):
     assert masked(url) == shown
 
 
+def test_a_drain_and_its_url_keep_the_url_out_of_their_repr():
+    url = "https://user:hunter2@logs.example.com/in?key=K3ySecret"
+    drain = Drain("id", "app-id", "hello", url, "d.1", "2026-11-26T12:00:00Z", 0, None,
+                  None, 1, DrainStats())
+    for shown in (repr(drain), repr(parse(url))):
+        assert "hunter2" not in shown and "K3ySecret" not in shown
+
+
+@pytest.mark.parametrize("one, other", [
+    ("syslog://LOGS.example.com", "syslog://logs.example.com:514"),
+    ("HTTPS://Logs.Example.com/in?key=1", "https://logs.example.com:443/in?key=1"),
+    ("https://logs.example.com", "https://logs.example.com:443/"),
+])
+def test_one_receiver_spelled_two_ways_has_one_canonical_url(one, other):
+    assert canonical(one) == canonical(other)
+
+
+def test_urls_that_differ_where_it_matters_have_different_canonical_urls():
+    assert canonical("https://logs.example.com/In") != canonical("https://logs.example.com/in")
+    assert canonical("https://a:b@logs.example.com/") != canonical("https://logs.example.com/")
+
+
 # --- RFC 5424 messages and RFC 6587 frames ---
 
 def test_a_line_becomes_the_message_heroku_sends():
+    token = "d.9173ea1f-6f14-4976-9cf0-7cd0dafdcdbc"  # HOSTNAME: the drain's token
     line = entry(7, "GET / 200")
-    assert message(line, "hello") == (
-        b"<190>1 2026-11-26T12:00:00.123456+00:00 hello app web.1 - GET / 200\n")
+    assert message(line, token) == (
+        b"<190>1 2026-11-26T12:00:00.123456+00:00 d.9173ea1f-6f14-4976-9cf0-7cd0dafdcdbc app "
+        b"web.1 - GET / 200\n")
     router = entry(8, 'at=info method=GET path="/"', source="heroku", process="router")
-    assert message(router, "hello") == (
-        b'<158>1 2026-11-26T12:00:00.123456+00:00 hello heroku router - at=info method=GET '
-        b'path="/"\n')
+    assert message(router, token) == (
+        b'<158>1 2026-11-26T12:00:00.123456+00:00 d.9173ea1f-6f14-4976-9cf0-7cd0dafdcdbc heroku '
+        b'router - at=info method=GET path="/"\n')
     api = entry(9, "Release v2 created by ops", source="heroku", process="api")
     assert message(api, "hello").startswith(b"<134>1 ")
 
@@ -232,3 +266,67 @@ def test_frames_of_many_lines_are_each_lines_frame():
              entry(5, "Error R14 (Memory quota exceeded)", source="heroku", process="logs"),
              entry(6, "ünïcode")]
     assert frames(lines, "hello") == b"".join(frame(message(e, "hello")) for e in lines)
+
+
+def test_the_lowest_seq_held_bounds_what_was_sent_whatever_the_order_lines_leave_in():
+    buffer = DrainBuffer(BufferLimits(lines=10), Clock())
+    for seq in (3, 4, 1, 2):  # time order, not seq order
+        buffer.offer(entry(seq))
+    assert buffer.lowest_seq() == 1
+    buffer.take(2, 1 << 20)
+    buffer.delivered()  # 3 and 4 sent
+    assert buffer.lowest_seq() == 1
+    buffer.take(2, 1 << 20)
+    buffer.delivered()
+    assert buffer.lowest_seq() is None
+
+
+def test_a_dead_drains_dropped_lines_cost_a_count_and_the_notice_comes_with_room():
+    buffer = DrainBuffer(BufferLimits(lines=2), Clock())
+    buffer.offer(entry(1))
+    buffer.offer(entry(2))
+    for seq in range(3, 1003):
+        assert not buffer.offer(entry(seq))
+    assert buffer.dropped == 1000 and buffer.notices == []
+    buffer.take(2, 1 << 20)
+    buffer.delivered()  # room: the notice goes in at once, before any new line
+    (notice,) = buffer.take_notices()
+    assert notice.text.startswith("Error L10 (output buffer overflow): 1000 messages dropped")
+
+
+def idle_delivery(cursor: int) -> DrainDelivery:
+    """A drain's delivery whose task is not run: its transport never connects."""
+    url = "syslog://127.0.0.1:5140"
+    drain = Drain("id", "app-id", "hello", url, "d.1", "2026-11-26T12:00:00Z", cursor, None,
+                  None, 1, DrainStats())
+    return DrainDelivery(drain, transport_for(parse(url), "d.1", None, timeout=1.0),
+                         DeliverySettings(BufferLimits(lines=10)), clock=Clock(),
+                         on_notice=lambda notice: None)
+
+
+def test_lines_handed_over_while_a_drain_starts_are_bounded_and_the_rest_reported():
+    delivery = idle_delivery(cursor=0)
+    # While the service reads lines 1-2 (the drain's history), the hub hands out 3-30.
+    for first in range(3, 31, 4):
+        delivery.deliver(Rendered([entry(seq) for seq in range(first, first + 4)]))
+        assert delivery.held <= 10
+    delivery.catch_up([entry(1), entry(2)])
+    delivery.start(2)
+    batch = delivery.buffer.take(100, 1 << 20)
+    assert [e.seq for e in batch] == list(range(1, 11))
+    assert delivery.buffer.dropped == 20
+    delivery.buffer.delivered()
+    delivery.deliver(Rendered([entry(31)]))
+    batch = delivery.buffer.take(100, 1 << 20)
+    assert [e.seq for e in batch] == [NOTICE_SEQ, 31]
+    assert "20 messages dropped" in batch[0].text
+
+
+def test_lines_pruned_before_a_drain_resumed_are_reported_where_they_are_missing():
+    delivery = idle_delivery(cursor=100)
+    delivery.catch_up([entry(seq) for seq in range(131, 134)])  # 101-130 are gone
+    delivery.start(133)
+    batch = delivery.buffer.take(100, 1 << 20)
+    assert [e.seq for e in batch] == [NOTICE_SEQ, 131, 132, 133]
+    assert batch[0].text.startswith("Error L10 (output buffer overflow): 30 messages dropped")
+    assert delivery.buffer.dropped == 30

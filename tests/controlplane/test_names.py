@@ -99,3 +99,10 @@ def test_the_cli_reaches_a_control_plane_listening_everywhere_over_loopback(tmp_
     assert ControlConfig(home=tmp_path, listen_host="::").api_url(5050) == "http://[::1]:5050"
     assert ControlConfig(home=tmp_path, router_port=80).app_url("hello") == \
         "http://hello.localhost/"
+
+
+def test_a_drain_ca_file_that_is_not_pem_certificates_is_refused_saying_so(tmp_path):
+    (tmp_path / "ca.der").write_bytes(b"\x30\x82\x01\x0a not a PEM certificate")
+    with pytest.raises(ValueError, match=r"--drain-ca-file .*ca\.der: not PEM CA certificates"
+                                         r" \(.+\): give a file of one or more -----BEGIN"):
+        ControlConfig(home=tmp_path, drain_ca_file=tmp_path / "ca.der")

@@ -48,15 +48,16 @@ def test_a_drain_gets_the_routers_the_dynos_and_the_platforms_lines(platform, ma
     app = make_app("e2e-drain")
     added = platform.cli.ok("drains:add", receiver.receiver.url, "--app", app)
     assert added.startswith(f"Successfully added drain {receiver.receiver.url} to {app} (d.")
+    token = re.escape(re.search(r"\((d\.[0-9a-f-]{36})\)", added).group(1))
     deployed(platform, app, copy_example("hello", workdir))
     wait_web(platform, app, 1)
     assert platform.router.get(app, "/through-the-drain").status == 200
     stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00"
     wanted = {
-        "deploy": rf"<134>1 {stamp} {app} heroku api - Deploy \w+ by .+\n",
-        "state": rf"<134>1 {stamp} {app} heroku web\.1 - State changed from starting to up\n",
-        "output": rf"<190>1 {stamp} {app} app web\.1 - web\.1 listening on port \d+\n",
-        "router": rf'<158>1 {stamp} {app} heroku router - at=info method=GET '
+        "deploy": rf"<134>1 {stamp} {token} heroku api - Deploy \w+ by .+\n",
+        "state": rf"<134>1 {stamp} {token} heroku web\.1 - State changed from starting to up\n",
+        "output": rf"<190>1 {stamp} {token} app web\.1 - web\.1 listening on port \d+\n",
+        "router": rf'<158>1 {stamp} {token} heroku router - at=info method=GET '
                   rf'path="/through-the-drain" host={app}\.localhost(:\d+)? .*status=200 .*\n',
     }
 

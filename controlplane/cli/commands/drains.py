@@ -60,8 +60,9 @@ async def _(args, session):
                  "dynomesh drains:remove d.9173ea1f-6f14-4976-9cf0-7cd0dafdcdbc --app hello")
 def drains_remove(parser):
     parser.add_argument("drain", metavar="URL_OR_TOKEN",
-                        help="the drain's URL as added, or its token (d.…) or id from "
-                             "`dynomesh drains`")
+                        help="the drain's URL as added or as `dynomesh drains` shows it "
+                             "(masked: if only one drain shows so), or its token (d.…) or id "
+                             "from `dynomesh drains`")
 
 
 @runs(drains_remove)
