@@ -24,7 +24,6 @@ from pathlib import Path
 
 from dynomesh.tasks import cancel_and_wait
 
-from dynomgr import procscan
 from dynomgr.assignments import Assignment
 from dynomgr.errors import LaunchError
 from dynomgr.events import DynoRef, LogLine, StateChange
@@ -64,7 +63,7 @@ class _Life:
     listening: asyncio.Future[None] | None = None  # resolves when the port is listening
     launched: float | None = None  # clock() when the process started
     directory: Path | None = None
-    output: Path | None = None  # the output FIFO
+    outputs: tuple[Path, ...] | None = None  # the stdout and stderr FIFOs
     marker: DynoMarker | None = None
     process: WatchedProcess | None = None
     exit_logged: bool = False
@@ -264,25 +263,38 @@ class Dyno:
     async def _adopt(self, life: _Life, kept: KeptDyno) -> Outcome:
         """Go on watching a dyno a previous agent left running, as if this agent had started it."""
         svc = self.services
-        life.port, life.directory, life.output = kept.port, kept.directory, kept.output
+        life.directory, life.outputs = kept.directory, tuple(path for path, _ in kept.outputs)
         life.marker = svc.markers.adopt(kept.marker, kept.cgroup)
         life.start_ticks = kept.start_ticks
-        if life.port is not None:
+        # Ours from here: a failure below still tears this life down, processes first.
+        life.process = process = AdoptedProcess.watch(kept.pid, kept.start_ticks, self._on_output)
+        # Daily cycling and the restart policy's "healthy after" count from the real launch.
+        life.launched = svc.clock() - max(0.0, svc.wallclock() - kept.launched_at)
+        self._policy.started()
+        if kept.port is not None:
+            life.port = kept.port
             svc.ports.reserve(life.port)
             if self.state is DynoState.STARTING:
                 life.listening = svc.listen.watch(life.port)
                 life.listening.add_done_callback(lambda future: self._port_listening(life, future))
-        process = await AdoptedProcess.attach(kept.pid, kept.start_ticks, kept.output, kept.tail,
-                                              self._on_output, svc.config.max_line_bytes)
-        # Daily cycling and the restart policy's "healthy after" count from the real launch.
-        life.launched = svc.clock() - max(0.0, svc.wallclock() - kept.launched_at)
-        life.process = process
-        self._policy.started()
+        # The hand-over is done with: from now on this is our launch, and if we crash the next
+        # agent stops it (design.md) rather than adopting it again from a stale record.
+        self._write_record(life)
         if process.exited.done():
             self._say(f"Process {kept.pid} ended while no dyno manager watched it")
-        else:
-            svc.metrics.adopted.inc()
-            self._say(f"Adopted by a new dyno manager (pid {kept.pid}, still {self.state})")
+            return await self._watch(life, process)
+        try:
+            await process.read_outputs(kept.outputs, svc.config.max_line_bytes)
+        except OSError as exc:
+            # Without a reader its output would fill the FIFO and then block it for good while
+            # it is reported up: start it afresh instead.
+            svc.metrics.internal_errors.labels("handover").inc()
+            self._say(f"Error: cannot read the output of pid {kept.pid} ({exc.filename}: "
+                      f"{exc.strerror}); restarting it")
+            await self._graceful_stop(life, process, "Restarting: its output cannot be read")
+            return Outcome.CYCLED
+        svc.metrics.adopted.inc()
+        self._say(f"Adopted by a new dyno manager (pid {kept.pid}, still {self.state})")
         return await self._watch(life, process)
 
     def _started(self, life: _Life, process: WatchedProcess) -> None:
@@ -308,13 +320,14 @@ class Dyno:
         svc = self.services
         boot = asyncio.ensure_future(self._boot(life))
         try:
-            timeout = svc.config.boot_timeout
+            # From the launch: an adopted dyno has used part of it under the previous agent.
+            timeout = max(0.0, svc.config.boot_timeout - (svc.clock() - life.launched))
             if not await self._first(boot, process.exited, self._memory_kill.wait(), timeout=timeout):
                 return await self._stop_or_detach(life, process)
             if not boot.done():
                 if process.exited.done() or self._memory_kill.is_set():
                     return await self._ended(life, process)
-                self._error("R10", f"Error R10 (Boot timeout) -> Web process failed to bind to $PORT within {timeout:g} seconds of launch")
+                self._error("R10", f"Error R10 (Boot timeout) -> Web process failed to bind to $PORT within {svc.config.boot_timeout:g} seconds of launch")
                 return await self._kill_and_crash(life, process, "Boot timeout", "R10")
             boot.result()  # re-raises a fault of the boot check itself
         finally:
@@ -400,21 +413,31 @@ class Dyno:
 
     async def _stop_or_detach(self, life: _Life, process: WatchedProcess) -> Outcome:
         if (not self._detaching or process.exited.done() or self.state not in KEEPABLE
-                or life.start_ticks is None or life.marker is None):
+                or life.start_ticks is None or life.marker is None or life.outputs is None):
             return await self._graceful_stop(life, process, self._stop_reason)
-        tail = process.detach()
-        kept = KeptDyno(
+        # Recorded before letting go (no await in between, so no output is read meanwhile): a
+        # dyno whose record cannot be written is stopped, not left running unknown to anyone.
+        record = self._kept_dyno(life, process, process.held())
+        try:
+            self.services.data_dir.write_record(record.record_id, record.to_record())
+        except OSError as exc:
+            self.services.metrics.internal_errors.labels("record").inc()
+            self._say(f"Error: cannot record this dyno for the next dyno manager: {exc.strerror}")
+            return await self._graceful_stop(life, process, self._stop_reason)
+        process.detach()
+        life.kept = True
+        self._kept_record = record
+        return Outcome.DETACHED
+
+    def _kept_dyno(self, life: _Life, process: WatchedProcess, tails: tuple[bytes, ...]) -> KeptDyno:
+        return KeptDyno(
             assignment=self.assignment, instance=self.ref.instance, life=life.number,
             pid=process.pid, start_ticks=life.start_ticks, marker=life.marker.value,
             cgroup=life.marker.cgroup, port=life.port, address=self.address, state=self.state,
             since=self.since, restarts=self.restarts,
             launched_at=self.services.wallclock() - (self.services.clock() - life.launched),
-            directory=life.directory, output=life.output, tail=tail,
+            directory=life.directory, outputs=tuple(zip(life.outputs, tails)),
         )  # fmt: skip
-        self.services.data_dir.write_record(kept.record_id, kept.to_record())
-        life.kept = True
-        self._kept_record = kept
-        return Outcome.DETACHED
 
     async def _graceful_stop(self, life: _Life, process: WatchedProcess, reason: str) -> Outcome:
         """SIGTERM to every process of the dyno; SIGKILL what is left after the stop timeout."""
@@ -438,6 +461,14 @@ class Dyno:
         process.signal_group(signal.SIGKILL)
         if life.marker is not None:
             await self.services.markers.signal(life.marker, signal.SIGKILL)
+
+    async def _kill_marked(self, marker: DynoMarker) -> None:
+        """SIGKILL every process carrying `marker` and wait (bounded) until they are gone."""
+        markers, clock = self.services.markers, self.services.clock
+        await markers.signal(marker, signal.SIGKILL)
+        deadline = clock() + _KILL_WAIT
+        while await markers.members(marker) and clock() < deadline:
+            await asyncio.sleep(0.01)
 
     async def _all_gone(self, life: _Life, process: WatchedProcess, timeout: float) -> bool:
         """Wait until the main process and every marked process have exited."""
@@ -479,7 +510,9 @@ class Dyno:
                 await self._kill_all(life, process)
                 await self._all_gone(life, process, _KILL_WAIT)
             process.close()
-        if process is not None or life.output is not None:
+        elif life.marker is not None and await svc.markers.members(life.marker):
+            await self._kill_marked(life.marker)  # no process object: what runs is found by marker
+        if process is not None or life.outputs is not None:
             svc.data_dir.remove_record(life.record_id(self.ref))
         if life.marker is not None:
             try:
@@ -526,18 +559,17 @@ class Dyno:
         env.update({"DYNO": a.name, "PS": a.name, "HOME": str(life.directory)})
         if life.port is not None:
             env["PORT"] = str(life.port)
-        life.output = svc.data_dir.output_fifo(life.record_id(self.ref))
-        return LaunchSpec(command, life.directory, env, run_as, life.marker, life.output)
+        life.outputs = svc.data_dir.output_fifos(life.record_id(self.ref))
+        return LaunchSpec(command, life.directory, env, run_as, life.marker, life.outputs)
 
     def _write_record(self, life: _Life) -> None:
         process = life.process
-        stat = procscan.read_stat(process.pid)
-        life.start_ticks = stat.start_ticks if stat else None
+        life.start_ticks = process.start_ticks
         record = {
             "app": self.app,
             "dyno": self.name,
             "pid": process.pid,
-            "start_ticks": stat.start_ticks if stat else None,
+            "start_ticks": process.start_ticks,
             "marker": life.marker.value if life.marker else None,
         }
         try:

@@ -40,7 +40,8 @@ def test_a_kept_dyno_runs_on_and_the_next_agent_adopts_it_without_a_restart(harn
     address = old.wait_up("web.1")
     # Nobody watches them now: they run, and the web dyno answers.
     assert all(pid_alive(pid) for pid in pids.values())
-    assert http_json(address)["pid"] != 0
+    # web.py runs under the dyno's shell: it is in the session the kept pid leads.
+    assert os.getsid(http_json(address)["pid"]) == pids["web.1"]
     assert not old.count(r"State changed from up to (stopping|down)")
 
     new = harness.start()
@@ -88,7 +89,9 @@ def test_a_line_half_read_by_the_old_agent_is_finished_by_the_new_one(harness):
     old.signal(signal.SIGTERM)
     assert old.wait_exit() == 0
     (record,) = [json.loads(p.read_text()) for p in (harness.data_dir / "run").glob("*.json")]
-    assert bytes.fromhex(record["kept"]["tail"]) == b"first half, "
+    out, err = record["kept"]["outputs"]
+    assert out["path"].endswith(".out") and bytes.fromhex(out["tail"]) == b"first half, "
+    assert err["path"].endswith(".err") and err["tail"] == ""
     new = harness.start()
     new.wait_for(ADOPTED.format(dyno=r"worker\.1"))
     os.kill(pid, signal.SIGUSR1)
@@ -160,4 +163,6 @@ def test_a_plain_stop_still_stops_every_dyno_and_ctrl_c_does_even_with_keep_dyno
         assert agent.wait_exit() == 0
         agent.wait_for(r"heroku\[worker\.1\]: State changed from stopping to down")
         assert not pid_alive(pid)
-        assert not list((harness.data_dir / "run").glob("*.json"))
+        run = harness.data_dir / "run"
+        assert not list(run.glob("*.json")) and not list(run.glob("*.out")) and not list(run.glob("*.err"))
+        assert not list((harness.data_dir / "dynos").glob("*/*"))
