@@ -20,8 +20,10 @@ last process exits; then the reading agent sees end-of-file as with a plain pipe
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 # The largest pipe buffer we ask for; the kernel caps it at pipe-max-size for unprivileged users.
@@ -57,5 +59,10 @@ def _enlarge(fd: int) -> None:
 
 
 def reopen(path: Path) -> int:
-    """A new read end on a FIFO some dyno still holds (raises FileNotFoundError if gone)."""
-    return os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    """A new read end on a FIFO some dyno still holds; raises OSError when it cannot be read
+    (FileNotFoundError when removed, EINVAL when something else took its place)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a FIFO", str(path))
+    return fd
