@@ -38,7 +38,7 @@ class HandOver:
         life.process = process = AdoptedProcess.watch(kept.pid, kept.start_ticks, self._on_output)
         # Daily cycling and the restart policy's "healthy after" count from the real launch.
         life.launched = svc.clock() - max(0.0, svc.wallclock() - kept.launched_at)
-        self._policy.started()
+        self._policy.started(at=life.launched)
         if kept.port is not None:
             life.port = kept.port
             svc.ports.reserve(life.port)
@@ -88,7 +88,7 @@ class HandOver:
             assignment=self.assignment, instance=self.ref.instance, life=life.number,
             pid=process.pid, start_ticks=life.start_ticks, marker=life.marker.value,
             cgroup=life.marker.cgroup, port=life.port, address=self.address, state=self.state,
-            since=self.since, restarts=self.restarts,
+            since=self.since, restarts=self.restarts, crashes=self._policy.crashes,
             launched_at=self.services.wallclock() - (self.services.clock() - life.launched),
             directory=life.directory, outputs=tuple(zip(life.outputs, tails)),
         )  # fmt: skip

@@ -84,6 +84,7 @@ class Dyno(HandOver):
             # It goes on in the state the previous agent reported: no transition, no restart.
             self.state, self.since, self.address = kept.state, kept.since, kept.address
             self.restarts = kept.restarts
+            self._policy.resume(kept.crashes)
             self._lives = kept.life - 1
 
     # Views for metrics, the admin API and memory sampling.

@@ -12,6 +12,8 @@ to go on watching that dyno as if it had started it, under the same identity:
     port, address      its $PORT and the address routers know it by
     state, since       `up` or `starting`, as last reported, and when
     restarts           crash restarts so far (reported by `ps`)
+    crashes            crashes in a row so far: the restart back-off goes on from there
+                       (0 when absent, as in records of the first version)
     launched_at        Unix time the process started (daily cycling counts from it)
     directory          its $HOME
     outputs            its stdout and stderr FIFOs (dynomgr/outputfifo.py), each as
@@ -60,6 +62,7 @@ class KeptDyno:
     launched_at: float
     directory: Path
     outputs: tuple[tuple[Path, bytes], ...]  # (FIFO, unfinished line) for stdout, stderr
+    crashes: int = 0
 
     @property
     def record_id(self) -> str:
@@ -76,7 +79,7 @@ class KeptDyno:
                 "start_ticks": self.start_ticks, "marker": self.marker,
                 "cgroup": str(self.cgroup) if self.cgroup is not None else None,
                 "port": self.port, "address": self.address, "state": self.state.value,
-                "since": self.since, "restarts": self.restarts,
+                "since": self.since, "restarts": self.restarts, "crashes": self.crashes,
                 "launched_at": self.launched_at, "directory": str(self.directory),
                 "outputs": [{"path": str(path), "tail": tail.hex()} for path, tail in self.outputs],
                 "assignment": dump_assignment(self.assignment),
@@ -107,7 +110,7 @@ def parse_kept(record: dict[str, Any], schemes: frozenset[str]) -> KeptDyno:
             address=raw["address"] if raw["address"] is None else _text(raw["address"]),
             state=state, since=float(raw["since"]), restarts=_int(raw["restarts"]),
             launched_at=float(raw["launched_at"]), directory=Path(_text(raw["directory"])),
-            outputs=_outputs(raw),
+            outputs=_outputs(raw), crashes=_int(raw.get("crashes", 0)),
         )  # fmt: skip
     except HandoverError:
         raise
