@@ -17,6 +17,8 @@ from dynomgr.state import DynoState
 
 
 class HandOver:
+    """The hand-over steps of `Dyno` (which defines the state and steps used here)."""
+
     async def detach(self) -> bool:
         """Stop watching the dyno but leave its process running, recorded for the next agent
         (`--keep-dynos`); True when it was kept (a dyno not starting or up is not: it stops)."""
