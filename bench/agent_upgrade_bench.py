@@ -47,18 +47,20 @@ class KeepingAgent(Agent):
     extra_flags = ["--keep-dynos"]
 
 
-def dyno_pids(agent: Agent) -> dict[str, int]:
+def admin_dynos(agent: Agent) -> list[dict]:
+    """The agent's /dynos list (its admin endpoint)."""
     import urllib.request
 
     with urllib.request.urlopen(f"http://127.0.0.1:{agent.admin}/dynos", timeout=10) as response:
-        return {d["name"]: d["pid"] for d in json.loads(response.read())["dynos"]}
+        return json.loads(response.read())["dynos"]
+
+
+def dyno_pids(agent: Agent) -> dict[str, int]:
+    return {d["name"]: d["pid"] for d in admin_dynos(agent)}
 
 
 def addresses(agent: Agent) -> list[tuple[str, int]]:
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{agent.admin}/dynos", timeout=10) as response:
-        found = [d["address"] for d in json.loads(response.read())["dynos"]]
+    found = [d["address"] for d in admin_dynos(agent)]
     return [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in found if a]
 
 

@@ -99,8 +99,14 @@ class RestartBackoff:
         """Exits in a row so far, the last one included (0 after a reset)."""
         return self._backoff.failures
 
-    def started(self) -> None:
-        self._started_at = self._clock()
+    def started(self, at: float | None = None) -> None:
+        """The process was launched, now or at `at` (this clock's time)."""
+        self._started_at = self._clock() if at is None else at
+
+    def resume(self, failures: int) -> None:
+        """Go on from `failures` exits in a row counted by another supervisor (a process it
+        handed over): the next exit backs off as it would have there."""
+        self._backoff.failures = max(0, failures)
 
     def exited(self) -> float:
         """The process just ended unasked: seconds to wait before starting it again. An exit

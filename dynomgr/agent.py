@@ -68,6 +68,7 @@ class Agent:
         self._shutdown = asyncio.Event()
         self._keep_dynos = False  # how the agent exits: hand its dynos over, or stop them
         self._draining = False
+        self._memory: asyncio.Task[None] | None = None
         services.metrics.watch_dynos(self.reconciler.dynos)
 
     @property
@@ -89,6 +90,20 @@ class Agent:
             await self.close()
 
     async def _run(self) -> int:
+        # Signals are heard from the start: taking over may take the whole stop timeout (a
+        # leftover ignoring SIGTERM), and a stop meanwhile must end the agent in order, not kill it.
+        loop = asyncio.get_running_loop()
+        keep_on_term = self.services.config.keep_dynos
+        loop.add_signal_handler(signal.SIGTERM, self.request_shutdown, keep_on_term)
+        loop.add_signal_handler(signal.SIGINT, self.request_shutdown, False)
+        loop.add_signal_handler(signal.SIGUSR2, self.request_shutdown, True)
+        try:
+            return await self._start_and_serve()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    async def _start_and_serve(self) -> int:
         svc = self.services
         # The admin endpoints come first: while a feed's first snapshot is awaited (the control
         # plane may be away), /healthz already says so.
@@ -107,16 +122,13 @@ class Agent:
         else:
             self.ready.announce(admin=None)
         await self.take_over()
-        loop = asyncio.get_running_loop()
-        keep_on_term = svc.config.keep_dynos
-        loop.add_signal_handler(signal.SIGTERM, self.request_shutdown, keep_on_term)
-        loop.add_signal_handler(signal.SIGINT, self.request_shutdown, False)
-        loop.add_signal_handler(signal.SIGUSR2, self.request_shutdown, True)
-        try:
-            return await self._serve()
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
+        # Adopted dynos are held to their quotas (R14, R15) from now on, even while the first
+        # assignments are awaited (the control plane may be away for long).
+        self._memory = asyncio.create_task(self._sample_memory(), name="memory")
+        if self._shutdown.is_set():  # a stop came while taking over
+            await self._exit(self._keep_dynos)
+            return 0
+        return await self._serve()
 
     async def _serve(self) -> int:
         svc = self.services
@@ -124,7 +136,9 @@ class Agent:
             initial = await self._first()
         except AssignmentsError as exc:
             self.log.error(f"{self.source.describe()}: {exc}")
-            await self._exit(keep_dynos=True)  # adopted dynos wait for a fixed agent
+            # Adopted dynos run on for a fixed agent; unread meanwhile, their output fills its
+            # FIFO (up to 1 MiB, dynomgr/outputfifo.py) and then their next write waits.
+            await self._exit(keep_dynos=True)
             return 2
         if initial is None:
             await self._exit(self._keep_dynos)
@@ -136,22 +150,23 @@ class Agent:
             f"processes found by {svc.markers.describe()}; ports by {svc.listen.method}"
         )
         self._apply(initial)
-        background = [
-            asyncio.create_task(self._follow(), name="assignments"),
-            asyncio.create_task(self._sample_memory(), name="memory"),
-        ]
+        follow = asyncio.create_task(self._follow(), name="assignments")
         await self._shutdown.wait()
-        for task in background:
-            try:
-                await cancel_and_wait(task)
-            except Exception as exc:  # a bug; the dynos are still stopped or handed over below
-                self.log.error(f"{task.get_name()} had failed: {exc!r}")
+        await self._end_task(follow)
         await self._exit(self._keep_dynos)
         return 0
+
+    async def _end_task(self, task: asyncio.Task[None]) -> None:
+        try:
+            await cancel_and_wait(task)
+        except Exception as exc:  # a bug; the dynos are still stopped or handed over
+            self.log.error(f"{task.get_name()} had failed: {exc!r}")
 
     async def _exit(self, keep_dynos: bool) -> None:
         """Stop every dyno, or hand the running ones over to the next agent."""
         self._draining = True
+        if self._memory is not None:
+            await self._end_task(self._memory)  # no R15 kills while dynos stop or are handed over
         await self.source.aclose()  # no new assignments from here on
         count = len(self.reconciler.dynos())
         if not keep_dynos:

@@ -43,10 +43,11 @@ upgrading the agent without restarting apps:
   SIGUSR2 (or SIGTERM when started with --keep-dynos) exits leaving every running dyno running;
   the next `dynomesh dynomgr` on the same --data-dir adopts them: same pids, same ports, their
   output and memory watched again, reported `up` without a restart. Ctrl-C (SIGINT) always
-  stops the dynos. Under systemd, use KillMode=process so that stopping the unit does not kill
-  the dynos itself:
-    dynomesh dynomgr --control URL --token-file FILE --keep-dynos   # in the unit
-    systemctl restart dynomesh-dynomgr                               # upgrade: no app restarts
+  stops the dynos. Under systemd, give the unit KillMode=process (else systemd kills the dynos
+  when the agent exits) and keep SIGTERM a drain, so that `systemctl stop` stops the dynos:
+    dynomesh dynomgr --control URL --token-file FILE                 # in the unit
+    systemctl kill --kill-whom=main -s USR2 dynomesh-dynomgr && systemctl start dynomesh-dynomgr
+                                                                     # upgrade: no app restarts
     kill -USR2 $PID; tail --pid=$PID -f /dev/null; dynomesh dynomgr …  # by hand: the new
                                       # agent starts once the old one has let go of --data-dir
 """

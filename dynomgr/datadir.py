@@ -7,7 +7,8 @@ records of what it started, so that a successor can stop what a crashed agent le
       slugs/<sha256>.tgz  verified slug cache (0700)
       run/<instance>.json one record per running dyno process (0700); `kept` in it when the
                           agent exited leaving the dyno running (dynomgr/handover.py)
-      run/<instance>.out  the dyno's output FIFO (dynomgr/outputfifo.py)
+      run/<instance>.out  the dyno's stdout FIFO (dynomgr/outputfifo.py)
+      run/<instance>.err  the dyno's stderr FIFO
       dynos/<app>/<name>.<instance>/   a dyno's fresh directory ($HOME, cwd), 0700, owned by
                                        the dyno's user; the levels above are 0711 so that user
                                        can reach it but not list its neighbours
@@ -23,6 +24,10 @@ import shutil
 import stat
 from pathlib import Path
 from typing import Any
+
+
+# A dyno life's output FIFOs: stdout, stderr.
+OUTPUT_SUFFIXES = (".out", ".err")
 
 
 class DataDirError(Exception):
@@ -111,27 +116,33 @@ class DataDir:
         """Remove every dyno directory but those of adopted dynos (at start, after leftovers
         are stopped); returns the paths that could not be removed, with why."""
         failures: list[tuple[Path, str]] = []
+        # Matched by <app>/<name>.<instance>, not by full path: the previous agent may have
+        # spelled the same data dir differently (a symlink, a relative path).
+        kept = {(k.parent.name, k.name) for k in keep}
 
         def failed(function, path, exc_info) -> None:
             failures.append((Path(path), str(exc_info[1])))
 
         for app_dir in self.dynos.iterdir():
-            if not any(k.parent == app_dir for k in keep):
+            if not any(app == app_dir.name for app, _ in kept):
                 shutil.rmtree(app_dir, onerror=failed)
                 continue
             for entry in app_dir.iterdir():
-                if entry not in keep:
+                if (app_dir.name, entry.name) not in kept:
                     shutil.rmtree(entry, onerror=failed)
         return failures
 
     def clear_outputs(self, keep: frozenset[str]) -> None:
         """Remove output FIFOs of dynos that are gone (`keep`: record ids still in use)."""
-        for path in self.run.glob("*.out"):
-            if path.stem not in keep:
-                path.unlink(missing_ok=True)
+        for suffix in OUTPUT_SUFFIXES:
+            for path in self.run.glob(f"*{suffix}"):
+                if path.stem not in keep:
+                    path.unlink(missing_ok=True)
 
-    def output_fifo(self, instance: str) -> Path:
-        return self.run / f"{instance}.out"
+    def output_fifos(self, instance: str) -> tuple[Path, Path]:
+        """The life's stdout and stderr FIFOs."""
+        out, err = (self.run / f"{instance}{suffix}" for suffix in OUTPUT_SUFFIXES)
+        return out, err
 
     # Records of running dyno processes.
 
@@ -144,7 +155,8 @@ class DataDir:
     def remove_record(self, instance: str) -> None:
         """Forget a dyno life: its record and its output FIFO."""
         (self.run / f"{instance}.json").unlink(missing_ok=True)
-        self.output_fifo(instance).unlink(missing_ok=True)
+        for path in self.output_fifos(instance):
+            path.unlink(missing_ok=True)
 
     def records(self) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}

@@ -8,31 +8,29 @@ the `RestartPolicy` decides how long the dyno stays `crashed`.
 Two ways out, kept apart: `stop()` (the dyno is no longer wanted, or the agent shuts down: SIGTERM,
 grace period, SIGKILL) and the process ending on its own (a crash, then a restart). A third
 leaves it running: `detach()` (the agent exits for an upgrade) records it for the next agent,
-whose `Dyno(..., kept=...)` adopts the running process as its first life.
+whose `Dyno(..., kept=...)` adopts the running process as its first life (dynomgr/adoption.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import secrets
 import shutil
 import signal
 import subprocess
-from dataclasses import dataclass
-from pathlib import Path
 
 from dynomesh.tasks import cancel_and_wait
 
-from dynomgr import procscan
+from dynomgr.adoption import HandOver
 from dynomgr.assignments import Assignment
 from dynomgr.errors import LaunchError
 from dynomgr.events import DynoRef, LogLine, StateChange
+from dynomgr.life import Life, Outcome
 from dynomgr.markers import DynoMarker, MarkerError
 from dynomgr.memory import MB, MemoryVerdict, judge, usage_text
 from dynomgr.ports import PortsExhausted
-from dynomgr.handover import KEEPABLE, KeptDyno
-from dynomgr.process import AdoptedProcess, LaunchSpec, WatchedProcess, exit_text
+from dynomgr.handover import KeptDyno
+from dynomgr.process import LaunchSpec, WatchedProcess, exit_text
 from dynomgr.procfile import command_of
 from dynomgr.readiness import health_check_status
 from dynomgr.restart import RestartPolicy
@@ -47,35 +45,7 @@ _OUTPUT_GRACE = 0.1
 _KILL_WAIT = 10.0
 
 
-class Outcome(enum.Enum):
-    STOPPED = "stopped"  # stop() was called; the dyno is down
-    DETACHED = "detached"  # detach() was called; the process runs on for the next agent
-    CYCLED = "cycled"  # daily restart: start again at once
-    CRASHED = "crashed"  # ended unasked: restart after the policy's delay
-    FAILED = "failed"  # cannot work until the assignment changes
-
-
-@dataclass
-class _Life:
-    """Everything one launch created, so that it can all be undone."""
-
-    number: int
-    port: int | None = None
-    listening: asyncio.Future[None] | None = None  # resolves when the port is listening
-    launched: float | None = None  # clock() when the process started
-    directory: Path | None = None
-    output: Path | None = None  # the output FIFO
-    marker: DynoMarker | None = None
-    process: WatchedProcess | None = None
-    exit_logged: bool = False
-    start_ticks: int | None = None  # the process's start time (/proc/PID/stat)
-    kept: bool = False  # handed over to the next agent: teardown leaves everything as it is
-
-    def record_id(self, ref: DynoRef) -> str:
-        return f"{ref.instance}-{self.number}"
-
-
-class Dyno:
+class Dyno(HandOver):
     def __init__(self, assignment: Assignment, services: DynoServices,
                  kept: KeptDyno | None = None) -> None:
         """`kept`: adopt this dyno, left running by a previous agent, instead of launching."""
@@ -102,7 +72,7 @@ class Dyno:
         self._stop_requested = asyncio.Event()
         self._stop_reason = "stopped"
         self._memory_kill = asyncio.Event()
-        self._life: _Life | None = None
+        self._life: Life | None = None
         self._lives = 0
         self._task: asyncio.Task[None] | None = None
         self._app_lines = services.metrics.log_lines.labels("app")
@@ -114,6 +84,7 @@ class Dyno:
             # It goes on in the state the previous agent reported: no transition, no restart.
             self.state, self.since, self.address = kept.state, kept.since, kept.address
             self.restarts = kept.restarts
+            self._policy.resume(kept.crashes)
             self._lives = kept.life - 1
 
     # Views for metrics, the admin API and memory sampling.
@@ -144,17 +115,6 @@ class Dyno:
             self._say(reason)
         if self._task is not None:
             await asyncio.shield(self._task)
-
-    async def detach(self) -> bool:
-        """Stop watching the dyno but leave its process running, recorded for the next agent
-        (`--keep-dynos`); True when it was kept (a dyno not starting or up is not: it stops)."""
-        if not self._stop_requested.is_set():
-            self._detaching = True
-            self._stop_reason = "Stopping: the dyno manager exits and this dyno was not running"
-            self._stop_requested.set()
-        if self._task is not None:
-            await asyncio.shield(self._task)
-        return self._kept_record is not None
 
     def observe_memory(self, rss_bytes: int) -> None:
         """A memory sample of this dyno's processes (from the agent's /proc pass)."""
@@ -213,7 +173,7 @@ class Dyno:
 
     async def _live_once(self) -> Outcome:
         self._lives += 1
-        life = self._life = _Life(self._lives)
+        life = self._life = Life(self._lives)
         self._memory_kill.clear()
         self.memory_bytes = None
         kept, self._kept = self._kept, None
@@ -222,7 +182,7 @@ class Dyno:
         finally:
             await self._teardown(life)
 
-    async def _live(self, life: _Life) -> Outcome:
+    async def _live(self, life: Life) -> Outcome:
         svc = self.services
         try:
             if self.assignment.is_web:
@@ -261,38 +221,14 @@ class Dyno:
         self._write_record(life)
         return await self._watch(life, process)
 
-    async def _adopt(self, life: _Life, kept: KeptDyno) -> Outcome:
-        """Go on watching a dyno a previous agent left running, as if this agent had started it."""
-        svc = self.services
-        life.port, life.directory, life.output = kept.port, kept.directory, kept.output
-        life.marker = svc.markers.adopt(kept.marker, kept.cgroup)
-        life.start_ticks = kept.start_ticks
-        if life.port is not None:
-            svc.ports.reserve(life.port)
-            if self.state is DynoState.STARTING:
-                life.listening = svc.listen.watch(life.port)
-                life.listening.add_done_callback(lambda future: self._port_listening(life, future))
-        process = await AdoptedProcess.attach(kept.pid, kept.start_ticks, kept.output, kept.tail,
-                                              self._on_output, svc.config.max_line_bytes)
-        # Daily cycling and the restart policy's "healthy after" count from the real launch.
-        life.launched = svc.clock() - max(0.0, svc.wallclock() - kept.launched_at)
-        life.process = process
-        self._policy.started()
-        if process.exited.done():
-            self._say(f"Process {kept.pid} ended while no dyno manager watched it")
-        else:
-            svc.metrics.adopted.inc()
-            self._say(f"Adopted by a new dyno manager (pid {kept.pid}, still {self.state})")
-        return await self._watch(life, process)
-
-    def _started(self, life: _Life, process: WatchedProcess) -> None:
+    def _started(self, life: Life, process: WatchedProcess) -> None:
         life.process = process
         life.launched = self.services.clock()
         self._policy.started()
         if life.listening is not None and life.listening.done():
             self._port_listening(life, life.listening)  # it was quicker than our bookkeeping
 
-    def _port_listening(self, life: _Life, future: asyncio.Future[None]) -> None:
+    def _port_listening(self, life: Life, future: asyncio.Future[None]) -> None:
         """The watcher saw the port listening: a web dyno without health check is up now."""
         if future.cancelled() or self._life is not life or self.assignment.health_check is not None:
             return
@@ -300,21 +236,22 @@ class Dyno:
         if self.state is DynoState.STARTING and process is not None and not process.exited.done():
             self._mark_up(life)
 
-    def _mark_up(self, life: _Life) -> None:
+    def _mark_up(self, life: Life) -> None:
         self.services.metrics.boot_seconds.observe(self.services.clock() - life.launched)
         self._transition(DynoState.UP)
 
-    async def _watch(self, life: _Life, process: WatchedProcess) -> Outcome:
+    async def _watch(self, life: Life, process: WatchedProcess) -> Outcome:
         svc = self.services
         boot = asyncio.ensure_future(self._boot(life))
         try:
-            timeout = svc.config.boot_timeout
+            # From the launch: an adopted dyno has used part of it under the previous agent.
+            timeout = max(0.0, svc.config.boot_timeout - (svc.clock() - life.launched))
             if not await self._first(boot, process.exited, self._memory_kill.wait(), timeout=timeout):
                 return await self._stop_or_detach(life, process)
             if not boot.done():
                 if process.exited.done() or self._memory_kill.is_set():
                     return await self._ended(life, process)
-                self._error("R10", f"Error R10 (Boot timeout) -> Web process failed to bind to $PORT within {timeout:g} seconds of launch")
+                self._error("R10", f"Error R10 (Boot timeout) -> Web process failed to bind to $PORT within {svc.config.boot_timeout:g} seconds of launch")
                 return await self._kill_and_crash(life, process, "Boot timeout", "R10")
             boot.result()  # re-raises a fault of the boot check itself
         finally:
@@ -353,7 +290,7 @@ class Dyno:
                 task.cancel()
         return not self._stop_requested.is_set()
 
-    async def _boot(self, life: _Life) -> None:
+    async def _boot(self, life: Life) -> None:
         """Return once the dyno is up: at once for non-web types, else port plus health check."""
         if life.listening is None:
             return
@@ -378,7 +315,7 @@ class Dyno:
         self._transition(DynoState.CRASHED, reason=str(error), code=error.code)
         return Outcome.FAILED if error.permanent else Outcome.CRASHED
 
-    async def _ended(self, life: _Life, process: WatchedProcess) -> Outcome:
+    async def _ended(self, life: Life, process: WatchedProcess) -> Outcome:
         """The process exited on its own, or must die for its memory (R15)."""
         if self._memory_kill.is_set() and not process.exited.done():
             return await self._kill_and_crash(life, process, "Memory quota vastly exceeded", "R15")
@@ -390,7 +327,7 @@ class Dyno:
         self._transition(DynoState.CRASHED, reason=ended)
         return Outcome.CRASHED
 
-    async def _kill_and_crash(self, life: _Life, process: WatchedProcess, reason: str, code: str) -> Outcome:
+    async def _kill_and_crash(self, life: Life, process: WatchedProcess, reason: str, code: str) -> Outcome:
         self._say("Stopping process with SIGKILL")
         await self._kill_all(life, process)
         await self._all_gone(life, process, _KILL_WAIT)
@@ -398,25 +335,7 @@ class Dyno:
         self._transition(DynoState.CRASHED, reason=reason, code=code)
         return Outcome.CRASHED
 
-    async def _stop_or_detach(self, life: _Life, process: WatchedProcess) -> Outcome:
-        if (not self._detaching or process.exited.done() or self.state not in KEEPABLE
-                or life.start_ticks is None or life.marker is None):
-            return await self._graceful_stop(life, process, self._stop_reason)
-        tail = process.detach()
-        kept = KeptDyno(
-            assignment=self.assignment, instance=self.ref.instance, life=life.number,
-            pid=process.pid, start_ticks=life.start_ticks, marker=life.marker.value,
-            cgroup=life.marker.cgroup, port=life.port, address=self.address, state=self.state,
-            since=self.since, restarts=self.restarts,
-            launched_at=self.services.wallclock() - (self.services.clock() - life.launched),
-            directory=life.directory, output=life.output, tail=tail,
-        )  # fmt: skip
-        self.services.data_dir.write_record(kept.record_id, kept.to_record())
-        life.kept = True
-        self._kept_record = kept
-        return Outcome.DETACHED
-
-    async def _graceful_stop(self, life: _Life, process: WatchedProcess, reason: str) -> Outcome:
+    async def _graceful_stop(self, life: Life, process: WatchedProcess, reason: str) -> Outcome:
         """SIGTERM to every process of the dyno; SIGKILL what is left after the stop timeout."""
         svc = self.services
         self._transition(DynoState.STOPPING, reason=reason)
@@ -434,12 +353,20 @@ class Dyno:
         self._transition(DynoState.DOWN, reason=reason)
         return Outcome.STOPPED
 
-    async def _kill_all(self, life: _Life, process: WatchedProcess) -> None:
+    async def _kill_all(self, life: Life, process: WatchedProcess) -> None:
         process.signal_group(signal.SIGKILL)
         if life.marker is not None:
             await self.services.markers.signal(life.marker, signal.SIGKILL)
 
-    async def _all_gone(self, life: _Life, process: WatchedProcess, timeout: float) -> bool:
+    async def _kill_marked(self, marker: DynoMarker) -> None:
+        """SIGKILL every process carrying `marker` and wait (bounded) until they are gone."""
+        markers, clock = self.services.markers, self.services.clock
+        await markers.signal(marker, signal.SIGKILL)
+        deadline = clock() + _KILL_WAIT
+        while await markers.members(marker) and clock() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def _all_gone(self, life: Life, process: WatchedProcess, timeout: float) -> bool:
         """Wait until the main process and every marked process have exited."""
         deadline = self.services.clock() + timeout
         try:
@@ -457,7 +384,7 @@ class Dyno:
             pause = min(pause * 2, 0.25)
         return True
 
-    async def _reap(self, life: _Life, process: WatchedProcess) -> str:
+    async def _reap(self, life: Life, process: WatchedProcess) -> str:
         """Wait for the main process to exit and log its status, once; returns those words."""
         text = exit_text(await process.exited)
         if not life.exit_logged:
@@ -466,7 +393,7 @@ class Dyno:
             self._say(text)
         return text
 
-    async def _teardown(self, life: _Life) -> None:
+    async def _teardown(self, life: Life) -> None:
         """Undo everything a life created. Nothing of the dyno survives its life."""
         svc = self.services
         if life.listening is not None:
@@ -479,7 +406,9 @@ class Dyno:
                 await self._kill_all(life, process)
                 await self._all_gone(life, process, _KILL_WAIT)
             process.close()
-        if process is not None or life.output is not None:
+        elif life.marker is not None and await svc.markers.members(life.marker):
+            await self._kill_marked(life.marker)  # no process object: what runs is found by marker
+        if process is not None or life.outputs is not None:
             svc.data_dir.remove_record(life.record_id(self.ref))
         if life.marker is not None:
             try:
@@ -500,7 +429,7 @@ class Dyno:
 
     # Preparing a launch.
 
-    async def _prepare(self, life: _Life) -> LaunchSpec:
+    async def _prepare(self, life: Life) -> LaunchSpec:
         svc, a = self.services, self.assignment
         try:
             run_as = await svc.users.for_app(a.app)
@@ -526,18 +455,17 @@ class Dyno:
         env.update({"DYNO": a.name, "PS": a.name, "HOME": str(life.directory)})
         if life.port is not None:
             env["PORT"] = str(life.port)
-        life.output = svc.data_dir.output_fifo(life.record_id(self.ref))
-        return LaunchSpec(command, life.directory, env, run_as, life.marker, life.output)
+        life.outputs = svc.data_dir.output_fifos(life.record_id(self.ref))
+        return LaunchSpec(command, life.directory, env, run_as, life.marker, life.outputs)
 
-    def _write_record(self, life: _Life) -> None:
+    def _write_record(self, life: Life) -> None:
         process = life.process
-        stat = procscan.read_stat(process.pid)
-        life.start_ticks = stat.start_ticks if stat else None
+        life.start_ticks = process.start_ticks
         record = {
             "app": self.app,
             "dyno": self.name,
             "pid": process.pid,
-            "start_ticks": stat.start_ticks if stat else None,
+            "start_ticks": process.start_ticks,
             "marker": life.marker.value if life.marker else None,
         }
         try:

@@ -12,12 +12,19 @@ to go on watching that dyno as if it had started it, under the same identity:
     port, address      its $PORT and the address routers know it by
     state, since       `up` or `starting`, as last reported, and when
     restarts           crash restarts so far (reported by `ps`)
+    crashes            crashes in a row so far: the restart back-off goes on from there
+                       (0 when absent, as in records of the first version)
     launched_at        Unix time the process started (daily cycling counts from it)
-    directory, output  its $HOME and its output FIFO (dynomgr/outputfifo.py)
-    tail               hex of the start of a line read but not yet ended (no line is cut)
+    directory          its $HOME
+    outputs            its stdout and stderr FIFOs (dynomgr/outputfifo.py), each as
+                       {"path", "tail"}: tail is the hex of the start of a line read but not
+                       yet ended (no line is cut). A record of the first hand-over version has
+                       one FIFO for both instead, as "output" and "tail"; it is still read.
     assignment         the assignment it runs (docs/assignments-format.md shape)
 
-Records without `kept` are a crashed agent's: their processes are stopped, as before.
+Records without `kept` are a crashed agent's: their processes are stopped, as before. The
+adopting agent rewrites the record at once as a plain launch record, so that if it crashes in
+turn, the agent after it stops the dyno (design.md) instead of adopting it from a stale record.
 """
 
 from __future__ import annotations
@@ -54,14 +61,16 @@ class KeptDyno:
     restarts: int
     launched_at: float
     directory: Path
-    output: Path
-    tail: bytes = b""
+    outputs: tuple[tuple[Path, bytes], ...]  # (FIFO, unfinished line) for stdout, stderr
+    crashes: int = 0
 
     @property
     def record_id(self) -> str:
         return f"{self.instance}-{self.life}"
 
     def to_record(self) -> dict[str, Any]:
+        # pid, start_ticks and marker also at the top level, where a launch record has them:
+        # an agent that cannot adopt this record (or an older one) still finds what to stop.
         return {
             "app": self.assignment.app, "dyno": self.assignment.name, "pid": self.pid,
             "start_ticks": self.start_ticks, "marker": self.marker,
@@ -70,9 +79,9 @@ class KeptDyno:
                 "start_ticks": self.start_ticks, "marker": self.marker,
                 "cgroup": str(self.cgroup) if self.cgroup is not None else None,
                 "port": self.port, "address": self.address, "state": self.state.value,
-                "since": self.since, "restarts": self.restarts,
+                "since": self.since, "restarts": self.restarts, "crashes": self.crashes,
                 "launched_at": self.launched_at, "directory": str(self.directory),
-                "output": str(self.output), "tail": self.tail.hex(),
+                "outputs": [{"path": str(path), "tail": tail.hex()} for path, tail in self.outputs],
                 "assignment": dump_assignment(self.assignment),
             },
         }  # fmt: skip
@@ -101,7 +110,7 @@ def parse_kept(record: dict[str, Any], schemes: frozenset[str]) -> KeptDyno:
             address=raw["address"] if raw["address"] is None else _text(raw["address"]),
             state=state, since=float(raw["since"]), restarts=_int(raw["restarts"]),
             launched_at=float(raw["launched_at"]), directory=Path(_text(raw["directory"])),
-            output=Path(_text(raw["output"])), tail=bytes.fromhex(raw["tail"]),
+            outputs=_outputs(raw), crashes=_int(raw.get("crashes", 0)),
         )  # fmt: skip
     except HandoverError:
         raise
@@ -112,6 +121,15 @@ def parse_kept(record: dict[str, Any], schemes: frozenset[str]) -> KeptDyno:
     if kept.pid <= 1:
         raise HandoverError(f"the kept record names pid {kept.pid}")
     return kept
+
+
+def _outputs(raw: dict[str, Any]) -> tuple[tuple[Path, bytes], ...]:
+    if "outputs" not in raw:  # the first version: stdout and stderr shared one FIFO
+        return ((Path(_text(raw["output"])), bytes.fromhex(raw["tail"])),)
+    outputs = raw["outputs"]
+    if not isinstance(outputs, list) or not outputs:
+        raise TypeError(f"expected a list of output FIFOs, got {outputs!r}")
+    return tuple((Path(_text(o["path"])), bytes.fromhex(o["tail"])) for o in outputs)
 
 
 def _int(value: Any) -> int:

@@ -14,9 +14,14 @@ before running the command as the dyno's user:
 
 The chain keeps one pid throughout, so the pid the agent knows is the dyno's first process. Where
 `setpriv` (util-linux) is missing, a pre-exec function in a forked child does the same, slower.
-The exit is seen through a pidfd, the output through a non-blocking transport on the life's
-output FIFO (which outlives the agent: `outputfifo.py`): nothing here needs a thread or a child
-watcher. A process a previous agent left running is watched the same way (`AdoptedProcess`).
+The exit is seen through a pidfd, the output through non-blocking transports on the life's two
+output FIFOs, stdout and stderr (which outlive the agent: `outputfifo.py`), each with its own line
+splitter as with plain pipes, so an unfinished stdout line never swallows a stderr line: nothing
+here needs a thread or a child watcher. A process a previous agent left running is watched the
+same way (`AdoptedProcess`).
+
+The process group is signalled by the first process's pid, which is only safe while that pid
+names our process: see `WatchedProcess.signal_group`.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterable
 
 from dynomesh.lines import LineSplitter, decode_line
 
@@ -47,7 +52,7 @@ class LaunchSpec:
     env: dict[str, str]
     run_as: RunAs
     marker: DynoMarker
-    output: Path  # the life's output FIFO (dynomgr/outputfifo.py)
+    outputs: tuple[Path, Path]  # the life's stdout and stderr FIFOs (dynomgr/outputfifo.py)
 
 
 def exit_status(returncode: int) -> int:
@@ -98,8 +103,9 @@ class _PipeLines(asyncio.Protocol):
     def __init__(self, owner: WatchedProcess, max_line: int, tail: bytes = b"") -> None:
         self._owner = owner
         self._splitter = LineSplitter(max_line)
-        self._splitter.feed(tail)  # a line the previous agent had begun reading
         self.detached = False
+        for raw in self._splitter.feed(tail):  # a line the previous agent had begun reading
+            owner.on_line(decode_line(raw))  # (a held tail is unfinished; this is a safeguard)
 
     def data_received(self, data: bytes) -> None:
         for raw in self._splitter.feed(data):
@@ -120,17 +126,18 @@ class _PipeLines(asyncio.Protocol):
 
 class WatchedProcess:
     """A dyno's first process, leader of its session and process group: its exit seen through
-    a pidfd, its output through the FIFO (dynomgr/outputfifo.py)."""
+    a pidfd, its output through the FIFOs (dynomgr/outputfifo.py)."""
 
-    def __init__(self, pid: int, on_line: Callable[[str], None]) -> None:
+    def __init__(self, pid: int, start_ticks: int | None, on_line: Callable[[str], None]) -> None:
         loop = asyncio.get_running_loop()
         self.pid = pid
+        self.start_ticks = start_ticks  # with the pid, names this one process (procscan.py)
         self.on_line = on_line
         # The raw return code; None when it cannot be known (a process this agent adopted).
         self.exited: asyncio.Future[int | None] = loop.create_future()
         self._pipes_closed: asyncio.Future[None] = loop.create_future()
-        self._transport: asyncio.ReadTransport | None = None
-        self._lines: _PipeLines | None = None
+        self._readers: list[tuple[asyncio.ReadTransport, _PipeLines]] = []
+        self._open_pipes = 0
         self._pidfd: int | None = None
 
     def _watch_exit(self, pidfd: int) -> None:
@@ -151,7 +158,8 @@ class WatchedProcess:
         # if this fails (closing a file object twice is harmless).
         loop = asyncio.get_running_loop()
         transport, lines = await loop.connect_read_pipe(lambda: _PipeLines(self, max_line, tail), pipe)
-        self._transport, self._lines = transport, lines
+        self._readers.append((transport, lines))
+        self._open_pipes += 1
 
     def _close_pidfd(self) -> None:
         if self._pidfd is not None:
@@ -160,13 +168,14 @@ class WatchedProcess:
             self._pidfd = None
 
     def _pipe_closed(self) -> None:
-        if not self._pipes_closed.done():
+        self._open_pipes -= 1
+        if self._open_pipes <= 0 and not self._pipes_closed.done():
             self._pipes_closed.set_result(None)
 
     async def output_drained(self, timeout: float) -> None:
         """Wait (a little) for the last lines after exit: pipes close once no process holds
         them, which may be never when a forgotten grandchild keeps one open."""
-        if self._transport is None:
+        if not self._readers:
             return
         try:
             async with asyncio.timeout(timeout):
@@ -175,27 +184,41 @@ class WatchedProcess:
             pass  # a process outside the group holds the pipe; it is killed with the rest
 
     def signal_group(self, sig: int) -> bool:
-        """Signal the whole process group; False when it is already empty."""
+        """Signal the whole process group; False when it is already empty, or when the pid
+        now names another process (whose group is a stranger's: nothing is sent)."""
+        if not self._names_our_group():
+            return False
         try:
             os.killpg(self.pid, sig)
         except ProcessLookupError:
             return False
         return True
 
-    def detach(self) -> bytes:
+    def _names_our_group(self) -> bool:
+        # A pid number stays taken while any process has it as its process group id
+        # (POSIX, XBD "Process ID Reuse"), so while our group has members the number cannot be handed to a
+        # new process. Once it names a process with another start time, our group is empty
+        # and the number was reused: killpg would reach the new owner's group.
+        if self.start_ticks is None:
+            return False  # never known to be ours
+        stat = procscan.read_stat(self.pid)
+        return stat is None or stat.start_ticks == self.start_ticks
+
+    def held(self) -> tuple[bytes, ...]:
+        """The unfinished line read so far on each output, which a next reader must start with."""
+        return tuple(lines.held() for _, lines in self._readers)
+
+    def detach(self) -> None:
         """Stop reading and watching, leaving the process running (the agent hands it over);
-        returns the unfinished line read so far, which the next reader must start with."""
-        tail = b""
-        if self._lines is not None:
-            tail = self._lines.held()
-            self._lines.detached = True
+        the unfinished lines (`held()`) are left unsaid."""
+        for _, lines in self._readers:
+            lines.detached = True
         self.close()
-        return tail
 
     def close(self) -> None:
-        """Release the FIFO's read end and the pidfd."""
-        if self._transport is not None:
-            self._transport.close()
+        """Release the FIFOs' read ends and the pidfd."""
+        for transport, _ in self._readers:
+            transport.close()
         self._close_pidfd()
 
 
@@ -203,8 +226,14 @@ class DynoProcess(WatchedProcess):
     """A process this agent started (its child: the exit status is known)."""
 
     def __init__(self, popen: subprocess.Popen, on_line: Callable[[str], None]) -> None:
-        super().__init__(popen.pid, on_line)
+        stat = procscan.read_stat(popen.pid)  # our unreaped child: its pid cannot be reused yet
+        super().__init__(popen.pid, stat.start_ticks if stat else None, on_line)
         self._popen = popen
+
+    def _names_our_group(self) -> bool:
+        if self._popen.returncode is None:
+            return True  # not reaped: the pid is still our child's, zombie or not
+        return super()._names_our_group()
 
     def _on_exit(self) -> None:
         returncode = self._popen.poll()
@@ -221,11 +250,11 @@ class AdoptedProcess(WatchedProcess):
         self._exited(None)
 
     @classmethod
-    async def attach(cls, pid: int, start_ticks: int, fifo: Path, tail: bytes,
-                     on_line: Callable[[str], None], max_line: int) -> AdoptedProcess:
-        """Watch `pid` if it is still the process started at `start_ticks` (a reused pid is
-        another process); a process found gone comes back already exited."""
-        process = cls(pid, on_line)
+    def watch(cls, pid: int, start_ticks: int, on_line: Callable[[str], None]) -> AdoptedProcess:
+        """Watch `pid` if it is still the process started at `start_ticks`; a process found
+        gone, or a reused pid (another process), comes back already exited, and since its pid
+        is not ours, `signal_group` sends nothing through it."""
+        process = cls(pid, start_ticks, on_line)
         try:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
@@ -237,17 +266,19 @@ class AdoptedProcess(WatchedProcess):
             process._exited(None)
             return process
         process._watch_exit(pidfd)
-        try:
-            pipe = open(outputfifo.reopen(fifo), "rb", buffering=0)
-        except FileNotFoundError:
-            return process  # the FIFO was removed by hand: the dyno is watched, its output lost
-        try:
-            await process._connect_output(pipe, max_line, tail)
-        except BaseException:
-            pipe.close()
-            process.close()
-            raise
         return process
+
+    async def read_outputs(self, outputs: Iterable[tuple[Path, bytes]], max_line: int) -> None:
+        """Go on reading the FIFOs the previous agent read, each starting with its unfinished
+        line; raises OSError (a FIFO removed, no descriptors left), leaving what was connected
+        connected: the caller stops the dyno, whose output nobody could read otherwise."""
+        for fifo, tail in outputs:
+            pipe = open(outputfifo.reopen(fifo), "rb", buffering=0)
+            try:
+                await self._connect_output(pipe, max_line, tail)
+            except BaseException:
+                pipe.close()
+                raise
 
 
 def exit_text(returncode: int | None) -> str:
@@ -287,37 +318,49 @@ class Spawner:
         """Start the process; `on_started` runs as soon as it exists, before its pipes are
         connected (a fast dyno may be listening on its port by then)."""
         argv, preexec = launch_argv(spec, self.setpriv)
-        read_fd, dyno_fd = outputfifo.create(spec.output)
+        # Two FIFOs, as there were two pipes: each stream is split into lines on its own.
+        out_read, out_fd = outputfifo.create(spec.outputs[0])
+        try:
+            err_read, err_fd = outputfifo.create(spec.outputs[1])
+        except OSError:
+            os.close(out_read)
+            os.close(out_fd)
+            spec.outputs[0].unlink(missing_ok=True)
+            raise
         start = functools.partial(
             subprocess.Popen,
             argv,
             stdin=subprocess.DEVNULL,
-            stdout=dyno_fd,
-            stderr=dyno_fd,
+            stdout=out_fd,
+            stderr=err_fd,
             cwd=str(spec.cwd),
             env=spec.env,
             start_new_session=True,
             preexec_fn=preexec,
         )
-        pipe = open(read_fd, "rb", buffering=0)
+        pipes = [open(out_read, "rb", buffering=0), open(err_read, "rb", buffering=0)]
         try:
             if preexec is None:
                 popen = await asyncio.get_running_loop().run_in_executor(self._thread, start)
             else:
                 popen = start()
         except BaseException:
-            pipe.close()
-            spec.output.unlink(missing_ok=True)
+            for pipe, path in zip(pipes, spec.outputs):
+                pipe.close()
+                path.unlink(missing_ok=True)
             raise
         finally:
-            os.close(dyno_fd)  # the dyno holds its own copy
+            os.close(out_fd)  # the dyno holds its own copies
+            os.close(err_fd)
         process = DynoProcess(popen, on_line)
         try:
             process._watch_exit(os.pidfd_open(popen.pid))
             on_started(process)
-            await process._connect_output(pipe, max_line)
+            for pipe in pipes:
+                await process._connect_output(pipe, max_line)
         except BaseException:
-            pipe.close()
+            for pipe in pipes:
+                pipe.close()
             popen.kill()
             popen.wait()
             process.close()

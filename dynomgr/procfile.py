@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from dynomgr.assignments import Assignment
 from dynomgr.errors import ProcessTypeError
 
 _LINE = re.compile(r"^([A-Za-z0-9_-]+)[ \t]*:[ \t]*(.*?)[ \t]*$")
@@ -41,7 +42,7 @@ def parse_procfile(text: str) -> dict[str, str]:
     return types
 
 
-def command_of(assignment, directory: Path) -> str:
+def command_of(assignment: Assignment, directory: Path) -> str:
     """The command of the assignment's process type, from the Procfile of its unpacked slug;
     raises `ProcessTypeError` naming the release and what is wrong."""
     a = assignment

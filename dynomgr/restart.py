@@ -76,9 +76,13 @@ class RestartPolicy:
         """Crashes in a row so far (0 after a healthy run or a reset)."""
         return self._restarts.failures
 
-    def started(self) -> None:
-        """A process of this dyno was just launched."""
-        self._restarts.started()
+    def started(self, at: float | None = None) -> None:
+        """A process of this dyno was just launched (or at `at`, this clock's time)."""
+        self._restarts.started(at)
+
+    def resume(self, crashes: int) -> None:
+        """Go on from the crashes in a row a previous agent counted (a dyno it handed over)."""
+        self._restarts.resume(crashes)
 
     def reset(self) -> None:
         """Forget past crashes (a new release, an operator's restart)."""

@@ -256,12 +256,14 @@ class AgentHarness:
         os.replace(partial, self.assignments)
 
     def start(self, *extra: str, flags: dict[str, str] | None = None, prefix: list[str] | None = None,
-              read_stdout: bool = True, env: dict[str, str] | None = None, cycling: bool = False) -> AgentRun:
+              read_stdout: bool = True, env: dict[str, str] | None = None, cycling: bool = False,
+              source: list[str] | None = None) -> AgentRun:
+        """`source`: the assignment source's flags, instead of `--assignments <file>`."""
         admin_port = free_port()
         options = {**FAST_FLAGS, **({} if cycling else {"--no-cycling": None}), **(flags or {})}
         argv = dynomesh_argv(
-            "dynomgr", "--assignments", str(self.assignments), "--data-dir", str(self.data_dir),
-            "--admin", f"127.0.0.1:{admin_port}",
+            "dynomgr", *(source or ["--assignments", str(self.assignments)]),
+            "--data-dir", str(self.data_dir), "--admin", f"127.0.0.1:{admin_port}",
         )  # fmt: skip
         for flag, value in options.items():
             argv += [flag] if value is None else [flag, value]

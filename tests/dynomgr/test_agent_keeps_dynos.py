@@ -9,7 +9,10 @@ import os
 import re
 import signal
 
-from tests.dynomgr.conftest import http_json, pid_alive
+import pytest
+
+from tests.conftest import free_port
+from tests.dynomgr.conftest import http_json, marked_processes, pid_alive
 
 ADOPTED = r"hello heroku\[{dyno}\]: Adopted by a new dyno manager \(pid (\d+), still up\)$"
 
@@ -40,7 +43,8 @@ def test_a_kept_dyno_runs_on_and_the_next_agent_adopts_it_without_a_restart(harn
     address = old.wait_up("web.1")
     # Nobody watches them now: they run, and the web dyno answers.
     assert all(pid_alive(pid) for pid in pids.values())
-    assert http_json(address)["pid"] != 0
+    # web.py runs under the dyno's shell: it is in the session the kept pid leads.
+    assert os.getsid(http_json(address)["pid"]) == pids["web.1"]
     assert not old.count(r"State changed from up to (stopping|down)")
 
     new = harness.start()
@@ -88,7 +92,9 @@ def test_a_line_half_read_by_the_old_agent_is_finished_by_the_new_one(harness):
     old.signal(signal.SIGTERM)
     assert old.wait_exit() == 0
     (record,) = [json.loads(p.read_text()) for p in (harness.data_dir / "run").glob("*.json")]
-    assert bytes.fromhex(record["kept"]["tail"]) == b"first half, "
+    out, err = record["kept"]["outputs"]
+    assert out["path"].endswith(".out") and bytes.fromhex(out["tail"]) == b"first half, "
+    assert err["path"].endswith(".err") and err["tail"] == ""
     new = harness.start()
     new.wait_for(ADOPTED.format(dyno=r"worker\.1"))
     os.kill(pid, signal.SIGUSR1)
@@ -133,20 +139,49 @@ def test_a_kept_dyno_whose_release_changed_is_replaced(harness):
     assert not pid_alive(pids["web.1"])
 
 
-def test_memory_quotas_apply_to_an_adopted_dyno(harness):
+def _hog_handed_over(harness):
+    """A hog dyno (100 MB quota, holding 70 MB, 70 MB more on each SIGUSR1: about 10 MB of
+    interpreter come on top) handed over by SIGUSR2 (without --keep-dynos); returns the hog's pid."""
     slug = harness.slugs.make("worker: python hog.py\n")
-    entry = harness.dyno("worker.1", slug, memory_mb=32,
-                         env={"STEP_MB": "4", "STEP_SECONDS": "0.3", "MAX_MB": "200"})
-    harness.write(entry)
-    old = harness.start(flags={"--memory-interval": "5"})
-    old.wait_for(r"app\[worker\.1\]: holding 4 MB")
-    old.signal(signal.SIGUSR2)  # hand over without --keep-dynos
+    harness.write(harness.dyno("worker.1", slug, memory_mb=100,
+                               env={"STEP_MB": "70", "GROW_ON_SIGNAL": "1", "MAX_MB": "400"}))
+    old = harness.start()
+    pid = int(old.wait_for(r"app\[worker\.1\]: hog pid=(\d+)$").group(1))
+    old.wait_for(r"app\[worker\.1\]: holding 70 MB")
+    old.signal(signal.SIGUSR2)
     assert old.wait_exit() == 0
-    new = harness.start(flags={"--memory-interval": "0.2", "--restart-base": "30", "--restart-cap": "30"})
+    assert not old.count(r"Error R1[45]")
+    return pid
+
+
+def _grow_to_r14_then_r15(agent, pid, mark):
+    """Grow the hog past its quota (R14), then past twice its quota (R15: it is killed)."""
+    os.kill(pid, signal.SIGUSR1)
+    _, mark = agent.wait_line(r"hello app\[worker\.1\]: holding 140 MB$", after=mark)
+    _, mark = agent.wait_line(r"hello heroku\[worker\.1\]: Error R14 \(Memory quota exceeded\)$", after=mark)
+    os.kill(pid, signal.SIGUSR1)
+    _, mark = agent.wait_line(r"hello app\[worker\.1\]: holding 210 MB$", after=mark)
+    _, mark = agent.wait_line(r"hello heroku\[worker\.1\]: Error R15 \(Memory quota vastly exceeded\)$", after=mark)
+    agent.wait_line(r"hello heroku\[worker\.1\]: State changed from up to crashed$", after=mark)
+    assert not pid_alive(pid)
+
+
+def test_memory_quotas_apply_to_an_adopted_dyno(harness):
+    pid = _hog_handed_over(harness)
+    new = harness.start(flags={"--restart-base": "30", "--restart-cap": "30"})
     _, mark = new.wait_line(ADOPTED.format(dyno=r"worker\.1"))
-    _, mark = new.wait_line(r"hello heroku\[worker\.1\]: Error R14 \(Memory quota exceeded\)$", after=mark)
-    _, mark = new.wait_line(r"hello heroku\[worker\.1\]: Error R15 \(Memory quota vastly exceeded\)$", after=mark)
-    new.wait_line(r"hello heroku\[worker\.1\]: State changed from up to crashed$", after=mark)
+    _grow_to_r14_then_r15(new, pid, mark)
+
+
+def test_memory_quotas_apply_to_an_adopted_dyno_while_the_control_plane_is_away(harness):
+    pid = _hog_handed_over(harness)
+    token_file = harness.root / "dynomgr.token"
+    token_file.write_text("dmt_unused\n")
+    nobody = f"http://127.0.0.1:{free_port()}"  # no control plane: the first snapshot never comes
+    new = harness.start(flags={"--restart-base": "30", "--restart-cap": "30"},
+                        source=["--control", nobody, "--token-file", str(token_file)])
+    _, mark = new.wait_line(ADOPTED.format(dyno=r"worker\.1"))
+    _grow_to_r14_then_r15(new, pid, mark)
 
 
 def test_a_plain_stop_still_stops_every_dyno_and_ctrl_c_does_even_with_keep_dynos(harness):
@@ -160,4 +195,58 @@ def test_a_plain_stop_still_stops_every_dyno_and_ctrl_c_does_even_with_keep_dyno
         assert agent.wait_exit() == 0
         agent.wait_for(r"heroku\[worker\.1\]: State changed from stopping to down")
         assert not pid_alive(pid)
-        assert not list((harness.data_dir / "run").glob("*.json"))
+        run = harness.data_dir / "run"
+        assert not list(run.glob("*.json")) and not list(run.glob("*.out")) and not list(run.glob("*.err"))
+        assert not list((harness.data_dir / "dynos").glob("*/*"))
+
+
+def test_an_agent_that_crashed_after_adopting_leaves_the_dyno_to_be_stopped_not_adopted(harness):
+    # design.md: an agent that crashed stops what it left; the hand-over ends at adoption.
+    slug = harness.slugs.make("worker: python ticker.py\n")
+    _, pids = _kept_run(harness, harness.dyno("worker.1", slug))
+    adopter = harness.start()
+    adopter.wait_for(ADOPTED.format(dyno=r"worker\.1"))
+    (record,) = [json.loads(p.read_text()) for p in (harness.data_dir / "run").glob("*.json")]
+    assert "kept" not in record and record["pid"] == pids["worker.1"]
+    adopter.proc.kill()
+    adopter.wait_exit()
+    third = harness.start()
+    third.wait_for(r"stopping hello worker\.1 left running by a previous dyno manager \(pids %d[,)]" % pids["worker.1"],
+                   stream="err")
+    third.wait_for(r"hello heroku\[worker\.1\]: Starting process")
+    assert not pid_alive(pids["worker.1"])
+    assert not third.count(r"Adopted by a new dyno manager")
+
+
+@pytest.mark.parametrize("damage", ["removed", "replaced by a file"])
+def test_a_kept_dyno_whose_output_cannot_be_read_is_restarted_not_left_to_block(harness, damage):
+    slug = harness.slugs.make("worker: python ticker.py\n")
+    _, pids = _kept_run(harness, harness.dyno("worker.1", slug))
+    (fifo,) = (harness.data_dir / "run").glob("*.out")
+    fifo.unlink()
+    if damage == "replaced by a file":
+        fifo.write_text("")  # not a FIFO: reading it would never see the dyno's output
+    new = harness.start()
+    _, mark = new.wait_line(r"hello heroku\[worker\.1\]: Error: cannot read the output of pid %d .*; restarting it$"
+                            % pids["worker.1"])
+    _, mark = new.wait_line(r"hello heroku\[worker\.1\]: State changed from stopping to down$", after=mark)
+    new.wait_for(r"hello app\[worker\.1\]: tick 0 part2$", after=mark)
+    assert not pid_alive(pids["worker.1"])
+    # One copy runs, not the old one left orphaned beside a new one.
+    assert len(marked_processes(harness.run_id)["worker.1"]) >= 1
+    assert {sid for _, sid in marked_processes(harness.run_id)["worker.1"]} == {new.dynos()["hello worker.1"]["pid"]}
+
+
+def test_a_stop_while_the_agent_stops_leftovers_ends_it_in_order(harness):
+    slug = harness.slugs.make("worker: python stubborn.py\n")
+    harness.write(harness.dyno("worker.1", slug))
+    crashed = harness.start()
+    crashed.wait_for(r"app\[worker\.1\]: stubborn pid=")
+    crashed.proc.kill()  # leaves a dyno that ignores SIGTERM
+    crashed.wait_exit()
+    new = harness.start(flags={"--stop-timeout": "5"})
+    new.wait_for(r"stopping hello worker\.1 left running by a previous dyno manager", stream="err")
+    new.signal(signal.SIGTERM)  # while the leftover is given its stop timeout
+    assert new.wait_exit() == 0
+    assert not marked_processes(harness.run_id)
+    assert not new.count(r"Starting process")

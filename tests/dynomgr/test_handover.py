@@ -24,8 +24,9 @@ def kept(**changes) -> KeptDyno:
     fields = dict(assignment=assignment, instance="1a2b3c4d", life=2, pid=4242, start_ticks=987654,
                   marker="agent.1a2b3c4d-2", cgroup=Path("/sys/fs/cgroup/dynomesh-x/1a2b3c4d-2"),
                   port=20017, address="10.0.1.7:20017", state=DynoState.UP, since=1.5e9,
-                  restarts=4, launched_at=1.4e9, directory=Path("/data/dynos/hello/web.1.1a2b3c4d"),
-                  output=Path("/data/run/1a2b3c4d-2.out"), tail="half a líne".encode())
+                  restarts=4, crashes=3, launched_at=1.4e9, directory=Path("/data/dynos/hello/web.1.1a2b3c4d"),
+                  outputs=((Path("/data/run/1a2b3c4d-2.out"), "half a líne".encode()),
+                           (Path("/data/run/1a2b3c4d-2.err"), b"")))
     fields.update(changes)
     return KeptDyno(**fields)
 
@@ -39,7 +40,8 @@ def test_a_kept_dyno_reads_back_exactly_as_written():
 
 
 def test_a_worker_without_port_or_cgroup_reads_back_too():
-    original = kept(port=None, address=None, cgroup=None, state=DynoState.STARTING, tail=b"")
+    original = kept(port=None, address=None, cgroup=None, state=DynoState.STARTING,
+                    outputs=((Path("/o"), b""), (Path("/e"), b"")))
     assert parse_kept(original.to_record(), SCHEMES) == original
 
 
@@ -53,7 +55,8 @@ def test_a_crashed_agents_record_is_not_kept():
     (lambda k: k.update(pid=1), "pid 1"),
     (lambda k: k.update(state="crashed"), "state crashed is not handed over"),
     (lambda k: k.update(state="sleeping"), "malformed"),
-    (lambda k: k.update(tail="zz"), "malformed"),
+    (lambda k: k["outputs"][1].update(tail="zz"), "malformed"),
+    (lambda k: k.update(outputs=[]), "expected a list of output FIFOs"),
     (lambda k: k["assignment"].update(release=0), "release must be a positive integer"),
 ])
 def test_a_record_that_cannot_be_trusted_is_refused_naming_why(mutate, says):
@@ -61,3 +64,12 @@ def test_a_record_that_cannot_be_trusted_is_refused_naming_why(mutate, says):
     mutate(record["kept"])
     with pytest.raises(HandoverError, match=says):
         parse_kept(record, SCHEMES)
+
+
+def test_a_record_of_the_first_version_with_one_fifo_for_both_streams_is_still_read():
+    record = copy.deepcopy(kept().to_record())
+    del record["kept"]["outputs"]
+    del record["kept"]["crashes"]
+    record["kept"].update(output="/data/run/1a2b3c4d-2.out", tail=b"half".hex())
+    old = parse_kept(record, SCHEMES)
+    assert old.outputs == ((Path("/data/run/1a2b3c4d-2.out"), b"half"),) and old.crashes == 0

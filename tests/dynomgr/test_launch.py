@@ -18,8 +18,9 @@ NOBODY = RunAs(65534, 65534, "nobody")
 
 
 def spec(run_as: RunAs, cgroup: Path | None = None, command: str = "echo hi", cwd: Path = Path("/"),
-         output: Path = Path("/nonexistent/web.1.out")) -> LaunchSpec:
-    return LaunchSpec(command, cwd, {"PATH": "/usr/bin:/bin"}, run_as, DynoMarker("agent.abc", cgroup), output)
+         output: Path = Path("/nonexistent/web.1")) -> LaunchSpec:
+    outputs = (output.with_suffix(".out"), output.with_suffix(".err"))
+    return LaunchSpec(command, cwd, {"PATH": "/usr/bin:/bin"}, run_as, DynoMarker("agent.abc", cgroup), outputs)
 
 
 def test_without_switching_the_command_runs_in_sh_directly():

@@ -114,3 +114,23 @@ def test_a_crash_before_any_start_counts_as_a_crash():
 def test_bad_configuration_is_refused_with_a_message_naming_the_field(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RestartConfig(**kwargs)
+
+
+def test_a_handed_over_dyno_backs_off_from_where_the_previous_agent_was():
+    clock = FakeClock()
+    config = RestartConfig(base=1, cap=60, jitter=0, healthy_after=300)
+    before = RestartPolicy(config, clock, FixedRandom(0.0))
+    assert crash_loop(before, clock, 4) == [0, 1, 2, 4]
+    after = RestartPolicy(config, clock, FixedRandom(0.0))
+    after.resume(before.crashes)
+    assert crash_loop(after, clock, 2) == [8, 16]
+
+
+def test_a_run_counts_as_healthy_from_its_real_launch():
+    clock = FakeClock()
+    config = RestartConfig(base=1, cap=60, jitter=0, healthy_after=300)
+    policy = RestartPolicy(config, clock, FixedRandom(0.0))
+    crash_loop(policy, clock, 3)
+    policy.started(at=clock.now - 400)  # adopted: launched 400 s ago under the previous agent
+    decision = policy.crashed()
+    assert decision.delay == 0 and "healthy" in decision.reason
