@@ -48,7 +48,9 @@ async def on_server(url: str, query: str, *args):
 
 def test_an_app_deployed_with_a_postgresql_addon_writes_and_reads_through_database_url(
         platform, make_app, workdir):
-    assert "add-ons        PostgreSQL" in "\n".join(platform.up.lines)
+    # `up` lists its add-on server in the block after "dynomesh is up:", which may still be on
+    # its way when the platform is ready.
+    platform.up.wait_for(r"add-ons +PostgreSQL", timeout=30)
     app = make_app("e2e-notes")
     other = make_app("e2e-other")
     created = platform.cli.ok("addons:create", "postgresql", "--app", app)
