@@ -85,8 +85,9 @@ class SourceTwinFinder(importlib.abc.MetaPathFinder):
         return True
 
 
-def use_twins_if_requested(environ: Mapping[str, str] = os.environ) -> None:
-    """Called as the `router` package is imported, before any module in TWINS is."""
+def install_twin_finder(environ: Mapping[str, str] = os.environ) -> None:
+    """Called as the `router` package is imported, before any module in TWINS is: always, since
+    the finder also keeps an out-of-date build from shadowing an edited source."""
     if not any(isinstance(finder, SourceTwinFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, SourceTwinFinder(pure_requested(environ)))
 
