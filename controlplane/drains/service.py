@@ -137,9 +137,13 @@ class DrainService:
         lease = self.settings.lease
         while True:
             self._wake.clear()
+            started = self._clock()
             await self._pass()
             self.progress.set()
-            pause = lease.renew
+            # Passes are a renewal interval apart from start to start: a pass that spent its
+            # time starting deliveries (a slow history read) must not push the next renewal
+            # to the moment this node has to stop delivering.
+            pause = max(0.0, started + lease.renew - self._clock())
             if self._running and self._renewed_at is not None:
                 # After failed renewals, the next pass comes by the time to stop at the latest.
                 pause = min(pause, max(0.0, lease.stop_by(self._renewed_at) - self._clock()))
