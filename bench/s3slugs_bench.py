@@ -7,7 +7,8 @@ control` processes: one keeping slugs in its home (the embedded default), one wi
 checks its Procfile, and with S3 sends 8 MiB parts as they fill), then download it as a dyno
 manager does (dynomgr's own SlugCache and HttpFetcher: the control plane's slug URL, with S3 a
 307 to a presigned URL, then the SHA-256 check). The slug is a .tar.gz of random bytes, so gzip
-cannot shrink it. Prints a table and writes bench/results/s3slugs.json.
+cannot shrink it. A last row is boto3 straight to moto (no control plane, no agent), the floor
+under the S3 row. Prints a table and writes bench/results/s3slugs.json.
 
 moto keeps objects in memory and is pure Python (werkzeug): its figures are a floor for what
 the control plane adds, not what AWS S3 gives (tens to hundreds of MB/s per connection).
@@ -121,6 +122,31 @@ def measure(plane: ControlPlane, slug: Path, sha256: str, runs: int, scratch: Pa
         upload, download = asyncio.run(one_run(plane, slug, sha256, "bench", scratch))
         uploads.append(upload)
         downloads.append(download)
+    return summarize(slug, uploads, downloads)
+
+
+def direct(moto_url: str, slug: Path, runs: int) -> dict:
+    """boto3 straight to moto with the same part size, one part at a time: what moto itself
+    takes, the floor under the control plane's S3 row."""
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+
+    client = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    parts = TransferConfig(multipart_threshold=8 * 2**20, multipart_chunksize=8 * 2**20,
+                           use_threads=False)
+    uploads, downloads = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        client.upload_file(str(slug), "bench-slugs", "direct.tar.gz", Config=parts)
+        uploads.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        client.download_file("bench-slugs", "direct.tar.gz", str(slug) + ".down", Config=parts)
+        downloads.append(time.perf_counter() - started)
+    return summarize(slug, uploads, downloads)
+
+
+def summarize(slug: Path, uploads: list[float], downloads: list[float]) -> dict:
     size_mb = slug.stat().st_size / 10**6
     return {"upload_s_p50": round(statistics.median(uploads), 3),
             "upload_mb_s": round(size_mb / statistics.median(uploads), 1),
@@ -155,16 +181,17 @@ def main() -> int:
                 rows.append({"store": name, **measure(plane, slug, sha256, args.runs, scratch)})
             finally:
                 plane.stop()
+        rows.append({"store": "boto3→moto", **direct(moto_url, slug, args.runs)})
     finally:
         moto.terminate()
         moto.wait(10)
     size_mb = round(slug.stat().st_size / 10**6, 1)
-    header = (f"{'store':<10} {'slug MB':>8} {'upload s':>9} {'upload MB/s':>12} "
+    header = (f"{'store':<11} {'slug MB':>8} {'upload s':>9} {'upload MB/s':>12} "
               f"{'download s':>11} {'download MB/s':>14}")
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['store']:<10} {size_mb:>8} {r['upload_s_p50']:>9} {r['upload_mb_s']:>12} "
+        print(f"{r['store']:<11} {size_mb:>8} {r['upload_s_p50']:>9} {r['upload_mb_s']:>12} "
               f"{r['download_s_p50']:>11} {r['download_mb_s']:>14}")
     result = {"benchmark": "s3slugs",
               "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -86,10 +86,11 @@ class UpConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must not be negative")
         if not (self.restart.immediate_first and self.restart_healthy_after > 0):
             raise ValueError("a child's restarts begin at once and forgive a run of > 0 s")
-        if self.slug_store is not None:
-            from controlplane.s3slugs import S3Location
-
-            S3Location.parse(self.slug_store)  # its error names the flag and the form
+        # Checked in full by the control plane (onebox imports no component); this catches
+        # the likeliest slip, a directory, before anything starts.
+        if self.slug_store is not None and not self.slug_store.startswith("s3://"):
+            raise ValueError(f"--slug-store must be s3://BUCKET/PREFIX, got {self.slug_store!r} "
+                             "(leave it out to keep slugs in the home directory)")
         if not re.fullmatch(r"[-\w.]{1,128}", self.vm_id, re.ASCII):
             raise ValueError(f"--vm-id: letters, digits, '-', '_' and '.', not {self.vm_id!r}")
 
