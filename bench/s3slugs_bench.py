@@ -25,9 +25,8 @@ import io
 import json
 import os
 import platform
-import socket
+import shutil
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -41,9 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from dynomgr.assignments import SlugRef  # noqa: E402
 from dynomgr.slugs import SlugCache, default_fetchers  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
 from tests.controlplane.harness import ControlPlane  # noqa: E402
-from tests.motoserver import AWS_ENV  # noqa: E402
+from tests.motoserver import AWS_ENV, serve_in_a_process  # noqa: E402
 
 CHUNK = 256 * 1024
 
@@ -57,22 +55,6 @@ def make_slug(directory: Path, megabytes: int) -> Path:
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     return path
-
-
-def start_moto() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                                str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):  # up to 30 s for it to listen
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process, f"http://127.0.0.1:{port}"
-        except OSError:
-            if process.poll() is not None:
-                raise SystemExit("moto server exited at start") from None
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("moto server did not listen within 30 s")
 
 
 async def chunks(path: Path):
@@ -125,14 +107,12 @@ def measure(plane: ControlPlane, slug: Path, sha256: str, runs: int, scratch: Pa
     return summarize(slug, uploads, downloads)
 
 
-def direct(moto_url: str, slug: Path, runs: int) -> dict:
+def direct(moto, slug: Path, runs: int) -> dict:
     """boto3 straight to moto with the same part size, one part at a time: what moto itself
     takes, the floor under the control plane's S3 row."""
-    import boto3
     from boto3.s3.transfer import TransferConfig
 
-    client = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = moto.client()
     parts = TransferConfig(multipart_threshold=8 * 2**20, multipart_chunksize=8 * 2**20,
                            use_threads=False)
     uploads, downloads = [], []
@@ -164,14 +144,10 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="dynomesh-bench-s3-"))
     slug = make_slug(scratch, args.mb)
     sha256 = hashlib.sha256(slug.read_bytes()).hexdigest()
-    moto, moto_url = start_moto()
     rows = []
-    try:
-        import boto3
-
-        boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1",
-                     aws_access_key_id="testing", aws_secret_access_key="testing"
-                     ).create_bucket(Bucket="bench-slugs")
+    with serve_in_a_process() as moto:
+        moto_url = moto.url
+        moto.client().create_bucket(Bucket="bench-slugs")
         stores = {"local": (), "s3 (moto)": ("--slug-store", "s3://bench-slugs/slugs",
                                             "--slug-store-endpoint", moto_url)}
         for name, extra in stores.items():
@@ -181,11 +157,9 @@ def main() -> int:
                 rows.append({"store": name, **measure(plane, slug, sha256, args.runs, scratch)})
             finally:
                 plane.stop()
-        rows.append({"store": "boto3→moto", **direct(moto_url, slug, args.runs)})
-    finally:
-        moto.terminate()
-        moto.wait(10)
+        rows.append({"store": "boto3→moto", **direct(moto, slug, args.runs)})
     size_mb = round(slug.stat().st_size / 10**6, 1)
+    shutil.rmtree(scratch, ignore_errors=True)
     header = (f"{'store':<11} {'slug MB':>8} {'upload s':>9} {'upload MB/s':>12} "
               f"{'download s':>11} {'download MB/s':>14}")
     print(header)

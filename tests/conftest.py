@@ -122,7 +122,8 @@ def moto_server():
     """One moto server on loopback for the session; each test makes its own bucket."""
     from tests.motoserver import serve
 
-    yield from serve()
+    with serve() as server:
+        yield server
 
 
 @pytest.fixture

@@ -6,9 +6,13 @@ own (`MotoServer.bucket`) so they never see each other's objects.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import subprocess
+import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 
 # What an AWS SDK in a test (here or in a child process) is told: moto's fake account, and no
@@ -27,20 +31,10 @@ _names = itertools.count(1)
 
 
 class MotoServer:
-    def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
+    """A moto server at `url`, as a test sees it: buckets of its own, and boto3 to look."""
 
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.url = ""
-
-    def start(self) -> MotoServer:
-        self._server.start()  # returns once it listens
-        host, port = self._server.get_host_and_port()
-        self.url = f"http://{host}:{port}"
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
+    def __init__(self, url: str) -> None:
+        self.url = url
 
     def client(self):
         """A plain (blocking) boto3 S3 client of moto's, for a test to look and meddle."""
@@ -64,9 +58,46 @@ class MotoServer:
         return [upload["Key"] for upload in listed.get("Uploads", [])]
 
 
+@contextlib.contextmanager
 def serve() -> Iterator[MotoServer]:
-    server = MotoServer().start()
+    """moto in a thread of this process (its state is this process's)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()  # returns once it listens
     try:
-        yield server
+        host, port = server.get_host_and_port()
+        yield MotoServer(f"http://{host}:{port}")
     finally:
         server.stop()
+
+
+def serve_checking_credentials() -> contextlib.AbstractContextManager[MotoServer]:
+    """moto that checks credentials against its IAM, where none of the tests' exist: only
+    its first request (making a bucket) goes unchecked."""
+    return serve_in_a_process(INITIAL_NO_AUTH_ACTION_COUNT="1")
+
+
+@contextlib.contextmanager
+def serve_in_a_process(**env: str) -> Iterator[MotoServer]:
+    """moto in a process of its own (no GIL shared with the caller), `env` added to its
+    environment."""
+    from tests.conftest import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    try:
+        for line in process.stdout:  # until it says it listens, or exits
+            if f"Running on http://127.0.0.1:{port}" in line:
+                break
+        else:
+            raise RuntimeError(f"moto server exited with {process.wait()}")
+        # Its request log goes on into the pipe; drained so it never blocks on a full one.
+        threading.Thread(target=process.stdout.read, daemon=True).start()
+        yield MotoServer(f"http://127.0.0.1:{port}")
+    finally:
+        process.terminate()
+        process.wait(30)

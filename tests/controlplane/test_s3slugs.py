@@ -208,6 +208,24 @@ def test_no_aws_credentials_stops_the_control_plane_with_what_to_do(moto_server,
     assert "Traceback" not in done.stderr
 
 
+@pytest.fixture
+def strict_moto():
+    from tests.motoserver import serve_checking_credentials
+
+    with serve_checking_credentials() as server:
+        yield server
+
+
+def test_refused_credentials_stop_the_control_plane_with_what_to_do(strict_moto, tmp_path):
+    bucket = strict_moto.bucket()
+    done = control(tmp_path, "--slug-store", f"s3://{bucket}/slugs",
+                   "--slug-store-endpoint", strict_moto.url, env=AWS_ENV)
+    assert done.returncode == 1, done.stderr
+    assert (f"--slug-store s3://{bucket}/slugs: access to the bucket {bucket!r} was refused "
+            "(403): check the AWS credentials") in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--slug-store", "/srv/slugs"], "--slug-store must be s3://BUCKET/PREFIX"),
     (["--slug-store", "s3://Bad_Bucket/x"], "is not an S3 bucket name"),
