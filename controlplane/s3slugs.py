@@ -90,24 +90,26 @@ class S3SlugStore:
         return f"slugs in {self.location}{where}"
 
     async def start(self) -> None:
+        self.incoming.prepare()
+        try:
+            self._client = await self._stack.enter_async_context(self._new_client())
+            await self._client.head_bucket(Bucket=self.location.bucket)
+        except Exception as exc:
+            await self.close()
+            raise SlugStoreError(self._explain(exc)) from exc
+        await self._abort_stale_uploads()
+
+    def _new_client(self):
         import aioboto3
         from aiobotocore.config import AioConfig
 
-        self.incoming.prepare()
         session = aioboto3.Session(region_name=self.settings.region)
         # Path-style addressing for S3-compatibles and moto, whose buckets have no DNS names.
         style = "path" if self.settings.endpoint_url else "auto"
         config = AioConfig(signature_version="s3v4", s3={"addressing_style": style},
                            connect_timeout=10, read_timeout=60,
                            retries={"max_attempts": 4, "mode": "standard"})
-        self._client = await self._stack.enter_async_context(
-            session.client("s3", endpoint_url=self.settings.endpoint_url, config=config))
-        try:
-            await self._client.head_bucket(Bucket=self.location.bucket)
-        except Exception as exc:
-            await self.close()
-            raise SlugStoreError(self._explain(exc)) from exc
-        await self._abort_stale_uploads()
+        return session.client("s3", endpoint_url=self.settings.endpoint_url, config=config)
 
     def _explain(self, exc: Exception) -> str:
         """What went wrong reaching the bucket, and what to do about it."""
@@ -131,23 +133,36 @@ class S3SlugStore:
                         "the AWS credentials and that they allow s3:ListBucket, s3:GetObject, "
                         "s3:PutObject, s3:DeleteObject and s3:AbortMultipartUpload on it")
             if code in ("301", "400", "PermanentRedirect", "AuthorizationHeaderMalformed"):
-                return (f"{where}: the bucket {bucket!r} answered {code}: it is probably in "
-                        "another region; give it with --slug-store-region")
+                headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+                region = headers.get("x-amz-bucket-region")  # S3 names it on a 301
+                hint = (f"--slug-store-region {region}" if region
+                        else "its region with --slug-store-region")
+                return (f"{where}: the bucket {bucket!r} answered {code}: it is in another "
+                        f"region than the one asked; give {hint}")
             return f"{where}: S3 answered {code} for the bucket {bucket!r}: {exc}"
         return f"{where}: S3 cannot be used: {type(exc).__name__}: {exc}"
 
     async def _abort_stale_uploads(self) -> None:
         """Abort multipart uploads under our prefix left by a node that crashed mid-upload
-        (younger ones may be another control node's, still running)."""
-        listed = await self._client.list_multipart_uploads(
-            Bucket=self.location.bucket, Prefix=self.location.key_prefix)
-        now = datetime.datetime.now(datetime.timezone.utc)
-        for upload in listed.get("Uploads", []):
-            if now - upload["Initiated"] > STALE_UPLOAD:
-                await self._client.abort_multipart_upload(
-                    Bucket=self.location.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-                log.warning("slugs: aborted a multipart upload left since %s: s3://%s/%s",
-                            upload["Initiated"], self.location.bucket, upload["Key"])
+        (younger ones may be another control node's, still running). Housekeeping: a failure
+        is logged and the node starts anyway."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            listed = await self._client.list_multipart_uploads(
+                Bucket=self.location.bucket, Prefix=self.location.key_prefix)
+            now = datetime.datetime.now(datetime.timezone.utc)
+            for upload in listed.get("Uploads", []):
+                if now - upload["Initiated"] > STALE_UPLOAD:
+                    await self._client.abort_multipart_upload(
+                        Bucket=self.location.bucket, Key=upload["Key"],
+                        UploadId=upload["UploadId"])
+                    log.warning("slugs: aborted a multipart upload left since %s: s3://%s/%s",
+                                upload["Initiated"], self.location.bucket, upload["Key"])
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("slugs: could not look for multipart uploads left by a crash in %s "
+                        "(%s); a bucket lifecycle rule (AbortIncompleteMultipartUpload) "
+                        "removes them", self.location, exc)
 
     async def receive(self, chunks: AsyncIterator[bytes], *, expected_sha256: str,
                       max_bytes: int) -> ReceivedSlug:
@@ -201,13 +216,18 @@ class S3SlugStore:
         for start in range(0, len(keys), DELETE_BATCH):
             batch = keys[start:start + DELETE_BATCH]
             try:
-                await self._client.delete_objects(
+                answer = await self._client.delete_objects(
                     Bucket=self.location.bucket,
                     Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True})
+                failed = {error["Key"]: error.get("Code") for error in answer.get("Errors", [])}
             except (ClientError, BotoCoreError) as exc:
+                failed = dict.fromkeys(batch, str(exc))
+            if failed:
                 # Nothing refers to them any more: left behind, they only cost storage.
                 log.warning("slugs: could not delete %d slug(s) from %s (%s); delete them by "
-                            "hand: %s", len(batch), self.location, exc, " ".join(batch))
+                            "hand: %s", len(failed), self.location,
+                            ", ".join(sorted(set(map(str, failed.values())))),
+                            " ".join(failed))
 
     async def close(self) -> None:
         self._client = None

@@ -226,6 +226,26 @@ def test_refused_credentials_stop_the_control_plane_with_what_to_do(strict_moto,
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("size", ["small", "multipart"])
+async def test_an_upload_s3_refuses_is_a_503_and_records_nothing(api_factory, aws_env, size):
+    from tests.motoserver import serve_in_a_process
+
+    # moto checks credentials from its 4th request on: making the bucket, the node's HeadBucket
+    # and its look for stale uploads pass; the upload's first request is refused.
+    with serve_in_a_process(INITIAL_NO_AUTH_ACTION_COUNT="3") as moto:
+        bucket = moto.bucket()
+        api = await api_factory(slug_store=f"s3://{bucket}/slugs",
+                                slug_store_endpoint=moto.url, slug_part_size=PART)
+        await api.call("POST", "/apps", json={"name": "hello"})
+        data = slug_bytes(HELLO_SLUG) if size == "small" else big_slug()
+        status, error, _ = await upload(api, data)
+    assert (status, error["id"]) == (503, "slug_store_unavailable")
+    assert f"the slug could not be stored in s3://{bucket}/slugs" in error["message"]
+    assert "deploy again" in error["message"]
+    assert (await api.call("GET", "/apps/hello/releases"))[1] == []
+    assert list((api.config.slug_dir / ".incoming").iterdir()) == []
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--slug-store", "/srv/slugs"], "--slug-store must be s3://BUCKET/PREFIX"),
     (["--slug-store", "s3://Bad_Bucket/x"], "is not an S3 bucket name"),
