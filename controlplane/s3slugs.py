@@ -18,7 +18,7 @@ import contextlib
 import datetime
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,8 +77,20 @@ class S3Settings:
     part_size: int = 8 * 2**20  # slugs above this go up as multipart uploads
 
 
+def stale_uploads(uploads: list[dict[str, Any]],
+                  now: datetime.datetime) -> list[dict[str, Any]]:
+    """The multipart uploads (as ListMultipartUploads gives them) begun over STALE_UPLOAD ago."""
+    return [upload for upload in uploads if now - upload["Initiated"] > STALE_UPLOAD]
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
 class S3SlugStore:
-    def __init__(self, settings: S3Settings, spool_dir: Path) -> None:
+    def __init__(self, settings: S3Settings, spool_dir: Path, *,
+                 clock: Callable[[], datetime.datetime] = _utc_now) -> None:
+        self._clock = clock
         self.settings = settings
         self.location = settings.location
         self.incoming = Incoming(spool_dir)
@@ -151,14 +163,11 @@ class S3SlugStore:
         try:
             listed = await self._client.list_multipart_uploads(
                 Bucket=self.location.bucket, Prefix=self.location.key_prefix)
-            now = datetime.datetime.now(datetime.timezone.utc)
-            for upload in listed.get("Uploads", []):
-                if now - upload["Initiated"] > STALE_UPLOAD:
-                    await self._client.abort_multipart_upload(
-                        Bucket=self.location.bucket, Key=upload["Key"],
-                        UploadId=upload["UploadId"])
-                    log.warning("slugs: aborted a multipart upload left since %s: s3://%s/%s",
-                                upload["Initiated"], self.location.bucket, upload["Key"])
+            for upload in stale_uploads(listed.get("Uploads", []), self._clock()):
+                await self._client.abort_multipart_upload(
+                    Bucket=self.location.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                log.warning("slugs: aborted a multipart upload left since %s: s3://%s/%s",
+                            upload["Initiated"], self.location.bucket, upload["Key"])
         except (ClientError, BotoCoreError) as exc:
             log.warning("slugs: could not look for multipart uploads left by a crash in %s "
                         "(%s); a bucket lifecycle rule (AbortIncompleteMultipartUpload) "

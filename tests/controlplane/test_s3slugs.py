@@ -256,3 +256,19 @@ async def test_an_upload_s3_refuses_is_a_503_and_records_nothing(api_factory, aw
 def test_bad_slug_store_flags_are_refused_before_anything_starts(tmp_path, flags, message):
     done = control(tmp_path, *flags, env=AWS_ENV)
     assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+async def test_a_node_that_starts_aborts_old_uploads_under_its_prefix_only(
+        moto_server, aws_env, tmp_path):
+    """moto dates every multipart upload 2010-11-10, so all are old here; which age counts is
+    test_s3slugs_units.py's."""
+    from controlplane.s3slugs import S3Location, S3Settings, S3SlugStore
+
+    bucket = moto_server.bucket()
+    moto_server.client().create_multipart_upload(Bucket=bucket, Key="slugs/crashed.tar.gz")
+    moto_server.client().create_multipart_upload(Bucket=bucket, Key="elsewhere/x.tar.gz")
+    store = S3SlugStore(S3Settings(S3Location(bucket, "slugs"), moto_server.url),
+                        tmp_path / "spool")
+    await store.start()
+    await store.close()
+    assert moto_server.pending_uploads(bucket) == ["elsewhere/x.tar.gz"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from controlplane.config import ControlConfig
-from controlplane.s3slugs import S3Location
+from controlplane.s3slugs import S3Location, stale_uploads
 from controlplane.slugstore import LocalSlugStore, open_slug_store
 
 pytestmark = pytest.mark.unit
@@ -64,3 +66,13 @@ def test_up_passes_the_slug_store_flags_to_the_control_plane(tmp_path):
                                         "--slug-store-endpoint", "http://127.0.0.1:9000"]
     with pytest.raises(ValueError, match="--slug-store must be s3://"):
         UpConfig(home=tmp_path, slug_store="/srv/slugs")
+
+
+def test_only_uploads_older_than_a_day_count_as_left_by_a_crash():
+    now = datetime.datetime(2026, 12, 7, 12, 0, tzinfo=datetime.timezone.utc)
+    uploads = [{"Key": key, "UploadId": key, "Initiated": now - age} for key, age in (
+        ("running", datetime.timedelta(minutes=5)),
+        ("almost", datetime.timedelta(hours=23, minutes=59)),
+        ("left", datetime.timedelta(days=1, seconds=1)),
+        ("ancient", datetime.timedelta(days=30)))]
+    assert [u["Key"] for u in stale_uploads(uploads, now)] == ["left", "ancient"]
