@@ -81,6 +81,14 @@ class ControlConfig:
     drain_lease: float = 10.0
     # PEM certificates trusted for syslog+tls and https drains besides the system's.
     drain_ca_file: Path | None = None
+    # Slugs: None keeps them under `home`; s3://BUCKET/PREFIX puts them in S3 (every control
+    # node of a shared store must then name the same place).
+    slug_store: str | None = None
+    slug_store_endpoint: str | None = None  # an S3-compatible service (or moto); None: AWS
+    slug_store_region: str | None = None  # None: the AWS environment's or profile's region
+    # Slugs bigger than this go to S3 as multipart uploads of parts this big, one held in
+    # memory at a time (8 MiB: the AWS CLI's default; S3's minimum is 5 MiB).
+    slug_part_size: int = 8 * 2**20
 
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port <= 65535 or not 1 <= self.router_port <= 65535:
@@ -113,6 +121,12 @@ class ControlConfig:
             raise ValueError(f"--public-url must be an http:// or https:// URL, got "
                              f"{self.public_url!r}")
 
+        if self.slug_store is not None:
+            self.s3_settings  # noqa: B018 - validates the s3:// URL
+        if self.slug_store_endpoint is not None and not self.slug_store_endpoint.startswith(
+                ("http://", "https://")):
+            raise ValueError(f"--slug-store-endpoint must be an http:// or https:// URL, got "
+                             f"{self.slug_store_endpoint!r}")
         if self.addons_database_url is not None:
             try:
                 urls.server_address(self.addons_database_url)
@@ -122,6 +136,18 @@ class ControlConfig:
     @property
     def slug_dir(self) -> Path:
         return self.home / "slugs"
+
+    @property
+    def s3_settings(self):
+        """The S3 slug store's settings (an S3Settings); only with `slug_store`."""
+        from controlplane.s3multipart import MIN_PART_SIZE
+        from controlplane.s3slugs import S3Location, S3Settings
+
+        if self.slug_part_size < MIN_PART_SIZE:
+            raise ValueError(f"--slug-part-size must be at least {MIN_PART_SIZE // 2**20} MiB "
+                             "(S3's smallest part)")
+        return S3Settings(S3Location.parse(self.slug_store or ""), self.slug_store_endpoint,
+                          self.slug_store_region, self.slug_part_size)
 
     def api_url(self, port: int | None = None) -> str:
         """The URL a CLI on this machine uses (the real port when listening on port 0)."""

@@ -27,7 +27,7 @@ from controlplane.logs import LogService
 from controlplane.scheduler.liveness import AgentLiveness
 from controlplane.scheduler.scheduler import FormationScheduler, SchedulerConfig
 from controlplane.scheduler.takeout import TakeOutPolicy
-from controlplane.slugstore import SlugStorage
+from controlplane.slugstore import SlugStore
 from controlplane.store import Store
 
 log = logging.getLogger("dynomesh.control")
@@ -48,7 +48,7 @@ def _already_failed(task: asyncio.Task, exc: BaseException) -> None:
 
 
 class ControlNode:
-    def __init__(self, config: ControlConfig, store: Store, slugs: SlugStorage, *,
+    def __init__(self, config: ControlConfig, store: Store, slugs: SlugStore, *,
                  applog: AppLog, node_id: str | None = None,
                  clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None) -> None:

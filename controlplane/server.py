@@ -26,7 +26,7 @@ from controlplane.aio import wait_any
 from controlplane.applog import StdoutAppLog
 from controlplane.config import ControlConfig
 from controlplane.node import ControlNode
-from controlplane.slugstore import SlugStorage
+from controlplane.slugstore import open_slug_store
 from controlplane.store import Store, open_database
 from controlplane.store.models import Role
 
@@ -82,11 +82,16 @@ async def serve(config: ControlConfig, *, stop: asyncio.Event | None = None,
     config.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     sock = _bind(config)  # before the store opens: a taken port fails fast and changes nothing
     port = sock.getsockname()[1]
-    slugs = SlugStorage(config.slug_dir)
-    slugs.prepare()
-    database = open_database(config.database_url, home=config.home,
-                             history=config.change_history)
-    store = await Store.open(database)
+    slugs = open_slug_store(config)
+    try:
+        await slugs.start()
+        database = open_database(config.database_url, home=config.home,
+                                 history=config.change_history)
+        store = await Store.open(database)
+    except BaseException:
+        sock.close()
+        await slugs.close()
+        raise
     runner = None
     node = None
     healthy = False
@@ -120,4 +125,5 @@ async def serve(config: ControlConfig, *, stop: asyncio.Event | None = None,
             await node.stop()
         applog.close()
         await store.close()
+        await slugs.close()
     return healthy

@@ -12,6 +12,7 @@ from dynomesh.ready import Readiness
 from controlplane import credentials
 from controlplane.config import (DEFAULT_LISTEN, DEFAULT_MAX_SLUG_BYTES, ControlConfig,
                                  parse_listen)
+from controlplane.slugstore import SlugStoreError
 from controlplane.store import errors
 
 EXAMPLES = """\
@@ -19,13 +20,17 @@ examples:
   dynomesh control                                   # SQLite under ~/.dynomesh, API on :5050
   dynomesh control --database-url postgresql://dynomesh@db.internal/dynomesh
   DYNOMESH_HOME=/srv/dynomesh dynomesh control --listen 0.0.0.0:5050
+  dynomesh control --database-url postgresql://… --slug-store s3://acme-slugs/dynomesh
 
 On its first start with a fresh home directory it creates a `user` token and writes the
 CLI's credentials to $DYNOMESH_HOME/credentials.json (mode 0600), so `dynomesh apps:create`
 works on this machine with no configuration.
 
 Several control nodes may share one PostgreSQL database: all serve the API and the feeds,
-one at a time schedules (the others take over within moments if it dies).
+one at a time schedules (the others take over within moments if it dies). They must then
+share one slug store too: an S3 bucket (--slug-store), whose AWS credentials come from the
+usual places (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance role). Dyno
+managers need none: they fetch slugs from presigned URLs the control plane hands out.
 """
 
 
@@ -74,6 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--public-url", metavar="URL",
                         help="this control plane's URL as dyno managers reach it, for slug "
                              "URLs (default: the URL each dyno manager used)")
+    slugs = parser.add_argument_group("slug store")
+    slugs.add_argument("--slug-store", default=os.environ.get("DYNOMESH_SLUG_STORE"),
+                       metavar="s3://BUCKET/PREFIX",
+                       help="keep slugs in this S3 bucket, under PREFIX (default "
+                            "$DYNOMESH_SLUG_STORE, else the home directory)")
+    slugs.add_argument("--slug-store-endpoint", metavar="URL",
+                       default=os.environ.get("AWS_ENDPOINT_URL_S3"),
+                       help="an S3-compatible service's URL, e.g. http://127.0.0.1:9000 "
+                            "(default $AWS_ENDPOINT_URL_S3, else AWS)")
+    slugs.add_argument("--slug-store-region", metavar="REGION",
+                       help="the bucket's AWS region (default $AWS_REGION, "
+                            "$AWS_DEFAULT_REGION or the profile's)")
+    slugs.add_argument("--slug-part-size", type=int, default=8, metavar="MIB",
+                       help="slugs above this go to S3 as multipart uploads of parts this "
+                            "big (default 8, at least 5)")
     fleet = parser.add_argument_group("scheduling and feeds (seconds)")
     fleet.add_argument("--agent-timeout", type=_seconds, default=15.0, metavar="S",
                        help="a dyno manager silent this long is lost and its dynos are "
@@ -124,7 +144,9 @@ def main(argv: list[str]) -> int:
             public_url=args.public_url, tail_buffer=args.tail_buffer,
             addons_database_url=args.addons_database_url,
             drain_buffer=args.drain_buffer, drain_lease=args.drain_lease,
-            drain_ca_file=args.drain_ca_file)
+            drain_ca_file=args.drain_ca_file, slug_store=args.slug_store or None,
+            slug_store_endpoint=args.slug_store_endpoint or None,
+            slug_store_region=args.slug_store_region, slug_part_size=args.slug_part_size * 2**20)
         ready = Readiness.from_environ()
     except ValueError as exc:
         parser.error(str(exc))
@@ -144,6 +166,9 @@ def main(argv: list[str]) -> int:
         return 1
     except errors.StoreError as exc:
         print(f"dynomesh control: the store failed: {exc}", file=sys.stderr)
+        return 1
+    except SlugStoreError as exc:
+        print(f"dynomesh control: the slug store cannot be used: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

@@ -1,11 +1,12 @@
-"""Slug files on local disk: `$DYNOMESH_HOME/slugs/<id>.tar.gz` (S3 comes with the EC2 pool).
+"""Where slugs live: the interface the API uses, the checks every upload passes, and the local
+store (`$DYNOMESH_HOME/slugs/<id>.tar.gz`, the embedded default). S3 is controlplane/s3slugs.py.
 
 A slug is a gzip-compressed tar of the app's directory, paths relative to the app root, with
 a `Procfile` at the top (see docs/api.md, "Slugs"). An upload streams into a temporary file
 while its SHA-256 is computed; only a slug whose checksum matches the one the client declared,
-that unpacks safely and that has a valid Procfile is fsynced and renamed into place, before the
-store records it. A crash in between leaves at most an unreferenced file, never a row without
-its file.
+that unpacks safely and that has a valid Procfile is published (renamed into place, or its S3
+upload completed), before the store records it. A crash in between leaves at most an
+unreferenced file, never a row without its file.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import hashlib
 import os
 import tarfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Protocol
 
 from controlplane import procfile
 
@@ -34,12 +36,48 @@ class ChecksumMismatch(SlugRejected):
     pass
 
 
+class SlugStoreError(Exception):
+    """The slug store cannot be used (a missing bucket, refused credentials, S3 away); the
+    message names the store and what to do."""
+
+
 @dataclass(frozen=True)
 class ReceivedSlug:
     id: str
     checksum: str  # "sha256:<hex>"
     size: int
     process_types: dict[str, str]
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A slug served from this node's disk."""
+    path: Path
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """A slug fetched from elsewhere: a short-lived URL that needs no other credentials."""
+    url: str
+
+
+class SlugStore(Protocol):
+    """What the API needs of a slug store (local disk or S3)."""
+
+    def describe(self) -> str: ...
+
+    async def start(self) -> None:
+        """Check the store is usable; SlugStoreError saying what to fix if not."""
+
+    async def receive(self, chunks: AsyncIterator[bytes], *, expected_sha256: str,
+                      max_bytes: int) -> ReceivedSlug: ...
+
+    async def locate(self, slug_id: str) -> LocalFile | Redirect | None:
+        """Where a dyno manager gets the slug; None if its file is gone."""
+
+    async def remove(self, slug_ids: list[str]) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 def parse_checksum(text: str | None) -> str:
@@ -80,44 +118,79 @@ def inspect(path: Path) -> dict[str, str]:
         raise SlugRejected(str(exc)) from exc
 
 
-class SlugStorage:
+def new_slug_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def spool(chunks: AsyncIterator[bytes], handle: BinaryIO, *, expected_sha256: str,
+                max_bytes: int,
+                also: Callable[[bytes], Awaitable[None]] | None = None) -> tuple[str, int]:
+    """Write an upload to `handle` (and hand each chunk to `also`) while hashing it; ->
+    (hex SHA-256, size). SlugTooLarge past `max_bytes`, ChecksumMismatch at the end."""
+    digest = hashlib.sha256()
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > max_bytes:
+            raise SlugTooLarge(f"the slug is over the {max_bytes}-byte limit: list what it need "
+                               "not carry in .slugignore")
+        digest.update(chunk)
+        handle.write(chunk)  # page-cache writes; a store that keeps the file fsyncs it
+        if also is not None:
+            await also(chunk)
+    actual = digest.hexdigest()
+    if actual != expected_sha256:
+        raise ChecksumMismatch(f"the slug's SHA-256 is {actual} but the client declared "
+                               f"{expected_sha256}: the upload was damaged, deploy again")
+    return actual, size
+
+
+class Incoming:
+    """The directory uploads are spooled in while they are checked."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def prepare(self) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            # Leftovers of uploads interrupted by a crash.
+            for leftover in self.directory.glob("*.tmp"):
+                leftover.unlink(missing_ok=True)
+        except OSError as exc:
+            raise SlugStoreError(f"the slug directory {self.directory} cannot be used: "
+                                 f"{exc.strerror or exc}: fix its permissions or pick another "
+                                 "--home") from exc
+
+    def path(self, slug_id: str) -> Path:
+        return self.directory / f"{slug_id}.tmp"
+
+
+class LocalSlugStore:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._incoming = root / ".incoming"
+        self.incoming = Incoming(root / ".incoming")
+
+    def describe(self) -> str:
+        return f"slugs in {self.root}"
 
     def path(self, slug_id: str) -> Path:
         return self.root / f"{slug_id}.tar.gz"
 
-    def prepare(self) -> None:
-        self._incoming.mkdir(parents=True, exist_ok=True)
-        # Leftovers of uploads interrupted by a crash.
-        for leftover in self._incoming.glob("*.tmp"):
-            leftover.unlink(missing_ok=True)
+    async def start(self) -> None:
+        self.incoming.prepare()
 
     async def receive(self, chunks: AsyncIterator[bytes], *, expected_sha256: str,
                       max_bytes: int) -> ReceivedSlug:
-        slug_id = str(uuid.uuid4())
-        temporary = self._incoming / f"{slug_id}.tmp"
-        digest = hashlib.sha256()
-        size = 0
+        slug_id = new_slug_id()
+        temporary = self.incoming.path(slug_id)
         try:
             with open(temporary, "wb") as handle:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise SlugTooLarge(f"the slug is over the {max_bytes}-byte limit: list "
-                                           "what it need not carry in .slugignore")
-                    digest.update(chunk)
-                    handle.write(chunk)  # page-cache writes; the fsync below runs on a thread
-                actual = digest.hexdigest()
-                if actual != expected_sha256:
-                    raise ChecksumMismatch(
-                        f"the slug's SHA-256 is {actual} but the client declared "
-                        f"{expected_sha256}: the upload was damaged, deploy again")
+                actual, size = await spool(chunks, handle, expected_sha256=expected_sha256,
+                                           max_bytes=max_bytes)
                 await asyncio.to_thread(os.fsync, handle.fileno())
             process_types = await asyncio.to_thread(inspect, temporary)
-            final = self.path(slug_id)
-            await asyncio.to_thread(self._publish, temporary, final)
+            await asyncio.to_thread(self._publish, temporary, self.path(slug_id))
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
@@ -131,6 +204,22 @@ class SlugStorage:
         finally:
             os.close(fd)
 
-    def remove(self, slug_ids: list[str]) -> None:
+    async def locate(self, slug_id: str) -> LocalFile | None:
+        path = self.path(slug_id)
+        return LocalFile(path) if path.is_file() else None
+
+    async def remove(self, slug_ids: list[str]) -> None:
         for slug_id in slug_ids:
             self.path(slug_id).unlink(missing_ok=True)
+
+    async def close(self) -> None:
+        return None
+
+
+def open_slug_store(config) -> SlugStore:
+    """The store `config` (a ControlConfig) names: S3 with --slug-store, else the home's."""
+    if config.slug_store is None:
+        return LocalSlugStore(config.slug_dir)
+    from controlplane.s3slugs import S3SlugStore  # only S3 users import aioboto3
+
+    return S3SlugStore(config.s3_settings, config.slug_dir / ".incoming")

@@ -1,7 +1,8 @@
 """Slugs: fetched once per release into a content-addressed cache, verified, unpacked per start.
 
 A slug is a `.tar.gz` with a `Procfile` at its root. Fetchers are looked up by URL scheme, so a
-new storage (s3:// with the EC2 pool) is one more entry in the map. The cache is keyed by the
+new storage is one more entry in the map. Slugs in S3 need none: the control plane's slug URL
+redirects to a presigned https:// URL, which the HTTP fetcher follows without the token. The cache is keyed by the
 slug's SHA-256: every dyno of a release on this VM shares one download, and a file whose digest
 does not match is never cached (Heroku's R17, "Checksum error").
 """

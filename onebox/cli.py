@@ -78,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "%(default)s)")
     addons.add_argument("--no-addons-postgres", action="store_true",
                         help="start no local PostgreSQL for add-ons")
+    slugs = parser.add_argument_group("slug store")
+    slugs.add_argument("--slug-store", metavar="s3://BUCKET/PREFIX",
+                       default=os.environ.get("DYNOMESH_SLUG_STORE"),
+                       help="keep slugs in this S3 bucket (AWS credentials from the usual "
+                            "places; default $DYNOMESH_SLUG_STORE, else HOME/slugs)")
+    slugs.add_argument("--slug-store-endpoint", metavar="URL",
+                       help="an S3-compatible service's URL (default $AWS_ENDPOINT_URL_S3, "
+                            "else AWS)")
+    slugs.add_argument("--slug-store-region", metavar="REGION",
+                       help="the bucket's AWS region (default the AWS environment's)")
     return parser
 
 
@@ -98,6 +108,9 @@ def build_config(args: argparse.Namespace, environ: dict[str, str]) -> UpConfig:
                              or environ.get("DYNOMESH_ADDONS_DATABASE_URL") or None),
         local_addons_postgres=not args.no_addons_postgres,
         addons_postgres_port=args.addons_postgres_port,
+        slug_store=args.slug_store or None,
+        slug_store_endpoint=args.slug_store_endpoint,
+        slug_store_region=args.slug_store_region,
     )
 
 

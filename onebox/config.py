@@ -67,6 +67,10 @@ class UpConfig:
     addons_database_url: str | None = field(default=None, repr=False)
     local_addons_postgres: bool = True
     addons_postgres_port: int = 5052
+    # Slugs in S3 (s3://BUCKET/PREFIX) instead of the home, passed on to the control plane.
+    slug_store: str | None = None
+    slug_store_endpoint: str | None = None
+    slug_store_region: str | None = None
 
     def __post_init__(self) -> None:
         ports = [self.api.port, self.http.port, self.router_admin.port, self.dynomgr_admin.port]
@@ -82,8 +86,19 @@ class UpConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must not be negative")
         if not (self.restart.immediate_first and self.restart_healthy_after > 0):
             raise ValueError("a child's restarts begin at once and forgive a run of > 0 s")
+        # Checked in full by the control plane (onebox imports no component); this catches
+        # the likeliest slip, a directory, before anything starts.
+        if self.slug_store is not None and not self.slug_store.startswith("s3://"):
+            raise ValueError(f"--slug-store must be s3://BUCKET/PREFIX, got {self.slug_store!r} "
+                             "(leave it out to keep slugs in the home directory)")
         if not re.fullmatch(r"[-\w.]{1,128}", self.vm_id, re.ASCII):
             raise ValueError(f"--vm-id: letters, digits, '-', '_' and '.', not {self.vm_id!r}")
+
+    def slug_store_args(self) -> list[str]:
+        """The control plane's slug store flags."""
+        flags = {"--slug-store": self.slug_store, "--slug-store-endpoint":
+                 self.slug_store_endpoint, "--slug-store-region": self.slug_store_region}
+        return [arg for flag, value in flags.items() if value for arg in (flag, value)]
 
     @property
     def starts_addons_postgres(self) -> bool:

@@ -139,7 +139,8 @@ class Platform:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
             control = await self._launch("control", [
                 "control", "--listen", str(config.api), "--home", str(config.home),
-                "--base-domain", config.base_domain, "--router-port", str(config.http.port)],
+                "--base-domain", config.base_domain, "--router-port", str(config.http.port),
+                *config.slug_store_args()],
                 env=control_env)
             await self._started(control)
             try:

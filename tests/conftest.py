@@ -113,3 +113,26 @@ async def postgres_url(postgres_server_url):
     url = urlunsplit(urlsplit(postgres_server_url)._replace(path=f"/{name}"))
     yield url
     await drop_database(postgres_server_url, name)
+
+
+# --- AWS through moto (tests/motoserver.py) ----------------------------------------------------
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """One moto server on loopback for the session; each test makes its own bucket."""
+    from tests.motoserver import serve
+
+    with serve() as server:
+        yield server
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    """This process's AWS SDKs talk to moto's fake account, never a real one."""
+    from tests.motoserver import AWS_ENV
+
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    return AWS_ENV

@@ -73,7 +73,7 @@ async def delete_app(request: web.Request) -> web.Response:
     # app that still has one, so no database outlives the record of it.
     await ctx.addons.destroy_all(request.match_info["app"])
     app, slug_ids = await ctx.store.apps.delete(request.match_info["app"])
-    ctx.slugs.remove(slug_ids)  # after the commit: a crash before this only leaves files behind
+    await ctx.slugs.remove(slug_ids)  # after the commit: a crash before this only leaves files behind
     return web.json_response(render.app(ctx.config, app))
 
 

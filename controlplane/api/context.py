@@ -14,7 +14,7 @@ from controlplane.drains.service import DrainService
 from controlplane.feeds.hub import AssignmentHub, RouteHub
 from controlplane.feeds.progress import RouteFollowers
 from controlplane.logs import LogService
-from controlplane.slugstore import SlugStorage
+from controlplane.slugstore import SlugStore
 from controlplane.store import Store
 
 
@@ -22,7 +22,7 @@ from controlplane.store import Store
 class ApiContext:
     config: ControlConfig
     store: Store
-    slugs: SlugStorage
+    slugs: SlugStore
     routes: RouteHub
     assignments: AssignmentHub
     followers: RouteFollowers

@@ -12,6 +12,7 @@ from controlplane.api.errors import ApiError, invalid
 from controlplane.api.tokens import VM_ID
 from controlplane.feeds.stream import (FeedResponse, as_since, base_url, serve_assignments,
                                        serve_routes)
+from controlplane.slugstore import Redirect
 from controlplane.store import errors
 from controlplane.store.models import Role
 
@@ -73,8 +74,12 @@ async def download_slug(request: web.Request) -> web.StreamResponse:
     token = request[TOKEN_KEY]
     if token.role is Role.DYNOMGR and not await ctx.store.vms.runs_slug(token.vm_id, slug.id):
         raise ApiError(403, "forbidden", f"no dyno on VM {token.vm_id!r} runs slug {slug.id}")
-    path = ctx.slugs.path(slug.id)
-    if not path.is_file():
+    place = await ctx.slugs.locate(slug.id)
+    if place is None:
         raise errors.NotFound(f"the file of slug {slug.id} is missing from the slug store")
-    return web.FileResponse(path, headers={"Content-Type": "application/gzip",
-                                           "X-Slug-Checksum": slug.checksum})
+    if isinstance(place, Redirect):
+        # S3: a presigned URL; the agent follows it without its token (another origin).
+        return web.Response(status=307, headers={"Location": place.url,
+                                                 "X-Slug-Checksum": slug.checksum})
+    return web.FileResponse(place.path, headers={"Content-Type": "application/gzip",
+                                                 "X-Slug-Checksum": slug.checksum})

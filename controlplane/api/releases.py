@@ -11,7 +11,8 @@ from controlplane.api import bodies, render
 from controlplane.api.auth import actor, allow
 from controlplane.api.context import context
 from controlplane.api.errors import ApiError, invalid
-from controlplane.slugstore import ChecksumMismatch, SlugRejected, SlugTooLarge, parse_checksum
+from controlplane.slugstore import (ChecksumMismatch, SlugRejected, SlugStoreError, SlugTooLarge,
+                                   parse_checksum)
 from controlplane.store import errors
 from controlplane.store.models import FormationUpdate, Role
 
@@ -44,12 +45,14 @@ async def upload_slug(request: web.Request) -> web.Response:
         raise ApiError(422, "checksum_mismatch", str(exc)) from exc
     except SlugRejected as exc:
         raise ApiError(422, "invalid_slug", str(exc)) from exc
+    except SlugStoreError as exc:
+        raise ApiError(503, "slug_store_unavailable", str(exc)) from exc
     try:
         slug = await ctx.store.releases.add_slug(
             app.id, slug_id=received.id, checksum=received.checksum, size=received.size,
             process_types=received.process_types)
     except errors.StoreError:
-        ctx.slugs.remove([received.id])  # not recorded, so nothing may point at the file
+        await ctx.slugs.remove([received.id])  # not recorded, so nothing may point at the file
         raise
     return web.json_response(render.slug(app, slug), status=201)
 

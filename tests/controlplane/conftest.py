@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from controlplane.applog import StdoutAppLog
 from controlplane.config import ControlConfig
 from controlplane.node import ControlNode
-from controlplane.slugstore import SlugStorage
+from controlplane.slugstore import open_slug_store
 from controlplane.store import Store, open_database
 from controlplane.store.models import Role
 
@@ -143,8 +143,8 @@ async def api_factory(tmp_path):
         config = ControlConfig(home=home, **overrides)
         store = await Store.open(open_database(config.database_url, home=home,
                                                history=config.change_history))
-        slugs = SlugStorage(config.slug_dir)
-        slugs.prepare()
+        slugs = open_slug_store(config)
+        await slugs.start()
         lines = io.StringIO()
         applog = StdoutAppLog(lines)
         node = ControlNode(config, store, slugs, applog=applog)
@@ -165,6 +165,7 @@ async def api_factory(tmp_path):
         await node.stop()
         applog.close()
         await store.close()
+        await node.context.slugs.close()
 
 
 @pytest.fixture
