@@ -17,9 +17,12 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import selectors
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -185,6 +188,14 @@ class MultiHost:
             return None  # not answering: the caller polls again
         return self.nodes.get(status["scheduler"]["node"] or "")
 
+    def router_quarantined(self, name: str) -> int:
+        """How many dynos router `name` skips after a failed connect (its /metrics)."""
+        url = f"http://{self.net[name].address}:{ADMIN_PORT}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        return int(float(re.search(r"^dynomesh_router_quarantined_dynos (\S+)$", text,
+                                   re.M).group(1)))
+
     def router_revision(self, name: str) -> int:
         """The revision of the routing table `name` routes on (its /readyz)."""
         url = f"http://{self.net[name].address}:{ADMIN_PORT}/readyz"
@@ -219,3 +230,41 @@ def running_platform(network: Network, timings: Timings = Timings()) -> Iterator
                 platform.stop()
     finally:
         network.destroy()
+
+
+class Tripwire:
+    """Listeners on a dead VM's dyno addresses (its host still exists, its processes do not):
+    a router that still sends there connects, and is counted, instead of being refused."""
+
+    def __init__(self, host: Host, addresses: list[str]) -> None:
+        self.connections: list[str] = []
+        self._sockets: list[socket.socket] = []
+        with host.entered():
+            for address in addresses:
+                ip_address, port = address.rsplit(":", 1)
+                sock = socket.create_server((ip_address, int(port)))
+                sock.setblocking(False)
+                self._sockets.append(sock)
+        self._selector = selectors.DefaultSelector()
+        for sock in self._sockets:
+            self._selector.register(sock, selectors.EVENT_READ)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():  # bounded by close(): each round waits at most 0.1 s
+            for key, _ in self._selector.select(timeout=0.1):
+                with contextlib.suppress(BlockingIOError):
+                    connection, peer = key.fileobj.accept()
+                    self.connections.append(f"{peer[0]} -> {key.fileobj.getsockname()}")
+                    connection.close()
+
+    def close(self) -> list[str]:
+        """Stop listening; the connections that came."""
+        self._stop.set()
+        self._thread.join(5)
+        for sock in self._sockets:
+            sock.close()
+        self._selector.close()
+        return self.connections
