@@ -44,7 +44,9 @@ API_PORT, HTTP_PORT, ADMIN_PORT, PG_PORT = 5050, 8080, 8081, 5432
 @dataclass(frozen=True)
 class Timings:
     """Short control-plane timings (seconds); the defaults are Heroku-like and slow for a test."""
-    agent_timeout: float = 3.0  # a VM silent this long is lost (default 15)
+    # A VM silent this long is lost (default 15): above an agent upgrade's silence (a Python
+    # start-up and the adoption, ~3 s on a busy 2-core machine) plus a heartbeat.
+    agent_timeout: float = 5.0
     heartbeat: float = 0.5  # dyno managers heart-beat this often (default 5)
     startup_grace: float = 3.0  # a new leader declares nothing lost this long (default 30)
     feed_heartbeat: float = 1.0
@@ -134,7 +136,7 @@ class MultiHost:
                 "dynomgr", "--control", self.urls_from(CONTROLS[index % 2]),
                 "--token-file", str(tokens[name]), "--address", host.address,
                 "--admin", f"{host.address}:{ADMIN_PORT}", "--data-dir", str(data_dir),
-                "--capacity-mb", "4096", "--heartbeat-interval", str(self.timings.heartbeat),
+                "--capacity-mb", "16384", "--heartbeat-interval", str(self.timings.heartbeat),
                 "--stop-timeout", str(self.timings.stop_timeout), "--keep-dynos"))
             self.vms[name] = Vm(host, argv, data_dir)
         return self
