@@ -163,7 +163,7 @@ class Bench:
 
 def summary(rows: list[dict], keys: tuple[str, ...]) -> dict:
     return {key: {"p50": percentile([r[key] for r in rows], 50),
-                  "max": max(r[key] for r in rows)} for key in keys}
+                  "max": max((r[key] for r in rows), default=float("nan"))} for key in keys}
 
 
 def run(args: argparse.Namespace) -> dict:
