@@ -11,6 +11,10 @@ steady load through both routers.
   through it (alternately one web dyno more and one less, so a take-out too) being done: the
   dynos up and serving, or gone. `cli_s` is the `dynomesh ps:scale` command's own time (a
   Python start-up), included in the scale figures.
+* standby death (--standby-deaths times): SIGKILL of the control node that does not schedule,
+  then a scale down by one through the leader: seconds to the dyno being gone. The dead node's
+  row in `control_nodes` counts its route followers (moved already) until it is stale (15 s),
+  so the take-out waits up to --take-out-timeout (10 s).
 * agent upgrade with --upgrade-dynos web dynos on the app (a third on the upgraded VM):
   restarts (must be 0: same pids, same restart counts) and seconds from the new agent's launch
   to its last dyno adopted; failed requests.
@@ -134,6 +138,25 @@ class Bench:
         self.mh.start_control(leader)  # back, as a standby
         return row
 
+    # --- a standby control node dies ----------------------------------------------------------
+
+    def standby_dies(self, count: int) -> dict:
+        """SIGKILL of the node that does not schedule, then a scale down (a take-out)."""
+        leader = poll(lambda: self.mh.leader(self.api_host), "a leader")
+        standby = next(n for n in CONTROLS if n != leader)
+        self.api_host = leader
+        failed = self.failures()
+        start = time.monotonic()
+        self.mh.net[standby].kill_all()
+        self.mh.cli_of(leader).ok("ps:scale", f"web={count - 1}", "--app", APP)
+        scaled = time.monotonic()
+        until(lambda: self.serving(count - 1, set(VMS)), f"{count - 1} web dynos serving")
+        done = time.monotonic()
+        self.mh.start_control(standby)
+        return {"killed": standby, "scale": f"{count}->{count - 1}",
+                "scale_accepted_s": scaled - start, "scale_done_s": done - start,
+                "failed_requests": self.failures() - failed}
+
     # --- an agent upgrade --------------------------------------------------------------------
 
     def upgrade(self, name: str) -> dict:
@@ -190,6 +213,10 @@ def run(args: argparse.Namespace) -> dict:
                 target = count + 1 if round_ % 2 == 0 else count - 1
                 failovers.append(bench.fail_over(count, target))
                 count = target
+            standbys = []
+            for _ in range(args.standby_deaths):
+                standbys.append(bench.standby_dies(count))
+                count -= 1
             mh.cli_of(bench.api_host).ok("ps:scale", f"web={args.upgrade_dynos}", "--app", APP)
             count = args.upgrade_dynos
             until(lambda: bench.serving(count, set(VMS)), f"{count} web dynos", timeout=300)
@@ -210,6 +237,8 @@ def run(args: argparse.Namespace) -> dict:
             "leader_failover": {"runs": failovers, **summary(failovers, (
                 "leader_s", "cli_s", "scale_accepted_s", "scale_done_s",
                 "failed_requests"))},
+            "standby_death": {"runs": standbys, **summary(standbys, (
+                "scale_accepted_s", "scale_done_s", "failed_requests"))},
             "agent_upgrade": {"runs": upgrades},
         })
     return report
@@ -223,7 +252,9 @@ def print_table(report: dict) -> None:
     for section, keys in (("vm_death", ("lost_s", "serving_elsewhere_s", "routers_s",
                                         "failed_requests")),
                           ("leader_failover", ("leader_s", "cli_s", "scale_accepted_s",
-                                               "scale_done_s", "failed_requests"))):
+                                               "scale_done_s", "failed_requests")),
+                          ("standby_death", ("scale_accepted_s", "scale_done_s",
+                                             "failed_requests"))):
         for key in keys:
             figure = report[section][key]
             print(f"{section + ' ' + key:44} {figure['p50']:8.3f} {figure['max']:8.3f}")
@@ -238,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--failovers", type=int, default=4)
+    parser.add_argument("--standby-deaths", type=int, default=2,
+                        help="times the standby control node dies before a scale down")
     parser.add_argument("--upgrade-dynos", type=int, default=30,
                         help="web dynos on the app for the upgrade (a third on its VM)")
     parser.add_argument("--clients", type=int, default=1, help="client threads per router")
