@@ -11,8 +11,9 @@ steady load through both routers.
   through it (alternately one web dyno more and one less, so a take-out too) being done: the
   dynos up and serving, or gone. `cli_s` is the `dynomesh ps:scale` command's own time (a
   Python start-up), included in the scale figures.
-* standby death (--standby-deaths times): SIGKILL of the control node that does not schedule,
-  then a scale down by one through the leader: seconds to the dyno being gone. The dead node's
+* standby death (--standby-deaths times, before the failovers, while each router follows the
+  node it started on): SIGKILL of the control node that does not schedule, then a scale down
+  by one through the leader: seconds to the dyno being gone. The dead node's
   row in `control_nodes` counts its route followers (moved already) until it is stale (15 s),
   so the take-out waits up to --take-out-timeout (10 s).
 * agent upgrade with --upgrade-dynos web dynos on the app (a third on the upgraded VM):
@@ -145,6 +146,7 @@ class Bench:
         leader = poll(lambda: self.mh.leader(self.api_host), "a leader")
         standby = next(n for n in CONTROLS if n != leader)
         self.api_host = leader
+        followers = self.mh.api_of(standby).get("/status")["route_followers"]
         failed = self.failures()
         start = time.monotonic()
         self.mh.net[standby].kill_all()
@@ -153,7 +155,8 @@ class Bench:
         until(lambda: self.serving(count - 1, set(VMS)), f"{count - 1} web dynos serving")
         done = time.monotonic()
         self.mh.start_control(standby)
-        return {"killed": standby, "scale": f"{count}->{count - 1}",
+        return {"killed": standby, "its_route_followers": followers,
+                "scale": f"{count}->{count - 1}",
                 "scale_accepted_s": scaled - start, "scale_done_s": done - start,
                 "failed_requests": self.failures() - failed}
 
@@ -208,15 +211,15 @@ def run(args: argparse.Namespace) -> dict:
             load.__enter__()
         try:
             kills = [bench.kill_vm(count) for _ in range(args.kills)]
+            standbys = []  # first: each router still follows the node it started on
+            for _ in range(args.standby_deaths):
+                standbys.append(bench.standby_dies(count))
+                count -= 1
             failovers = []
             for round_ in range(args.failovers):
                 target = count + 1 if round_ % 2 == 0 else count - 1
                 failovers.append(bench.fail_over(count, target))
                 count = target
-            standbys = []
-            for _ in range(args.standby_deaths):
-                standbys.append(bench.standby_dies(count))
-                count -= 1
             mh.cli_of(bench.api_host).ok("ps:scale", f"web={args.upgrade_dynos}", "--app", APP)
             count = args.upgrade_dynos
             until(lambda: bench.serving(count, set(VMS)), f"{count} web dynos", timeout=300)
@@ -269,8 +272,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--failovers", type=int, default=4)
-    parser.add_argument("--standby-deaths", type=int, default=2,
-                        help="times the standby control node dies before a scale down")
+    parser.add_argument("--standby-deaths", type=int, default=1,
+                        help="times the standby control node dies before a scale down (only "
+                             "the first finds a router following it)")
     parser.add_argument("--upgrade-dynos", type=int, default=30,
                         help="web dynos on the app for the upgrade (a third on its VM)")
     parser.add_argument("--clients", type=int, default=1, help="client threads per router")
