@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --control: keep dyno output and platform lines out of the control plane's log stream (`dynomesh logs`); stdout only")  # fmt: skip
     parser.add_argument("--log-ship-buffer", metavar="BYTES", type=int, default=8 * 1024 * 1024,
                         help="with --control: log lines held while the control plane is slow or away, before they are dropped and counted (default 8388608)")  # fmt: skip
+    parser.add_argument("--heartbeat-interval", metavar="S", type=_seconds,
+                        help="with --control: heart-beat this often (default 5; keep it a third of the control plane's --agent-timeout, after which a silent VM is lost)")  # fmt: skip
     parser.add_argument("--capacity-mb", metavar="MB", type=int,
                         help="with --control: memory offered to dynos (default: this machine's total memory)")  # fmt: skip
     parser.add_argument("--data-dir", metavar="DIR", type=Path,
@@ -193,7 +195,8 @@ def build_follow(args: argparse.Namespace):
     """--control, --token-file, --capacity-mb -> a FollowConfig (None with --assignments)."""
     if args.control is None:
         for flag, value in (("--token-file", args.token_file), ("--capacity-mb", args.capacity_mb),
-                            ("--no-log-ship", args.no_log_ship or None)):
+                            ("--no-log-ship", args.no_log_ship or None),
+                            ("--heartbeat-interval", args.heartbeat_interval)):
             if value is not None:
                 raise ValueError(f"{flag} goes with --control")
         return None
@@ -209,7 +212,19 @@ def build_follow(args: argparse.Namespace):
         token=read_token_file(args.token_file),
         capacity_mb=args.capacity_mb if args.capacity_mb is not None else machine_memory_mb(),
         logs=None if args.no_log_ship else _ship_settings(args.log_ship_buffer),
+        report=_report_settings(args.heartbeat_interval),
     )
+
+
+def _report_settings(heartbeat_interval: float | None):
+    from dynomgr.controlreporter import ReportSettings
+
+    if heartbeat_interval is None:
+        return ReportSettings()
+    try:
+        return ReportSettings(heartbeat_interval=heartbeat_interval)
+    except ValueError as exc:
+        raise ValueError(f"--heartbeat-interval: {exc}") from None
 
 
 def _ship_settings(buffer_bytes: int):

@@ -29,7 +29,7 @@ from dynomesh.tasks import cancel_and_wait
 from dynomgr.assignments import (Assignment, AssignmentSet, AssignmentsError, EntryError, Key,
                                  parse_entries)
 from dynomgr.control import ControlError, ControlRefused
-from dynomgr.controlreporter import ControlPlaneReporter
+from dynomgr.controlreporter import ControlPlaneReporter, ReportSettings
 
 FEED_PATH = "/feeds/assignments"
 
@@ -45,6 +45,9 @@ class FollowConfig:
     feed: FeedSettings = field(default_factory=FeedSettings)
     # Dyno output and platform lines shipped to the control plane's log stream (None: not).
     logs: ShipSettings | None = field(default_factory=ShipSettings)
+    # Heartbeats and state reports (controlreporter.py); the interval must stay well under the
+    # control plane's --agent-timeout (three beats per timeout by default).
+    report: ReportSettings = field(default_factory=ReportSettings)
 
     def __post_init__(self) -> None:
         if not self.urls:

@@ -70,7 +70,8 @@ async def run_agent(config: AgentConfig, base_env: Mapping[str, str], *,
         control = ControlPlane(follow.urls, follow.token)
         registration = {"address": config.advertise_host, "capacity_mb": follow.capacity_mb,
                         "ports": [config.ports.first, config.ports.last], "version": VERSION}
-        reporter = ControlPlaneReporter(control, registration, log, metrics)
+        reporter = ControlPlaneReporter(control, registration, log, metrics,
+                                        settings=follow.report)
         if follow.logs is not None:
             from dynomesh.logship import LogShipper, ShipCollector
 

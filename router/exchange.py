@@ -453,6 +453,12 @@ class Exchange:
             self.pending = [self.head]
             self._connect(self.pool)
             return
+        if self.phase is FORWARDING and not got_bytes:
+            # Accepted, then closed without a byte of answer: how a dyno that is dying looks
+            # (its VM's kernel still accepts while the process goes). Skipped like one that
+            # refuses, so a dead VM costs each router at most one H13 per dyno beyond the
+            # requests already in flight (nginx's max_fails counts this error too).
+            self.router.quarantine.fail(self.pool)
         self.fail(errors.RESPONSE_INTERRUPTED if self.phase is RESPONDING
                   else errors.CLOSED_WITHOUT_RESPONSE)
 

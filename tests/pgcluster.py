@@ -25,31 +25,39 @@ from onebox.postgres import find_bindir  # noqa: F401  (the search `dynomesh up`
 # First match wins (pg_hba.conf docs): the fixtures' superuser is trusted, everyone else not.
 PG_HBA = """\
 local all all trust
-host all postgres 127.0.0.1/32 trust
-host all all 127.0.0.1/32 scram-sha-256
+host all postgres {clients} trust
+host all all {clients} scram-sha-256
 """
 
 
 class PostgresCluster:
-    def __init__(self, bindir: Path, port: int, *, options: tuple[str, ...] = ()) -> None:
+    def __init__(self, bindir: Path, port: int, *, options: tuple[str, ...] = (),
+                 host: str = "127.0.0.1", clients: str = "127.0.0.1/32",
+                 run_in: tuple[str, ...] = ()) -> None:
         self.bindir = bindir
         self.port = port
         self.options = options  # more server settings, e.g. ("log_statement=ddl",)
+        # Where it listens, who may connect (a CIDR), and a command prefix its programs run
+        # under (`ip netns exec NS` for a server on a test network: tests/netns.py).
+        self.host = host
+        self.clients = clients
+        self.run_in = run_in
         self.root = Path(tempfile.mkdtemp(prefix="dynomesh-pg-"))
         self.data = self.root / "data"
         self._as_postgres = os.geteuid() == 0
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
 
     def database_url(self, name: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+        return f"postgresql://postgres@{self.host}:{self.port}/{name}"
 
     def _run(self, *argv: str) -> None:
         command = [str(self.bindir / argv[0]), *argv[1:]]
         if self._as_postgres:
             command = ["runuser", "-u", "postgres", "--", *command]
+        command = [*self.run_in, *command]
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(argv[:1])} failed ({result.returncode}):\n"
@@ -60,9 +68,9 @@ class PostgresCluster:
             shutil.chown(self.root, user="postgres", group="postgres")
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust",
                   "-E", "UTF8", "--no-locale", "--no-sync")
-        (self.data / "pg_hba.conf").write_text(PG_HBA)
+        (self.data / "pg_hba.conf").write_text(PG_HBA.format(clients=self.clients))
         # fsync off: the tests kill control planes, never this server, and it saves seconds.
-        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+        options = (f"-c listen_addresses={self.host} -c port={self.port} "
                    f"-c unix_socket_directories={self.root} -c fsync=off "
                    f"-c max_connections=200 -c shared_buffers=32MB"
                    + "".join(f" -c {option}" for option in self.options))

@@ -39,8 +39,16 @@ class NodeStore:
         self._db = db
 
     async def claim_leadership(self, node_id: str, now: float) -> int:
-        """Record `node_id` as the scheduler; return its epoch (the fence for its passes)."""
+        """Record `node_id` as the scheduler; return its epoch (the fence for its passes).
+
+        The previous leader's row goes: its database session ended (that is how the lock came
+        free), so its route followers have moved to other nodes or cannot be sent anything
+        new by it; counted until the row expired, they held every take-out to its timeout.
+        A previous leader that is still alive publishes its row again at its next beat."""
         async with self._db.write() as tx:
+            await tx.execute(
+                "DELETE FROM control_nodes WHERE id <> $1 AND id = "
+                "(SELECT node FROM scheduler_leader WHERE id = 1)", node_id)
             return int(await tx.fetchval(
                 "UPDATE scheduler_leader SET epoch = epoch + 1, node = $1, since = $2 "
                 "WHERE id = 1 RETURNING epoch", node_id, now))

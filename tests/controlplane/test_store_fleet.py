@@ -57,6 +57,18 @@ async def test_control_nodes_publish_their_progress_and_see_the_others(store):
         assert await fleet.other_nodes("node-c") == [NodeProgress("node-a", 10.0, 1, 5)]
 
 
+async def test_a_new_leader_forgets_the_previous_leaders_row_and_only_that(store):
+    await store.nodes.claim_leadership("node-a", 100.0)
+    for node, followers in (("node-a", 2), ("node-b", 1), ("node-c", 1)):
+        await store.nodes.publish(NodeProgress(node, 10.0, followers, 5), started_at=1.0)
+    epoch = await store.nodes.claim_leadership("node-b", 200.0)  # node-a's session ended
+    async with store.fleet.scheduling(epoch) as fleet:
+        assert await fleet.other_nodes("node-b") == [NodeProgress("node-c", 10.0, 1, 5)]
+    epoch = await store.nodes.claim_leadership("node-b", 300.0)  # itself again: kept
+    async with store.fleet.scheduling(epoch) as fleet:
+        assert [n.id for n in await fleet.other_nodes("node-c")] == ["node-b"]
+
+
 # --- store.fleet: what a pass reads ---
 
 async def test_a_pass_reads_what_each_app_should_run(store):

@@ -296,9 +296,11 @@ def h_code(body: bytes) -> str:
 class RouterClient:
     """Requests to the router with a `Host` header, one connection per request."""
 
-    def __init__(self, port: int, base_domain: str = "localhost") -> None:
+    def __init__(self, port: int, base_domain: str = "localhost",
+                 address: str = "127.0.0.1") -> None:
         self.port = port
         self.base_domain = base_domain
+        self.address = address  # where the router listens (another host's, on a test network)
 
     def host(self, app: str) -> str:
         return f"{app}.{self.base_domain}:{self.port}"
@@ -307,7 +309,7 @@ class RouterClient:
         return self.get_host(self.host(app), path, timeout)
 
     def get_host(self, host: str, path: str = "/", timeout: float = 90.0) -> Response:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        connection = http.client.HTTPConnection(self.address, self.port, timeout=timeout)
         try:
             connection.request("GET", path, headers={"Host": host})
             response = connection.getresponse()
@@ -382,8 +384,8 @@ class LoadLoop:
             started = time.monotonic()
             try:
                 if connection is None:
-                    connection = http.client.HTTPConnection("127.0.0.1", self.router.port,
-                                                            timeout=90)
+                    connection = http.client.HTTPConnection(self.router.address,
+                                                            self.router.port, timeout=90)
                 connection.request("GET", "/", headers={"Host": self.router.host(self.app)})
                 response = connection.getresponse()
                 body = response.read()

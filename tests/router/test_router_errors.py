@@ -159,6 +159,31 @@ async def test_dyno_closing_without_a_response_is_h13(dyno_factory, router_facto
     assert router.log_fields()["desc"] == "Connection closed without response"
 
 
+async def test_a_dyno_closing_without_a_response_is_skipped_while_others_serve(
+        dyno_factory, router_factory):
+    async def hang_up(dyno, reader, writer):
+        await dyno.next_request(reader)
+
+    dying = await dyno_factory("web.1", handler=hang_up)
+    healthy = await dyno_factory("web.2")
+    router = await router_factory(table_of(app_entry("app1", dynos=[dying, healthy])))
+
+    async def status() -> int:
+        client = await router.client()
+        try:
+            return (await client.request(host="app1.localhost")).status
+        finally:
+            await client.close()
+
+    first = [await status() for _ in range(20)]  # P2C picks web.1 half the time until...
+    assert 503 in first, first
+    after = first[first.index(503) + 1:] + [await status() for _ in range(10)]
+    # ...its H13: then web.1 is quarantined and every later request goes to web.2.
+    assert set(after) == {200}, first
+    hung_up, served = router.router.backends.bound["app1"].pools
+    assert hung_up in router.router.quarantine and served not in router.router.quarantine
+
+
 async def test_dyno_closing_mid_response_cuts_the_client_and_logs_h18(dyno_factory,
                                                                       router_factory):
     async def truncated(dyno, reader, writer):
