@@ -34,8 +34,13 @@ class OutputTail:
         self._lines.append(line[-self._chars:])
 
     def text(self) -> str:
+        """The kept lines, from the first whole line that fits."""
         joined = "".join(f"{line}\n" for line in self._lines)
-        return joined[-self._chars:]
+        if len(joined) <= self._chars:
+            return joined
+        cut = joined[-self._chars:]
+        start = cut.find("\n")
+        return cut[start + 1:] if 0 <= start < len(cut) - 1 else cut
 
 
 class OneOffRun:

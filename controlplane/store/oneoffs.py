@@ -11,6 +11,8 @@ the same way, with no exit status (Heroku: one-off dynos do not move between hos
 
 from __future__ import annotations
 
+import itertools
+import random
 import uuid
 
 from controlplane.store import errors
@@ -23,14 +25,27 @@ from controlplane.store.revision import Feed
 
 # How much of a release phase's output its release keeps (the tail: where the error is).
 PHASE_OUTPUT_CHARS = 4000
+# One-off dynos are numbered at random, as Heroku's (run.4821): a number is not reused right
+# after its dyno ended, so `logs --dyno run.4821` shows one dyno's lines.
+NUMBERS = range(1000, 10000)
+_NUMBERS = random.Random()
+
+
+def one_off_number(taken: set[int], rng: random.Random) -> int:
+    """A number no dyno of the type has now (the lowest free one if the draws keep hitting)."""
+    for _ in range(8):
+        number = rng.choice(NUMBERS)
+        if number not in taken:
+            return number
+    return next(n for n in itertools.count(NUMBERS.start) if n not in taken)
 
 
 async def create_one_off(tx: Transaction, app: App, *, type_: str, release: int, size: str,
                          memory_mb: int, spec: OneOff) -> Dyno:
-    """Insert an unplaced one-off dyno named `<type>.<next number>`; the scheduler places it."""
-    number = 1 + int(await tx.fetchval(
-        "SELECT COALESCE(MAX(number), 0) FROM dynos WHERE app_id = $1 AND type = $2",
-        app.id, type_))
+    """Insert an unplaced one-off dyno named `<type>.<number>`; the scheduler places it."""
+    taken = {int(r["number"]) for r in await tx.fetch(
+        "SELECT number FROM dynos WHERE app_id = $1 AND type = $2", app.id, type_)}
+    number = one_off_number(taken, _NUMBERS)
     dyno_id = f"d-{uuid.uuid4().hex}"
     await tx.execute(
         "INSERT INTO dynos (id, app_id, type, number, release_version, size, memory_mb, "

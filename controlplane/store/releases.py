@@ -369,16 +369,16 @@ class ReleaseStore:
         Return the formation after it, and whether the batch changed anything."""
         async with self._db.write() as tx:
             app = await require_app(tx, ident)
+            if any(update.type == RELEASE_PHASE for update in updates):
+                raise errors.Invalid(
+                    "`release` is the release phase's command: it runs once for each new "
+                    "release, before the release goes live, and is never scaled. Scale "
+                    "another process type, or run it by hand with `dynomesh run`")
             entries = {e.type: e for e in await self._formation(tx, app)}
             if not entries:
                 raise errors.NotFound(f"app {app.name!r} has no process types yet: deploy a "
                                       "slug with a Procfile first (`dynomesh deploy`)")
             for update in updates:
-                if update.type == RELEASE_PHASE:
-                    raise errors.Invalid(
-                        "`release` is the release phase's command: it runs once for each new "
-                        "release, before the release goes live, and is never scaled. Scale "
-                        "another process type, or run it by hand with `dynomesh run`")
                 if update.type not in entries:
                     raise errors.NotFound(
                         f"no process type {update.type!r} in {app.name}'s current release "
