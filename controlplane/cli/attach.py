@@ -40,7 +40,7 @@ def has_terminal() -> bool:
 def raw_terminal(fd: int) -> Iterator[None]:
     """Raw mode for the session; the old mode comes back whatever happens."""
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
+    tty.setraw(fd, termios.TCSANOW)  # not TCSAFLUSH: keys typed ahead go to the dyno too
     try:
         yield
     finally:
