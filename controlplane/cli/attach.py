@@ -82,11 +82,29 @@ class CallerSession:
             data = b""
         if not data:
             self._loop.remove_reader(STDIN)
+        self._stdin_read(data)
+
+    def _stdin_read(self, data: bytes) -> None:
+        if not data:
             if not self._terminal:
                 self._control({"op": "eof"})
             return
         if not self._ws.closed:
             self._send(self._ws.send_bytes(bytes([STDIN]) + data))
+
+    async def _read_file_stdin(self) -> None:
+        """stdin that the event loop cannot watch (a file, /dev/null): read in a thread, each
+        piece sent before the next is read (a large file is not held in memory)."""
+        while not self._ws.closed:
+            try:
+                data = await self._loop.run_in_executor(None, os.read, STDIN, READ_SIZE)
+            except OSError:
+                data = b""
+            if not data:
+                if not self._terminal:
+                    await self._ws.send_str(json.dumps({"op": "eof"}))
+                return
+            await self._ws.send_bytes(bytes([STDIN]) + data)
 
     def _on_resize(self) -> None:
         columns, rows = terminal_size()
@@ -97,7 +115,10 @@ class CallerSession:
 
     async def run(self) -> int:
         """The command's exit status; raises Ended when the session ends without one."""
-        self._loop.add_reader(STDIN, self._on_stdin)
+        try:
+            self._loop.add_reader(STDIN, self._on_stdin)
+        except PermissionError:  # epoll refuses regular files and /dev/null
+            self._send(self._read_file_stdin())
         if self._terminal:
             self._loop.add_signal_handler(signal.SIGWINCH, self._on_resize)
         else:
