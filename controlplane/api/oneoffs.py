@@ -69,8 +69,9 @@ def one_off_spec(body: dict, node_url: str) -> tuple[OneOff, sizes.DynoSize]:
         size = found
     timeout = bodies.integer(body.get("timeout", DEFAULT_TIMEOUT), "timeout", low=1,
                              high=MAX_TIMEOUT)
+    tty = _tty(body.get("tty"))  # checked even when detached: a typo is still a typo
     spec = OneOff(command, attach_url=node_url if attach else None,
-                  tty=_tty(body.get("tty")) if attach else None,
+                  tty=tty if attach else None,
                   env=_env(body.get("env", {})), timeout=timeout)
     return spec, size
 
@@ -104,6 +105,14 @@ async def _end(ws: web.WebSocketResponse, message: str) -> web.WebSocketResponse
     return ws
 
 
+async def _abandon(ctx, dyno_id: str, meeting: asyncio.Future) -> None:
+    """Remove a one-off dyno whose caller is gone before it started; finished even if the
+    handler is being cancelled."""
+    meeting.cancel()
+    await asyncio.gather(meeting, return_exceptions=True)
+    await asyncio.shield(ctx.store.oneoffs.abandon(dyno_id))
+
+
 @allow(Role.USER)
 async def attach_caller(request: web.Request) -> web.StreamResponse:
     """The CLI's end: frames typed before the dyno is there are held, then relayed."""
@@ -120,16 +129,17 @@ async def attach_caller(request: web.Request) -> web.StreamResponse:
     meeting = asyncio.ensure_future(ctx.rendezvous.meet(dyno.id, Side.CALLER, ws, CALLER_WAIT))
     try:
         held = await early_frames(ws, meeting)
-        if held is None:  # the caller left before its dyno came: nobody will use it
-            meeting.cancel()
-            await asyncio.gather(meeting, return_exceptions=True)
-            await ctx.store.oneoffs.abandon(dyno.id)
-            return ws
-        other = await meeting
+        other = await meeting if held is not None else None
     except AttachRefused as exc:
         return await _end(ws, str(exc))
+    except asyncio.CancelledError:  # the caller went away (a server that cancels handlers)
+        await _abandon(ctx, dyno.id, meeting)
+        raise
+    if held is None:  # the caller left before its dyno came: nobody will use the dyno
+        await _abandon(ctx, dyno.id, meeting)
+        return ws
     if other is None:
-        await ctx.store.oneoffs.abandon(dyno.id)
+        await _abandon(ctx, dyno.id, meeting)
         return await _end(ws, f"{dyno.name} did not start within {CALLER_WAIT:g} s; it was "
                               f"removed (`dynomesh ps --app {app.name}` shows whether VMs have "
                               "room)")

@@ -103,6 +103,12 @@ def test_run_round_trips_stdin_stdout_stderr_and_the_exit_status(platform, hello
     assert greeting == "Howdy" and name == STATUS.search(several.stderr).group(1)
     with_env = run(platform, hello, "-e", "GREETING=Hej;EXTRA=1", "echo $GREETING $EXTRA")
     assert with_env.stdout == "Hej 1\n"
+    # A stdin the event loop cannot watch (a file, /dev/null) is read to its end too.
+    with open(__file__, "rb") as source:
+        counted = subprocess.run(dynomesh_argv("run", "wc -c", "--app", hello),
+                                 env=platform.cli.env, stdin=source, capture_output=True,
+                                 text=True, timeout=60)
+    assert counted.stdout.strip() == str(os.path.getsize(__file__)), counted.stderr
     # Each one ran once and is gone: a one-off that exits, 0 or not, is never restarted.
     assert not [d for d in platform.api.dynos(hello) if d["type"] == "run"]
 
