@@ -191,6 +191,8 @@ class Dyno(HandOver, OneOffRun):
 
     async def _live(self, life: Life) -> Outcome:
         svc = self.services
+        if self._ran_before():
+            return self._not_again()
         try:
             if self.assignment.is_web:
                 life.port = svc.ports.allocate()
@@ -492,6 +494,8 @@ class Dyno(HandOver, OneOffRun):
             "pid": process.pid,
             "start_ticks": process.start_ticks,
             "marker": life.marker.value if life.marker else None,
+            # A successor after a crash must not run a one-off dyno again (it ran once).
+            **({"one_off": self.assignment.id} if self.is_one_off and self.assignment.id else {}),
         }
         try:
             self.services.data_dir.write_record(life.record_id(self.ref), record)

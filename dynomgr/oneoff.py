@@ -15,8 +15,9 @@ from collections import deque
 
 from dynomgr.attach import AttachFailed, AttachSession
 from dynomgr.errors import LaunchError
-from dynomgr.life import Life
+from dynomgr.life import Life, Outcome
 from dynomgr.process import exit_status
+from dynomgr.state import DynoState
 
 # The tail of a one-off dyno's output that its end report carries.
 TAIL_LINES = 40
@@ -62,6 +63,24 @@ class OneOffRun:
             return {}
         self.output_tail = self._tail.text() if self._tail is not None else ""
         return {"exit_status": self.exit_status, "output": self.output_tail}
+
+    def _ran_before(self) -> bool:
+        """A one-off dyno a crashed predecessor had launched (its record says so)."""
+        interrupted = self.services.interrupted_one_offs
+        if not self.is_one_off or self.assignment.id not in interrupted:
+            return False
+        interrupted.discard(self.assignment.id)
+        return True
+
+    def _not_again(self) -> Outcome:
+        """It ran once already, under the dyno manager that crashed: it ends here, `down`
+        without an exit status (Heroku: a one-off dyno does not outlive its host)."""
+        why = "its dyno manager stopped while it ran; a one-off dyno is not run again"
+        self._transition(DynoState.STARTING)
+        self._say(f"Not starting: {why}")
+        self._stop_reason = why
+        self._transition(DynoState.DOWN, reason=why)
+        return Outcome.STOPPED
 
     def _one_off_timeout(self, life: Life) -> float:
         """Seconds left of a one-off dyno's time limit (counted from its launch)."""

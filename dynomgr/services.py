@@ -45,3 +45,5 @@ class DynoServices:
     # Joins an attached one-off dyno's session at a URL (with the agent's token); standalone
     # agents have no control plane to join.
     attach: Callable[[str], Awaitable[AttachSession]] = _no_sessions
+    # One-off dynos (by id) a crashed predecessor had launched: they ran, and are not run again.
+    interrupted_one_offs: set[str] = field(default_factory=set)

@@ -40,3 +40,22 @@ def test_a_one_off_dyno_is_stopped_at_its_time_limit(harness):
     agent.wait_for(r"hello heroku\[run\.7\]: State changed from stopping to down")
     assert not pid_alive(pid)
     assert agent.count(r"heroku\[run\.7\]: Starting process") == 1
+
+
+def test_a_one_off_dyno_whose_agent_was_killed_is_not_run_again_by_the_next(harness):
+    slug = harness.slugs.make("web: python web.py\n")
+    harness.write(harness.dyno("run.9", slug, kind="one-off", id="d-run-9",
+                               command="echo pid $$; exec sleep 600"))
+    first = harness.start()
+    pid = int(first.wait_for(r"hello app\[run\.9\]: pid (\d+)").group(1))
+    first.proc.kill()  # SIGKILL: the one-off outlives its agent, for now
+    first.wait_exit()
+
+    second = harness.start()
+    second.wait_for(r"dynomgr: stopping hello run\.9 left running by a previous dyno manager",
+                    stream="err")
+    second.wait_for(r"hello heroku\[run\.9\]: Not starting: its dyno manager stopped while it "
+                    r"ran; a one-off dyno is not run again")
+    second.wait_for(r"hello heroku\[run\.9\]: State changed from starting to down")
+    assert not pid_alive(pid)
+    assert second.count(r"heroku\[run\.9\]: Starting process") == 0
