@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,16 +31,10 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.latency import summary  # noqa: E402
+
 from tests.conftest import dynomesh_argv  # noqa: E402
 from tests.e2e.harness import Cli, Up, copy_example, poll  # noqa: E402
-
-
-def summary(op: str, latencies: list[float]) -> dict:
-    ordered = sorted(latencies)
-    return {"op": op, "count": len(ordered),
-            "p50_ms": round(statistics.median(ordered) * 1000, 1),
-            "p90_ms": round(ordered[max(0, int(len(ordered) * 0.9) - 1)] * 1000, 1),
-            "max_ms": round(ordered[-1] * 1000, 1)}
 
 
 def timed(cli: Cli, *args: str, expect: str = "") -> float:

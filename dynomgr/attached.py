@@ -41,24 +41,17 @@ def _controlling_terminal(then: Callable[[], None] | None) -> Callable[[], None]
     return setup
 
 
-async def _readable(fd: int) -> None:
+async def _ready(fd: int, writing: bool) -> None:
+    """Wait until `fd` can be read (or written) without blocking."""
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
-    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+    add, remove = ((loop.add_writer, loop.remove_writer) if writing
+                   else (loop.add_reader, loop.remove_reader))
+    add(fd, lambda: ready.done() or ready.set_result(None))
     try:
         await ready
     finally:
-        loop.remove_reader(fd)
-
-
-async def _writable(fd: int) -> None:
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    loop.add_writer(fd, lambda: ready.done() or ready.set_result(None))
-    try:
-        await ready
-    finally:
-        loop.remove_writer(fd)
+        remove(fd)
 
 
 async def _write_all(fd: int, data: bytes) -> None:
@@ -67,7 +60,7 @@ async def _write_all(fd: int, data: bytes) -> None:
         try:
             written = os.write(fd, view)
         except BlockingIOError:
-            await _writable(fd)
+            await _ready(fd, writing=True)
             continue
         view = view[written:]
 
@@ -91,7 +84,7 @@ class AttachedProcess(DynoProcess):
 
     async def _pump_out(self, channel: int, fd: int) -> None:
         while True:
-            await _readable(fd)
+            await _ready(fd, writing=False)
             try:
                 data = os.read(fd, READ_SIZE)
             except BlockingIOError:
