@@ -77,6 +77,17 @@ def decode_event(message: aiohttp.WSMessage) -> Event | None:
     return None
 
 
+def _control_frame(message: aiohttp.WSMessage) -> dict:
+    """A text frame's JSON object; {} for anything else."""
+    if message.type is not aiohttp.WSMsgType.TEXT:
+        return {}
+    try:
+        body = json.loads(message.data)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 class AttachSession:
     """One open session: send the dyno's output and its end, receive its caller's events."""
 
@@ -100,12 +111,11 @@ class AttachSession:
         except BaseException:
             await client.close()
             raise
-        if message.type is not aiohttp.WSMsgType.TEXT or json.loads(
-                message.data).get("op") != "attached":
+        body = _control_frame(message)
+        if body.get("op") != "attached":
             await ws.close()
             await client.close()
-            why = (json.loads(message.data).get("message", "no reason given")
-                   if message.type is aiohttp.WSMsgType.TEXT else "the session closed")
+            why = body.get("message") or "the session closed"
             raise AttachFailed(f"its caller is not there: {why}")
         return cls(client, ws)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from controlplane.cli.commands.apps import app_path
@@ -14,7 +15,9 @@ from controlplane.cli.registry import command, runs
 
 UPLOAD_CHUNK = 256 * 1024
 PHASE_TAIL_LINES = 10  # of a failed release phase's output, under `releases`
-RELEASE_WAIT = 30  # seconds each wait for a release phase holds the request
+RELEASE_WAIT = 30
+# The release phase's own time limit (an hour) and some: past it, the phase never started.
+GIVE_UP_AFTER = 3600 + 300  # seconds each wait for a release phase holds the request
 
 
 @command("deploy", "pack a directory into a slug, upload it and release it",
@@ -82,7 +85,13 @@ async def wait_for_release_phase(session, name: str, release: dict, *, quiet: bo
         print(f"Running release command `{command}` for v{release['version']}...",
               file=sys.stderr, flush=True)
     path = f"{app_path(name)}/releases/{release['version']}?wait={RELEASE_WAIT}"
+    deadline = time.monotonic() + GIVE_UP_AFTER
     while release["status"] == "pending":  # each wait is bounded; the phase's time limit ends it
+        if time.monotonic() > deadline:
+            raise CliError(Exit.REFUSED, f"v{release['version']} is still pending after "
+                           f"{GIVE_UP_AFTER} s (its release phase has not run: `dynomesh ps` "
+                           "shows whether a VM has room); `dynomesh releases` shows when it "
+                           "settles")
         release = await session.api.get(path)
     if not quiet and release.get("phase_output"):
         for line in release["phase_output"].splitlines():
