@@ -117,10 +117,16 @@ def test_sigkill_of_the_control_plane_mid_deploy_keeps_routing_then_converges(pa
 
     with LoadLoop(parts.routing, app, clients=1, max_requests=30000, max_seconds=150) as load:
         load.wait_for_body(lambda body: body.startswith("one: "), count=20)
+        launched = parts.dynomgr.mark()
         cli.ok("deploy", str(gated_hello(tmp_path, "two", gate)), "--app", app)
         poll(lambda: sum(1 for d in api.dynos(app) if d["release"]["version"] == 2
                          and d["state"] == "starting" and not d["serving"]) == 2,
              "2 preboot dynos of v2 starting")
+        # `starting` is reported before the slug is fetched: wait until both processes run
+        # (held at the gate), so that no slug download meets the dead control plane.
+        for _ in range(2):
+            _, launched = parts.dynomgr.wait_line(
+                rf"{app} heroku\[web\.\d\]: Starting process with command `while", after=launched)
 
         mark = parts.router.mark()
         parts.control.proc.send_signal(signal.SIGKILL)

@@ -48,10 +48,13 @@ class Terminal:
 
     def __init__(self, platform, *argv: str, columns: int = 97, rows: int = 33) -> None:
         self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: become the CLI (exec never returns)
+        if self.pid == 0:  # the child: size its terminal, then become the CLI
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
             os.execve(dynomesh_argv()[0], dynomesh_argv(*argv), platform.cli.env)
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         self.output = b""
+
+    def resize(self, columns: int, rows: int) -> None:
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
 
     def read_until(self, pattern: bytes, timeout: float = 60.0) -> bytes:
         deadline = time.monotonic() + timeout
@@ -121,6 +124,15 @@ def test_run_on_a_terminal_gets_a_pty_of_the_callers_size_and_its_status(platfor
     term.type(b"yes\r")
     term.read_until(rb"got-yes")
     assert term.exit_status() == 4
+
+
+def test_a_resized_terminal_resizes_the_dynos(platform, hello):
+    term = Terminal(platform, "run", "trap 'stty size; exit 0' WINCH; echo rea\"\"dy; "
+                    "while :; do sleep 0.1; done", "--app", hello, columns=80, rows=24)
+    term.read_until(rb"ready")
+    term.resize(columns=120, rows=40)  # the kernel tells the CLI (SIGWINCH), which tells the dyno
+    term.read_until(rb"40 120")
+    assert term.exit_status() == 0
 
 
 def test_ctrl_c_on_a_terminal_interrupts_the_command_on_the_dyno(platform, hello):
