@@ -82,6 +82,9 @@ async def _(args, session):
     if app is not None:
         args.app = app
     text = command_line(words)
+    if args.json and not args.detached:
+        raise usage("--json goes with --detached (it prints the dyno); an attached run's "
+                    "output is the command's own")
     if args.timeout is not None and not 1 <= args.timeout <= MAX_TIMEOUT:
         raise usage(f"--timeout must be between 1 and {MAX_TIMEOUT} seconds")
     name = session.app()
