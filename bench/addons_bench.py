@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -31,18 +30,12 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.latency import summary  # noqa: E402
+
 from tests.conftest import free_port  # noqa: E402
 from tests.controlplane.harness import ControlPlane  # noqa: E402
 from tests.pgcluster import PostgresCluster, find_bindir  # noqa: E402
 from onebox.postgres import lock_down  # noqa: E402
-
-
-def summary(op: str, latencies: list[float]) -> dict:
-    ordered = sorted(latencies)
-    return {"op": op, "count": len(ordered),
-            "p50_ms": round(statistics.median(ordered) * 1000, 1),
-            "p90_ms": round(ordered[max(0, int(len(ordered) * 0.9) - 1)] * 1000, 1),
-            "max_ms": round(ordered[-1] * 1000, 1)}
 
 
 async def timed(session: aiohttp.ClientSession, method: str, path: str, expect: int,

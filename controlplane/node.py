@@ -17,6 +17,7 @@ from controlplane.addons.registry import build_registry
 from controlplane.addons.service import AddonService
 from controlplane.api import ApiContext, make_app
 from controlplane.applog import AppLog, StreamAppLog, TeeAppLog
+from controlplane.attach import Rendezvous
 from controlplane.config import ControlConfig
 from controlplane.drains.buffer import BufferLimits
 from controlplane.drains.delivery import DeliverySettings
@@ -77,7 +78,7 @@ class ControlNode:
                                   self.followers, app_log, self.node_id,
                                   self.scheduler.leading, self.logs,
                                   AddonService(store, build_registry(config.addons_database_url)),
-                                  self.drains)
+                                  self.drains, Rendezvous())
         self._tasks: list[asyncio.Task] = []
         # Set when a task of this node died of a bug: a node whose feeds or scheduler stopped
         # must not keep answering as if it were healthy; `dynomesh control` exits instead.

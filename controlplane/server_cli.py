@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                         help=f"address of the API (default {DEFAULT_LISTEN}; port 0 picks one "
                              "and prints it)")
+    parser.add_argument("--listen-flag", default="--listen", metavar="FLAG",
+                        help="the flag to name when the API's address is taken (`dynomesh up` "
+                             "passes its own, --api)")
     parser.add_argument("--database-url", default=os.environ.get("DYNOMESH_DATABASE_URL"),
                         metavar="URL", help="postgresql://user@host/db to share state between "
                         "control nodes (default $DYNOMESH_DATABASE_URL, else embedded SQLite in "
@@ -161,7 +164,7 @@ def main(argv: list[str]) -> int:
             return 1
     except OSError as exc:
         print(f"dynomesh control: cannot listen on {args.listen}: {exc.strerror or exc} "
-              "(is another control plane running? pick another port with --listen)",
+              f"(is another control plane running? pick another port with {args.listen_flag})",
               file=sys.stderr)
         return 1
     except errors.StoreError as exc:

@@ -46,6 +46,27 @@ def _usage() -> str:
     return USAGE.format(process="\n".join(lines))
 
 
+def _process_help(name: str) -> int:
+    """`dynomesh help up`: a process command's own --help (argparse exits after printing)."""
+    try:
+        return int(_load(PROCESS_COMMANDS[name][0])(["--help"]) or 0)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+def _help(rest: list[str]) -> int:
+    """`dynomesh help [COMMAND]`: every command, the platform's processes and the user ones."""
+    if rest and rest[0] in PROCESS_COMMANDS:
+        return _process_help(rest[0])
+    if not rest:
+        width = max(len(name) for name in PROCESS_COMMANDS)
+        print("Run the platform (dynomesh help COMMAND for its options):")
+        for name, (_, summary) in PROCESS_COMMANDS.items():
+            print(f"  {name:<{width}}  {summary}")
+        print()
+    return int(_load(USER_COMMANDS)(["help", *rest]) or 0)
+
+
 def _load(target: str):
     module_name, _, function = target.partition(":")
     return getattr(importlib.import_module(module_name), function)
@@ -57,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0 if args else 2
     command, rest = args[0], args[1:]
+    if command == "help":
+        return _help(rest)
     if command in PROCESS_COMMANDS:
         entry = _load(PROCESS_COMMANDS[command][0])
         return int(entry(rest) or 0)

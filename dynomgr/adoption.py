@@ -68,7 +68,9 @@ class HandOver:
         return await self._watch(life, process)
 
     async def _stop_or_detach(self, life: Life, process: WatchedProcess) -> Outcome:
-        if (not self._detaching or process.exited.done() or self.state not in KEEPABLE
+        # A one-off dyno is not handed over: its session (or its output tail) is this agent's.
+        if (not self._detaching or self.is_one_off or process.exited.done()
+                or self.state not in KEEPABLE
                 or life.start_ticks is None or life.marker is None or life.outputs is None):
             return await self._graceful_stop(life, process, self._stop_reason)
         # Recorded before letting go (no await in between, so no output is read meanwhile): a

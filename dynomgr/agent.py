@@ -297,6 +297,8 @@ class Agent:
         """Stop every process a previous agent on this data dir left running (but the kept
         dynos'), then clean up what they used."""
         svc = self.services
+        svc.interrupted_one_offs.update(record["one_off"] for record in records.values()
+                                        if isinstance(record.get("one_off"), str))
         found = {i: pids for i, pids in (await svc.markers.leftovers()).items() if i not in kept}
         for instance, record in records.items():
             pid, ticks = record.get("pid"), record.get("start_ticks")

@@ -22,7 +22,8 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Dyno ids are chosen by the control plane; anything printable and short will do.
 _DYNO_ID = re.compile(r"^[!-~]{1,128}$")
 
-KINDS = ("formation",)  # "one-off" arrives with `dynomesh run`
+KINDS = ("formation", "one-off")
+MAX_ONE_OFF_TIMEOUT = 7 * 86400
 
 
 # How a dyno is known on its VM: the control plane's dyno id when the entry has one (two
@@ -48,6 +49,17 @@ class SlugRef:
 
 
 @dataclass(frozen=True)
+class OneOffSpec:
+    """What a one-off dyno (`dynomesh run`, a release phase) runs, and how: once, its own
+    command, for at most `timeout` seconds; attached to a session at `attach`, or not."""
+
+    command: str
+    attach: str | None = None  # the control plane's URL for its session; None: output to logs
+    tty: tuple[int, int] | None = None  # (columns, rows): run it on a pseudo-terminal
+    timeout: int = 86400
+
+
+@dataclass(frozen=True)
 class Assignment:
     """One dyno this VM must run. Any difference between two assignments means a restart."""
 
@@ -63,6 +75,7 @@ class Assignment:
     id: str | None = None  # the control plane's dyno id (feed entries have one)
     # Bumped by `ps:restart`: like any other change, a new value restarts the dyno.
     restart: int = 0
+    one_off: OneOffSpec | None = None  # set for kind "one-off"
 
     @property
     def key(self) -> Key:
@@ -190,7 +203,28 @@ def parse_entry(entry: Any, supported_schemes: frozenset[str]) -> Assignment:
         kind=kind,
         id=_dyno_id(entry),
         restart=_restart(entry.get("restart", 0)),
+        one_off=_one_off(entry) if kind == "one-off" else None,
     )
+
+
+def _one_off(entry: dict) -> OneOffSpec:
+    command = entry.get("command")
+    if not isinstance(command, str) or not command.strip() or "\0" in command:
+        raise _Invalid("a one-off entry needs its command: a non-empty string")
+    attach = entry.get("attach")
+    if attach is not None and (not isinstance(attach, str)
+                               or not attach.startswith(("http://", "https://"))):
+        raise _Invalid(f"attach must be null or an http(s) URL, got {attach!r}")
+    tty = entry.get("tty")
+    if tty is not None and (not isinstance(tty, list) or len(tty) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 < v < 65536 for v in tty)):
+        raise _Invalid(f"tty must be null or [columns, rows], got {tty!r}")
+    timeout = entry.get("timeout", 86400)
+    if (not isinstance(timeout, int) or isinstance(timeout, bool)
+            or not 0 < timeout <= MAX_ONE_OFF_TIMEOUT):
+        raise _Invalid(f"timeout must be seconds between 1 and {MAX_ONE_OFF_TIMEOUT}, "
+                       f"got {timeout!r}")
+    return OneOffSpec(command, attach, tuple(tty) if tty else None, timeout)
 
 
 def _dyno_id(entry: dict) -> str | None:
@@ -271,4 +305,10 @@ def dump_assignment(assignment: Assignment) -> dict[str, Any]:
         "health_check": assignment.health_check,
         **({"id": assignment.id} if assignment.id is not None else {}),
         **({"restart": assignment.restart} if assignment.restart else {}),
+        **(_dump_one_off(assignment.one_off) if assignment.one_off else {}),
     }
+
+
+def _dump_one_off(spec: OneOffSpec) -> dict[str, Any]:
+    return {"command": spec.command, "attach": spec.attach,
+            "tty": list(spec.tty) if spec.tty else None, "timeout": spec.timeout}

@@ -23,14 +23,16 @@ from dynomesh.tasks import cancel_and_wait
 
 from dynomgr.adoption import HandOver
 from dynomgr.assignments import Assignment
+from dynomgr.attached import spawn_attached
 from dynomgr.errors import LaunchError
 from dynomgr.events import DynoRef, LogLine, StateChange
 from dynomgr.life import Life, Outcome
 from dynomgr.markers import DynoMarker, MarkerError
 from dynomgr.memory import MB, MemoryVerdict, judge, usage_text
+from dynomgr.oneoff import OneOffRun
 from dynomgr.ports import PortsExhausted
 from dynomgr.handover import KeptDyno
-from dynomgr.process import LaunchSpec, WatchedProcess, exit_text
+from dynomgr.process import LaunchSpec, WatchedProcess, exit_status, exit_text
 from dynomgr.procfile import command_of
 from dynomgr.readiness import health_check_status
 from dynomgr.restart import RestartPolicy
@@ -45,7 +47,7 @@ _OUTPUT_GRACE = 0.1
 _KILL_WAIT = 10.0
 
 
-class Dyno(HandOver):
+class Dyno(HandOver, OneOffRun):
     def __init__(self, assignment: Assignment, services: DynoServices,
                  kept: KeptDyno | None = None) -> None:
         """`kept`: adopt this dyno, left running by a previous agent, instead of launching."""
@@ -80,6 +82,7 @@ class Dyno(HandOver):
         self._kept = kept
         self._kept_record: KeptDyno | None = None  # what detach() left for the next agent
         self._detaching = False
+        self._one_off_init()
         if kept is not None:
             # It goes on in the state the previous agent reported: no transition, no restart.
             self.state, self.since, self.address = kept.state, kept.since, kept.address
@@ -112,7 +115,8 @@ class Dyno(HandOver):
         if not self._stop_requested.is_set():
             self._stop_reason = reason
             self._stop_requested.set()
-            self._say(reason)
+            if self._task is None or not self._task.done():  # (a one-off dyno may be over)
+                self._say(reason)
         if self._task is not None:
             await asyncio.shield(self._task)
 
@@ -146,6 +150,9 @@ class Dyno(HandOver):
                         self._transition(DynoState.CRASHED, reason=f"internal error: {exc!r}")
                     outcome = Outcome.CRASHED
                 if outcome in (Outcome.STOPPED, Outcome.DETACHED):
+                    break
+                if self.is_one_off:  # it could not start: it is over all the same
+                    self._stop_reason = self.reason or self._stop_reason
                     break
                 if outcome is Outcome.CYCLED:
                     continue
@@ -184,6 +191,8 @@ class Dyno(HandOver):
 
     async def _live(self, life: Life) -> Outcome:
         svc = self.services
+        if self._ran_before():
+            return self._not_again()
         try:
             if self.assignment.is_web:
                 life.port = svc.ports.allocate()
@@ -213,9 +222,14 @@ class Dyno(HandOver):
 
         self._say(f"Starting process with command `{spec.command}`")
         try:
-            process = await svc.spawner.spawn(
-                spec, self._on_output, svc.config.max_line_bytes, lambda p: self._started(life, p)
-            )
+            if life.session is not None:
+                process = await spawn_attached(spec, svc.spawner.setpriv, life.session,
+                                               self.assignment.one_off.tty,
+                                               lambda p: self._started(life, p))
+            else:
+                process = await svc.spawner.spawn(
+                    spec, self._on_output, svc.config.max_line_bytes, lambda p: self._started(life, p)
+                )
         except (OSError, subprocess.SubprocessError) as exc:
             return self._launch_failed(LaunchError(f"cannot start the process: {exc}"))
         self._write_record(life)
@@ -260,13 +274,19 @@ class Dyno(HandOver):
         if self.state is DynoState.STARTING:  # not yet marked up by the port watcher
             self._mark_up(life)
         cycle_in = None
-        if svc.config.cycling is not None:
+        if self.is_one_off:  # never cycled: its time limit ends it instead
+            cycle_in = self._one_off_timeout(life)
+        elif svc.config.cycling is not None:
             jitter = svc.rng.uniform(0, svc.config.cycling.jitter)
             cycle_in = max(0.0, life.launched + svc.config.cycling.after + jitter - svc.clock())
         if not await self._first(process.exited, self._memory_kill.wait(), timeout=cycle_in):
             return await self._stop_or_detach(life, process)
         if process.exited.done() or self._memory_kill.is_set():
             return await self._ended(life, process)
+        if self.is_one_off:
+            timeout = self.assignment.one_off.timeout
+            self._say(f"Stopping: it ran for its whole time limit ({timeout} s)")
+            return await self._graceful_stop(life, process, f"timed out after {timeout} s")
         self._say("Cycling")
         await self._graceful_stop(life, process, "Cycling")
         return Outcome.CYCLED
@@ -324,6 +344,11 @@ class Dyno(HandOver):
         # where the container is torn down), before anyone hears that it crashed.
         await self._kill_all(life, process)
         await self._all_gone(life, process, _KILL_WAIT)
+        if self.is_one_off:  # it ran: done, whatever its status (never restarted)
+            code = process.exited.result()
+            self.exit_status = None if code is None else exit_status(code)
+            self._transition(DynoState.DOWN, reason=ended)
+            return Outcome.STOPPED
         self._transition(DynoState.CRASHED, reason=ended)
         return Outcome.CRASHED
 
@@ -398,6 +423,7 @@ class Dyno(HandOver):
         svc = self.services
         if life.listening is not None:
             svc.listen.forget(life.port, life.listening)
+        await self._close_session(life)
         if life.kept:
             return  # the process, its directory, FIFO, marker and record are the next agent's
         process = life.process
@@ -431,6 +457,7 @@ class Dyno(HandOver):
 
     async def _prepare(self, life: Life) -> LaunchSpec:
         svc, a = self.services, self.assignment
+        await self._open_session(life)
         try:
             run_as = await svc.users.for_app(a.app)
         except UserError as exc:
@@ -467,6 +494,8 @@ class Dyno(HandOver):
             "pid": process.pid,
             "start_ticks": process.start_ticks,
             "marker": life.marker.value if life.marker else None,
+            # A successor after a crash must not run a one-off dyno again (it ran once).
+            **({"one_off": self.assignment.id} if self.is_one_off and self.assignment.id else {}),
         }
         try:
             self.services.data_dir.write_record(life.record_id(self.ref), record)
@@ -491,6 +520,7 @@ class Dyno(HandOver):
             reason=reason,
             error_code=code,
             restarts=self.restarts,
+            **(self._one_off_ending() if new is DynoState.DOWN else {}),
         )
         self.state, self.since = new, change.at
         self.reason, self.error_code = reason, code
@@ -506,6 +536,8 @@ class Dyno(HandOver):
         self._say(text)
 
     def _on_output(self, text: str) -> None:
+        if self._tail is not None:
+            self._tail.add(text)
         self._app_lines.inc()
         self.services.reporter.log(LogLine(self.ref, "app", text, self.services.wallclock()))
 

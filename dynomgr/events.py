@@ -36,6 +36,10 @@ class StateChange:
     reason: str | None = None  # human words: "Boot timeout", "Process exited with status 1"
     error_code: str | None = None  # Heroku error code when one applies: "R10", "R15", ...
     restarts: int = 0  # crash restarts of this dyno so far
+    # A one-off dyno's end (to `down`): its exit status (None: it did not exit by itself)
+    # and the tail of its output, which a release phase's release keeps.
+    exit_status: int | None = None
+    output: str | None = None
 
     def message(self) -> str:
         """Heroku's wording, plus the address when there is one (routers want it)."""

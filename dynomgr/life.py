@@ -7,6 +7,7 @@ import asyncio
 import enum
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dynomgr.events import DynoRef
 from dynomgr.markers import DynoMarker
@@ -36,6 +37,8 @@ class Life:
     exit_logged: bool = False
     start_ticks: int | None = None  # the process's start time (/proc/PID/stat)
     kept: bool = False  # handed over to the next agent: teardown leaves everything as it is
+    session: Any = None  # an attached one-off dyno's AttachSession (dynomgr/attach.py)
+    hang_up: asyncio.Task | None = None  # stops the dyno when its session ends
 
     def record_id(self, ref: DynoRef) -> str:
         return f"{ref.instance}-{self.number}"

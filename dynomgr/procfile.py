@@ -46,6 +46,9 @@ def command_of(assignment: Assignment, directory: Path) -> str:
     """The command of the assignment's process type, from the Procfile of its unpacked slug;
     raises `ProcessTypeError` naming the release and what is wrong."""
     a = assignment
+    if a.one_off is not None:
+        return a.one_off.command  # a one-off dyno runs its own command (the release phase's
+        # is the Procfile's `release:`, which the control plane put there)
     release = f"{a.app} v{a.release}"
     try:
         text = (directory / "Procfile").read_text(encoding="utf-8")

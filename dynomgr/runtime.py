@@ -90,6 +90,11 @@ async def run_agent(config: AgentConfig, base_env: Mapping[str, str], *,
     else:
         slugs = SlugCache(data_dir.slugs, default_fetchers())
     stdout = StdoutReporter(writer)
+    extra = {}
+    if control is not None:
+        from dynomgr.attach import AttachSession
+
+        extra["attach"] = lambda url: AttachSession.open(url, control.auth_headers())
     services = DynoServices(
         config=config,
         data_dir=data_dir,
@@ -105,6 +110,7 @@ async def run_agent(config: AgentConfig, base_env: Mapping[str, str], *,
         # needed when dynos run as other users.
         spawner=Spawner(shutil.which("setpriv", path=_SBIN_PATH) if users.per_app else None),
         rng=random.Random(),
+        **extra,
     )
     source: AssignmentSource
     if follow is not None:

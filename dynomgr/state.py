@@ -5,6 +5,7 @@
                ▼  │        ▼
              crashed ◀─────┘          any of starting/up ──▶ stopping ──▶ down
                │                      crashed ──▶ down (stopped while waiting to restart)
+               │                      starting/up ──▶ down (a one-off dyno's command exited)
                └──▶ starting
 
 `starting` covers fetching the slug, unpacking it and booting; `up` means routable (a web dyno's
@@ -32,8 +33,9 @@ _S = DynoState
 
 TRANSITIONS: dict[DynoState, frozenset[DynoState]] = {
     _S.DOWN: frozenset({_S.STARTING}),
-    _S.STARTING: frozenset({_S.UP, _S.CRASHED, _S.STOPPING}),
-    _S.UP: frozenset({_S.CRASHED, _S.STOPPING}),
+    # starting/up -> down: a one-off dyno's command exited (it is never restarted).
+    _S.STARTING: frozenset({_S.UP, _S.CRASHED, _S.STOPPING, _S.DOWN}),
+    _S.UP: frozenset({_S.CRASHED, _S.STOPPING, _S.DOWN}),
     _S.CRASHED: frozenset({_S.STARTING, _S.DOWN}),
     _S.STOPPING: frozenset({_S.DOWN}),
 }

@@ -138,7 +138,8 @@ class Platform:
         control_env = dict(self._env, **({ADDONS_URL_ENV: addons_url} if addons_url else {}))
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
             control = await self._launch("control", [
-                "control", "--listen", str(config.api), "--home", str(config.home),
+                "control", "--listen", str(config.api), "--listen-flag=--api",
+                "--home", str(config.home),
                 "--base-domain", config.base_domain, "--router-port", str(config.http.port),
                 *config.slug_store_args()],
                 env=control_env)

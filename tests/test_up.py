@@ -149,6 +149,7 @@ def test_a_part_that_cannot_start_stops_the_others_and_fails(home, runs):
         text = "\n".join(up.lines)
         assert "cannot start: control exited with status 1 before it was ready" in text
         assert "cannot listen on 127.0.0.1:" in text
+        assert "pick another port with --api" in text  # up's own flag, not control's --listen
         assert not any(alive(pid) for pid in up.pids().values())
     finally:
         blocker.terminate()

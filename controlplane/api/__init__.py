@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controlplane.api import addons, apps, drains, dynos, feeds, logs, releases, tokens, vms
+from controlplane.api import (addons, apps, drains, dynos, feeds, logs, oneoffs, releases,
+                              tokens, vms)
 from controlplane.api.auth import auth_middleware
 from controlplane.api.bodies import MAX_REPORT_BYTES
 from controlplane.api.context import CONTEXT, ApiContext
@@ -55,6 +56,9 @@ def make_app(context: ApiContext) -> web.Application:
         web.get(_APP + "/addons/{addon}", addons.get_addon),
         web.delete(_APP + "/addons/{addon}", addons.destroy_addon),
         web.get(_APP + "/dynos", dynos.list_dynos),
+        web.post(_APP + "/dynos", oneoffs.create_one_off),
+        web.get(_APP + "/dynos/{dyno}/attach", oneoffs.attach_caller),
+        web.get("/vms/{vm}/dynos/{dyno}/attach", oneoffs.attach_dyno),
         web.delete(_APP + "/dynos", dynos.restart_all),
         web.get(_APP + "/dynos/{dyno}", dynos.get_dyno),
         web.delete(_APP + "/dynos/{dyno}", dynos.restart_dyno),

@@ -79,11 +79,24 @@ async def list_releases(request: web.Request) -> web.Response:
     return web.json_response([render.release(app, r) for r in releases])
 
 
+MAX_WAIT = 60  # seconds a `?wait=` may hold the request (the CLI asks again)
+
+
 @allow(Role.USER)
 async def get_release(request: web.Request) -> web.Response:
+    """`?wait=S` holds the answer while the release is `pending` (its release phase runs), up
+    to S seconds: `deploy` waits this way for the release to go live or fail."""
     ctx = context(request)
     app = await ctx.store.apps.get(request.match_info["app"])
-    release = await ctx.store.releases.get(app.id, request.match_info["release"])
+    ref = request.match_info["release"]
+    wait = request.query.get("wait")
+    if wait is None:
+        release = await ctx.store.releases.get(app.id, ref)
+    else:
+        if not wait.isdigit():
+            raise invalid("'wait' must be a whole number of seconds")
+        seconds = bodies.integer(int(wait), "wait", low=0, high=MAX_WAIT)
+        release = await ctx.store.releases.settled(app.id, ref, timeout=seconds)
     return web.json_response(render.release(app, release))
 
 

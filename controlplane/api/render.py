@@ -28,6 +28,7 @@ def release(app: App, release: Release) -> dict[str, Any]:
             "status": release.status.value, "current": release.current,
             "slug": {"id": release.slug_id} if release.slug_id else None,
             "process_types": release.process_types, "app": app_ref(app),
+            "release_phase": release.has_release_phase, "phase_output": release.phase_output,
             "created_at": release.created_at, "updated_at": release.updated_at}
 
 
@@ -91,7 +92,19 @@ def dyno(app: App, dyno: Dyno) -> dict[str, Any]:
             "vm": dyno.vm_id, "address": dyno.address, "restarts": dyno.restarts,
             "reason": dyno.reason, "error_code": dyno.error_code, "serving": dyno.serving,
             "taking_out": dyno.take_out.value if dyno.take_out else None,
-            "restart_generation": dyno.restart_generation, "created_at": dyno.created_at}
+            "restart_generation": dyno.restart_generation, "created_at": dyno.created_at,
+            "one_off": one_off(dyno)}
+
+
+def one_off(dyno: Dyno) -> dict[str, Any] | None:
+    """A one-off dyno's command and how it runs; None for a formation dyno. Its extra env
+    is shown by name only (it may carry a secret, like config vars)."""
+    spec = dyno.one_off
+    if spec is None:
+        return None
+    return {"command": spec.command, "attached": spec.attach_url is not None,
+            "tty": spec.tty is not None, "env": sorted(spec.env), "timeout": spec.timeout,
+            "release_phase": spec.release_phase}
 
 
 def vm(usage: VmUsage, now: float) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from controlplane.api.errors import ApiError, invalid
 from controlplane.store.models import ObservedReport, ObservedState, Role, VmRegistration
 
 MAX_DYNOS_PER_REPORT = 10_000
+MAX_OUTPUT = 8000  # the tail of a one-off dyno's output that its end carries
 _STATES = ", ".join(s.value for s in ObservedState)
 
 
@@ -69,13 +70,20 @@ def observed(item: Any, where: str) -> ObservedReport:
     if release is not None and (isinstance(release, bool) or not isinstance(release, int)
                                 or release < 1):
         raise invalid(f"{where}.release must be a release version (a whole number >= 1)")
+    exit_status = item.get("exit_status")
+    if exit_status is not None and (isinstance(exit_status, bool)
+                                    or not isinstance(exit_status, int)
+                                    or not 0 <= exit_status <= 255):
+        raise invalid(f"{where}.exit_status must be a one-off dyno's exit status (0 to 255) "
+                      "or null")
     address = _optional_text(item, "address", where, 300)
     if address is not None and ":" not in address:
         raise invalid(f"{where}.address must be host:port")
     return ObservedReport(
         id=dyno_id, state=state, since=float(since), address=address, restarts=restarts,
         reason=_optional_text(item, "reason", where, 500),
-        error_code=_optional_text(item, "error_code", where, 16), release=release)
+        error_code=_optional_text(item, "error_code", where, 16), release=release,
+        exit_status=exit_status, output=_optional_text(item, "output", where, MAX_OUTPUT))
 
 
 def _observed_list(body: dict, field: str) -> list[ObservedReport]:

@@ -65,6 +65,22 @@ class ApiClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._unavailable(exc) from exc
 
+    @contextlib.asynccontextmanager
+    async def websocket(self, url: str) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+        """A WebSocket to `url` (on the control plane) with this client's token; failing to
+        open it raises CliError as `call` does."""
+        try:
+            ws = await self._session.ws_connect(url, heartbeat=30.0,
+                                                max_msg_size=4 * 1024 * 1024)
+        except aiohttp.WSServerHandshakeError as exc:
+            raise _failure(exc.status, None, exc.message) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            yield ws
+        finally:
+            await ws.close()
+
     def _unavailable(self, exc: Exception) -> CliError:
         if isinstance(exc, aiohttp.ClientConnectorError):
             return CliError(Exit.UNAVAILABLE, (

@@ -19,6 +19,22 @@ def slug_url(base_url: str, slug_id: str) -> str:
     return f"{base_url.rstrip('/')}/slugs/{slug_id}/download"
 
 
+def attach_url(node_url: str, vm_id: str, dyno_id: str) -> str:
+    """Where a one-off dyno's dyno manager joins its caller's session (docs/attach.md)."""
+    return f"{node_url.rstrip('/')}/vms/{vm_id}/dynos/{dyno_id}/attach"
+
+
+def _one_off_fields(assignment: Assignment) -> dict[str, Any]:
+    dyno, spec = assignment.dyno, assignment.dyno.one_off
+    if spec is None:
+        return {"kind": "formation", "env": assignment.config}
+    attach = (attach_url(spec.attach_url, dyno.vm_id, dyno.id)
+              if spec.attach_url is not None and dyno.vm_id is not None else None)
+    return {"kind": "one-off", "env": {**assignment.config, **spec.env},
+            "command": spec.command, "attach": attach,
+            "tty": list(spec.tty) if spec.tty else None, "timeout": spec.timeout}
+
+
 def assignment_entries(assignments: Iterable[Assignment],
                        base_url: str) -> dict[str, dict[str, Any]]:
     """dyno id -> its assignment entry; `base_url` is where dyno managers fetch slugs."""
@@ -31,10 +47,10 @@ def assignment_entries(assignments: Iterable[Assignment],
                       dyno.name, assignment.app_name, dyno.release)
             continue
         entries[dyno.id] = {
-            "id": dyno.id, "kind": "formation", "app": assignment.app_name, "name": dyno.name,
+            "id": dyno.id, "app": assignment.app_name, "name": dyno.name,
             "type": dyno.type, "release": dyno.release,
             "slug": {"url": slug_url(base_url, assignment.slug_id),
                      "sha256": assignment.checksum.removeprefix("sha256:")},
-            "env": assignment.config, "memory_mb": dyno.memory_mb,
-            "health_check": None, "restart": dyno.restart_generation}
+            "memory_mb": dyno.memory_mb, "health_check": None,
+            "restart": dyno.restart_generation, **_one_off_fields(assignment)}
     return entries

@@ -12,6 +12,8 @@ transaction. What it decides, per process type with quantity Q of release R at s
   change. Any other dyno is removed at once.
 - A number whose old web dyno is still being taken out stays taken until that dyno is gone, so
   the replacement never runs beside it (without preboot, `web.1` runs once at a time).
+- One-off dynos (`dynomesh run`, release phases) are no formation's: the planner leaves them
+  alone (controlplane/store/oneoffs.py places and ends them).
 - With the `preboot` feature, while serving web dynos run an older release or size, the new
   dynos start beside them without serving; once every one of them is up, one step makes them
   serve and takes the old ones out: the route entry switches in one revision.
@@ -94,6 +96,8 @@ def plan_app(app: AppSpec, dynos: Sequence[Dyno]) -> list[Action]:
     actions: list[Action] = []
     by_type: dict[str, list[Dyno]] = {}
     for dyno in dynos:
+        if dyno.one_off is not None:
+            continue
         by_type.setdefault(dyno.type, []).append(dyno)
     for type_ in sorted(set(by_type) | set(app.processes)):
         spec = app.processes.get(type_) if app.release is not None else None

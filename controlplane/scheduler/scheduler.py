@@ -226,6 +226,9 @@ class FormationScheduler:
             if dyno.take_out is TakeOut.STOP:
                 await fleet.remove(dyno, app_name)
                 continue
+            if dyno.one_off is not None:  # its session and its work were on that VM
+                await fleet.end_one_off(dyno, app_name, f"its VM {vm.id} was lost")
+                continue
             target = await rooms.place(DynoRequest.for_dyno(dyno))
             await fleet.place(dyno, app_name, target)
             if target is None:

@@ -94,9 +94,13 @@ class DynoStore:
         async with self._db.write() as tx:
             app, dynos = await _targets(tx, ident, target)
             now = self._clock()
+            if target is not None and any(d.one_off for d in dynos if d.name == target):
+                raise errors.Invalid(f"{target} is a one-off dyno: it runs its command once "
+                                     f"and is never restarted; `dynomesh ps:stop {target}` "
+                                     "stops it")
             for dyno in dynos:
-                if dyno.take_out is not None:
-                    continue  # already leaving or restarting
+                if dyno.take_out is not None or dyno.one_off is not None:
+                    continue  # already leaving or restarting; one-offs run once
                 if dyno.routable:
                     await start_take_out(tx, dyno, app.name, TakeOut.RESTART, now)
                 else:
@@ -104,14 +108,20 @@ class DynoStore:
             return DynoListing(app, await _reread(tx, dynos))
 
     async def stop(self, ident: str, target: str) -> DynoListing:
-        """Stop a dyno (`web.2`) or a process type's dynos; the scheduler starts replacements."""
+        """Stop a dyno (`web.2`) or a process type's dynos; the scheduler starts replacements
+        of formation dynos. A one-off dyno is removed (its dyno manager stops it)."""
         async with self._db.write() as tx:
             app, dynos = await _targets(tx, ident, target)
             now = self._clock()
             for dyno in dynos:
                 if dyno.take_out is TakeOut.STOP:
                     continue
-                if dyno.take_out is TakeOut.RESTART or dyno.routable:
+                if dyno.one_off is not None:
+                    # Ended here, not replaced: a release phase stopped fails its release.
+                    from controlplane.store.oneoffs import finish  # it imports this module
+                    await finish(tx, dyno, app.name, exit_status=None, output=None,
+                                 reason=f"{dyno.name} was stopped by ps:stop")
+                elif dyno.take_out is TakeOut.RESTART or dyno.routable:
                     await start_take_out(tx, dyno, app.name, TakeOut.STOP, now)
                 else:
                     await remove_now(tx, dyno, app.name)

@@ -23,6 +23,7 @@ from controlplane.store.dynos import with_app_name
 from controlplane.store.models import (AppSpec, Dyno, NewDyno, NodeProgress, ProcessSpec,
                                        TakeOut, Vm, VmLoad, now_iso)
 from controlplane.store.nodes import check_epoch, other_nodes
+from controlplane.store.oneoffs import finish
 from controlplane.store.releases import runnable_versions
 from controlplane.store.revision import Feed
 from controlplane.store.vms import all_vms, vm_loads
@@ -169,6 +170,11 @@ class FleetPass:
     async def restart(self, dyno: Dyno, app_name: str) -> None:
         """Bump the dyno's restart generation: its dyno manager restarts it."""
         await restart_now(self._tx, dyno, app_name)
+
+    async def end_one_off(self, dyno: Dyno, app_name: str, reason: str) -> None:
+        """A one-off dyno that cannot go on (its VM was lost): removed, not placed elsewhere;
+        a release phase fails its release."""
+        await finish(self._tx, dyno, app_name, exit_status=None, output=None, reason=reason)
 
     async def remove(self, dyno: Dyno, app_name: str) -> None:
         """Delete the dyno: its VM's assignments drop it."""

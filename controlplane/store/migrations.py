@@ -67,6 +67,23 @@ ADDON_LOCATION_MIGRATION = Migration(6, "add-ons: the server each add-on's resou
     "ALTER TABLE addons ADD COLUMN location TEXT",
 ))
 
+# Number 7 is another branch's (the builds), written in parallel with 8 below; until the two
+# merge, this stands in for it so that versions stay dense. The merge replaces it with the real
+# migration 7 (a database migrated on this branch alone records 7 as applied: recreate it).
+RESERVED_MIGRATION = Migration(7, "reserved for the builds' migration", ())
+
+# One-off dynos (`dynomesh run`, the release phase) and the release phase's result. `one_off`
+# is NULL for a formation dyno, else JSON: the command, where its attached session waits
+# (the control node's URL, NULL when detached), its terminal size, extra env, its time limit
+# and whether it is a release's release phase (controlplane/store/models.py, `OneOff`).
+# `phase_output` keeps the tail of a release phase's output, shown by `releases`. The
+# `release` process type was once an ordinary formation entry; it never is again.
+ONE_OFF_MIGRATION = Migration(8, "one-off dynos and the release phase", (
+    "ALTER TABLE dynos ADD COLUMN one_off TEXT",
+    "ALTER TABLE releases ADD COLUMN phase_output TEXT",
+    "DELETE FROM formation WHERE type = 'release'",
+))
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "revision counter, change log, apps, slugs, releases, config, formation, "
                  "domains, features, tokens", (
@@ -258,6 +275,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             CHECK ((owner IS NULL) = (lease_until IS NULL)))""",
     )),
     ADDON_LOCATION_MIGRATION,
+    RESERVED_MIGRATION,
+    ONE_OFF_MIGRATION,
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -14,6 +14,13 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# The Procfile's `release` type is the release phase's command (Heroku's): it runs once per
+# release in a one-off dyno before the release goes live, and is never part of the formation.
+RELEASE_PHASE = "release"
+# What a one-off dyno started by `dynomesh run` is named after: run.1, run.2, ...
+RUN_TYPE = "run"
+
+
 class ReleaseStatus(str, enum.Enum):
     """A release starts `pending` while a build or release phase gates it, then settles."""
 
@@ -82,6 +89,11 @@ class Release:
     updated_at: str
     current: bool = False
     process_types: dict[str, str] = field(default_factory=dict)
+    phase_output: str | None = None  # the tail of its release phase's output, once it ran
+
+    @property
+    def has_release_phase(self) -> bool:
+        return RELEASE_PHASE in self.process_types
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], *, current_version: int | None) -> "Release":
@@ -90,7 +102,8 @@ class Release:
                    row["description"], ReleaseStatus(row["status"]), json.loads(row["config"]),
                    row["created_at"], row["updated_at"],
                    current=int(row["version"]) == current_version,
-                   process_types=json.loads(types) if types else {})
+                   process_types=json.loads(types) if types else {},
+                   phase_output=row.get("phase_output"))
 
 
 @dataclass(frozen=True)
@@ -248,6 +261,32 @@ class Vm:
 
 
 @dataclass(frozen=True)
+class OneOff:
+    """What makes a dyno one-off (`dynomesh run`, a release phase): it runs its own command
+    once, is never restarted, and is removed when it exits."""
+
+    command: str
+    attach_url: str | None = None  # the control node its session waits on; None: detached
+    tty: tuple[int, int] | None = None  # (columns, rows) of the caller's terminal, if any
+    env: Mapping[str, str] = field(default_factory=dict)  # over the release's config vars
+    timeout: int = 86400  # seconds from launch; then it is stopped
+    release_phase: bool = False  # the release phase of its release
+
+    def to_json(self) -> str:
+        return json.dumps({"command": self.command, "attach_url": self.attach_url,
+                           "tty": list(self.tty) if self.tty else None, "env": dict(self.env),
+                           "timeout": self.timeout, "release_phase": self.release_phase},
+                          sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "OneOff":
+        data = json.loads(text)
+        tty = data.get("tty")
+        return cls(data["command"], data.get("attach_url"), tuple(tty) if tty else None,
+                   data.get("env") or {}, int(data["timeout"]), bool(data.get("release_phase")))
+
+
+@dataclass(frozen=True)
 class Dyno:
     """One dyno as the control plane holds it: what it should be, and what was last seen."""
 
@@ -271,6 +310,7 @@ class Dyno:
     reason: str | None
     error_code: str | None
     created_at: str
+    one_off: OneOff | None = None  # None: a dyno of the formation
 
     @property
     def name(self) -> str:
@@ -299,7 +339,8 @@ class Dyno:
                    optional("take_out", TakeOut), optional("take_out_revision", int),
                    optional("take_out_at", float), optional("state", ObservedState),
                    row["address"], optional("state_since", float), int(row["restarts"]),
-                   row["reason"], row["error_code"], row["created_at"])
+                   row["reason"], row["error_code"], row["created_at"],
+                   optional("one_off", OneOff.from_json))
 
 
 @dataclass(frozen=True)
@@ -314,6 +355,10 @@ class ObservedReport:
     reason: str | None = None
     error_code: str | None = None
     release: int | None = None  # the release the reported process runs, when given
+    # A one-off dyno's end: its command's exit status (None: killed, timed out, never ran)
+    # and the tail of its output (a release phase's, shown by `releases`).
+    exit_status: int | None = None
+    output: str | None = None
 
 
 @dataclass(frozen=True)

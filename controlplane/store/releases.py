@@ -8,6 +8,7 @@ formation entries exist.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -16,8 +17,12 @@ from controlplane import sizes
 from controlplane.store import errors
 from controlplane.store.apps import require_app, touch_routes
 from controlplane.store.database import Database, Transaction, fetch_for
-from controlplane.store.models import (App, FormationEntry, FormationUpdate, Release,
-                                       ReleaseStatus, Scaled, Slug, now_iso)
+from controlplane.store.models import (RELEASE_PHASE, App, FormationEntry, FormationUpdate,
+                                       OneOff, Release, ReleaseStatus, Scaled, Slug, now_iso)
+from controlplane.store.oneoffs import create_one_off
+
+# A release phase that runs longer fails its release (ours: long enough for a big migration).
+RELEASE_PHASE_TIMEOUT = 3600
 
 _RELEASE_COLUMNS = ("SELECT releases.*, slugs.process_types FROM releases "
                     "LEFT JOIN slugs ON slugs.id = releases.slug_id ")
@@ -95,8 +100,10 @@ async def _sync_formation(tx: Transaction, app: App, process_types: Mapping[str,
     """Make formation entries match the current release's process types.
 
     New types start at 0 dynos, except `web`, which starts at 1 (Heroku scales web to one dyno
-    on the first deploy); existing types keep their quantity and size.
+    on the first deploy); existing types keep their quantity and size. `release` is the release
+    phase's command, never a formation entry.
     """
+    process_types = {t: c for t, c in process_types.items() if t != RELEASE_PHASE}
     existing = {r["type"] for r in
                 await tx.fetch("SELECT type FROM formation WHERE app_id = $1", app.id)}
     now = now_iso()
@@ -110,9 +117,25 @@ async def _sync_formation(tx: Transaction, app: App, process_types: Mapping[str,
         await tx.execute("DELETE FROM formation WHERE app_id = $1 AND type = $2", app.id, type_)
 
 
+async def went_live(tx: Transaction, app: App, version: int) -> None:
+    """Release `version` just succeeded: if it is now the current one, its process types
+    decide the formation."""
+    if await current_version(tx, app) == version:
+        release = await _require_release(tx, app, version)
+        if release.slug_id:
+            await _sync_formation(tx, app, release.process_types)
+
+
 async def _insert_release(tx: Transaction, app: App, *, slug: Slug | None,
                           config: Mapping[str, str], description: str,
-                          status: ReleaseStatus) -> Release:
+                          status: ReleaseStatus, release_phase: bool = False) -> Release:
+    """A new release; with `release_phase` and a slug whose Procfile has `release:`, it is
+    `pending` and its release phase starts (a one-off dyno, in this same transaction, so a
+    crash never leaves a pending release without its release phase)."""
+    phase = (release_phase and status is ReleaseStatus.SUCCEEDED and slug is not None
+             and RELEASE_PHASE in slug.process_types)
+    if phase:
+        status = ReleaseStatus.PENDING
     version = int(await tx.fetchval(
         "SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app_id = $1", app.id))
     now = now_iso()
@@ -124,6 +147,12 @@ async def _insert_release(tx: Transaction, app: App, *, slug: Slug | None,
         json.dumps(dict(config), sort_keys=True), now, now)
     if status is ReleaseStatus.SUCCEEDED and slug is not None:
         await _sync_formation(tx, app, slug.process_types)
+    if phase:
+        await create_one_off(
+            tx, app, type_=RELEASE_PHASE, release=version, size=sizes.DEFAULT_SIZE,
+            memory_mb=sizes.SIZES[sizes.DEFAULT_SIZE].memory_mb,
+            spec=OneOff(slug.process_types[RELEASE_PHASE], timeout=RELEASE_PHASE_TIMEOUT,
+                        release_phase=True))
     await touch_routes(tx, app)
     return await _require_release(tx, app, version)
 
@@ -223,7 +252,7 @@ class ReleaseStore:
             slug = await _require_slug(tx, app, slug_id)
             text = description or f"Deploy {slug.checksum.removeprefix('sha256:')[:8]}"
             return await _insert_release(tx, app, slug=slug, config=await config_vars(tx, app),
-                                         description=text, status=status)
+                                         description=text, status=status, release_phase=True)
 
     async def rollback(self, ident: str, target: str | int) -> Release:
         """A new release with the slug and config vars of release `target`."""
@@ -251,7 +280,7 @@ class ReleaseStore:
             slug = await _require_slug(tx, app, old.slug_id) if old.slug_id else None
             return await _insert_release(tx, app, slug=slug, config=config,
                                          description=f"Rollback to v{old.version}",
-                                         status=ReleaseStatus.SUCCEEDED)
+                                         status=ReleaseStatus.SUCCEEDED, release_phase=True)
 
     async def set_status(self, ident: str, ref: str | int, status: ReleaseStatus) -> Release:
         """Settle a pending release (its build or release phase finished)."""
@@ -265,16 +294,29 @@ class ReleaseStore:
                                      f"it cannot become {status.value}")
             await tx.execute("UPDATE releases SET status = $1, updated_at = $2 WHERE id = $3",
                              status.value, now_iso(), release.id)
-            if status is ReleaseStatus.SUCCEEDED and release.slug_id:
-                current = await current_version(tx, app)
-                if current == release.version:
-                    await _sync_formation(tx, app, release.process_types)
+            if status is ReleaseStatus.SUCCEEDED:
+                await went_live(tx, app, release.version)
             await touch_routes(tx, app)
             return await _require_release(tx, app, release.version)
 
     async def get(self, ident: str, ref: str | int) -> Release:
         async with self._db.read() as tx:
             return await _require_release(tx, await require_app(tx, ident), ref)
+
+    async def settled(self, ident: str, ref: str | int, *, timeout: float) -> Release:
+        """The release once it is no longer `pending` (its release phase ended), or as it is
+        after `timeout` seconds. Woken by commits (the revision signal), not by polling."""
+        signal = self._db.signal
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    seen = signal.revision
+                    release = await self.get(ident, ref)
+                    if release.status is not ReleaseStatus.PENDING:
+                        return release
+                    await signal.wait_beyond(seen)
+        except TimeoutError:
+            return await self.get(ident, ref)
 
     async def current(self, ident: str) -> Release | None:
         async with self._db.read() as tx:
@@ -317,7 +359,8 @@ class ReleaseStore:
     async def _formation(tx: Transaction, app: App) -> list[FormationEntry]:
         release = await current_release(tx, app)
         commands = release.process_types if release else {}
-        rows = await tx.fetch("SELECT * FROM formation WHERE app_id = $1 ORDER BY type", app.id)
+        rows = await tx.fetch("SELECT * FROM formation WHERE app_id = $1 AND type != $2 "
+                              "ORDER BY type", app.id, RELEASE_PHASE)
         return [FormationEntry(app.id, r["type"], int(r["quantity"]), r["size"],
                                commands.get(r["type"], ""), r["updated_at"]) for r in rows]
 
@@ -326,6 +369,11 @@ class ReleaseStore:
         Return the formation after it, and whether the batch changed anything."""
         async with self._db.write() as tx:
             app = await require_app(tx, ident)
+            if any(update.type == RELEASE_PHASE for update in updates):
+                raise errors.Invalid(
+                    "`release` is the release phase's command: it runs once for each new "
+                    "release, before the release goes live, and is never scaled. Scale "
+                    "another process type, or run it by hand with `dynomesh run`")
             entries = {e.type: e for e in await self._formation(tx, app)}
             if not entries:
                 raise errors.NotFound(f"app {app.name!r} has no process types yet: deploy a "

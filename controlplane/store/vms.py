@@ -18,8 +18,9 @@ from dataclasses import dataclass, replace
 from controlplane.store import errors
 from controlplane.store.database import Database, Transaction, placeholders
 from controlplane.store.dynos import WITH_APP_NAME, with_app_name
-from controlplane.store.models import (ObservedReport, Vm, VmLoad, VmRegistration, VmState,
-                                       now_iso)
+from controlplane.store.models import (ObservedReport, ObservedState, Vm, VmLoad,
+                                       VmRegistration, VmState, now_iso)
+from controlplane.store.oneoffs import finish
 from controlplane.store.revision import Feed
 
 
@@ -104,6 +105,13 @@ async def apply_reports(tx: Transaction, vm_id: str,
         if (dyno.vm_id != vm_id or (report.release is not None and report.release != dyno.release)
                 or (dyno.state_since is not None and report.since <= dyno.state_since)):
             ignored += 1
+            continue
+        if dyno.one_off is not None and report.state is ObservedState.DOWN:
+            # A one-off dyno is down once: it ran (a release phase settles its release here).
+            await finish(tx, dyno, app_name, exit_status=report.exit_status,
+                         output=report.output, reason=report.reason)
+            del known[dyno.id]
+            applied += 1
             continue
         after = replace(dyno, state=report.state, address=report.address,
                         state_since=report.since, restarts=report.restarts,

@@ -17,7 +17,8 @@ EXAMPLE_PATHS = {"app": "hello", "addon": "postgresql-1a2b3c", "hostname": "www.
 # Endpoints for routers and dyno managers (and users): their roles are tested in test_feeds.py
 # and test_logs.py.
 FLEET_PATHS = {"/feeds/routes", "/feeds/assignments", "/slugs/s/download", "/vms/vm-1",
-               "/vms/vm-1/heartbeat", "/vms/vm-1/states", "/logs"}
+               "/vms/vm-1/heartbeat", "/vms/vm-1/states", "/logs",
+               "/vms/vm-1/dynos/web.1/attach"}
 
 
 def routes(api):

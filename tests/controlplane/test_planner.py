@@ -174,3 +174,15 @@ def test_preboot_leaves_workers_to_restart_in_place():
     dynos = [dyno("web.1"), dyno("worker.1")]
     assert kinds(plan_app(app(release=2, web=1, worker=1, preboot=True), dynos)) == [
         "create web.1 preboot", "rerelease worker.1 v2"]
+
+
+def test_one_off_dynos_are_no_formation_s_and_are_left_alone():
+    from dataclasses import replace
+
+    from controlplane.store.models import OneOff
+
+    run = replace(dyno("run.4821", release=1), one_off=OneOff("bash"))
+    phase = replace(dyno("release.1234", release=2), one_off=OneOff("migrate",
+                                                                    release_phase=True))
+    assert plan_app(app(web=1), [dyno("web.1"), run, phase]) == []
+    assert kinds(plan_app(app(release=None), [run])) == []  # even with nothing to run

@@ -104,13 +104,13 @@ def test_bad_entries_in_the_file_are_one_line_each_and_the_rest_run(harness):
     slug = harness.slugs.make("web: python web.py\n")
     harness.write(
         harness.dyno("web.1", slug),
-        harness.dyno("web.2", slug, kind="one-off"),
+        harness.dyno("web.2", slug, kind="batch"),
         harness.dyno("web.3", dict(slug, url="s3://bucket/slug.tgz")),
         {"name": "web.4"},
     )
     agent = harness.start()
     agent.wait_up("web.1")
-    agent.wait_for(r"dynomgr: error: assignments file \S+: dynos\[1\] \(hello web\.2\): unknown kind 'one-off'", stream="err")
+    agent.wait_for(r"dynomgr: error: assignments file \S+: dynos\[1\] \(hello web\.2\): unknown kind 'batch'", stream="err")
     agent.wait_for(r"dynomgr: error: assignments file \S+: dynos\[2\] \(hello web\.3\): slug url scheme s3:// is not supported", stream="err")
     agent.wait_for(r"dynomgr: error: assignments file \S+: dynos\[3\]: app must be a non-empty string", stream="err")
     assert set(agent.dynos()) == {"hello web.1"}

@@ -75,7 +75,9 @@ def test_the_same_slug_from_another_control_node_is_no_change():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"kind": "one-off"}, "unknown kind 'one-off'"),
+        ({"kind": "batch"}, "unknown kind 'batch'"),
+        ({"kind": "one-off"}, "a one-off entry needs its command"),
+        ({"kind": "one-off", "command": "ls", "timeout": 0}, "timeout must be seconds"),
         ({"app": "Hello"}, "app 'Hello' is not a valid app name"),
         ({"type": "we b"}, "type 'we b' is not a valid process type"),
         ({"name": "worker.1"}, "name 'worker.1' must be <type>.<number>, like web.1"),

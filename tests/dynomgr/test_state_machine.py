@@ -20,6 +20,8 @@ ALLOWED = {
     (S.CRASHED, S.STARTING),
     (S.CRASHED, S.DOWN),
     (S.STOPPING, S.DOWN),
+    (S.STARTING, S.DOWN),  # a one-off dyno's command exited
+    (S.UP, S.DOWN),
 }
 
 

@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import signal
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -116,10 +117,16 @@ def test_sigkill_of_the_control_plane_mid_deploy_keeps_routing_then_converges(pa
 
     with LoadLoop(parts.routing, app, clients=1, max_requests=30000, max_seconds=150) as load:
         load.wait_for_body(lambda body: body.startswith("one: "), count=20)
+        launched = parts.dynomgr.mark()
         cli.ok("deploy", str(gated_hello(tmp_path, "two", gate)), "--app", app)
         poll(lambda: sum(1 for d in api.dynos(app) if d["release"]["version"] == 2
                          and d["state"] == "starting" and not d["serving"]) == 2,
              "2 preboot dynos of v2 starting")
+        # `starting` is reported before the slug is fetched: wait until both processes run
+        # (held at the gate), so that no slug download meets the dead control plane.
+        for _ in range(2):
+            _, launched = parts.dynomgr.wait_line(
+                rf"{app} heroku\[web\.\d\]: Starting process with command `while", after=launched)
 
         mark = parts.router.mark()
         parts.control.proc.send_signal(signal.SIGKILL)
@@ -163,3 +170,43 @@ def test_sigkill_of_the_control_plane_mid_deploy_keeps_routing_then_converges(pa
     assert all(text.startswith("two: Hello from web.") for text in answers), answers
     ps = cli.ok("ps", "--app", app)
     assert len(re.findall(r"^web\.\d +up +.* v2 ", ps, re.M)) == 2, ps
+
+
+def test_a_release_phase_outlives_a_control_plane_crash_and_settles_its_release(parts,
+                                                                                tmp_path):
+    """docs/attach.md: the pending release and its release phase are committed together; the
+    dyno manager runs it on while the control plane is away and reports its end on return."""
+    cli, api = parts.cli, parts.api
+    app = "e2e-phase-outage"
+    cli.ok("apps:create", app, "--no-link")
+    cli.ok("deploy", str(hello_variant(tmp_path, "one")), "--app", app)
+    poll(lambda: web_up(api.dynos(app), 1, release=1), "web.1 up on v1")
+    gate = parts.home / "phase-gate"
+    source = hello_variant(tmp_path, "two")
+    (source / "Procfile").write_text(
+        "web: python3 web.py\n"
+        f"release: while [ ! -e {gate} ]; do sleep 0.05; done; echo migrated\n")
+    deploy = subprocess.Popen(dynomesh_argv("deploy", str(source), "--app", app),
+                              env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        phase = poll(lambda: next((d for d in api.dynos(app) if d["type"] == "release"
+                                   and d["state"] == "up"), None), "the release phase up")
+        parts.control.proc.send_signal(signal.SIGKILL)
+        parts.control.proc.wait(10)
+        deploy.wait(60)  # its wait for the release phase fails with the control plane
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+    agent_mark = parts.dynomgr.mark()
+    gate.touch()  # the release phase ends while nobody can record it
+    parts.dynomgr.wait_for(rf"{app} heroku\[{re.escape(phase['name'])}\]: State changed from "
+                           "up to down", after=agent_mark)
+    assert parts.routing.get(app).text.startswith("one: ")
+
+    parts.control = parts.start_control()
+    release = poll(lambda: (r := api.get(f"/apps/{app}/releases/2"))["status"] != "pending"
+                   and r, "v2 to settle once the control plane is back", timeout=60)
+    assert release["status"] == "succeeded" and release["current"]
+    assert "migrated" in release["phase_output"]
+    poll(lambda: web_up(api.dynos(app), 1, release=2), "web.1 up on v2", timeout=60)
+    assert not any(d["type"] == "release" for d in api.dynos(app))

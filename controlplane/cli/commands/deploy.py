@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from controlplane.cli.commands.apps import app_path
@@ -13,6 +14,10 @@ from controlplane.cli.pack import NotDeployable, pack
 from controlplane.cli.registry import command, runs
 
 UPLOAD_CHUNK = 256 * 1024
+PHASE_TAIL_LINES = 10  # of a failed release phase's output, under `releases`
+RELEASE_WAIT = 30
+# The release phase's own time limit (an hour) and some: past it, the phase never started.
+GIVE_UP_AFTER = 3600 + 300  # seconds each wait for a release phase holds the request
 
 
 @command("deploy", "pack a directory into a slug, upload it and release it",
@@ -60,10 +65,38 @@ async def _(args, session):
         body["description"] = args.description
     release, _ = await session.api.call("POST", app_path(name) + "/releases", json_body=body)
     link(directory, name, home=session.env.home)
+    if release["status"] == "pending" and release.get("release_phase"):
+        release = await wait_for_release_phase(session, name, release, quiet=args.json)
     if args.json:
-        return emit_json(release)
-    print(f"Released v{release['version']} of {name} ({release['status']}): "
-          f"{release['description']}")
+        emit_json(release)
+    else:
+        print(f"Released v{release['version']} of {name} ({release['status']}): "
+              f"{release['description']}")
+    if release["status"] == "failed":
+        raise CliError(Exit.REFUSED, f"v{release['version']} failed its release phase, so it "
+                       "did not go live; the previous release keeps running. Its output is "
+                       f"above (`dynomesh releases:info v{release['version']}` shows it again)")
+
+
+async def wait_for_release_phase(session, name: str, release: dict, *, quiet: bool) -> dict:
+    """Wait for a release's release phase to end, then show its output (stderr)."""
+    command = release["process_types"].get("release", "")
+    if not quiet:
+        print(f"Running release command `{command}` for v{release['version']}...",
+              file=sys.stderr, flush=True)
+    path = f"{app_path(name)}/releases/{release['version']}?wait={RELEASE_WAIT}"
+    deadline = time.monotonic() + GIVE_UP_AFTER
+    while release["status"] == "pending":  # each wait is bounded; the phase's time limit ends it
+        if time.monotonic() > deadline:
+            raise CliError(Exit.REFUSED, f"v{release['version']} is still pending after "
+                           f"{GIVE_UP_AFTER} s (its release phase has not run: `dynomesh ps` "
+                           "shows whether a VM has room); `dynomesh releases` shows when it "
+                           "settles")
+        release = await session.api.get(path)
+    if not quiet and release.get("phase_output"):
+        for line in release["phase_output"].splitlines():
+            print(f"  {line}", file=sys.stderr)
+    return release
 
 
 @command("releases", "list an app's releases, newest first",
@@ -87,6 +120,11 @@ async def _(args, session):
     table(["VERSION", "STATUS", "DESCRIPTION", "CREATED"],
           [[f"v{r['version']}" + (" (current)" if r["current"] else ""), r["status"],
             r["description"], r["created_at"]] for r in listed])
+    failed = [r for r in listed if r["status"] == "failed" and r.get("phase_output")]
+    for r in failed:
+        print(f"\nv{r['version']} failed its release phase; the end of its output:")
+        for line in r["phase_output"].splitlines()[-PHASE_TAIL_LINES:]:
+            print(f"  {line}")
 
 
 @command("releases:info", "show one release",
@@ -107,6 +145,10 @@ async def _(args, session):
                          ("Process types", ", ".join(release["process_types"]) or "none"),
                          ("Created", release["created_at"])):
         print(f"{label + ':':<15}{value}")
+    if release.get("phase_output"):
+        print("Release phase:")
+        for line in release["phase_output"].splitlines():
+            print(f"  {line}")
 
 
 @command("rollback", "release an earlier release's slug and config vars again",

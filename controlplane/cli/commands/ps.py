@@ -59,6 +59,12 @@ async def _(args, session):
     table(["DYNO", "STATE", "SINCE", "RELEASE", "VM", "ADDRESS", "RESTARTS"],
           [[d["name"], state_text(d), ago(d["since"]), f"v{d['release']['version']}",
             d["vm"] or "-", d["address"] or "-", d["restarts"]] for d in dynos])
+    for d in dynos:
+        if d.get("one_off"):
+            spec = d["one_off"]
+            how = ("release phase" if spec["release_phase"]
+                   else "attached" if spec["attached"] else "detached")
+            print(f"{d['name']}: `{spec['command']}` ({how}, ends after {spec['timeout']} s)")
     unplaced = [d for d in dynos if d["state"] == "unplaced"]
     if unplaced:
         one = len(unplaced) == 1
@@ -106,6 +112,9 @@ async def _(args, session):
         "POST", f"{app_path(name)}/dynos/{quote(args.dyno, safe='')}/actions/stop")
     if args.json:
         return emit_json(affected)
+    if affected and all(d.get("one_off") for d in affected):
+        print(f"Stopping {args.dyno} on {name}... done (a one-off dyno: it is not replaced)")
+        return
     print(f"Stopping {args.dyno} on {name}... done (the formation still wants it, so a new "
           f"one starts; `dynomesh ps:scale` changes how many run)")
 
