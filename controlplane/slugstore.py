@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import tarfile
 import uuid
 from collections.abc import AsyncIterator
@@ -80,6 +81,42 @@ def inspect(path: Path) -> dict[str, str]:
         raise SlugRejected(str(exc)) from exc
 
 
+async def receive_file(chunks: AsyncIterator[bytes], temporary: Path, *, expected_sha256: str,
+                       max_bytes: int, what: str) -> int:
+    """Stream an upload into `temporary`, checking its size and SHA-256, and fsync it; its size.
+    The caller removes the file if this raises."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(temporary, "wb") as handle:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > max_bytes:
+                raise SlugTooLarge(f"the {what} is over the {max_bytes}-byte limit: list what "
+                                   "it need not carry in .slugignore")
+            digest.update(chunk)
+            handle.write(chunk)  # page-cache writes; the fsync below runs on a thread
+        actual = digest.hexdigest()
+        if actual != expected_sha256:
+            raise ChecksumMismatch(
+                f"the {what}'s SHA-256 is {actual} but the client declared "
+                f"{expected_sha256}: the upload was damaged, deploy again")
+        await asyncio.to_thread(os.fsync, handle.fileno())
+    return size
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class SlugStorage:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -98,30 +135,32 @@ class SlugStorage:
                       max_bytes: int) -> ReceivedSlug:
         slug_id = str(uuid.uuid4())
         temporary = self._incoming / f"{slug_id}.tmp"
-        digest = hashlib.sha256()
-        size = 0
         try:
-            with open(temporary, "wb") as handle:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise SlugTooLarge(f"the slug is over the {max_bytes}-byte limit: list "
-                                           "what it need not carry in .slugignore")
-                    digest.update(chunk)
-                    handle.write(chunk)  # page-cache writes; the fsync below runs on a thread
-                actual = digest.hexdigest()
-                if actual != expected_sha256:
-                    raise ChecksumMismatch(
-                        f"the slug's SHA-256 is {actual} but the client declared "
-                        f"{expected_sha256}: the upload was damaged, deploy again")
-                await asyncio.to_thread(os.fsync, handle.fileno())
-            process_types = await asyncio.to_thread(inspect, temporary)
-            final = self.path(slug_id)
-            await asyncio.to_thread(self._publish, temporary, final)
+            await receive_file(chunks, temporary, expected_sha256=expected_sha256,
+                               max_bytes=max_bytes, what="slug")
+            return await self._publish_checked(slug_id, temporary, expected_sha256)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
-        return ReceivedSlug(slug_id, f"sha256:{actual}", size, process_types)
+
+    async def adopt(self, path: Path) -> ReceivedSlug:
+        """Make a slug of an archive on this disk (a build's), moving it into place."""
+        slug_id = str(uuid.uuid4())
+        temporary = self._incoming / f"{slug_id}.tmp"
+        try:
+            await asyncio.to_thread(shutil.move, path, temporary)  # maybe another filesystem
+            digest = await asyncio.to_thread(_sha256_of, temporary)
+            await asyncio.to_thread(_fsync_file, temporary)
+            return await self._publish_checked(slug_id, temporary, digest)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+
+    async def _publish_checked(self, slug_id: str, temporary: Path, sha256: str) -> ReceivedSlug:
+        process_types = await asyncio.to_thread(inspect, temporary)
+        size = temporary.stat().st_size
+        await asyncio.to_thread(self._publish, temporary, self.path(slug_id))
+        return ReceivedSlug(slug_id, f"sha256:{sha256}", size, process_types)
 
     def _publish(self, temporary: Path, final: Path) -> None:
         os.replace(temporary, final)

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from controlplane.addons.service import AddonService
 from controlplane.applog import AppLog
+from controlplane.builds.service import BuildService
 from controlplane.config import ControlConfig
 from controlplane.drains.service import DrainService
 from controlplane.feeds.hub import AssignmentHub, RouteHub
@@ -32,6 +33,7 @@ class ApiContext:
     logs: LogService
     addons: AddonService
     drains: DrainService
+    builds: BuildService
 
 
 CONTEXT = web.AppKey("context", ApiContext)

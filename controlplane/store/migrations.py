@@ -67,6 +67,32 @@ ADDON_LOCATION_MIGRATION = Migration(6, "add-ons: the server each add-on's resou
     "ALTER TABLE addons ADD COLUMN location TEXT",
 ))
 
+# Builds: one row per `dynomesh deploy` of a source directory (docs/builds.md). `output` is the
+# build's kept output (its tail, at most controlplane.builds.output.KEPT_BYTES), written when the
+# build ends; `node` the control node that runs it, so that a node that restarts after a crash
+# marks the builds it left `pending` failed. `vms.stack` is what the VM's dyno manager reported
+# of its stack (the interpreters it offers), as JSON. A constant of its own so that renumbering it
+# after a parallel branch's migration is one number.
+BUILDS_MIGRATION = Migration(7, "builds: source built into slugs; the stack each VM offers", (
+    """CREATE TABLE builds (
+        id TEXT PRIMARY KEY,
+        app_id TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
+        source_checksum TEXT NOT NULL,
+        buildpack TEXT,
+        reason TEXT,
+        output TEXT NOT NULL DEFAULT '',
+        slug_id TEXT REFERENCES slugs(id) ON DELETE SET NULL,
+        release_version INTEGER,
+        node TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        finished_at TEXT,
+        UNIQUE (app_id, number))""",
+    "CREATE INDEX builds_pending ON builds (status) WHERE status = 'pending'",
+    "ALTER TABLE vms ADD COLUMN stack TEXT NOT NULL DEFAULT '{}'",
+))
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "revision counter, change log, apps, slugs, releases, config, formation, "
                  "domains, features, tokens", (
@@ -258,6 +284,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             CHECK ((owner IS NULL) = (lease_until IS NULL)))""",
     )),
     ADDON_LOCATION_MIGRATION,
+    BUILDS_MIGRATION,
 )
 
 LATEST = MIGRATIONS[-1].version
