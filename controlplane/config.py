@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 from dataclasses import dataclass, field
@@ -136,11 +137,13 @@ class ControlConfig:
 
     def build_settings(self) -> BuildSettings:
         """Builds work in `builds_dir`, else in the home, unless builds run as another user
-        (we are root) who cannot pass through the home: then in /var/lib/dynomesh/builds."""
+        (we are root) who cannot pass through the home: then in /var/lib/dynomesh/builds/<a
+        digest of the home>, so that control planes with other homes never share it."""
         root = self.builds_dir
         if root is None:
             inside = self.home / "builds"
-            root = inside if os.geteuid() != 0 or enterable_by_others(self.home) else ROOT_BUILDS
+            root = (inside if os.geteuid() != 0 or enterable_by_others(self.home) else
+                    ROOT_BUILDS / hashlib.sha256(str(self.home).encode()).hexdigest()[:16])
         return BuildSettings(root, self.build_timeout, self.build_max_slug_bytes, self.build_pip)
 
     @property

@@ -123,19 +123,21 @@ class BuildRunner:
         cache = await asyncio.to_thread(self._cache_dir, build.app_id)
         shell = BuildShell(self.user, output.say, home=app_dir)
         ctx = BuildContext(app_dir, cache, stack, self.settings.pip, shell, output.say)
+        running = packs[0]
         try:
             async with asyncio.timeout(self.settings.timeout):
-                for pack in packs:
-                    try:
-                        await pack.compile(ctx)
-                    except BuildFailed as exc:
-                        exc.buildpack = pack.name
-                        raise
+                for running in packs:
+                    await running.compile(ctx)
+        except BuildFailed as exc:
+            exc.buildpack = running.name
+            raise
         except TimeoutError:
             shell.kill()
             minutes = self.settings.timeout / 60
-            raise BuildFailed(f"the build took longer than {minutes:g} minutes, the limit "
-                              "(--build-timeout)") from None
+            failed = BuildFailed(f"the build took longer than {minutes:g} minutes, the limit "
+                                 "(--build-timeout)")
+            failed.buildpack = running.name
+            raise failed from None
         output.say(step("Compressing the slug"))
         packed = await asyncio.to_thread(pack_directory, app_dir, work)
         size = packed.stat().st_size

@@ -74,7 +74,7 @@ class BuildService:
         """Prepare the build directories, the build user and the stack; fail the builds that
         nodes which stopped left pending."""
         try:
-            await asyncio.to_thread(self._prepare_dirs)
+            await asyncio.to_thread(self._clear_leftovers)
             self._user = await ensure_build_user(self.settings.user)
             self._why_not = None
         except (OSError, BuildUserError) as exc:
@@ -86,20 +86,32 @@ class BuildService:
         if failed:
             log.info("control: %d build(s) interrupted by a stop were marked failed", failed)
 
-    def _prepare_dirs(self) -> None:
+    def _clear_leftovers(self) -> None:
+        """What a crash left in work/ and incoming/ (their builds were failed above)."""
+        for directory in (self.settings.work, self.settings.incoming):
+            if not directory.is_dir():
+                continue
+            for leftover in directory.iterdir():
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
+
+    def _ensure_dirs(self) -> None:
+        """Made at the first build, not at start: most control planes in tests never build."""
         s = self.settings
         s.root.mkdir(mode=0o711, parents=True, exist_ok=True)
         for directory, mode in ((s.work, 0o711), (s.cache, 0o711), (s.incoming, 0o700)):
             directory.mkdir(mode=mode, exist_ok=True)
-        for leftover in [*s.incoming.iterdir(), *s.work.iterdir()]:  # of a crash
-            if leftover.is_dir() and not leftover.is_symlink():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
 
     def incoming_path(self, name: str) -> Path:
         if self._why_not is not None:
             raise BuildsUnavailable(self._why_not)
+        try:
+            self._ensure_dirs()
+        except OSError as exc:
+            raise BuildsUnavailable(f"cannot prepare {self.settings.root} for builds: "
+                                    f"{exc.strerror or exc}") from exc
         return self.settings.incoming / f"{name}.tar.gz"
 
     def output(self, build_id: str) -> BuildOutput | None:

@@ -180,7 +180,8 @@ class Up(ProcessLines):
     With `addons_postgres` it starts its own PostgreSQL for add-ons (on a free port); else
     none, which saves the tests that do not use add-ons an initdb and a server."""
 
-    def __init__(self, home: Path, *extra: str, addons_postgres: bool = False) -> None:
+    def __init__(self, home: Path, *extra: str, addons_postgres: bool = False,
+                 env: dict[str, str] | None = None) -> None:
         self.home = home
         self.ports = {name: free_port() for name in ("api", "http", "router", "dynomgr", "pg")}
         self.api = f"http://127.0.0.1:{self.ports['api']}"
@@ -195,9 +196,9 @@ class Up(ProcessLines):
             "--data-dir", str(home / "dynos"), "--stop-timeout", "20",
             *(["--addons-postgres-port", str(self.ports["pg"])] if addons_postgres
               else ["--no-addons-postgres"]), *extra)
-        env = dynomesh_env(NO_COLOR="1")
-        env.pop("DYNOMESH_ADDONS_DATABASE_URL", None)
-        super().__init__(argv, env, name="dynomesh up")
+        environ = dynomesh_env(NO_COLOR="1", **(env or {}))
+        environ.pop("DYNOMESH_ADDONS_DATABASE_URL", None)
+        super().__init__(argv, environ, name="dynomesh up")
 
     def pids(self) -> dict[str, int]:
         """The latest pid of each part, from `up`'s own lines."""
