@@ -126,6 +126,27 @@ async def test_a_rebuild_with_the_same_requirements_reuses_the_virtualenv(builde
     assert not any("Downloading" in line or "Installing collected" in line for line in lines)
 
 
+async def test_a_pyproject_project_is_installed_into_the_virtualenv(builder, root):
+    project = {
+        "Procfile": "web: greet\n",
+        "pyproject.toml": ('[build-system]\nrequires = ["setuptools"]\n'
+                           'build-backend = "setuptools.build_meta"\n\n'
+                           '[project]\nname = "greeter"\nversion = "1.0"\n'
+                           'dependencies = ["gunicorn==26.2.0"]\n\n'
+                           '[project.scripts]\ngreet = "greeter:main"\n'),
+        "greeter.py": "def main():\n    print('hello from greeter')\n",
+    }
+    built, lines = await builder.build(project)
+    assert built.buildpack == "python", lines
+    assert "-----> Installing the project in pyproject.toml with pip" in lines
+    app = builder.unpack(built.slug.id, root / "dyno")
+    env = {"PATH": f"{app / '.venv' / 'bin'}:/usr/bin:/bin"}
+    greet = subprocess.run(["greet"], env=env, cwd="/", capture_output=True, text=True,
+                           timeout=60)
+    assert greet.stdout == "hello from greeter\n", greet.stderr
+    assert (app / ".venv" / "bin" / "gunicorn").is_file()
+
+
 async def test_a_requirement_pip_cannot_find_fails_the_build_with_that_reason(builder):
     failed, lines = await builder.build({**FLASK_APP, "requirements.txt": "flask==99\n"})
     assert isinstance(failed, BuildFailed)

@@ -51,6 +51,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         path = os.environ["PATH"].split(":")
         body = json.dumps({"executable": sys.executable, "path": path, "uid": os.getuid(),
+                           "interpreter": os.path.realpath(sys.executable),
                            "unusable": [d for d in path
                                         if not os.access(d, os.R_OK | os.X_OK)]}).encode()
         self.send_response(200)
@@ -140,8 +141,10 @@ def test_python_resolves_for_a_dynos_user_and_path_holds_only_what_it_can_use(
                 "the stdlib app to answer", timeout=90)
     runtime = json.loads(seen.text)
     assert runtime["unusable"] == [] and runtime["uid"] != 0
-    assert runtime["executable"].startswith("/usr/")  # the stack's interpreter
-    assert runtime["path"][0].endswith("/stack/bin")  # no .venv or bin/ in this slug
+    # `python` is the stack's link to its interpreter, found first: no .venv or bin/ here.
+    assert runtime["path"][0].endswith("/stack/bin")
+    assert runtime["executable"] == runtime["path"][0] + "/python"
+    assert runtime["interpreter"].startswith("/usr/")
     stack = platform.cli.json("stack")
     offered = {i["path"] for vm in stack for i in vm["interpreters"]}
     assert offered and all(path.startswith("/usr/") for path in offered)

@@ -86,6 +86,7 @@ def test_the_readme_walk_through_works_as_written(platform, tmp_path):
 
 # What the "Deploy a Python app" section promises, line by line (None: it only must succeed).
 PYTHON_PROMISES = [
+    None,                                      # apps:create
     r"^-----> Python app detected$",          # deploy
     r"^Hello from Flask on web\.1$",           # curl
     r"^1 +succeeded +python +v1 ",            # builds

@@ -69,6 +69,8 @@ async def _(args, session):
     if build["source_checksum"] != f"sha256:{source.sha256}":
         raise CliError(Exit.REFUSED, "the control plane stored a different checksum than the "
                                      "source's; deploy again")
+    print(f"Verified sha256:{source.sha256[:12]}... on the control plane; building "
+          f"(build {build['number']})", file=sys.stderr)
     link(directory, name, home=session.env.home)
     build = await follow_build(session.api, name, build, sys.stderr if args.json else sys.stdout)
     if build["status"] != "succeeded":
