@@ -8,11 +8,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dynomesh.sysusers import enterable_by_others
+
 from controlplane import names
 from controlplane.addons import urls
 from controlplane.builds.settings import (DEFAULT_MAX_SLUG_BYTES as DEFAULT_BUILD_SLUG_BYTES,
                                          DEFAULT_TIMEOUT as DEFAULT_BUILD_TIMEOUT, BuildSettings,
-                                         PipOptions, enterable_by_others)
+                                         PipOptions)
 
 DEFAULT_LISTEN = "127.0.0.1:5050"
 # Heroku's slug size limit; a bigger upload is refused before it fills the disk.

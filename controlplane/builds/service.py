@@ -25,8 +25,7 @@ from controlplane.builds.output import BuildOutput
 from controlplane.builds.python import PythonBuildpack
 from controlplane.builds.runner import BuildRunner, buildable
 from controlplane.builds.settings import BuildSettings
-from controlplane.builds.shell import BuildUser
-from controlplane.builds.user import BuildUserError, ensure_build_user
+from controlplane.builds.user import BuildUserError, BuildUsers
 from controlplane.slugstore import SlugStorage
 from controlplane.store import Store, errors
 from controlplane.store.models import App, Build
@@ -65,7 +64,7 @@ class BuildService:
         self.buildpacks = tuple(buildpacks)
         self.clock = clock
         self.local: tuple[Interpreter, ...] = ()
-        self._user: BuildUser | None = None
+        self.users = BuildUsers()
         self._why_not: str | None = "builds are starting"
         self._live: dict[str, BuildOutput] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -75,9 +74,8 @@ class BuildService:
         nodes which stopped left pending."""
         try:
             await asyncio.to_thread(self._clear_leftovers)
-            self._user = await ensure_build_user(self.settings.user)
             self._why_not = None
-        except (OSError, BuildUserError) as exc:
+        except OSError as exc:
             self._why_not = f"this control node cannot run builds: {exc}"
             log.error("control: %s", self._why_not)
         self.local = tuple(await asyncio.to_thread(discover))
@@ -138,8 +136,12 @@ class BuildService:
 
     async def _run(self, app: App, build: Build, source: Path, output: BuildOutput,
                    who: str, description: str) -> None:
-        runner = BuildRunner(self.settings, self.slugs, self._user, self.buildpacks)
         try:
+            try:
+                user = await self.users.for_app(app.name)
+            except BuildUserError as exc:
+                raise BuildFailed(str(exc)) from exc
+            runner = BuildRunner(self.settings, self.slugs, user, self.buildpacks)
             stack = buildable(self.local, [_reported(u.vm.stack)
                                            for u in await self.store.vms.list()])
             built = await runner.build(build, source, stack, output)

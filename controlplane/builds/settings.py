@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_TIMEOUT = 15 * 60.0  # Heroku's build time limit: 15 minutes
 DEFAULT_MAX_SLUG_BYTES = 500 * 1024 * 1024  # Heroku's slug limit: 500 MB compressed
-BUILD_USER = "dynomesh-build"  # created on demand when the control plane runs as root
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,6 @@ class BuildSettings:
     timeout: float = DEFAULT_TIMEOUT
     max_slug_bytes: int = DEFAULT_MAX_SLUG_BYTES
     pip: PipOptions = field(default_factory=PipOptions)
-    user: str = BUILD_USER
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
@@ -56,13 +53,3 @@ class BuildSettings:
     def incoming(self) -> Path:
         return self.root / "incoming"
 
-
-def enterable_by_others(directory: Path) -> bool:
-    """Whether a user who owns nothing can pass through `directory` and all above it."""
-    for path in [directory, *directory.parents]:
-        try:
-            if not path.stat().st_mode & stat.S_IXOTH:
-                return False
-        except FileNotFoundError:
-            continue  # created later with a mode of our choosing
-    return True

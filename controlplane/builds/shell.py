@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from controlplane.builds.buildpack import Ran, indented
+from controlplane.builds.buildpack import BuildFailed, Ran, indented
 
 TAIL_LINES = 40
 _LINE_LIMIT = 1024 * 1024  # a longer line without a newline fails the build
@@ -38,14 +38,17 @@ class BuildUser:
         return self.uid != os.geteuid()
 
     def prefix(self) -> list[str]:
-        """The argv that runs a command as this user (empty: we are this user)."""
-        if not self.switches:
-            return []
+        """The argv that runs a command as this user and dies with the control plane
+        (`--pdeathsig`: a control plane killed mid-build leaves no pip running on)."""
         setpriv = shutil.which("setpriv", path=_SBIN_PATH)
         if setpriv is None:
-            raise OSError("setpriv (util-linux) is needed to run builds as "
-                          f"{self.name}; install util-linux")
-        return [setpriv, f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", "--"]
+            if self.switches:
+                raise OSError("setpriv (util-linux) is needed to run builds as "
+                              f"{self.name}; install util-linux")
+            return []
+        switch = ([f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups"]
+                  if self.switches else [])
+        return [setpriv, *switch, "--pdeathsig=KILL", "--"]
 
 
 def current_user() -> BuildUser:
@@ -73,7 +76,7 @@ class BuildShell:
             stderr=asyncio.subprocess.STDOUT, start_new_session=True, limit=_LINE_LIMIT)
         self._running = child
         try:
-            while raw := await child.stdout.readline():
+            while raw := await _line(child.stdout):
                 line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
                 tail.append(line)
                 if echo:
@@ -96,3 +99,11 @@ class BuildShell:
             os.killpg(child.pid, signal.SIGKILL)  # its session: pip and whatever pip started
         except ProcessLookupError:
             pass  # already gone
+
+
+async def _line(stream: asyncio.StreamReader) -> bytes:
+    try:
+        return await stream.readline()
+    except ValueError:  # asyncio's LimitOverrunError, wrapped
+        raise BuildFailed("a build command printed a line longer than "
+                          f"{_LINE_LIMIT // 1024} KiB without a newline") from None

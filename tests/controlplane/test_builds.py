@@ -1,6 +1,6 @@
 """Builds with real pip against wheels served on loopback (tests/wheelindex.py): the Python
 buildpack's virtualenv runs where a dyno unpacks it, the cache is reused, failures say why,
-and the limits hold. Run as root, builds run as the unprivileged build user."""
+and the limits hold. Run as root, builds run as the app's unprivileged build user."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from controlplane.builds.buildpack import BuildContext, BuildFailed
 from controlplane.builds.output import BuildOutput
 from controlplane.builds.python import PythonBuildpack
 from controlplane.builds.runner import BuildRunner
-from controlplane.builds.settings import BUILD_USER, BuildSettings, PipOptions
-from controlplane.builds.user import ensure_build_user
+from controlplane.builds.settings import BuildSettings, PipOptions
+from controlplane.builds.user import BuildUsers
 from controlplane.cli.pack import pack
 from controlplane.slugstore import SlugStorage
 from controlplane.store.models import Build, BuildStatus
@@ -26,6 +26,7 @@ from dynomesh.stack import discover
 from tests.e2e.harness import alive
 from tests.wheelindex import WheelIndex, require_wheels, wheelhouse
 
+APP = "buildtest"
 FLASK_APP = {
     "Procfile": "web: gunicorn app:app\n",
     "requirements.txt": "flask==3.1.3\ngunicorn==26.2.0\n",
@@ -69,7 +70,7 @@ class Builder:
         packed = pack(source_dir)
         source = self.root / f"source{self.count}.tar.gz"
         shutil.move(packed.path, source)
-        user = await ensure_build_user(BUILD_USER)
+        user = await BuildUsers().for_app(APP)
         runner = BuildRunner(self.settings, self.slugs, user, buildpacks)
         build = Build(f"build-{self.count}", "app-1", self.count, BuildStatus.PENDING,
                       f"sha256:{packed.sha256}", None, None, None, None, "node", "", None)
@@ -209,4 +210,4 @@ async def test_a_build_past_its_time_limit_fails_and_its_processes_are_ended(roo
     assert not alive(pid), "the build's process outlived its time limit"
     uid = int(lines[0].strip())
     if os.geteuid() == 0:
-        assert uid != 0 and uid == (await ensure_build_user(BUILD_USER)).uid
+        assert uid != 0 and uid == (await BuildUsers().for_app(APP)).uid
