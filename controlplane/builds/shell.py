@@ -89,6 +89,27 @@ class BuildShell:
             self._running = None
         return Ran(status, tuple(tail))
 
+    async def run_to_file(self, argv: Sequence[str], *, cwd: Path, target: Path) -> Ran:
+        """Run a command whose stdout is data (a slug): it goes into `target`, which this
+        process opens, so the command never names where it writes."""
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        with open(target, "wb") as out:
+            child = await asyncio.create_subprocess_exec(
+                *self.user.prefix(), *argv, cwd=cwd, env=self._env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True, limit=_LINE_LIMIT)
+            self._running = child
+            try:
+                while raw := await _line(child.stderr):
+                    tail.append(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+                status = await child.wait()
+            finally:
+                if child.returncode is None:
+                    self._kill(child)
+                    await child.wait()
+                self._running = None
+        return Ran(status, tuple(tail))
+
     def kill(self) -> None:
         if self._running is not None and self._running.returncode is None:
             self._kill(self._running)
