@@ -4,8 +4,9 @@
    and unpacked into a fresh directory `work/<build id>/app`, owned by the build user.
 2. Every buildpack that detects the app compiles it, in order, within the time limit; with
    none, the source itself is the slug (a directory that already runs deploys as it is).
-3. The directory is packed (gzip) and must fit the slug size limit; the slug is checked and
-   stored like an uploaded one, then one transaction records it, the release and the build.
+3. The build user packs the directory (gzip, `slugpack.py`); the slug must fit the size
+   limit, is checked and stored like an uploaded one, then one transaction records it, the
+   release and the build.
 4. The work directory goes, whatever happened; the per-app cache stays.
 
 A failure at any step ends the build `failed` with a one-line reason as its last output line;
