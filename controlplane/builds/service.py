@@ -28,7 +28,7 @@ from controlplane.builds.settings import BuildSettings
 from controlplane.builds.user import BuildUserError, BuildUsers
 from controlplane.slugstore import SlugStorage
 from controlplane.store import Store, errors
-from controlplane.store.models import App, Build
+from controlplane.store.models import App, Build, VmState
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,8 @@ class BuildService:
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        """Prepare the build directories, the build user and the stack; fail the builds that
-        nodes which stopped left pending."""
+        """Clear what a crash left in the build directories, learn this node's interpreters,
+        and fail the builds that nodes which stopped left pending."""
         try:
             await asyncio.to_thread(self._clear_leftovers)
             self._why_not = None
@@ -143,7 +143,8 @@ class BuildService:
                 raise BuildFailed(str(exc)) from exc
             runner = BuildRunner(self.settings, self.slugs, user, self.buildpacks)
             stack = buildable(self.local, [_reported(u.vm.stack)
-                                           for u in await self.store.vms.list()])
+                                           for u in await self.store.vms.list()
+                                           if u.vm.state is VmState.READY])
             built = await runner.build(build, source, stack, output)
             output.say(step("Releasing"))
             slug = built.slug

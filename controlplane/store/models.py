@@ -477,9 +477,8 @@ class Build:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Build":
-        keys = row.keys() if hasattr(row, "keys") else row
         return cls(row["id"], row["app_id"], int(row["number"]), BuildStatus(row["status"]),
                    row["source_checksum"], row["buildpack"], row["reason"], row["slug_id"],
                    None if row["release_version"] is None else int(row["release_version"]),
                    row["node"], row["created_at"], row["finished_at"],
-                   row["output"] if "output" in keys else None)
+                   row["output"] if "output" in row.keys() else None)

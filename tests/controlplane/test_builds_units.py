@@ -161,3 +161,24 @@ def test_kept_output_holds_the_newest_lines_and_says_how_many_were_cut():
     text = output.text()
     assert text.startswith("(the first 10 lines were cut)\n00010")
     assert len(text) <= KEPT_BYTES + 100
+
+
+def test_the_slug_packer_keeps_links_as_links_and_names_members_from_the_app_root(tmp_path):
+    import io
+    import os
+    import tarfile
+
+    from controlplane.builds.slugpack import pack
+
+    (tmp_path / "Procfile").write_text("web: gunicorn app:app\n")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").write_text("binary")
+    os.symlink("python", tmp_path / ".venv" / "bin" / "python3")
+    out = io.BytesIO()
+    pack(str(tmp_path), 6, out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue()), mode="r:gz") as archive:
+        members = {m.name: m for m in archive.getmembers()}
+    assert sorted(members) == [".venv", ".venv/bin", ".venv/bin/python", ".venv/bin/python3",
+                               "Procfile"]
+    assert members[".venv/bin/python3"].issym()
+    assert members[".venv/bin/python3"].linkname == "python"
