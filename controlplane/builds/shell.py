@@ -69,45 +69,42 @@ class BuildShell:
 
     async def run(self, argv: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None,
                   echo: bool = True) -> Ran:
+        """Run a command, its output (stdout and stderr) said as indented lines if `echo`."""
+        child = await self._spawn(argv, cwd, {**self._env, **(env or {})},
+                                  asyncio.subprocess.PIPE, asyncio.subprocess.STDOUT)
+        say = (lambda line: self._say(indented(line))) if echo else (lambda line: None)
+        return await self._watch(child, child.stdout, say)
+
+    async def run_to_file(self, argv: Sequence[str], *, cwd: Path, target: Path) -> Ran:
+        """Run a command whose stdout is data (a slug): it goes into `target`, which this
+        process opens, so the command never names where it writes."""
+        with open(target, "wb") as out:
+            child = await self._spawn(argv, cwd, self._env, out, asyncio.subprocess.PIPE)
+            return await self._watch(child, child.stderr, lambda line: None)
+
+    async def _spawn(self, argv: Sequence[str], cwd: Path, env: dict[str, str], stdout,
+                     stderr) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *self.user.prefix(), *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=stdout, stderr=stderr, start_new_session=True, limit=_LINE_LIMIT)
+
+    async def _watch(self, child: asyncio.subprocess.Process, stream: asyncio.StreamReader,
+                     on_line: Callable[[str], None]) -> Ran:
+        """Read the child's text lines to their end, then its status; a child still running
+        when this ends (a time limit, a shutdown) is killed with all it started."""
         tail: deque[str] = deque(maxlen=TAIL_LINES)
-        child = await asyncio.create_subprocess_exec(
-            *self.user.prefix(), *argv, cwd=cwd, env={**self._env, **(env or {})},
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True, limit=_LINE_LIMIT)
         self._running = child
         try:
-            while raw := await _line(child.stdout):
+            while raw := await _line(stream):
                 line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
                 tail.append(line)
-                if echo:
-                    self._say(indented(line))
+                on_line(line)
             status = await child.wait()
         finally:
             if child.returncode is None:
                 self._kill(child)
                 await child.wait()
             self._running = None
-        return Ran(status, tuple(tail))
-
-    async def run_to_file(self, argv: Sequence[str], *, cwd: Path, target: Path) -> Ran:
-        """Run a command whose stdout is data (a slug): it goes into `target`, which this
-        process opens, so the command never names where it writes."""
-        tail: deque[str] = deque(maxlen=TAIL_LINES)
-        with open(target, "wb") as out:
-            child = await asyncio.create_subprocess_exec(
-                *self.user.prefix(), *argv, cwd=cwd, env=self._env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True, limit=_LINE_LIMIT)
-            self._running = child
-            try:
-                while raw := await _line(child.stderr):
-                    tail.append(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
-                status = await child.wait()
-            finally:
-                if child.returncode is None:
-                    self._kill(child)
-                    await child.wait()
-                self._running = None
         return Ran(status, tuple(tail))
 
     def kill(self) -> None:
