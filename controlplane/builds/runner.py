@@ -21,7 +21,7 @@ import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Awaitable, Callable, Sequence
 
 from dynomesh.stack import Interpreter
 
@@ -55,17 +55,18 @@ def buildable(local: Sequence[Interpreter],
     return tuple(sorted(offered, key=Interpreter.key, reverse=True))
 
 
-def unpack_source(source: Path, app_dir: Path, user: BuildUser) -> None:
-    """Check the archive by the slug rules, unpack it, and give it to the build user."""
+def unpack_source(source: Path, app_dir: Path) -> None:
+    """Check the archive by the slug rules and unpack it (root's until a buildpack runs)."""
     inspect(source)  # SlugRejected names the member or the Procfile problem
     app_dir.mkdir(mode=0o700)
     with tarfile.open(source, mode="r:gz") as archive:
         archive.extractall(app_dir, filter="data")
-    if user.switches:
-        _give(app_dir.parent, user)
 
 
-def _give(root: Path, user: BuildUser) -> None:
+def give(root: Path, user: BuildUser) -> None:
+    """Everything under `root` to the build user, before any of its commands runs."""
+    if not user.switches:
+        return
     os.lchown(root, user.uid, user.gid)
     for directory, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
@@ -93,11 +94,14 @@ def human_mb(size: int) -> str:
 
 
 class BuildRunner:
-    def __init__(self, settings: BuildSettings, slugs: SlugStorage, user: BuildUser,
+    def __init__(self, settings: BuildSettings, slugs: SlugStorage,
+                 user_for: Callable[[], Awaitable[BuildUser]],
                  buildpacks: Sequence[Buildpack]) -> None:
+        """`user_for` gives the app's build user: asked only once a buildpack will run, so
+        an app deployed as it is never gets one (system uids are few)."""
         self.settings = settings
         self.slugs = slugs
-        self.user = user
+        self.user_for = user_for
         self.buildpacks = tuple(buildpacks)
 
     async def build(self, build: Build, source: Path, stack: tuple[Interpreter, ...],
@@ -115,7 +119,7 @@ class BuildRunner:
         work.mkdir(mode=0o700, parents=True)
         app_dir = work / "app"
         try:
-            await asyncio.to_thread(unpack_source, source, app_dir, self.user)
+            await asyncio.to_thread(unpack_source, source, app_dir)
         except SlugRejected as exc:
             raise BuildFailed(str(exc)) from exc
         except tarfile.TarError as exc:
@@ -125,8 +129,10 @@ class BuildRunner:
             output.say(step("No buildpack detected (no requirements.txt or pyproject.toml): "
                             "deploying the directory as it is"))
             return Built(await self.slugs.adopt(source), None)
-        cache = await asyncio.to_thread(self._cache_dir, build.app_id)
-        shell = BuildShell(self.user, output.say, home=app_dir)
+        user = await self.user_for()
+        await asyncio.to_thread(give, work, user)
+        cache = await asyncio.to_thread(self._cache_dir, build.app_id, user)
+        shell = BuildShell(user, output.say, home=app_dir)
         ctx = BuildContext(app_dir, cache, stack, self.settings.pip, shell, output.say)
         running = packs[0]
         try:
@@ -159,10 +165,10 @@ class BuildRunner:
             packed.unlink(missing_ok=True)  # moved into place unless it failed
         return Built(slug, "+".join(p.name for p in packs))
 
-    def _cache_dir(self, app_id: str) -> Path:
+    def _cache_dir(self, app_id: str, user: BuildUser) -> Path:
         cache = self.settings.cache / app_id
         cache.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self.user.switches:
-            os.lchown(cache, self.user.uid, self.user.gid)
+        if user.switches:
+            os.lchown(cache, user.uid, user.gid)
         return cache
 

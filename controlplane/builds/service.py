@@ -137,11 +137,13 @@ class BuildService:
     async def _run(self, app: App, build: Build, source: Path, output: BuildOutput,
                    who: str, description: str) -> None:
         try:
-            try:
-                user = await self.users.for_app(app.name)
-            except BuildUserError as exc:
-                raise BuildFailed(str(exc)) from exc
-            runner = BuildRunner(self.settings, self.slugs, user, self.buildpacks)
+            async def user_for():
+                try:
+                    return await self.users.for_app(app.name)
+                except BuildUserError as exc:
+                    raise BuildFailed(str(exc)) from exc
+
+            runner = BuildRunner(self.settings, self.slugs, user_for, self.buildpacks)
             stack = buildable(self.local, [_reported(u.vm.stack)
                                            for u in await self.store.vms.list()
                                            if u.vm.state is VmState.READY])

@@ -70,8 +70,8 @@ class Builder:
         packed = pack(source_dir)
         source = self.root / f"source{self.count}.tar.gz"
         shutil.move(packed.path, source)
-        user = await BuildUsers().for_app(APP)
-        runner = BuildRunner(self.settings, self.slugs, user, buildpacks)
+        users = BuildUsers()
+        runner = BuildRunner(self.settings, self.slugs, lambda: users.for_app(APP), buildpacks)
         build = Build(f"build-{self.count}", "app-1", self.count, BuildStatus.PENDING,
                       f"sha256:{packed.sha256}", None, None, None, None, "node", "", None)
         output = BuildOutput()
