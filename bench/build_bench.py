@@ -112,8 +112,8 @@ def main() -> int:
     parent.chmod(0o755)  # the build user passes through it to its work directory
     try:
         with WheelIndex(wheelhouse()) as index:
-            plane = ControlPlane(parent / "home",
-                                 extra_args=("--build-pip-index-url", index.url))
+            plane = ControlPlane(parent / "home", extra_args=(
+                "--build-pip-index-url", index.url, "--builds-dir", str(parent / "builds")))
             plane.start()
             try:
                 runs = asyncio.run(run(plane, args.runs))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Awaitable, Callable, Sequence
 
 from dynomesh.stack import Interpreter
+from dynomesh.sysusers import enterable_by_others
 
 from controlplane.builds.buildpack import (BuildContext, Buildpack, BuildFailed, detected,
                                            indented, step)
@@ -130,6 +131,11 @@ class BuildRunner:
                             "deploying the directory as it is"))
             return Built(await self.slugs.adopt(source), None)
         user = await self.user_for()
+        if user.switches and not enterable_by_others(work.parent):
+            raise BuildFailed(f"the build user {user.name} cannot pass through "
+                              f"{self.settings.root} or a directory above it: give "
+                              "--builds-dir a directory others may enter (mode 0711 or 0755 "
+                              "all the way down, like /var/lib/dynomesh/builds)")
         await asyncio.to_thread(give, work, user)
         cache = await asyncio.to_thread(self._cache_dir, build.app_id, user)
         shell = BuildShell(user, output.say, home=app_dir)

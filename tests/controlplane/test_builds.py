@@ -211,3 +211,15 @@ async def test_a_build_past_its_time_limit_fails_and_its_processes_are_ended(roo
     uid = int(lines[0].strip())
     if os.geteuid() == 0:
         assert uid != 0 and uid == (await BuildUsers().for_app(APP)).uid
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="builds run as another user only as root")
+async def test_builds_where_the_build_user_cannot_enter_fail_naming_the_flag(root, index):
+    private = root / "private"
+    private.mkdir(mode=0o700)
+    builder = Builder(private, PipOptions(index.url))
+    failed, _ = await builder.build(FLASK_APP)
+    assert isinstance(failed, BuildFailed)
+    assert failed.reason.startswith(f"the build user build-{APP} cannot pass through "
+                                    f"{private / 'builds'}")
+    assert "--builds-dir" in failed.reason

@@ -45,16 +45,18 @@ def silent_index():
 
 
 @pytest.fixture
-def home():
-    parent = Path(tempfile.mkdtemp(prefix="dynomesh-crash-", dir="/tmp"))
-    parent.chmod(0o755)  # the build user passes through it to its work directory
-    yield parent / "home"
-    shutil.rmtree(parent, ignore_errors=True)
+def parent():
+    """Holds the home and the builds (the build user passes through it to its work dir)."""
+    path = Path(tempfile.mkdtemp(prefix="dynomesh-crash-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_a_build_cut_by_a_crash_is_failed_at_the_next_start_and_nothing_else_lost(
-        home, silent_index, tmp_path):
-    plane = ControlPlane(home, extra_args=("--build-pip-index-url", silent_index)).start()
+        parent, silent_index, tmp_path):
+    plane = ControlPlane(parent / "home", extra_args=(
+        "--build-pip-index-url", silent_index, "--builds-dir", str(parent / "builds"))).start()
     source = tmp_path / "app"
     source.mkdir()
     (source / "Procfile").write_text("web: gunicorn app:app\n")
@@ -79,7 +81,7 @@ def test_a_build_cut_by_a_crash_is_failed_at_the_next_start_and_nothing_else_los
             ("failed", "interrupted: the control plane stopped during the build; deploy again")]
         assert json.loads(plane.cli("releases", "--app", APP, "--json").stdout) == []
         assert plane.cli("apps:info", "--app", APP).returncode == 0
-        work = home / "builds" / "work"
+        work = parent / "builds" / "work"
         assert not work.exists() or list(work.iterdir()) == []
     finally:
         plane.stop()
