@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dynomesh.sysusers import enterable_by_others
+
 from controlplane import names
 from controlplane.addons import urls
+from controlplane.builds.settings import (DEFAULT_MAX_SLUG_BYTES as DEFAULT_BUILD_SLUG_BYTES,
+                                         DEFAULT_TIMEOUT as DEFAULT_BUILD_TIMEOUT, BuildSettings,
+                                         PipOptions)
 
 DEFAULT_LISTEN = "127.0.0.1:5050"
 # Heroku's slug size limit; a bigger upload is refused before it fills the disk.
 DEFAULT_MAX_SLUG_BYTES = 500 * 1024 * 1024
+# Where builds work as root when the build user cannot pass through the home.
+ROOT_BUILDS = Path("/var/lib/dynomesh/builds")
 # JSON request bodies are small (the largest is a config PATCH; Heroku caps config at 32 KB).
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
@@ -89,6 +98,13 @@ class ControlConfig:
     # Slugs bigger than this go to S3 as multipart uploads of parts this big, one held in
     # memory at a time (8 MiB: the AWS CLI's default; S3's minimum is 5 MiB).
     slug_part_size: int = 8 * 2**20
+    # Builds (controlplane/builds/): Heroku's limits, 15 minutes and 500 MB compressed; pip's
+    # index (None: PyPI) and find-links; where builds work and keep their caches (None: see
+    # `build_settings`).
+    build_timeout: float = DEFAULT_BUILD_TIMEOUT
+    build_max_slug_bytes: int = DEFAULT_BUILD_SLUG_BYTES
+    build_pip: PipOptions = PipOptions()
+    builds_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port <= 65535 or not 1 <= self.router_port <= 65535:
@@ -127,11 +143,24 @@ class ControlConfig:
                 ("http://", "https://")):
             raise ValueError(f"--slug-store-endpoint must be an http:// or https:// URL, got "
                              f"{self.slug_store_endpoint!r}")
+        self.build_settings()  # checks the build limits
+
         if self.addons_database_url is not None:
             try:
                 urls.server_address(self.addons_database_url)
             except urls.BadUrl as exc:
                 raise ValueError(f"--addons-database-url: {exc}") from None
+
+    def build_settings(self) -> BuildSettings:
+        """Builds work in `builds_dir`, else in the home, unless builds run as another user
+        (we are root) who cannot pass through the home: then in /var/lib/dynomesh/builds/<a
+        digest of the home>, so that control planes with other homes never share it."""
+        root = self.builds_dir
+        if root is None:
+            inside = self.home / "builds"
+            root = (inside if os.geteuid() != 0 or enterable_by_others(self.home) else
+                    ROOT_BUILDS / hashlib.sha256(str(self.home).encode()).hexdigest()[:16])
+        return BuildSettings(root, self.build_timeout, self.build_max_slug_bytes, self.build_pip)
 
     @property
     def slug_dir(self) -> Path:

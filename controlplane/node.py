@@ -18,6 +18,7 @@ from controlplane.addons.service import AddonService
 from controlplane.api import ApiContext, make_app
 from controlplane.applog import AppLog, StreamAppLog, TeeAppLog
 from controlplane.attach import Rendezvous
+from controlplane.builds.service import BuildService
 from controlplane.config import ControlConfig
 from controlplane.drains.buffer import BufferLimits
 from controlplane.drains.delivery import DeliverySettings
@@ -74,11 +75,13 @@ class ControlNode:
         self.presence = (NodePresence(store.nodes, self.node_id, self.followers,
                                       lambda: self.routes.revision, clock)
                          if store.db.shared else None)
+        self.builds = BuildService(store, slugs, config.build_settings(), app_log,
+                                   self.node_id, clock=clock)
         self.context = ApiContext(config, store, slugs, self.routes, self.assignments,
                                   self.followers, app_log, self.node_id,
                                   self.scheduler.leading, self.logs,
                                   AddonService(store, build_registry(config.addons_database_url)),
-                                  self.drains, Rendezvous())
+                                   self.drains, Rendezvous(), self.builds)
         self._tasks: list[asyncio.Task] = []
         # Set when a task of this node died of a bug: a node whose feeds or scheduler stopped
         # must not keep answering as if it were healthy; `dynomesh control` exits instead.
@@ -93,6 +96,7 @@ class ControlNode:
         await self.assignments.start()
         await self.logs.start()
         await self.drains.start()
+        await self.builds.start()
         runners = {"route-hub": self.routes.run(), "assignment-hub": self.assignments.run(),
                    "scheduler": self.scheduler.run(), "drains": self.drains.run(),
                    **self.logs.runners()}
@@ -127,6 +131,7 @@ class ControlNode:
 
     async def stop(self) -> None:
         await self.close_feeds()
+        await self.builds.close()
         if self._tasks and not await self.logs.flush(LOG_FLUSH_TIMEOUT):
             log.warning("control: log lines taken in were not all stored before stopping")
         drains = next((t for t in self._tasks if t.get_name() == "drains"), None)

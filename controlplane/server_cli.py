@@ -10,6 +10,8 @@ from pathlib import Path
 
 from dynomesh.ready import Readiness
 from controlplane import credentials
+from controlplane.builds.settings import (DEFAULT_MAX_SLUG_BYTES as DEFAULT_BUILD_SLUG_BYTES,
+                                         DEFAULT_TIMEOUT as DEFAULT_BUILD_TIMEOUT, PipOptions)
 from controlplane.config import (DEFAULT_LISTEN, DEFAULT_MAX_SLUG_BYTES, ControlConfig,
                                  parse_listen)
 from controlplane.slugstore import SlugStoreError
@@ -125,6 +127,25 @@ def build_parser() -> argparse.ArgumentParser:
     drains.add_argument("--drain-ca-file", type=Path, default=None, metavar="PEM",
                         help="CA certificates to trust for syslog+tls:// and https:// drains, "
                              "besides the system's (a private CA)")
+    builds = parser.add_argument_group("builds (`dynomesh deploy` of a source directory)")
+    builds.add_argument("--build-timeout", type=_seconds, default=DEFAULT_BUILD_TIMEOUT,
+                        metavar="S", help="a build that runs longer fails (default 900, "
+                        "Heroku's 15 minutes)")
+    builds.add_argument("--build-max-slug-size", type=int,
+                        default=DEFAULT_BUILD_SLUG_BYTES // 2**20, metavar="MB",
+                        help="a build whose compressed slug is larger fails (default 500)")
+    builds.add_argument("--build-pip-index-url", metavar="URL",
+                        default=os.environ.get("DYNOMESH_BUILD_PIP_INDEX_URL") or None,
+                        help="the package index builds' pip uses (default: PyPI; or "
+                             "$DYNOMESH_BUILD_PIP_INDEX_URL)")
+    builds.add_argument("--build-find-links", metavar="DIR|URL", action="append",
+                        default=None,
+                        help="a wheel directory or page for builds' pip; without "
+                             "--build-pip-index-url, the only place pip looks (repeatable; "
+                             "default $DYNOMESH_BUILD_FIND_LINKS, space-separated)")
+    builds.add_argument("--builds-dir", type=Path, default=None, metavar="DIR",
+                        help="where builds work and keep each app's cache (default HOME/builds, "
+                             "or /var/lib/dynomesh/builds as root when others cannot enter HOME)")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
     return parser
@@ -149,7 +170,13 @@ def main(argv: list[str]) -> int:
             drain_buffer=args.drain_buffer, drain_lease=args.drain_lease,
             drain_ca_file=args.drain_ca_file, slug_store=args.slug_store or None,
             slug_store_endpoint=args.slug_store_endpoint or None,
-            slug_store_region=args.slug_store_region, slug_part_size=args.slug_part_size * 2**20)
+            slug_store_region=args.slug_store_region, slug_part_size=args.slug_part_size * 2**20,
+            build_timeout=args.build_timeout,
+            build_max_slug_bytes=args.build_max_slug_size * 2**20,
+            build_pip=PipOptions(args.build_pip_index_url, tuple(
+                args.build_find_links if args.build_find_links is not None
+                else os.environ.get("DYNOMESH_BUILD_FIND_LINKS", "").split())),
+            builds_dir=args.builds_dir)
         ready = Readiness.from_environ()
     except ValueError as exc:
         parser.error(str(exc))

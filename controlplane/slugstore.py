@@ -118,31 +118,71 @@ def inspect(path: Path) -> dict[str, str]:
         raise SlugRejected(str(exc)) from exc
 
 
+FILE_BLOCK = 1 << 20  # reads of a slug file on this disk
+
+
 def new_slug_id() -> str:
     return str(uuid.uuid4())
 
 
 async def spool(chunks: AsyncIterator[bytes], handle: BinaryIO, *, expected_sha256: str,
-                max_bytes: int,
+                max_bytes: int, what: str = "slug",
                 also: Callable[[bytes], Awaitable[None]] | None = None) -> tuple[str, int]:
-    """Write an upload to `handle` (and hand each chunk to `also`) while hashing it; ->
-    (hex SHA-256, size). SlugTooLarge past `max_bytes`, ChecksumMismatch at the end."""
+    """Write an upload (a slug, or a build's source) to `handle` (and hand each chunk to
+    `also`) while hashing it; -> (hex SHA-256, size). SlugTooLarge past `max_bytes`,
+    ChecksumMismatch at the end."""
     digest = hashlib.sha256()
     size = 0
     async for chunk in chunks:
         size += len(chunk)
         if size > max_bytes:
-            raise SlugTooLarge(f"the slug is over the {max_bytes}-byte limit: list what it need "
-                               "not carry in .slugignore")
+            raise SlugTooLarge(f"the {what} is over the {max_bytes}-byte limit: list what it "
+                               "need not carry in .slugignore")
         digest.update(chunk)
         handle.write(chunk)  # page-cache writes; a store that keeps the file fsyncs it
         if also is not None:
             await also(chunk)
     actual = digest.hexdigest()
     if actual != expected_sha256:
-        raise ChecksumMismatch(f"the slug's SHA-256 is {actual} but the client declared "
+        raise ChecksumMismatch(f"the {what}'s SHA-256 is {actual} but the client declared "
                                f"{expected_sha256}: the upload was damaged, deploy again")
     return actual, size
+
+
+async def receive_file(chunks: AsyncIterator[bytes], temporary: Path, *, expected_sha256: str,
+                       max_bytes: int, what: str) -> int:
+    """Stream an upload into `temporary`, checking its size and SHA-256, and fsync it; its size.
+    The caller removes the file if this raises."""
+    with open(temporary, "wb") as handle:
+        _, size = await spool(chunks, handle, expected_sha256=expected_sha256,
+                              max_bytes=max_bytes, what=what)
+        await asyncio.to_thread(os.fsync, handle.fileno())
+    return size
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(FILE_BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with open(path, "rb") as handle:
+        while block := await asyncio.to_thread(handle.read, FILE_BLOCK):
+            yield block
+
+
+async def adopt(store: SlugStore, path: Path) -> ReceivedSlug:
+    """Make a slug of an archive on this node's disk (a build's) in any store, as if it had
+    been uploaded: the same checks, the same publishing. `path` is removed either way."""
+    try:
+        digest = await asyncio.to_thread(_sha256_of, path)
+        return await store.receive(_file_chunks(path), expected_sha256=digest,
+                                   max_bytes=path.stat().st_size)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 class Incoming:

@@ -236,14 +236,6 @@ def _ship_settings(buffer_bytes: int):
         raise ValueError(f"--log-ship-buffer: {exc}") from None
 
 
-def base_env(environ: dict[str, str]) -> dict[str, str]:
-    """The only things a dyno inherits from the agent's environment."""
-    return {
-        "PATH": environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin",
-        "LANG": environ.get("LANG") or "C.UTF-8",
-    }
-
-
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -259,7 +251,7 @@ def main(argv: list[str]) -> int:
     from dynomgr.runtime import run_agent
 
     try:
-        return uvloop.run(run_agent(config, base_env(environ), assignments=args.assignments, follow=follow,
+        return uvloop.run(run_agent(config, assignments=args.assignments, follow=follow,
                                     ready=ready))
     except KeyboardInterrupt:  # a second Ctrl-C while draining
         print("dynomesh dynomgr: interrupted while stopping dynos", file=sys.stderr)

@@ -475,7 +475,7 @@ class Dyno(HandOver, OneOffRun):
             life.marker = svc.markers.create(life.record_id(self.ref))
         except MarkerError as exc:
             raise LaunchError(str(exc)) from exc
-        env = dict(svc.base_env)
+        env = svc.stack.env_for(life.directory)
         env.update(a.env)
         env.update(life.marker.env)
         # The platform's variables win over config vars of the same name (as on Heroku).

@@ -7,10 +7,10 @@ plane, whose slug URLs are fetched with the agent's token.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import shutil
 from pathlib import Path
-from typing import Mapping
 
 from dynomesh.ready import Readiness
 from dynomesh.writer import NonBlockingWriter
@@ -27,6 +27,7 @@ from dynomgr.reporting import FanoutReporter, StdoutReporter, drop_notice
 from dynomgr.services import DynoServices
 from dynomgr.slugs import SlugCache, default_fetchers
 from dynomgr.sources import AssignmentSource, FileAssignmentSource
+from dynomgr.stackdir import prepare_stack
 from dynomgr.users import DynoUsers
 
 # The version registered with the control plane (`PUT /vms/{vm}`).
@@ -35,7 +36,7 @@ VERSION = "0.1.0"
 _SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-async def run_agent(config: AgentConfig, base_env: Mapping[str, str], *,
+async def run_agent(config: AgentConfig, *,
                     assignments: Path | None = None, follow=None,
                     ready: Readiness | None = None) -> int:
     """Run an agent on assignments from a file, or following the control plane (`follow`, a
@@ -54,6 +55,13 @@ async def run_agent(config: AgentConfig, base_env: Mapping[str, str], *,
     except OSError as exc:
         log.error(f"data dir {data_dir.root} is unusable: {exc}")
         return 2
+    try:
+        stack = await asyncio.to_thread(prepare_stack, data_dir.root)  # runs each python once
+    except OSError as exc:
+        log.error(f"cannot prepare the stack's bin directory in {data_dir.root}: {exc}")
+        return 2
+    log.info("stack: " + (", ".join(f"Python {i.version} ({i.path})" for i in stack.interpreters)
+                          or "no Python that dyno users can run"))
     if why_not_cgroups:
         log.info(f"not using cgroups ({why_not_cgroups}); marking dynos in their environment")
 
@@ -69,7 +77,8 @@ async def run_agent(config: AgentConfig, base_env: Mapping[str, str], *,
 
         control = ControlPlane(follow.urls, follow.token)
         registration = {"address": config.advertise_host, "capacity_mb": follow.capacity_mb,
-                        "ports": [config.ports.first, config.ports.last], "version": VERSION}
+                        "ports": [config.ports.first, config.ports.last], "version": VERSION,
+                        "stack": stack.report()}
         reporter = ControlPlaneReporter(control, registration, log, metrics,
                                         settings=follow.report)
         if follow.logs is not None:
@@ -105,7 +114,7 @@ async def run_agent(config: AgentConfig, base_env: Mapping[str, str], *,
         listen=ListenWatcher.create(config.readiness_interval),
         reporter=stdout if reporter is None else FanoutReporter(stdout, reporter, *shipped),
         metrics=metrics,
-        base_env=dict(base_env),
+        stack=stack,
         # util-linux's setpriv drops root in the exec chain (no fork of the agent); only
         # needed when dynos run as other users.
         spawner=Spawner(shutil.which("setpriv", path=_SBIN_PATH) if users.per_app else None),

@@ -17,6 +17,7 @@ from dynomgr.ports import PortAllocator
 from dynomgr.process import Spawner
 from dynomgr.readiness import ListenWatcher
 from dynomgr.slugs import SlugCache
+from dynomgr.stackdir import DynoStack
 from dynomgr.users import DynoUsers
 
 
@@ -36,8 +37,8 @@ class DynoServices:
     listen: ListenWatcher
     reporter: Reporter
     metrics: AgentMetrics
-    # PATH and LANG for dynos, taken from the agent's environment by the CLI.
-    base_env: Mapping[str, str] = field(default_factory=dict)
+    # PATH and LANG for dynos and the interpreters this VM offers (never the agent's PATH).
+    stack: DynoStack = field(default_factory=lambda: DynoStack((), None, ("/usr/bin", "/bin")))
     spawner: Spawner = field(default_factory=lambda: Spawner(None))
     clock: Callable[[], float] = time.monotonic
     wallclock: Callable[[], float] = time.time

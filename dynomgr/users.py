@@ -9,20 +9,18 @@ user (a developer's laptop, a container without privileges).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import pwd
 from dataclasses import dataclass
 
+from dynomesh.sysusers import SystemUserError, ensure_user, user_name
+
 # Marks users we created, so that an existing account that happens to be called `dyno-<app>`
 # is never taken over.
 GECOS_MARK = "dynomesh app"
-_MAX_NAME = 32  # useradd's limit on Linux
 _PREFIX = "dyno-"
 
-
-class UserError(Exception):
-    """No safe user could be found or created; the message says which and why."""
+UserError = SystemUserError  # no safe user could be found or created
 
 
 @dataclass(frozen=True)
@@ -39,11 +37,7 @@ class RunAs:
 
 def user_name_for(app: str) -> str:
     """`dyno-hello`; long app names are cut and made unique by a hash suffix."""
-    name = _PREFIX + app
-    if len(name) <= _MAX_NAME:
-        return name
-    digest = hashlib.sha256(app.encode()).hexdigest()[:8]
-    return f"{name[: _MAX_NAME - 9]}-{digest}"
+    return user_name(_PREFIX, app)
 
 
 class DynoUsers:
@@ -81,42 +75,5 @@ class DynoUsers:
 
     async def _ensure_user(self, app: str) -> RunAs:
         name = user_name_for(app)
-        existing = _lookup(name)
-        if existing is None:
-            async with self._useradd_lock:
-                existing = _lookup(name) or await self._useradd(name, app)
-        if GECOS_MARK not in existing.pw_gecos:
-            raise UserError(
-                f"user {name} exists but was not created by dynomesh (its comment lacks "
-                f"{GECOS_MARK!r}); refusing to run {app}'s dynos as it"
-            )
-        if existing.pw_uid == 0 or existing.pw_gid == 0:
-            raise UserError(f"user {name} has uid or gid 0; dynos never run as root")
-        return RunAs(existing.pw_uid, existing.pw_gid, name)
-
-    async def _useradd(self, name: str, app: str) -> pwd.struct_passwd:
-        argv = [
-            "useradd", "--system", "--user-group", "--no-create-home",
-            "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
-            "--comment", f"{GECOS_MARK} {app}", name,
-        ]  # fmt: skip
-        try:
-            child = await asyncio.create_subprocess_exec(
-                *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-            )
-        except OSError as exc:
-            raise UserError(f"cannot create user {name} for app {app}: {exc}") from exc
-        _, err = await child.communicate()
-        # Another agent on this machine may have created it meanwhile (useradd exit 9).
-        created = _lookup(name)
-        if created is None:
-            reason = err.decode(errors="replace").strip() or f"useradd exited {child.returncode}"
-            raise UserError(f"cannot create user {name} for app {app}: {reason}")
-        return created
-
-
-def _lookup(name: str) -> pwd.struct_passwd | None:
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        return None
+        entry = await ensure_user(name, GECOS_MARK, app, f"{app}'s dynos", self._useradd_lock)
+        return RunAs(entry.pw_uid, entry.pw_gid, name)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import re
 import socket
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynomesh.backoff import BackoffPolicy
+from dynomesh.sysusers import enterable_by_others
 
 # Where a dyno manager run as root keeps dynos when the home cannot be entered by dyno users.
 ROOT_DATA_DIR = Path("/var/lib/dynomesh/dynomgr")
@@ -109,7 +109,7 @@ class UpConfig:
         """The local add-on server's directory: in the home, unless we are root and its
         server user (`postgres`) cannot pass through the home's directories."""
         inside = self.home / "addons-postgres"
-        if os.geteuid() != 0 or _enterable_by_others(self.home):
+        if os.geteuid() != 0 or enterable_by_others(self.home):
             return inside
         return ROOT_ADDONS_POSTGRES_DIR
 
@@ -119,7 +119,7 @@ class UpConfig:
         if self.dynomgr_data_dir is not None:
             return self.dynomgr_data_dir
         inside = self.home / "dynomgr"
-        if os.geteuid() != 0 or _enterable_by_others(self.home):
+        if os.geteuid() != 0 or enterable_by_others(self.home):
             return inside
         return ROOT_DATA_DIR
 
@@ -129,12 +129,3 @@ def default_vm_id() -> str:
     name = re.sub(r"[^-\w.]", "-", socket.gethostname(), flags=re.ASCII)[:128]
     return name or "local"
 
-
-def _enterable_by_others(directory: Path) -> bool:
-    for path in [directory, *directory.parents]:
-        try:
-            if not path.stat().st_mode & stat.S_IXOTH:
-                return False
-        except FileNotFoundError:
-            continue  # created later with a mode of our choosing
-    return True

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controlplane.api import (addons, apps, drains, dynos, feeds, logs, oneoffs, releases,
-                              tokens, vms)
+from controlplane.api import (addons, apps, builds, drains, dynos, feeds, logs, oneoffs,
+                              releases, tokens, vms)
 from controlplane.api.auth import auth_middleware
 from controlplane.api.bodies import MAX_REPORT_BYTES
 from controlplane.api.context import CONTEXT, ApiContext
@@ -44,6 +44,10 @@ def make_app(context: ApiContext) -> web.Application:
         web.patch(_APP + "/config-vars", releases.update_config),
         web.post(_APP + "/slugs", releases.upload_slug),
         web.get(_APP + "/slugs/{slug}", releases.get_slug),
+        web.post(_APP + "/builds", builds.create_build),
+        web.get(_APP + "/builds", builds.list_builds),
+        web.get(_APP + "/builds/{build}", builds.get_build),
+        web.get(_APP + "/builds/{build}/output", builds.build_output),
         web.get(_APP + "/releases", releases.list_releases),
         web.post(_APP + "/releases", releases.create_release),
         web.get(_APP + "/releases/{release}", releases.get_release),

@@ -83,6 +83,14 @@ def integer(value: Any, field: str, *, low: int, high: int) -> int:
     return value
 
 
+def limit(request: web.Request, default: int = 100) -> int:
+    """The `?limit=` of a list, 1–1000."""
+    text = request.query.get("limit", str(default))
+    if not text.isdigit():
+        raise invalid("'limit' must be a whole number")
+    return integer(int(text), "limit", low=1, high=1000)
+
+
 def named(check, value: Any) -> str:
     """Apply a `names` validator, turning its error into a 422."""
     try:

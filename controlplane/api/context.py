@@ -10,6 +10,7 @@ from aiohttp import web
 from controlplane.addons.service import AddonService
 from controlplane.applog import AppLog
 from controlplane.attach import Rendezvous
+from controlplane.builds.service import BuildService
 from controlplane.config import ControlConfig
 from controlplane.drains.service import DrainService
 from controlplane.feeds.hub import AssignmentHub, RouteHub
@@ -34,6 +35,7 @@ class ApiContext:
     addons: AddonService
     drains: DrainService
     rendezvous: Rendezvous  # attached one-off dynos' sessions waiting for their other end
+    builds: BuildService
 
 
 CONTEXT = web.AppKey("context", ApiContext)

@@ -70,10 +70,7 @@ async def get_slug(request: web.Request) -> web.Response:
 @allow(Role.USER)
 async def list_releases(request: web.Request) -> web.Response:
     ctx = context(request)
-    limit_text = request.query.get("limit", "100")
-    if not limit_text.isdigit():
-        raise invalid("'limit' must be a whole number")
-    limit = bodies.integer(int(limit_text), "limit", low=1, high=1000)
+    limit = bodies.limit(request)
     app = await ctx.store.apps.get(request.match_info["app"])
     releases = await ctx.store.releases.list(app.id, limit=limit)
     return web.json_response([render.release(app, r) for r in releases])

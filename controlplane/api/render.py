@@ -8,7 +8,7 @@ from typing import Any
 from controlplane.addons import urls as addon_urls
 from controlplane.config import ControlConfig
 from controlplane.drains import urls as drain_urls
-from controlplane.store.models import (Addon, App, Domain, Drain, DrainStats, Dyno, Feature,
+from controlplane.store.models import (Addon, App, Build, Domain, Drain, DrainStats, Dyno, Feature,
                                        FormationEntry, Release, Slug, Token)
 from controlplane.store.vms import VmUsage
 
@@ -30,6 +30,16 @@ def release(app: App, release: Release) -> dict[str, Any]:
             "process_types": release.process_types, "app": app_ref(app),
             "release_phase": release.has_release_phase, "phase_output": release.phase_output,
             "created_at": release.created_at, "updated_at": release.updated_at}
+
+
+def build(app: App, build: Build) -> dict[str, Any]:
+    return {"id": build.id, "number": build.number, "status": build.status.value,
+            "source_checksum": build.source_checksum, "buildpack": build.buildpack,
+            "reason": build.reason, "slug": {"id": build.slug_id} if build.slug_id else None,
+            "release": ({"version": build.release_version}
+                        if build.release_version is not None else None),
+            "app": app_ref(app), "created_at": build.created_at,
+            "finished_at": build.finished_at}
 
 
 def slug(app: App, slug: Slug) -> dict[str, Any]:
@@ -114,7 +124,8 @@ def vm(usage: VmUsage, now: float) -> dict[str, Any]:
             "ports": list(vm.ports), "version": vm.version,
             "heartbeat_at": unix_iso(vm.heartbeat_at),
             "heartbeat_age": round(max(0.0, now - vm.heartbeat_at), 1),
-            "registered_at": vm.registered_at, "lost_at": vm.lost_at}
+            "registered_at": vm.registered_at, "lost_at": vm.lost_at,
+            "stack": {"interpreters": vm.stack.get("interpreters", [])}}
 
 
 def addon(addon: Addon, config_value: str | None, location: str | None) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from dynomesh.stack import Interpreter
+
 from controlplane.api import bodies, render
 from controlplane.api.auth import TOKEN_KEY, allow
 from controlplane.api.context import context
@@ -110,7 +112,22 @@ def registration(body: dict) -> VmRegistration:
     version = body.get("version", "")
     if not isinstance(version, str) or len(version) > 64:
         raise invalid("'version' must be the dyno manager's version (a short string)")
-    return VmRegistration(address, capacity, (ports[0], ports[1]), version)
+    return VmRegistration(address, capacity, (ports[0], ports[1]), version,
+                          _stack(body.get("stack", {})))
+
+
+def _stack(value: Any) -> dict[str, Any]:
+    """{"interpreters": [{"version": "3.11.2", "path": "/usr/bin/python3.11"}, …]}"""
+    if not isinstance(value, dict):  # other keys: a newer dyno manager's, ignored
+        raise invalid("'stack' must be {\"interpreters\": [...]}")
+    items = value.get("interpreters", [])
+    if not isinstance(items, list) or len(items) > 32:
+        raise invalid("'stack.interpreters' must be a list of at most 32 interpreters")
+    try:
+        interpreters = [Interpreter.from_json(item) for item in items]
+    except ValueError as exc:
+        raise invalid(f"'stack.interpreters': {exc}") from exc
+    return {"interpreters": [i.to_json() for i in interpreters]}
 
 
 @allow(Role.USER)

@@ -1,6 +1,7 @@
 """Packing an app directory into a slug: a .tar.gz of its files, paths relative to its root.
 
-Left out: `.git/` and `.dynomesh/` directories anywhere, and whatever `.slugignore` lists.
+Left out: `.git/` and `.dynomesh/` directories anywhere, a `.venv/` at the top (a local
+virtualenv; the build makes the app's own), and whatever `.slugignore` lists.
 `.slugignore` works like Heroku's (and like .gitignore without `!`): one pattern per line,
 `#` comments; a pattern with no `/` matches a name at any depth, `/` at the start anchors it
 to the app root, a `/` at the end matches only directories, and `*`, `?`, `[...]` are globs.
@@ -19,6 +20,8 @@ from pathlib import Path
 from controlplane import procfile
 
 ALWAYS_LEFT_OUT = frozenset({".git", ".dynomesh"})
+# A local virtualenv at the top: its links point into this machine (the build makes the app's).
+LEFT_OUT_AT_TOP = frozenset({".venv"})
 SLUGIGNORE = ".slugignore"
 
 
@@ -92,7 +95,8 @@ def members(root: Path, ignore: SlugIgnore) -> list[tuple[Path, str]]:
         kept = []
         for name in sorted(dirnames):
             relative = prefix + name
-            if name in ALWAYS_LEFT_OUT or ignore.ignores(relative, True):
+            if (name in ALWAYS_LEFT_OUT or (not prefix and name in LEFT_OUT_AT_TOP)
+                    or ignore.ignores(relative, True)):
                 continue
             kept.append(name)
             found.append((base / name, relative))

@@ -5,9 +5,10 @@
     await store.close()
 
 `store.apps`, `store.releases`, `store.tokens`, `store.vms`, `store.dynos`, `store.logs`,
-`store.drains` (log drains, their delivery leases), `store.nodes` (control nodes, scheduler
-leadership), `store.fleet` (a scheduling pass), `store.addons` (add-ons attached to apps)
-and `store.oneoffs` (one-off dynos: `dynomesh run`, release phases)
+`store.drains` (log drains, their delivery leases), `store.builds` (source built into slugs),
+`store.nodes` (control nodes, scheduler leadership), `store.fleet` (a scheduling pass),
+`store.addons` (add-ons attached to apps) and `store.oneoffs` (one-off dynos: `dynomesh run`,
+release phases)
 group the operations by concept; each runs in its own transaction (`store.fleet.scheduling`
 hands out one pass's) and raises only `store.errors` classes. `store/feeds.py` has the feeds'
 reads, which run in the caller's read transaction.
@@ -20,6 +21,7 @@ from pathlib import Path
 from controlplane.store import errors
 from controlplane.store.addons import AddonStore
 from controlplane.store.apps import FEATURES, AppStore
+from controlplane.store.builds import BuildStore
 from controlplane.store.database import DEFAULT_HISTORY, Database
 from controlplane.store.drains import DrainStore
 from controlplane.store.dynos import DynoStore
@@ -67,6 +69,7 @@ class Store:
         self.fleet = FleetStore(db)
         self.addons = AddonStore(db)
         self.oneoffs = OneOffStore(db)
+        self.builds = BuildStore(db)
 
     @classmethod
     async def open(cls, db: Database) -> "Store":

@@ -67,10 +67,31 @@ ADDON_LOCATION_MIGRATION = Migration(6, "add-ons: the server each add-on's resou
     "ALTER TABLE addons ADD COLUMN location TEXT",
 ))
 
-# Number 7 is another branch's (the builds), written in parallel with 8 below; until the two
-# merge, this stands in for it so that versions stay dense. The merge replaces it with the real
-# migration 7 (a database migrated on this branch alone records 7 as applied: recreate it).
-RESERVED_MIGRATION = Migration(7, "reserved for the builds' migration", ())
+# Builds: one row per `dynomesh deploy` of a source directory (docs/builds.md). `output` is the
+# build's kept output (its tail, at most controlplane.builds.output.KEPT_BYTES), written when the
+# build ends; `node` the control node that runs it, so that a node that restarts after a crash
+# marks the builds it left `pending` failed. `vms.stack` is what the VM's dyno manager reported
+# of its stack (the interpreters it offers), as JSON. A constant of its own so that renumbering it
+# after a parallel branch's migration is one number.
+BUILDS_MIGRATION = Migration(7, "builds: source built into slugs; the stack each VM offers", (
+    """CREATE TABLE builds (
+        id TEXT PRIMARY KEY,
+        app_id TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
+        source_checksum TEXT NOT NULL,
+        buildpack TEXT,
+        reason TEXT,
+        output TEXT NOT NULL DEFAULT '',
+        slug_id TEXT REFERENCES slugs(id) ON DELETE SET NULL,
+        release_version INTEGER,
+        node TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        finished_at TEXT,
+        UNIQUE (app_id, number))""",
+    "CREATE INDEX builds_pending ON builds (status) WHERE status = 'pending'",
+    "ALTER TABLE vms ADD COLUMN stack TEXT NOT NULL DEFAULT '{}'",
+))
 
 # One-off dynos (`dynomesh run`, the release phase) and the release phase's result. `one_off`
 # is NULL for a formation dyno, else JSON: the command, where its attached session waits
@@ -275,7 +296,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             CHECK ((owner IS NULL) = (lease_until IS NULL)))""",
     )),
     ADDON_LOCATION_MIGRATION,
-    RESERVED_MIGRATION,
+    BUILDS_MIGRATION,
     ONE_OFF_MIGRATION,
 )
 

@@ -251,13 +251,15 @@ class Vm:
     registered_at: str
     heartbeat_at: float
     lost_at: str | None
+    # What its dyno manager reported of its stack: {"interpreters": [{"version", "path"}]}.
+    stack: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Vm":
         return cls(row["id"], row["address"], int(row["capacity_mb"]),
                    (int(row["port_low"]), int(row["port_high"])), row["version"],
                    VmState(row["state"]), row["registered_at"], float(row["heartbeat_at"]),
-                   row["lost_at"])
+                   row["lost_at"], json.loads(row["stack"] or "{}"))
 
 
 @dataclass(frozen=True)
@@ -367,6 +369,7 @@ class VmRegistration:
     capacity_mb: int
     ports: tuple[int, int]
     version: str
+    stack: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -491,3 +494,36 @@ class Addon:
                    row["resource"], row["config_var"], AddonState(row["state"]),
                    bool(row["attached"]), row["created_at"], row["updated_at"],
                    row["location"])
+
+
+class BuildStatus(str, enum.Enum):
+    """A build is `pending` while it runs; `succeeded` made a slug and a release."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Build:
+    id: str
+    app_id: str
+    number: int  # 1, 2, 3 … per app: what `builds` shows and `builds:output` takes
+    status: BuildStatus
+    source_checksum: str
+    buildpack: str | None
+    reason: str | None  # why it failed, in one line
+    slug_id: str | None
+    release_version: int | None
+    node: str
+    created_at: str
+    finished_at: str | None
+    output: str | None = None  # only when asked for
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Build":
+        return cls(row["id"], row["app_id"], int(row["number"]), BuildStatus(row["status"]),
+                   row["source_checksum"], row["buildpack"], row["reason"], row["slug_id"],
+                   None if row["release_version"] is None else int(row["release_version"]),
+                   row["node"], row["created_at"], row["finished_at"],
+                   row["output"] if "output" in row.keys() else None)

@@ -72,6 +72,12 @@ class NodeStore:
                     node.seen_at, node.route_followers, node.route_revision)
             await tx.notify(PROGRESS_CHANNEL, node.id)
 
+    async def seen_since(self, when: float) -> set[str]:
+        """The control nodes that published progress at or after `when` (Unix seconds)."""
+        async with self._db.read() as tx:
+            rows = await tx.fetch("SELECT id FROM control_nodes WHERE seen_at >= $1", when)
+        return {row["id"] for row in rows}
+
     async def forget(self, node_id: str) -> None:
         async with self._db.write() as tx:
             await tx.execute("DELETE FROM control_nodes WHERE id = $1", node_id)

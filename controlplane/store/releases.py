@@ -126,9 +126,9 @@ async def went_live(tx: Transaction, app: App, version: int) -> None:
             await _sync_formation(tx, app, release.process_types)
 
 
-async def _insert_release(tx: Transaction, app: App, *, slug: Slug | None,
-                          config: Mapping[str, str], description: str,
-                          status: ReleaseStatus, release_phase: bool = False) -> Release:
+async def insert_release(tx: Transaction, app: App, *, slug: Slug | None,
+                         config: Mapping[str, str], description: str,
+                         status: ReleaseStatus, release_phase: bool = False) -> Release:
     """A new release; with `release_phase` and a slug whose Procfile has `release:`, it is
     `pending` and its release phase starts (a one-off dyno, in this same transaction, so a
     crash never leaves a pending release without its release phase)."""
@@ -192,7 +192,7 @@ async def change_config(tx: Transaction, app: App, changes: Mapping[str, str | N
     base = await current_release(tx, app)
     slug = (await _require_slug(tx, app, base.slug_id)
             if base is not None and base.slug_id else None)
-    release = await _insert_release(tx, app, slug=slug, config=new,
+    release = await insert_release(tx, app, slug=slug, config=new,
                                     description=_config_description(set_keys, removed),
                                     status=ReleaseStatus.SUCCEEDED)
     return new, release
@@ -212,6 +212,17 @@ async def _rolled_back_config(tx: Transaction, app: App, old: Release) -> dict[s
     return config
 
 
+async def insert_slug(tx: Transaction, app: App, *, slug_id: str, checksum: str, size: int,
+                      process_types: Mapping[str, str]) -> Slug:
+    """Record a slug whose file is already durably in place."""
+    slug = Slug(slug_id, app.id, checksum, size, dict(process_types), now_iso())
+    await tx.execute(
+        "INSERT INTO slugs (id, app_id, checksum, size, process_types, created_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6)", slug.id, app.id, checksum, size,
+        json.dumps(slug.process_types), slug.created_at)
+    return slug
+
+
 class ReleaseStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -221,14 +232,10 @@ class ReleaseStore:
     async def add_slug(self, ident: str, *, slug_id: str, checksum: str, size: int,
                        process_types: Mapping[str, str]) -> Slug:
         """Record a slug whose file is already durably in place."""
-        slug = Slug(slug_id, "", checksum, size, dict(process_types), now_iso())
         async with self._db.write() as tx:
             app = await require_app(tx, ident)
-            await tx.execute(
-                "INSERT INTO slugs (id, app_id, checksum, size, process_types, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6)", slug.id, app.id, checksum, size,
-                json.dumps(slug.process_types), slug.created_at)
-        return Slug(slug.id, app.id, checksum, size, slug.process_types, slug.created_at)
+            return await insert_slug(tx, app, slug_id=slug_id, checksum=checksum, size=size,
+                                     process_types=process_types)
 
     async def find_slug(self, slug_id: str) -> Slug:
         """A slug by id alone (slug downloads name no app)."""
@@ -251,8 +258,8 @@ class ReleaseStore:
             app = await require_app(tx, ident)
             slug = await _require_slug(tx, app, slug_id)
             text = description or f"Deploy {slug.checksum.removeprefix('sha256:')[:8]}"
-            return await _insert_release(tx, app, slug=slug, config=await config_vars(tx, app),
-                                         description=text, status=status, release_phase=True)
+            return await insert_release(tx, app, slug=slug, config=await config_vars(tx, app),
+                                        description=text, status=status, release_phase=True)
 
     async def rollback(self, ident: str, target: str | int) -> Release:
         """A new release with the slug and config vars of release `target`."""
@@ -278,7 +285,7 @@ class ReleaseStore:
                 await tx.execute("INSERT INTO config_vars (app_id, key, value) VALUES ($1, $2, $3)",
                                  app.id, key, value)
             slug = await _require_slug(tx, app, old.slug_id) if old.slug_id else None
-            return await _insert_release(tx, app, slug=slug, config=config,
+            return await insert_release(tx, app, slug=slug, config=config,
                                          description=f"Rollback to v{old.version}",
                                          status=ReleaseStatus.SUCCEEDED, release_phase=True)
 

@@ -12,6 +12,7 @@ dyno's state wakes the scheduler, which switches routes once all are up.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -141,22 +142,23 @@ class VmStore:
         """Register or re-register a VM (at its agent's start and after every reconnect);
         return it as registered, with what is placed on it."""
         low, high = registration.ports
+        stack = json.dumps(registration.stack, sort_keys=True)
         async with self._db.write() as tx:
             row = await tx.fetchrow("SELECT * FROM vms WHERE id = $1", vm_id)
             if row is None:
                 await tx.execute(
                     "INSERT INTO vms (id, address, capacity_mb, port_low, port_high, version, "
-                    "state, registered_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, "
-                    "'ready', $7, $8)", vm_id, registration.address, registration.capacity_mb,
-                    low, high, registration.version, now_iso(), now)
+                    "state, registered_at, heartbeat_at, stack) VALUES ($1, $2, $3, $4, $5, $6, "
+                    "'ready', $7, $8, $9)", vm_id, registration.address, registration.capacity_mb,
+                    low, high, registration.version, now_iso(), now, stack)
                 await tx.record_change(Feed.ASSIGNMENTS, vm_id)
             else:
                 old = Vm.from_row(row)
                 await tx.execute(
                     "UPDATE vms SET address = $1, capacity_mb = $2, port_low = $3, "
                     "port_high = $4, version = $5, state = 'ready', lost_at = NULL, "
-                    "heartbeat_at = $6 WHERE id = $7", registration.address,
-                    registration.capacity_mb, low, high, registration.version, now, vm_id)
+                    "heartbeat_at = $6, stack = $7 WHERE id = $8", registration.address,
+                    registration.capacity_mb, low, high, registration.version, now, stack, vm_id)
                 if (old.state is VmState.LOST or old.address != registration.address
                         or old.capacity_mb != registration.capacity_mb
                         or old.ports != registration.ports):

@@ -41,6 +41,10 @@ class ControlPlane:
     def start(self) -> "ControlPlane":
         argv = ["control", "--listen", "127.0.0.1:0", "--home", str(self.home),
                 *self.extra_args]
+        if "--builds-dir" not in self.extra_args:
+            # In the test's own directory, never /var/lib/dynomesh/builds (where a root control
+            # plane builds when others cannot enter its home, as pytest's tmp_path).
+            argv += ["--builds-dir", str(self.home / "builds")]
         if self.database_url:
             argv += ["--database-url", self.database_url]
         log = open(self.log_path, "ab")

@@ -52,7 +52,7 @@ def test_the_readme_walk_through(control, hello_dir, tmp_path):
     ok(control.cli("apps:create", "walk", cwd=tmp_path))
     deployed = control.cli("deploy", str(hello_dir), "--app", "walk")
     assert "Released v1 of walk" in ok(deployed)
-    assert "Uploading slug: 100%" in deployed.stderr  # plain progress lines off a terminal
+    assert "Uploading source: 100%" in deployed.stderr  # plain progress lines off a terminal
     assert "Verified sha256:" in deployed.stderr
     assert "web at 3:standard-1x, worker at 1:standard-1x" in ok(
         control.cli("ps:scale", "web=3", "worker=1", "--app", "walk"))

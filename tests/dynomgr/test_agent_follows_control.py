@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dynomesh.stack import discover
 from tests.conftest import dynomesh_argv, dynomesh_env, free_port
 from tests.dynomgr.conftest import FAST_FLAGS, AgentRun, http_json, marked_processes
 from tests.feedserver import ROUTER_TOKEN, TOKEN, ScriptedControlPlane
@@ -75,8 +76,10 @@ def test_the_agent_registers_runs_its_assignments_and_reports_up_with_the_addres
     agent = follow(harness, control, "--capacity-mb", "2048")
 
     registered = control.wait_for(lambda: control.recorded("PUT", "/vms/vm-1"), what="register")
+    stack = {"interpreters": [i.to_json() for i in discover()]}
     assert registered[0].body == {"address": "127.0.0.1", "capacity_mb": 2048,
-                                  "ports": [20000, 29999], "version": "0.1.0"}
+                                  "ports": [20000, 29999], "version": "0.1.0", "stack": stack}
+    assert stack["interpreters"], "this machine's python3 is offered to dynos"
     address = agent.wait_up("web.1")
     # The `up` change is posted as it happens (not left for the next heartbeat).
     up = control.wait_for(lambda: reported(control, "d-1", "up"), what="up posted to /states")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import Api, Cli, RouterClient, Up, poll, shared_tmpdir
+from tests.wheelindex import WheelIndex, wheelhouse
 
 
 @dataclass
@@ -28,9 +29,17 @@ class Platform:
 
 
 @pytest.fixture(scope="session")
-def platform():
+def wheel_index():
+    """The test wheelhouse as a package index on loopback: builds' pip looks nowhere else."""
+    with WheelIndex(wheelhouse()) as index:
+        yield index
+
+
+@pytest.fixture(scope="session")
+def platform(wheel_index):
     home = shared_tmpdir("dynomesh-e2e-")
-    up = Up(home, addons_postgres=True)  # tests/e2e/test_addons.py uses its PostgreSQL
+    # tests/e2e/test_addons.py uses its PostgreSQL; the build tests its package index.
+    up = Up(home, addons_postgres=True, env={"DYNOMESH_BUILD_PIP_INDEX_URL": wheel_index.url})
     try:
         up.wait_ready()
         yield Platform(up, Cli(home), Api(home), RouterClient(up.http_port))

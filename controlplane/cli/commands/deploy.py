@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 from controlplane.cli.commands.apps import app_path
 from controlplane.cli.context import link
 from controlplane.cli.errors import CliError, Exit, usage
+from controlplane.cli.commands.builds import follow_build
 from controlplane.cli.output import Progress, emit_json, human_size, table
-from controlplane.cli.pack import NotDeployable, pack
+from controlplane.cli.pack import NotDeployable, check_procfile, pack
 from controlplane.cli.registry import command, runs
 
 UPLOAD_CHUNK = 256 * 1024
@@ -20,12 +22,15 @@ RELEASE_WAIT = 30
 GIVE_UP_AFTER = 3600 + 300  # seconds each wait for a release phase holds the request
 
 
-@command("deploy", "pack a directory into a slug, upload it and release it",
+@command("deploy", "upload a directory's source; the platform builds it into a slug and "
+         "releases it",
          example="dynomesh deploy examples/hello --app hello\n"
                  "dynomesh deploy            # this directory, to its linked app", json=True)
 def deploy(parser):
     parser.add_argument("directory", nargs="?", default=".",
-                        help="the app's directory, with a Procfile (default: this directory)")
+                        help="the app's directory, with a Procfile (default: this directory); "
+                             "a requirements.txt or pyproject.toml is installed into a "
+                             "virtualenv by the Python buildpack")
     parser.add_argument("--description", help="the release's description "
                         "(default: 'Deploy <checksum>')")
 
@@ -41,30 +46,43 @@ async def _chunks(path: Path, progress: Progress):
 async def _(args, session):
     directory = (session.env.cwd / args.directory).resolve()
     name = session.app(start=directory)
+    # What needs no upload first: the Procfile parses, the app exists and this token may
+    # deploy to it (401/403/404 here, before a large upload).
+    if not directory.is_dir():
+        raise usage(f"{directory} is not a directory: deploy a directory with a Procfile")
     try:
-        slug = pack(directory)
+        check_procfile(directory)
+    except NotDeployable as exc:
+        raise usage(str(exc)) from exc
+    await session.api.get(app_path(name))
+    try:
+        source = pack(directory)
     except NotDeployable as exc:
         raise usage(str(exc)) from exc
     try:
-        print(f"Packed {directory}: {slug.files} files, {human_size(slug.size)}, "
-              f"process types {', '.join(slug.process_types)}", file=sys.stderr)
-        progress = Progress("Uploading slug", slug.size)
-        uploaded, _ = await session.api.call(
-            "POST", app_path(name) + "/slugs", data=_chunks(slug.path, progress),
-            headers={"X-Slug-Checksum": f"sha256:{slug.sha256}",
-                     "Content-Type": "application/gzip", "Content-Length": str(slug.size)})
+        print(f"Packed {directory}: {source.files} files, {human_size(source.size)}, "
+              f"process types {', '.join(source.process_types)}", file=sys.stderr)
+        progress = Progress("Uploading source", source.size)
+        query = "?" + urlencode({"description": args.description}) if args.description else ""
+        build, _ = await session.api.call(
+            "POST", app_path(name) + "/builds" + query, data=_chunks(source.path, progress),
+            headers={"X-Slug-Checksum": f"sha256:{source.sha256}",
+                     "Content-Type": "application/gzip", "Content-Length": str(source.size)})
         progress.finish()
     finally:
-        slug.path.unlink(missing_ok=True)
-    if uploaded["checksum"] != f"sha256:{slug.sha256}":
+        source.path.unlink(missing_ok=True)
+    if build["source_checksum"] != f"sha256:{source.sha256}":
         raise CliError(Exit.REFUSED, "the control plane stored a different checksum than the "
-                                     "slug's; deploy again")
-    print(f"Verified sha256:{slug.sha256[:12]}... on the control plane", file=sys.stderr)
-    body = {"slug": uploaded["id"]}
-    if args.description:
-        body["description"] = args.description
-    release, _ = await session.api.call("POST", app_path(name) + "/releases", json_body=body)
+                                     "source's; deploy again")
+    print(f"Verified sha256:{source.sha256[:12]}... on the control plane; building "
+          f"(build {build['number']})", file=sys.stderr)
     link(directory, name, home=session.env.home)
+    build = await follow_build(session.api, name, build, sys.stderr if args.json else sys.stdout)
+    if build["status"] != "succeeded":
+        raise CliError(Exit.REFUSED, f"Build {build['number']} of {name} failed: "
+                                     f"{build['reason']}")
+    release = await session.api.get(
+        f"{app_path(name)}/releases/{build['release']['version']}")
     if release["status"] == "pending" and release.get("release_phase"):
         release = await wait_for_release_phase(session, name, release, quiet=args.json)
     if args.json:
