@@ -37,11 +37,22 @@ def compiled_extensions():
     return extensions
 
 
+def source_hash(path):
+    """As router/compiled.py's source_hash: the `.py` and its `.pxd` declarations, if any."""
+    digest = hashlib.sha256()
+    for name in (path, path[:-3] + ".pxd"):
+        try:
+            with open(name, "rb") as file:
+                digest.update(file.read())
+        except FileNotFoundError:
+            pass
+    return digest.hexdigest()
+
+
 def record_sources(modules):
     hashes = {}
     for module in modules:
-        with open(module.replace(".", "/") + ".py", "rb") as file:
-            hashes[module] = hashlib.sha256(file.read()).hexdigest()
+        hashes[module] = source_hash(module.replace(".", "/") + ".py")
     with open(SOURCES, "w", encoding="utf-8") as file:
         json.dump(hashes, file, indent=1, sort_keys=True)
         file.write("\n")

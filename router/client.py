@@ -65,7 +65,9 @@ _LINGER = 5.0
 _LINGER_TOTAL = 30.0
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection:
+    # asyncio's Protocol interface, not its subclass: compiled, this is an extension type
+    # (client.pxd), which cannot derive from a Python class.
     __slots__ = (
         # per connection
         "router", "rewriter", "parser", "transport", "gate", "peer", "write_paused", "_state",

@@ -45,7 +45,8 @@ _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 STRAY_NOTE = b" dyno_connection=closed"
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection:
+    # asyncio's Protocol interface, not its subclass (see ClientConnection).
     __slots__ = (
         # per connection
         "pool", "router", "transport", "gate", "parser", "idle_since", "on_status", "_reason",
