@@ -2,8 +2,9 @@
 
 The modules in `TWINS` do the per-request work: the head rewrites (headers.py), the log line
 (accesslog.py), and the three classes of the request path, the client connection (client.py),
-the exchange (exchange.py) and the dyno connection (upstream.py), with the read gate they share
-(flow.py). A build with Cython and a C compiler (setup.py) compiles each, from the very same
+the exchange (exchange.py) and the dyno connection (upstream.py), with what they touch per
+request: the read gate (flow.py), a dyno's pool and an app's backend (pool.py), an app's counters
+(metrics.py). A build with Cython and a C compiler (setup.py) compiles each, from the very same
 source file, into an extension module that sits beside its `.py`; Python's import system
 prefers the extension.
 
@@ -36,8 +37,8 @@ from collections.abc import Mapping
 from types import ModuleType
 
 # Kept in step with [tool.dynomesh] compiled in pyproject.toml (setup.py reads that list).
-TWINS = ("router.headers", "router.accesslog", "router.flow", "router.exchange", "router.upstream",
-         "router.client")
+TWINS = ("router.headers", "router.accesslog", "router.flow", "router.metrics", "router.pool",
+         "router.exchange", "router.upstream", "router.client")
 PURE_ENV = "DYNOMESH_PURE_PYTHON"
 
 

@@ -3,8 +3,12 @@
 # fields as C struct members and call each other's methods as C functions; the `.py` stays the
 # source and the pure-Python twin. Keep these in step with the classes' __slots__.
 
+cimport cython
+
 from router.client cimport ClientConnection
 from router.flow cimport ReadGate
+from router.metrics cimport AppMetrics, Histogram
+from router.pool cimport AppBackend, DynoPool
 from router.upstream cimport UpstreamConnection
 
 cdef int QUEUED, CONNECTING, FORWARDING, RESPONDING, DONE
@@ -23,7 +27,9 @@ cdef class Exchange:
     cdef public double start, wall
     cdef public int flags
     # routing
-    cdef public object route, backend, pool, tried, failure, connecting
+    cdef public object route, tried, failure, connecting
+    cdef public AppBackend backend
+    cdef public DynoPool pool
     cdef public bint retried
     # the app's backlog
     cdef public double queued_at
@@ -38,22 +44,27 @@ cdef class Exchange:
     cdef public Py_ssize_t nbytes
 
     cdef void _move(self, int to) except *
+    @cython.locals(backend=AppBackend, metrics=AppMetrics)
     cpdef dispatch(self)
+    @cython.locals(pool=DynoPool, conn=UpstreamConnection, in_flight=long)
     cdef _attempt(self)
-    cdef _connect(self, pool)
+    cdef _connect(self, DynoPool pool)
+    @cython.locals(sent_at=double)
     cdef _attach(self, UpstreamConnection conn)
     cpdef request_body(self, bytes data)
     cpdef request_ended(self, list trailers)
     cdef flush_request(self)
     cdef _wait_for_boot(self)
     cpdef booted(self, route)
-    cdef _wait_for_room(self, backend)
+    cdef _wait_for_room(self, AppBackend backend)
     cpdef left_backlog(self, double waited)
     cpdef expire(self, double now)
     cpdef response_began(self, int status, bint keep_alive)
     cdef head_withheld(self)
     cdef relaying(self)
     cdef stop_keeping_alive(self)
+    @cython.locals(conn=UpstreamConnection, pool=DynoPool, backend=AppBackend,
+                   metrics=AppMetrics, histogram=Histogram, now=double, service=double)
     cpdef finish(self, bint reusable, bytes note=*)
     cpdef fail(self, error)
     cdef upgraded(self, UpstreamConnection conn, bytes from_dyno)
