@@ -1,12 +1,12 @@
 """Builds the router's compiled hot path (router/compiled.py says what and why).
 
 Everything else about the package is in pyproject.toml, including the list of modules compiled
-([tool.dynomesh] compiled). Each is compiled with Cython from its own `.py`, which ships beside
-it as the pure-Python twin. Without Cython or a C compiler the build still succeeds, with the
+([tool.dynomesh] compiled). Each is compiled with Cython from its own `.py` (with the `.pxd`
+declarations beside it, if any), which ships beside it as the pure-Python twin. Without Cython or a C compiler the build still succeeds, with the
 twins only; the router says so when it starts.
 """
 
-import hashlib
+import importlib.util
 import json
 import tomllib
 
@@ -38,15 +38,12 @@ def compiled_extensions():
 
 
 def source_hash(path):
-    """As router/compiled.py's source_hash: the `.py` and its `.pxd` declarations, if any."""
-    digest = hashlib.sha256()
-    for name in (path, path[:-3] + ".pxd"):
-        try:
-            with open(name, "rb") as file:
-                digest.update(file.read())
-        except FileNotFoundError:
-            pass
-    return digest.hexdigest()
+    """router/compiled.py's own (the `.py` and its `.pxd`), loaded by path: importing the
+    `router` package here would run its start-up in the build."""
+    spec = importlib.util.spec_from_file_location("_dynomesh_compiled", "router/compiled.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.source_hash(path)
 
 
 def record_sources(modules):

@@ -70,6 +70,7 @@ class SourceTwinFinder(importlib.abc.MetaPathFinder):
     def __init__(self, pure: bool) -> None:
         self.pure = pure
         self.stale: list[str] = []  # modules whose compiled build is out of date
+        self.unbuilt: list[str] = []  # modules without a build while others have one
         self._checked = False
 
     def find_spec(self, name, path, target=None):
@@ -91,17 +92,27 @@ class SourceTwinFinder(importlib.abc.MetaPathFinder):
         cimport each other's types and cannot be mixed with their twins). Checked once."""
         if not self._checked:
             self._checked = True
+            built = []
             for twin in TWINS:
                 module = twin.rpartition(".")[2]
                 source = os.path.join(directory, module + ".py")
-                if os.path.isfile(source):
+                if not os.path.isfile(source):
+                    continue
+                if self._built(directory, module):
+                    built.append(twin)
                     self._stale(twin, directory, module, source)
-        return bool(self.stale)
+                else:
+                    self.unbuilt.append(twin)
+            if not built:
+                self.unbuilt = []  # nothing compiled at all: nothing to keep apart
+        return bool(self.stale or self.unbuilt)
+
+    @staticmethod
+    def _built(directory: str, module: str) -> bool:
+        return any(os.path.isfile(os.path.join(directory, module + suffix))
+                   for suffix in importlib.machinery.EXTENSION_SUFFIXES)
 
     def _stale(self, name: str, directory: str, module: str, source: str) -> bool:
-        if not any(os.path.isfile(os.path.join(directory, module + suffix))
-                   for suffix in importlib.machinery.EXTENSION_SUFFIXES):
-            return False  # no compiled build: the `.py` is what gets imported anyway
         try:
             with open(os.path.join(directory, SOURCES), encoding="utf-8") as file:
                 recorded = json.load(file).get(name)
@@ -137,6 +148,11 @@ def hot_path() -> str:
     if stale:
         return (f"hot path pure Python: {', '.join(stale)} changed since it was compiled "
                 f"(pip install -e . compiles it again)")
+    unbuilt = [name for finder in sys.meta_path if isinstance(finder, SourceTwinFinder)
+               for name in finder.unbuilt]
+    if unbuilt:
+        return (f"hot path pure Python: {', '.join(unbuilt)} did not compile, and the compiled "
+                f"modules need each other (pip install -e . compiles them again)")
     if not compiled:
         return "hot path pure Python (this install was built without Cython or a C compiler)"
     return "hot path partly compiled (" + ", ".join(compiled) + ")"

@@ -100,6 +100,16 @@ def test_one_module_edited_since_it_was_compiled_brings_all_of_them_from_source(
     assert finder.stale == ["router.client"]
 
 
+def test_a_module_whose_build_failed_brings_the_compiled_ones_from_source_too(tmp_path):
+    package = fake_package(tmp_path, b"X = 6\n", None, built=True)
+    (package / compiled.SOURCES).write_text(
+        json.dumps({"router.headers": compiled.source_hash(str(package / "headers.py"))}))
+    (package / "client.py").write_bytes(b"Y = 2\n")  # no extension module beside it
+    finder = compiled.SourceTwinFinder(pure=False)
+    assert finder.find_spec("router.headers", [str(package)]).origin.endswith("headers.py")
+    assert finder.unbuilt == ["router.client"]
+
+
 def test_a_changed_declaration_file_makes_its_build_out_of_date(tmp_path):
     package = fake_package(tmp_path, b"X = 5\n", None, built=True)
     before = compiled.source_hash(str(package / "headers.py"))
