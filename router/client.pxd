@@ -15,7 +15,8 @@ cdef class ClientConnection:
     # per connection
     cdef public object router, rewriter, parser, transport, _queue, _guard, _error_after
     cdef public ReadGate gate
-    cdef public bytes peer, _early
+    cdef public bytes peer
+    cdef public object _early  # bytes (left untyped: it comes from slicing whatever was read)
     cdef public bint write_paused
     cdef public int _state
     cdef public double deadline, _linger_end
@@ -34,15 +35,15 @@ cdef class ClientConnection:
     cdef router_answer(self, Exchange exchange, error)
     cdef response_interrupted(self, Exchange exchange, error)
     cpdef handed_over(self)
-    cdef bytes take_early_data(self)
+    cdef take_early_data(self)
     cdef void move_deadline(self, double when) except *
     cdef bint _head_begun(self) except -1
     cdef void _to(self, int state) except *
     cdef _head_continues(self, data)
     cdef _check_request_line(self, method, target)
     cdef tuple _unusual_head(self, bint keep_alive, int flags, framing, list fields)
-    cdef _upgrade_requested(self, bytes early)
-    cdef _upgrade_body_follows(self, bytes data)
+    cdef _upgrade_requested(self, early)
+    cdef _upgrade_body_follows(self, data)
     cdef _upgrade_declined(self)
     cdef bint _growing(self) except -1
     cdef _close(self)

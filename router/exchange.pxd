@@ -51,7 +51,7 @@ cdef class Exchange:
     cdef _connect(self, DynoPool pool)
     @cython.locals(sent_at=double)
     cdef _attach(self, UpstreamConnection conn)
-    cpdef request_body(self, bytes data)
+    cpdef request_body(self, data)
     cpdef request_ended(self, list trailers)
     cdef flush_request(self)
     cdef _wait_for_boot(self)
