@@ -1,12 +1,12 @@
 """Builds the router's compiled hot path (router/compiled.py says what and why).
 
 Everything else about the package is in pyproject.toml, including the list of modules compiled
-([tool.dynomesh] compiled). Each is compiled with Cython from its own `.py`, which ships beside
-it as the pure-Python twin. Without Cython or a C compiler the build still succeeds, with the
+([tool.dynomesh] compiled). Each is compiled with Cython from its own `.py` (with the `.pxd`
+declarations beside it, if any), which ships beside it as the pure-Python twin. Without Cython or a C compiler the build still succeeds, with the
 twins only; the router says so when it starts.
 """
 
-import hashlib
+import importlib.util
 import json
 import tomllib
 
@@ -37,11 +37,19 @@ def compiled_extensions():
     return extensions
 
 
+def source_hash(path):
+    """router/compiled.py's own (the `.py` and its `.pxd`), loaded by path: importing the
+    `router` package here would run its start-up in the build."""
+    spec = importlib.util.spec_from_file_location("_dynomesh_compiled", "router/compiled.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.source_hash(path)
+
+
 def record_sources(modules):
     hashes = {}
     for module in modules:
-        with open(module.replace(".", "/") + ".py", "rb") as file:
-            hashes[module] = hashlib.sha256(file.read()).hexdigest()
+        hashes[module] = source_hash(module.replace(".", "/") + ".py")
     with open(SOURCES, "w", encoding="utf-8") as file:
         json.dump(hashes, file, indent=1, sort_keys=True)
         file.write("\n")

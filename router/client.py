@@ -9,10 +9,15 @@ Requests are answered in order. A request that arrives while another is being an
 (pipelining, RFC 9112 §9.3.2) waits in `_queue` with reading paused, and starts when the one
 before it is done.
 
-Timeouts: the connection has one `deadline` (loop time) that the data path moves with a plain
-store, and the router's periodic sweep calls `expire` once it has passed (timers.py). What the
-deadline means depends on the moment: the head timeout while no request is being answered,
-otherwise the exchange's (connect, boot queue, request, idle).
+The connection's state (OPEN, REFUSING, LINGERING, CLOSING, TUNNEL) is one int whose changes
+go through `_to`, checked against the table in `states.py`. The state of the request being
+answered is its `Exchange`'s: the connection tells it what it parsed (`request_body`,
+`request_ended`) and never sets its attributes.
+
+Timeouts: the connection has one `deadline` (loop time) that the data path moves
+(`move_deadline`), and the router's periodic sweep calls `expire` once it has passed
+(timers.py). What the deadline means depends on the moment: the head timeout while no request
+is being answered, otherwise the exchange's (connect, boot queue, request, idle).
 
 Bad input: what httptools refuses becomes a 400; what it accepts but the router must refuse is
 checked in `limits.py` and `headers.py`, which raise `RequestRejected` from inside a parser
@@ -39,17 +44,18 @@ from httptools import (HttpParserCallbackError, HttpParserError, HttpParserUpgra
 
 from router import errors
 from router.errors import RequestRejected, RouterError
-from router.exchange import DONE, Exchange
+from router.exchange import Exchange
 from router.flow import PEER_BUFFER_FULL, PIPELINED, UPGRADING, ReadGate
 from router.headers import (CHUNKED, EXPECT_CONTINUE, LENGTH_AND_CHUNKED, NONE, UPGRADE,
-                            RequestRewriter, last_chunk)
+                            RequestRewriter)
 from router.limits import (GrowthGuard, check_request_head, check_trailers, exact_request_line,
                            origin_form, without_repeated_lengths)
+from router.states import (CLIENT_ALLOWED, CLOSING, DONE, LINGERING, OPEN, REFUSING,
+                           TUNNEL, ClientState, refused)
 
 if TYPE_CHECKING:
     from router.server import Router
 
-_CRLF = b"\r\n"
 _CONNECT = b"CONNECT"
 _SLASH = ord("/")  # an origin-form target's first byte (an int: no slice to make per request)
 _HASH = ord("#")  # a fragment's start (an int needle: `in` goes straight to memchr)
@@ -59,10 +65,12 @@ _LINGER = 5.0
 _LINGER_TOTAL = 30.0
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection:
+    # asyncio's Protocol interface, not its subclass: compiled, this is an extension type
+    # (client.pxd), which cannot derive from a Python class.
     __slots__ = (
         # per connection
-        "router", "rewriter", "parser", "transport", "gate", "peer", "write_paused", "_closing",
+        "router", "rewriter", "parser", "transport", "gate", "peer", "write_paused", "_state",
         "_queue", "deadline", "_head_check", "_guard", "_early", "_error_after", "_linger_end",
         "_upgrade_body",
         # what the parser holds: bytes of an incomplete head or trailer section (limits.py)
@@ -93,7 +101,7 @@ class ClientConnection(asyncio.Protocol):
         self.gate: ReadGate | None = None
         self.peer = b""
         self.write_paused = False
-        self._closing = False
+        self._state = OPEN  # states.py
         self._queue: deque[Exchange] = deque()
         self.deadline = router.now + router.header_timeout
         self._head_check = router.config.limits.request_head_check
@@ -129,8 +137,8 @@ class ClientConnection(asyncio.Protocol):
         router.clients.add(self)
 
     def data_received(self, data: bytes) -> None:
-        if self._closing:
-            if self._linger_end:  # lingering: drop it, and wait a little longer
+        if self._state:  # not OPEN: nothing more is parsed
+            if self._state == LINGERING:  # drop it, and wait a little longer
                 self.deadline = min(self.router.now + _LINGER, self._linger_end)
             return
         n = self._read_size = len(data)
@@ -186,7 +194,7 @@ class ClientConnection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closing = True
+        self._to(CLOSING)
         router = self.router
         router.clients.discard(self)
         exchange, self._serving = self._serving, None
@@ -223,7 +231,7 @@ class ClientConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._marks.append(True)  # the head is complete
-        if self._closing:
+        if self._state:  # not OPEN
             return
         parser = self.parser
         router = self.router
@@ -272,12 +280,8 @@ class ClientConnection(asyncio.Protocol):
     def on_body(self, data: bytes) -> None:
         self._unparsed = 0  # progress: nothing is held for a chunked body's framing
         exchange = self._reading
-        if exchange is None or exchange.phase is DONE:
-            return  # the exchange ended early (router answer, or the dyno answered already)
-        if exchange.framing is CHUNKED:
-            exchange.pending += (b"%x\r\n" % len(data), data, _CRLF)
-        else:
-            exchange.pending.append(data)
+        if exchange is not None:
+            exchange.request_body(data)
 
     def on_message_complete(self) -> None:
         self._line = b""  # a request that begins later in this read begins mid-way
@@ -293,13 +297,7 @@ class ClientConnection(asyncio.Protocol):
             self._headers = []
             check_trailers(trailers, self.router.config.limits)  # may refuse the request
         self._reading = None
-        if exchange.phase is DONE:
-            return
-        if exchange.framing is CHUNKED:
-            exchange.pending.append(last_chunk(trailers))
-        exchange.request_complete = True
-        if exchange.upstream is not None:
-            exchange.request_sent()
+        exchange.request_ended(trailers)
 
     # -- what exchanges call back -----------------------------------------------------------
 
@@ -318,7 +316,7 @@ class ClientConnection(asyncio.Protocol):
                 self.gate.resume(PIPELINED)
             following.dispatch()
             return
-        if self._closing:
+        if self._state == REFUSING:
             self._after_last()
             return
         self._serving = None
@@ -333,7 +331,6 @@ class ClientConnection(asyncio.Protocol):
             self.transport.write(error.head_response)
         else:
             self.transport.write(error.response)
-            exchange.nbytes = error.body_length
         exchange.log_error(error, error.status)
         self._linger()
 
@@ -346,14 +343,14 @@ class ClientConnection(asyncio.Protocol):
         else:
             # An HTTP/1.0 client's body may be delimited by the close itself: only a reset
             # shows it was cut short.
-            self._closing = True
+            self._to(CLOSING)
             self._serving = None
             self._drop_queue()
             self.transport.abort()
 
     def handed_over(self) -> None:
         """The connection became one end of a tunnel (tunnel.py): HTTP is over on it."""
-        self._closing = True
+        self._to(TUNNEL)
         self._serving = None
         self.router.clients.discard(self)
 
@@ -364,9 +361,14 @@ class ClientConnection(asyncio.Protocol):
 
     # -- timeouts and draining (the sweep calls these) --------------------------------------
 
+    def move_deadline(self, when: float) -> None:
+        """The exchange being answered sets the connection's one deadline (loop time) as its
+        phase requires; the router's sweep calls `expire` once it has passed (timers.py)."""
+        self.deadline = when
+
     def expire(self, now: float) -> None:
         """The deadline passed: the head timeout, or the exchange's."""
-        if self._closing:
+        if self._state:  # not OPEN: the end of a lingering close, or of a refused request
             self.transport.close()  # the end of a lingering close
             return
         exchange = self._serving
@@ -382,19 +384,25 @@ class ClientConnection(asyncio.Protocol):
     def drain(self) -> None:
         """The router is stopping: finish what is being answered, then close."""
         if self._serving is not None:
-            self._serving.keep_alive = False  # "Connection: close" if the head is not out yet
+            self._serving.stop_keeping_alive()
         elif not self._head_begun():
             self._close()
 
     def idle(self) -> bool:
         """No request being answered or arriving (the drain closes such connections)."""
-        return self._serving is None and not self._head_begun() and not self._closing
+        return self._serving is None and not self._head_begun() and self._state == OPEN
 
     def _head_begun(self) -> bool:
         """Bytes of a next request arrived since the last one ended."""
         return self._unparsed != self._head_start or bool(self._url or self._headers)
 
     # -- internals --------------------------------------------------------------------------
+
+    def _to(self, state: int) -> None:
+        """Every change of the connection's state goes through here (states.py's table)."""
+        if not CLIENT_ALLOWED[self._state][state]:
+            raise refused(ClientState, self._state, state)
+        self._state = state
 
     def _head_continues(self, data: bytes) -> None:
         """A request head spans reads: keep all of it for the request line's check (and a
@@ -509,7 +517,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _close(self) -> None:
         """End the connection once the exchange being answered is done."""
-        self._closing = True
+        self._to(CLOSING)
         self._serving = None
         self._drop_queue()
         self.transport.close()
@@ -521,13 +529,14 @@ class ClientConnection(asyncio.Protocol):
         the client reads it (nginx's "lingering close"). A client that reads the answer and
         closes ends it at once; one that goes on sending (an upload the app refused early)
         is read until it is quiet for a moment, within a limit."""
-        self._closing = True
         self._serving = None
         self._drop_queue()
         transport = self.transport
         if transport.is_closing() or not transport.can_write_eof():
+            self._to(CLOSING)
             transport.close()
             return
+        self._to(LINGERING)
         transport.write_eof()
         transport.resume_reading()
         now = self.router.now
@@ -542,13 +551,14 @@ class ClientConnection(asyncio.Protocol):
     def _reject(self, error: RouterError) -> None:
         """The client broke HTTP or a limit: answer `error` and close, after any request
         before this one. The parser stops here; nothing after it is read."""
-        if self._closing:
+        if self._state:  # not OPEN
             return  # already answered (the parser went on through the rest of that read)
         reading, serving = self._reading, self._serving
         self._reading = None
-        if reading is not None and reading is serving and reading.phase is not DONE:
-            reading.fail(error)  # its body broke off mid-way: the page, or cut the response
-            self._closing = True
+        if reading is not None and reading is serving and reading.phase != DONE:
+            # Its body broke off mid-way: the page, or cut the response (either ends this
+            # connection).
+            reading.fail(error)
             return
         if reading is not None and reading is not serving:
             self._queue.remove(reading)  # a queued request whose body broke: never dispatched
@@ -564,12 +574,13 @@ class ClientConnection(asyncio.Protocol):
                                 None, error.status, error.body_length)
         router.metrics.count_unrouted(error.status)
         serving = self._serving
-        self._closing = True  # nothing after the bad request is read
-        if serving is None or serving.phase is DONE:
+        if serving is None or serving.phase == DONE:
             self.transport.write(error.response)
             self._linger()
         else:
-            # The requests before the bad one are answered first (exchange_done).
+            # The requests before the bad one are answered first (exchange_done); nothing
+            # after the bad one is read.
+            self._to(REFUSING)
             self._error_after = error
 
     def _after_last(self) -> None:
@@ -597,17 +608,14 @@ class _UpgradeBody:
         body = data[:self.remaining]
         self.remaining -= len(body)
         exchange = self.exchange
-        if body and exchange.phase is not DONE:
-            exchange.pending.append(body)
+        if body:
+            exchange.request_body(body)  # never chunked (_unusual_head refuses that)
         if self.remaining:
             return
         client = self.client
         client.parser = self.parser
         client._reading = None
-        if exchange.phase is not DONE:
-            exchange.request_complete = True
-            if exchange.upstream is not None:
-                exchange.request_sent()
+        exchange.request_ended([])
         raise HttpParserUpgrade(len(body))
 
 

@@ -1,14 +1,21 @@
 """The router's compiled hot path, and the switch back to its pure-Python twin.
 
-The modules in `TWINS` do most of the per-request work that is plain Python functions over
-bytes, lists and dicts: the head rewrites (headers.py) and the log line (accesslog.py). A build
-with Cython and a C compiler (setup.py) compiles each, from the very same source file, into an
-extension module that sits beside its `.py`; Python's import system prefers the extension.
-Compiled they cost about 8 % fewer instructions per proxied request (bench/router_path.py).
+The modules in `TWINS` do the per-request work: the head rewrites (headers.py), the log line
+(accesslog.py), and the three classes of the request path, the client connection (client.py),
+the exchange (exchange.py) and the dyno connection (upstream.py), with what they touch per
+request: the read gate (flow.py), a dyno's pool and an app's backend (pool.py), an app's counters
+(metrics.py). A build with Cython and a C compiler (setup.py) compiles each, from the very same
+source file, into an extension module that sits beside its `.py`; Python's import system
+prefers the extension.
 
-Only function modules are compiled: the connection classes (client.py, upstream.py,
-exchange.py) got slower compiled, since CPython's own specialised attribute access on slotted
-objects beats the generic one compiled code uses.
+The classes are declared in `.pxd` files beside their `.py` (Cython's "augmenting" declarations):
+compiled, they are extension types with typed fields that cimport each other, so that the
+request path reaches their fields as C struct members and calls their methods as C functions.
+Compiled one at a time they were slower, not faster: compiled code reaches an untyped object's
+attributes through the generic lookup, where CPython 3.11 specialises it.
+
+Because they cimport each other, those modules are compiled or pure together: if any module in
+`TWINS` must come from source, all of them do.
 
 `DYNOMESH_PURE_PYTHON=1` in the environment makes the router import the `.py` twins instead
 (a finder placed before the standard ones): for debugging, for profiling the Python, and so that
@@ -30,7 +37,8 @@ from collections.abc import Mapping
 from types import ModuleType
 
 # Kept in step with [tool.dynomesh] compiled in pyproject.toml (setup.py reads that list).
-TWINS = ("router.headers", "router.accesslog")
+TWINS = ("router.headers", "router.accesslog", "router.flow", "router.metrics", "router.pool",
+         "router.exchange", "router.upstream", "router.client")
 PURE_ENV = "DYNOMESH_PURE_PYTHON"
 
 
@@ -42,8 +50,15 @@ SOURCES = "compiled-sources.json"  # beside this file: {module: sha256 of the so
 
 
 def source_hash(path: str) -> str:
-    with open(path, "rb") as file:
-        return hashlib.sha256(file.read()).hexdigest()
+    """The `.py` at `path` and its `.pxd` declarations, if any: what its build was made from."""
+    digest = hashlib.sha256()
+    for name in (path, path[:-3] + ".pxd"):
+        try:
+            with open(name, "rb") as file:
+                digest.update(file.read())
+        except FileNotFoundError:
+            pass
+    return digest.hexdigest()
 
 
 class SourceTwinFinder(importlib.abc.MetaPathFinder):
@@ -55,6 +70,8 @@ class SourceTwinFinder(importlib.abc.MetaPathFinder):
     def __init__(self, pure: bool) -> None:
         self.pure = pure
         self.stale: list[str] = []  # modules whose compiled build is out of date
+        self.unbuilt: list[str] = []  # modules without a build while others have one
+        self._checked = False
 
     def find_spec(self, name, path, target=None):
         if name not in TWINS:
@@ -64,16 +81,38 @@ class SourceTwinFinder(importlib.abc.MetaPathFinder):
             source = os.path.join(directory, module + ".py")
             if not os.path.isfile(source):
                 continue
-            if not self.pure and not self._stale(name, directory, module, source):
+            if not self.pure and not self._any_stale(directory):
                 return None  # the standard finders take the compiled module
             return importlib.util.spec_from_file_location(
                 name, source, loader=importlib.machinery.SourceFileLoader(name, source))
         return None
 
+    def _any_stale(self, directory: str) -> bool:
+        """Whether any module in TWINS must come from source: then all do (the compiled ones
+        cimport each other's types and cannot be mixed with their twins). Checked once."""
+        if not self._checked:
+            self._checked = True
+            built = []
+            for twin in TWINS:
+                module = twin.rpartition(".")[2]
+                source = os.path.join(directory, module + ".py")
+                if not os.path.isfile(source):
+                    continue
+                if self._built(directory, module):
+                    built.append(twin)
+                    self._stale(twin, directory, module, source)
+                else:
+                    self.unbuilt.append(twin)
+            if not built:
+                self.unbuilt = []  # nothing compiled at all: nothing to keep apart
+        return bool(self.stale or self.unbuilt)
+
+    @staticmethod
+    def _built(directory: str, module: str) -> bool:
+        return any(os.path.isfile(os.path.join(directory, module + suffix))
+                   for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+
     def _stale(self, name: str, directory: str, module: str, source: str) -> bool:
-        if not any(os.path.isfile(os.path.join(directory, module + suffix))
-                   for suffix in importlib.machinery.EXTENSION_SUFFIXES):
-            return False  # no compiled build: the `.py` is what gets imported anyway
         try:
             with open(os.path.join(directory, SOURCES), encoding="utf-8") as file:
                 recorded = json.load(file).get(name)
@@ -107,8 +146,13 @@ def hot_path() -> str:
     stale = [name for finder in sys.meta_path if isinstance(finder, SourceTwinFinder)
              for name in finder.stale]
     if stale:
-        return (f"hot path pure Python for {', '.join(stale)}: changed since it was compiled "
+        return (f"hot path pure Python: {', '.join(stale)} changed since it was compiled "
                 f"(pip install -e . compiles it again)")
+    unbuilt = [name for finder in sys.meta_path if isinstance(finder, SourceTwinFinder)
+               for name in finder.unbuilt]
+    if unbuilt:
+        return (f"hot path pure Python: {', '.join(unbuilt)} did not compile, and the compiled "
+                f"modules need each other (pip install -e . compiles them again)")
     if not compiled:
         return "hot path pure Python (this install was built without Cython or a C compiler)"
     return "hot path partly compiled (" + ", ".join(compiled) + ")"

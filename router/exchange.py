@@ -5,7 +5,10 @@ until the response is relayed (or the router answers itself). It owns the per-re
 (request id, timings, status, bytes) and the decisions between the two connections; the two
 `Protocol`s only move bytes into and out of it.
 
-Its phases and their transitions are the table in `phases.py`. Which dyno, and whether a failed
+It is the only writer of its own state: the two connections tell it what happened through its
+methods (`response_began`, `request_body`, `request_ended`, `finish`, `fail`, ...) and never set
+its attributes. Its phases and their transitions are the table in `states.py`; every change of
+phase goes through `_move`, which checks it. Which dyno, and whether a failed
 attempt is tried again, are the balancer's, the quarantine's and the retry policy's decisions
 (balancer.py, quarantine.py, retry.py). Its timeouts are one deadline on the client connection
 that each phase moves; the router's sweep calls `expire` when it passes (timers.py).
@@ -21,11 +24,12 @@ from typing import TYPE_CHECKING
 from router import errors
 from router.errors import RouterError
 from router.flow import AWAITING_DYNO, PEER_BUFFER_FULL
-from router.headers import EXPECT_CONTINUE, NONE, Framing
+from router.headers import CHUNKED, EXPECT_CONTINUE, NONE, Framing, last_chunk
 from router.limits import valid_host
-from router.phases import ALLOWED_MASK, CONNECTING, DONE, FORWARDING, QUEUED, RESPONDING, Phase
 from router.retry import Retry
 from router.routes import AppRoute, AppState
+from router.states import (CONNECTING, DONE, FORWARDING, PHASE_ALLOWED, QUEUED, RESPONDING,
+                           Phase, refused)
 from router.tunnel import Tunnel
 from router.upstream import UpstreamConnection
 
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
 
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CRLF = b"\r\n"
 _NEVER = float("inf")
 _RUNNING = AppState.RUNNING
 _STATE_ERRORS = {
@@ -113,9 +118,10 @@ class Exchange:
         self.status = 0
         self.nbytes = 0
 
-    def _move(self, to: Phase) -> None:
-        if not ALLOWED_MASK[self.phase] >> to & 1:
-            raise AssertionError(f"exchange cannot go from {self.phase.name} to {to.name}")
+    def _move(self, to: int) -> None:
+        """Every change of phase goes through here: checked against states.py's table."""
+        if not PHASE_ALLOWED[self.phase][to]:
+            raise refused(Phase, self.phase, to)
         self.phase = to
 
     # -- routing ----------------------------------------------------------------------------
@@ -209,7 +215,7 @@ class Exchange:
         client.gate.pause(AWAITING_DYNO)
         self.reused = False
         started = loop.time()
-        client.deadline = started + router.config.connect_timeout  # the sweep cancels it
+        client.move_deadline(started + router.config.connect_timeout)  # the sweep cancels it
         router.metrics.dyno_connects += 1
         task = self.connecting = loop.create_task(loop.create_connection(
             partial(UpstreamConnection, pool, router), pool.host, pool.port))
@@ -226,7 +232,7 @@ class Exchange:
         else:
             failure = None
         router = self.router
-        if self.phase is not CONNECTING or self.pool is not pool:
+        if self.phase != CONNECTING or self.pool is not pool:
             # The client left (or the router gave up) while connecting: keep the connection.
             if failure is None:
                 pool.give_back(task.result()[1], router.loop.time())
@@ -253,22 +259,18 @@ class Exchange:
 
     def _attach(self, conn: UpstreamConnection) -> None:
         """Bind a dyno connection and send what the client sent so far."""
-        if self.phase is not CONNECTING:
-            self.phase = FORWARDING  # QUEUED -> FORWARDING: a pooled connection, no connect
-        else:
-            self._move(FORWARDING)
+        self._move(FORWARDING)  # from QUEUED with a pooled connection, else CONNECTING
         self.upstream = conn
-        conn.exchange = self
         client = self.client
-        conn.client_transport = client.transport
+        conn.attach(self, client.transport)
         if self.reused:
             sent_at = self.sent_at = self.start
             self.backend.metrics.connect.counts[0] += 1  # a pooled connection took 0 s
         else:
             sent_at = self.sent_at = self.router.loop.time()
         # Sent whole: the request timeout runs (H12); else the client is sending its body.
-        client.deadline = sent_at + (self.backend.request_timeout if self.request_complete
-                                     else self.router.idle_timeout)
+        client.move_deadline(sent_at + (self.backend.request_timeout if self.request_complete
+                                        else self.router.idle_timeout))
         if client.write_paused:
             conn.gate.pause(PEER_BUFFER_FULL)
         if client.gate.reasons:
@@ -277,10 +279,26 @@ class Exchange:
         conn.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
         pending.clear()
 
-    def request_sent(self) -> None:
-        """The client's body ended and is on its way: the request timeout (H12) starts."""
-        if self.phase is FORWARDING:
-            self.client.deadline = self.router.now + self.backend.request_timeout
+    def request_body(self, data: bytes) -> None:
+        """A piece of the request's body, (re-)framed for the dyno; it leaves with the others
+        parsed from the same read (flush_request)."""
+        if self.phase == DONE:
+            return  # the exchange ended early (router answer, or the dyno answered already)
+        if self.framing is CHUNKED:
+            self.pending += (b"%x\r\n" % len(data), data, _CRLF)
+        else:
+            self.pending.append(data)
+
+    def request_ended(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        """The client's body ended (with these trailer fields, if chunked): once it is on its way
+        the request timeout (H12) starts."""
+        if self.phase == DONE:
+            return
+        if self.framing is CHUNKED:
+            self.pending.append(last_chunk(trailers))
+        self.request_complete = True
+        if self.upstream is not None and self.phase == FORWARDING:
+            self.client.move_deadline(self.router.now + self.backend.request_timeout)
 
     def flush_request(self) -> None:
         """Write the request bytes parsed so far to the dyno."""
@@ -295,11 +313,11 @@ class Exchange:
         client = self.client
         client.gate.pause(AWAITING_DYNO)
         self.backend.waiters.append(self)
-        client.deadline = self.router.now + self.router.config.boot_queue_timeout
+        client.move_deadline(self.router.now + self.router.config.boot_queue_timeout)
 
     def booted(self, route: AppRoute | None) -> None:
         """The app's entry changed while this request waited: route it again."""
-        if self.phase is not QUEUED:
+        if self.phase != QUEUED:
             return
         self.client.gate.resume(AWAITING_DYNO)
         self.backend.metrics.in_flight -= 1
@@ -324,7 +342,7 @@ class Exchange:
             # backlog is noticed (H27) and its place freed; a pipelined request behind it
             # pauses reading by itself.
             client.gate.pause(AWAITING_DYNO)
-        client.deadline = now + router.config.queue_timeout
+        client.move_deadline(now + router.config.queue_timeout)
 
     def left_backlog(self, waited: float) -> None:
         """A place freed up and this request's turn came: route it again (it now may go)."""
@@ -340,22 +358,22 @@ class Exchange:
     def expire(self, now: float) -> None:
         """The client connection's deadline passed while this exchange was being answered."""
         client = self.client
-        client.deadline = _NEVER  # whatever happens next sets a new one, or ends the exchange
+        client.move_deadline(_NEVER)  # whatever happens next sets a new one, or ends it
         phase = self.phase
-        if phase is CONNECTING:
+        if phase == CONNECTING:
             if self.connecting is not None:
                 self.connecting.cancel()  # -> _connected: H19, quarantine, another dyno
-        elif phase is QUEUED:
+        elif phase == QUEUED:
             # Waiting for a place in the backlog past --queue-timeout (H11), or for a boot (H20).
             self.fail(errors.BACKLOG_TOO_DEEP if self.queued_at else errors.BOOT_TIMEOUT)
-        elif phase is FORWARDING:
+        elif phase == FORWARDING:
             if self.request_complete:
                 self.fail(errors.REQUEST_TIMEOUT)  # H12: no response byte in time
             elif client.gate.reasons & PEER_BUFFER_FULL:
                 self.fail(errors.DYNO_IDLE)  # H15: the dyno stopped reading the body
             else:
                 self.fail(errors.CLIENT_IDLE)  # H28: the client stopped sending it
-        elif phase is RESPONDING:
+        elif phase == RESPONDING:
             upstream = self.upstream
             if upstream is not None and upstream.gate.reasons & PEER_BUFFER_FULL:
                 self.fail(errors.CLIENT_IDLE)  # H28: the client stopped reading
@@ -364,14 +382,36 @@ class Exchange:
 
     # -- the response -----------------------------------------------------------------------
 
+    def response_began(self, status: int, keep_alive: bool) -> None:
+        """The dyno's final response head was made for the client (upstream.py): `keep_alive`
+        is whether the client connection stays open after it (the head says so)."""
+        self._move(RESPONDING)
+        self.status = status
+        self.keep_alive = keep_alive
+
+    def head_withheld(self) -> None:
+        """The response was refused before its head left (upstream.py's `_refuse`): the client
+        can still get the router's page instead."""
+        self._move(FORWARDING)
+
+    def relaying(self) -> None:
+        """Part of the response went to the client: the rolling idle timeout runs (H15/H28)."""
+        router = self.router
+        self.client.move_deadline(router.now + router.idle_timeout)
+
+    def stop_keeping_alive(self) -> None:
+        """The router is stopping: "Connection: close" if the response head has not gone out."""
+        self.keep_alive = False
+
     def finish(self, reusable: bool, note: bytes = b"") -> None:
         """The response is complete: log, count, pool the connection, free the client.
         `note`: logged after the line's usual fields (what happened to the dyno connection)."""
         router = self.router
         now = router.loop.time()
-        self.phase = DONE  # RESPONDING -> DONE
+        self._move(DONE)
         conn, pool, backend = self.upstream, self.pool, self.backend
         self.upstream = None
+        nbytes = self.nbytes = conn.relayed
         pool.in_flight -= 1
         metrics = backend.metrics
         metrics.in_flight -= 1
@@ -388,17 +428,16 @@ class Exchange:
             note = self.queue_note + note
         router.log.info(pool.app, self.wall + (now - self.start), self.method,
                         self.target, self.host, self.request_id, self.fwd, pool.log_name,
-                        self.connect_ms, int(service * 1000), status, self.nbytes, note)
+                        self.connect_ms, int(service * 1000), status, nbytes, note)
         conn.detach()
         if not self.request_complete:
             # The dyno answered before the whole request was sent: neither side can be reused.
             conn.close()
             self.keep_alive = False
-        elif reusable and not pool.retired and len(pool.idle) < pool.max_idle:
-            conn.idle_since = now
-            pool.idle.append(conn)
+        elif reusable:
+            pool.give_back(conn, now)  # (closed there if the pool is full or retired)
         else:
-            # Connection: close from the dyno, a body framed by closing, or a full pool.
+            # Connection: close from the dyno, a body framed by closing, or a bad response.
             conn.close()
         if backend.backlog.waiting:
             serve_backlog(backend, now)  # its place is free: the backlog's first takes it
@@ -408,13 +447,15 @@ class Exchange:
 
     def fail(self, error: RouterError) -> None:
         """The router answers with `error` (or, mid-response, cuts the client connection)."""
-        if self.phase is DONE:
+        if self.phase == DONE:
             return
-        responding = self.phase is RESPONDING
+        responding = self.phase == RESPONDING
         self._release()
         if responding:
             self.client.response_interrupted(self, error)
         else:
+            if not self.is_head:
+                self.nbytes = error.body_length
             self.client.router_answer(self, error)
 
     def upgraded(self, conn: UpstreamConnection, from_dyno: bytes) -> None:
@@ -423,6 +464,7 @@ class Exchange:
         router = self.router
         now = router.loop.time()
         self._move(DONE)  # FORWARDING -> DONE: a 101 has no response body
+        self.status = 101
         pool, backend = self.pool, self.backend
         self.upstream = None
         pool.in_flight -= 1
@@ -443,7 +485,7 @@ class Exchange:
 
     def upstream_lost(self, conn: UpstreamConnection, got_bytes: bool) -> None:
         """The dyno connection closed under this exchange, response incomplete."""
-        if self.phase is FORWARDING and self.router.retry.after_connection_closed(
+        if self.phase == FORWARDING and self.router.retry.after_connection_closed(
                 method=self.method, has_body=self.framing is not NONE, reused=self.reused,
                 response_started=got_bytes, retried=self.retried) is Retry.FRESH_CONNECTION:
             # A pooled connection the dyno had already closed: send the request once more on a
@@ -453,18 +495,18 @@ class Exchange:
             self.pending = [self.head]
             self._connect(self.pool)
             return
-        if self.phase is FORWARDING and not got_bytes:
+        if self.phase == FORWARDING and not got_bytes:
             # Accepted, then closed without a byte of answer: how a dyno that is dying looks
             # (its VM's kernel still accepts while the process goes). Skipped like one that
             # refuses, so a dead VM costs each router at most one H13 per dyno beyond the
             # requests already in flight (nginx's max_fails counts this error too).
             self.router.quarantine.fail(self.pool)
-        self.fail(errors.RESPONSE_INTERRUPTED if self.phase is RESPONDING
+        self.fail(errors.RESPONSE_INTERRUPTED if self.phase == RESPONDING
                   else errors.CLOSED_WITHOUT_RESPONSE)
 
     def client_lost(self) -> None:
         """The client closed its connection before the response was complete (H27)."""
-        if self.phase is DONE:
+        if self.phase == DONE:
             return
         if self.route is None:
             self._move(DONE)  # never dispatched (queued behind a pipelined request)
@@ -498,6 +540,7 @@ class Exchange:
         conn = self.upstream
         if conn is not None:
             self.upstream = None
+            self.nbytes = conn.relayed  # the response's body bytes relayed so far
             conn.detach()
             conn.close()
         if self.pool is not None:

@@ -9,6 +9,11 @@ read: a full client write buffer pauses reading from the dyno (back-pressure), s
 Interim responses (1xx) are relayed to HTTP/1.1 clients and dropped for HTTP/1.0 ones; a 101
 to an upgrade request hands both connections to a tunnel (tunnel.py). A response the parser
 refuses is H17; one past the size limits (limits.py) is H25.
+
+How far the response has come is one state (AWAITING, HEAD, BODY, ENDED, REUSABLE; the table is
+in states.py), changed only through `_to`. The exchange's state is the exchange's: this
+connection tells it what happened (`response_began`, `relaying`, `finish`, `fail`, ...), and it
+reads the body bytes relayed so far from `relayed`.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from router.flow import PEER_BUFFER_FULL, ReadGate
 from router.headers import (CHUNKED, CLOSE, NONE, UPGRADE, interim_response, last_chunk,
                             rewrite_response, upgrade_response)
 from router.limits import GrowthGuard, allowed_trailers, check_response_head
-from router.phases import FORWARDING, RESPONDING
+from router.states import (AWAITING, BODY, ENDED, HEAD, RESPONDING, RESPONSE_ALLOWED,
+                           REUSABLE, ResponseState, refused)
 
 if TYPE_CHECKING:
     from router.exchange import Exchange
@@ -39,16 +45,17 @@ _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 STRAY_NOTE = b" dyno_connection=closed"
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection:
+    # asyncio's Protocol interface, not its subclass (see ClientConnection).
     __slots__ = (
         # per connection
         "pool", "router", "transport", "gate", "parser", "idle_since", "on_status", "_reason",
         "_head_check", "_guard",
-        # per exchange (`_head_done` is the head for the client once it was made, so that a
-        # failure can tell whether it went out already)
-        "exchange", "client_transport", "_headers", "_head_done", "_downstream",
-        "_upstream", "_out", "_complete", "_reusable", "_got_bytes", "_stray", "_unparsed",
-        "_switching",
+        # per exchange (`_head`: the head made for the client, so that a failure can tell
+        # whether it went out already; `_stray`: bytes came that belong to no response, or the
+        # response was refused: the connection's framing is not to be trusted again)
+        "exchange", "client_transport", "_headers", "_state", "_head", "_downstream",
+        "_upstream", "_out", "_stray", "_unparsed", "_switching", "relayed",
     )
 
     def __init__(self, pool: DynoPool, router: Router) -> None:
@@ -67,21 +74,28 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange: Exchange | None = None
         self.client_transport: asyncio.Transport | None = None
         self._out: list[bytes] = []
-        self._reset()
-
-    def _reset(self) -> None:
         self._headers: list[tuple[bytes, bytes]] = []
-        self._head_done: bytes | bool = False
+        self._state = AWAITING  # states.py
+        self._head = b""
         self._downstream = NONE
         self._upstream = NONE
-        self._complete = False
-        self._reusable = False
-        self._got_bytes = False
         self._stray = False
         self._unparsed = 0  # bytes of a head (or trailers) not yet complete: limits.py
         self._switching: bytes | None = None  # the 101 head for the client, once it came
+        self.relayed = 0  # body bytes of the response relayed to the client (its log line)
+
+    def _to(self, state: int) -> None:
+        """Every change of the response's state goes through here (states.py's table)."""
+        if not RESPONSE_ALLOWED[self._state][state]:
+            raise refused(ResponseState, self._state, state)
+        self._state = state
 
     # -- pool and exchange life cycle -------------------------------------------------------
+
+    def attach(self, exchange: Exchange, client_transport: asyncio.Transport) -> None:
+        """Serve `exchange`: its response goes to `client_transport`."""
+        self.exchange = exchange
+        self.client_transport = client_transport
 
     def detach(self) -> None:
         self.exchange = None
@@ -89,18 +103,19 @@ class UpstreamConnection(asyncio.Protocol):
         gate = self.gate
         if gate.reasons:
             gate.resume(PEER_BUFFER_FULL)
-        if self._stray or (self._head_done and not self._complete):
+        if self._stray or self._state == BODY:
             # Bytes beyond the response, or a response cut short: this connection's framing
             # can no longer be trusted.
             self.close()
-        # As _reset(), inlined: this runs once per request. The head's fields were handed
-        # over with a fresh list already; only trailers leave it non-empty.
+        # What __init__ sets per exchange. The head's fields were handed over with a fresh
+        # list already; only trailers leave it non-empty.
         if self._headers:
             self._headers = []
-        self._head_done = self._complete = self._reusable = self._got_bytes = False
+        self._to(AWAITING)
+        self._head = b""
         self._stray = False
         self._downstream = self._upstream = NONE
-        self._unparsed = 0
+        self._unparsed = self.relayed = 0
         self._switching = None
 
     def close(self) -> None:
@@ -125,8 +140,12 @@ class UpstreamConnection(asyncio.Protocol):
             self.pool.forget(self)
             self.transport.close()
             return
-        self._got_bytes = True
-        if not self._head_done or self._upstream is CHUNKED:
+        state = self._state
+        if state <= HEAD:
+            if state == AWAITING:
+                self._to(HEAD)  # the response's first bytes
+            self._unparsed += len(data)
+        elif self._upstream is CHUNKED:
             self._unparsed += len(data)
         try:
             self.parser.feed_data(data)
@@ -151,15 +170,13 @@ class UpstreamConnection(asyncio.Protocol):
         if out:
             self.client_transport.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
-        if self._complete:
+        if self._state >= ENDED:
             if self._stray:
                 exchange.finish(False, STRAY_NOTE)  # relayed; this connection is closed
             else:
-                exchange.finish(self._reusable)
+                exchange.finish(self._state == REUSABLE)
         else:
-            # The response started (or goes on): the rolling idle timeout runs (H15/H28).
-            router = self.router
-            exchange.client.deadline = router.now + router.idle_timeout
+            exchange.relaying()  # the response started (or goes on)
 
     def eof_received(self) -> bool:
         return False  # close our side too; an idle dyno connection half-closed is useless
@@ -176,7 +193,7 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange is None:
             self.pool.forget(self)
             return
-        if self._head_done and self._upstream is CLOSE and not self._complete:
+        if self._state == BODY and self._upstream is CLOSE:
             # RFC 9112 §6.3: a body without length ends when the connection closes.
             self._message_done()
             out = self._out
@@ -185,7 +202,7 @@ class UpstreamConnection(asyncio.Protocol):
                 out.clear()
             exchange.finish(False)
             return
-        got_bytes = self._got_bytes
+        got_bytes = self._state != AWAITING
         self.exchange = None
         self.client_transport = None
         exchange.upstream_lost(self, got_bytes)
@@ -211,7 +228,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self._unparsed > self._head_check:  # a large head: check it field by field
             check_response_head(sum(map(len, pieces)), self._headers,
                                 self.router.config.limits)
-        if status < 200 or self._head_done:
+        if status < 200 or self._state >= BODY:
             self._interim(status)  # or a second response nobody asked for
             return
         exchange = self.exchange
@@ -220,40 +237,39 @@ class UpstreamConnection(asyncio.Protocol):
         # An answer that comes before the whole request was sent ends the client connection
         # (the rest of the upload is not forwarded): it says so.
         # The reason phrase goes as the dyno sent it (llhttp gives no piece for "HTTP/1.1 200").
-        head, self._upstream, self._downstream, exchange.keep_alive = rewrite_response(
+        head, self._upstream, self._downstream, keep_alive = rewrite_response(
             status, fields, exchange.is_head, exchange.http11,
             exchange.keep_alive and exchange.request_complete, pieces)
         pieces.clear()
-        self._head_done = head
+        self._to(BODY)
+        self._head = head
         self._unparsed = 0
         self._out.append(head)
-        exchange.phase = RESPONDING  # FORWARDING -> RESPONDING
-        exchange.status = status
+        exchange.response_began(status, keep_alive)
         if self._downstream is NONE:
             self._bodiless(exchange, status, fields)
 
     def on_body(self, data: bytes) -> None:
         self._unparsed = 0  # progress: nothing is held for a chunked body's framing
-        if self._complete or not self._head_done:
+        if self._state != BODY:
             self._stray = True  # body bytes after a HEAD response, or of an interim response
             return
-        self.exchange.nbytes += len(data)
+        self.relayed += len(data)
         if self._downstream is CHUNKED:
             self._out += (b"%x\r\n" % len(data), data, _CRLF)
         else:
             self._out.append(data)
 
     def on_message_complete(self) -> None:
-        if not self._head_done:
-            return  # an interim response ended
-        if self._complete:
-            self._stray = True  # a second response nobody asked for
-            return
-        self._reusable = self.parser.should_keep_alive()
+        state = self._state
+        if state != BODY:
+            if state > BODY:
+                self._stray = True  # a second response nobody asked for
+            return  # (else an interim response ended)
         if self._downstream is CHUNKED:
             trailers = self._headers
             self._out.append(last_chunk(allowed_trailers(trailers) if trailers else trailers))
-        self._complete = True
+        self._to(REUSABLE if self.parser.should_keep_alive() else ENDED)
 
     def _bodiless(self, exchange: Exchange, status: int, fields) -> None:
         """A response without a body: to HEAD, or a 204 or 304 (RFC 9110 §6.4.1)."""
@@ -261,8 +277,7 @@ class UpstreamConnection(asyncio.Protocol):
             # The parser would wait for the Content-Length a HEAD response announces but never
             # sends (RFC 9110 §9.3.2); the response is complete here, and a fresh parser takes
             # the next one.
-            self._reusable = self.parser.should_keep_alive()
-            self._complete = True
+            self._to(REUSABLE if self.parser.should_keep_alive() else ENDED)
             self.parser = HttpResponseParser(self)
         elif status == 204 and any(name.lower() in _FRAMING for name, _ in fields):
             # A 204 may not announce a body (RFC 9110 §15.3.5, RFC 9112 §6.1); one that does
@@ -273,7 +288,7 @@ class UpstreamConnection(asyncio.Protocol):
     def _message_done(self) -> None:
         if self._downstream is CHUNKED:
             self._out.append(last_chunk(allowed_trailers(self._headers)))
-        self._complete = True
+        self._to(ENDED)
 
     # -- the rarer paths --------------------------------------------------------------------
 
@@ -286,7 +301,7 @@ class UpstreamConnection(asyncio.Protocol):
         reason = b"".join(pieces) if pieces else None
         pieces.clear()
         fields, self._headers = self._headers, []
-        if self._head_done:
+        if self._state >= BODY:
             self._stray = True
             return
         exchange = self.exchange
@@ -311,7 +326,6 @@ class UpstreamConnection(asyncio.Protocol):
         out.append(head)
         self.client_transport.write(b"".join(out))
         out.clear()
-        exchange.status = 101
         exchange.upgraded(self, from_dyno)
 
     def _refuse(self, exchange: Exchange, error) -> None:
@@ -325,17 +339,17 @@ class UpstreamConnection(asyncio.Protocol):
         out = self._out
         self.transport.close()
         self._stray = True
-        if self._complete:
+        if self._state >= ENDED:
             if out:
                 self.client_transport.write(b"".join(out))
                 out.clear()
             exchange.finish(False, STRAY_NOTE)
             return
-        head = self._head_done
-        if head and exchange.phase is RESPONDING:
+        if self._state == BODY and exchange.phase == RESPONDING:
+            head = self._head
             if any(piece is head for piece in out):
-                exchange.phase = FORWARDING  # its head never left: a page can still go
-                exchange.nbytes = 0
+                self.relayed = 0
+                exchange.head_withheld()  # its head never left: a page can still go
             elif out:
                 self.client_transport.write(b"".join(out))
         out.clear()
@@ -349,7 +363,7 @@ class UpstreamConnection(asyncio.Protocol):
             limits = self.router.config.limits
             guard = self._guard = GrowthGuard(limits.response_header_line,
                                               limits.response_status_line, limits.headers)
-        first_line = 0 if self._head_done else sum(map(len, self._reason))
+        first_line = 0 if self._state >= BODY else sum(map(len, self._reason))
         if guard.check(self._unparsed, self._headers, first_line) == GrowthGuard.OK:
             return False
         self._refuse(exchange, errors.RESPONSE_TOO_LARGE)

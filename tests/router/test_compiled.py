@@ -8,6 +8,7 @@ bytes for the same heads and log lines.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import subprocess
@@ -45,13 +46,13 @@ def test_the_list_of_compiled_modules_is_the_one_the_build_compiles():
 
 
 def test_this_build_runs_the_compiled_hot_path_unless_the_twins_are_asked_for():
-    modules = [router.headers, router.accesslog]
+    modules = [importlib.import_module(name) for name in compiled.TWINS]
     if compiled.pure_requested():
         assert not any(compiled.is_compiled(module) for module in modules)
         assert compiled.hot_path().startswith("hot path pure Python (DYNOMESH_PURE_PYTHON")
     else:
         # Built by `pip install -e ".[test]"` (Cython and gcc): a build that silently fell back
-        # to the twins would cost every request about 8 % more instructions.
+        # to the twins would cost every request about a third more instructions.
         assert all(compiled.is_compiled(module) for module in modules), compiled.hot_path()
         assert compiled.hot_path() == "hot path compiled"
 
@@ -82,6 +83,38 @@ def test_a_source_edited_since_it_was_compiled_is_imported_as_source(tmp_path):
     spec = finder.find_spec("router.headers", [str(package)])
     assert spec.origin == str(package / "headers.py")
     assert finder.stale == ["router.headers"]
+
+
+def test_one_module_edited_since_it_was_compiled_brings_all_of_them_from_source(tmp_path):
+    # The compiled modules cimport each other's types: a compiled exchange beside a pure client
+    # would not even import. So one stale module makes every module in TWINS come from source.
+    package = fake_package(tmp_path, b"X = 4\n", None, built=True)
+    (package / "client.py").write_bytes(b"Y = 1\n")
+    (package / ("client" + importlib.machinery.EXTENSION_SUFFIXES[0])).write_bytes(b"")
+    (package / compiled.SOURCES).write_text(json.dumps({
+        "router.headers": compiled.source_hash(str(package / "headers.py")),
+        "router.client": "0" * 64}))
+    finder = compiled.SourceTwinFinder(pure=False)
+    assert finder.find_spec("router.headers", [str(package)]).origin.endswith("headers.py")
+    assert finder.find_spec("router.client", [str(package)]).origin.endswith("client.py")
+    assert finder.stale == ["router.client"]
+
+
+def test_a_module_whose_build_failed_brings_the_compiled_ones_from_source_too(tmp_path):
+    package = fake_package(tmp_path, b"X = 6\n", None, built=True)
+    (package / compiled.SOURCES).write_text(
+        json.dumps({"router.headers": compiled.source_hash(str(package / "headers.py"))}))
+    (package / "client.py").write_bytes(b"Y = 2\n")  # no extension module beside it
+    finder = compiled.SourceTwinFinder(pure=False)
+    assert finder.find_spec("router.headers", [str(package)]).origin.endswith("headers.py")
+    assert finder.unbuilt == ["router.client"]
+
+
+def test_a_changed_declaration_file_makes_its_build_out_of_date(tmp_path):
+    package = fake_package(tmp_path, b"X = 5\n", None, built=True)
+    before = compiled.source_hash(str(package / "headers.py"))
+    (package / "headers.pxd").write_text("cdef int X\n")
+    assert compiled.source_hash(str(package / "headers.py")) != before
 
 
 def test_the_twins_asked_for_are_imported_as_source_and_other_modules_are_not_touched(tmp_path):

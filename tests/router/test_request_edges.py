@@ -247,6 +247,22 @@ async def test_an_upgrade_with_expect_and_a_body_becomes_a_tunnel(dyno_factory, 
     await client.close()
 
 
+async def test_an_upgrade_with_a_repeated_length_and_a_body_becomes_a_tunnel(dyno_factory,
+                                                                             router_factory):
+    # The repeated Content-Length makes the router parse the head again from the bytes it kept
+    # (the head came in many reads); the body and the early tunnel bytes follow from there.
+    dyno, router, client = await setup(dyno_factory, router_factory, False, switch_after_body)
+    await send_bytes(client.writer, b"POST /ws HTTP/1.1\r\n" + HOST + b"Connection: Upgrade\r\n"
+                     b"Upgrade: echo\r\nContent-Length: 10\r\nContent-Length: 10\r\n\r\n"
+                     b"0123456789tunnel bytes\n", True)
+    start, headers, _ = await read_head(client.reader)
+    assert start == b"HTTP/1.1 101 Switching Protocols"
+    assert await client.reader.readline() == b"body was 0123456789\n"
+    assert await client.reader.readline() == b"TUNNEL BYTES\n"
+    assert dyno.requests[-1].body == b"0123456789"
+    await client.close()
+
+
 async def test_an_upgrade_with_a_body_declined_goes_on_as_http(dyno_factory, router_factory):
     dyno, router, client = await setup(dyno_factory, router_factory, False)
     await client.send(b"POST /ws HTTP/1.1\r\n" + HOST + b"Connection: Upgrade\r\n"

@@ -1,0 +1,53 @@
+# Cython declarations for client.py, compiled with it (router/compiled.py); see exchange.pxd.
+
+from router.exchange cimport Exchange
+from router.flow cimport ReadGate
+
+cdef int OPEN, REFUSING, LINGERING, CLOSING, TUNNEL, DONE
+cdef int PEER_BUFFER_FULL, PIPELINED, UPGRADING, EXPECT_CONTINUE, LENGTH_AND_CHUNKED, UPGRADE
+cdef tuple CLIENT_ALLOWED
+cdef object CHUNKED, NONE
+cdef bytes _CONNECT
+cdef int _SLASH, _HASH
+cdef double _LINGER, _LINGER_TOTAL
+
+cdef class ClientConnection:
+    # per connection
+    cdef public object router, rewriter, parser, transport, _queue, _guard, _error_after
+    cdef public ReadGate gate
+    cdef public bytes peer
+    cdef public object _early  # bytes (left untyped: it comes from slicing whatever was read)
+    cdef public bint write_paused
+    cdef public int _state
+    cdef public double deadline, _linger_end
+    cdef public Py_ssize_t _head_check
+    cdef public object _upgrade_body
+    # what the parser holds
+    cdef public Py_ssize_t _unparsed, _read_size, _head_start
+    # per request being parsed
+    cdef public object on_url, on_message_begin, _line, _mid
+    cdef public list _url, _headers, _marks
+    cdef public Exchange _reading
+    # the request being answered
+    cdef public Exchange _serving
+
+    cdef exchange_done(self, Exchange exchange)
+    cdef router_answer(self, Exchange exchange, error)
+    cdef response_interrupted(self, Exchange exchange, error)
+    cpdef handed_over(self)
+    cdef take_early_data(self)
+    cdef void move_deadline(self, double when) except *
+    cdef bint _head_begun(self) except -1
+    cdef void _to(self, int state) except *
+    cdef _head_continues(self, data)
+    cdef _check_request_line(self, method, target)
+    cdef tuple _unusual_head(self, bint keep_alive, int flags, framing, list fields)
+    cdef _upgrade_requested(self, early)
+    cdef _upgrade_body_follows(self, data)
+    cdef _upgrade_declined(self)
+    cdef bint _growing(self) except -1
+    cdef _close(self)
+    cdef _linger(self)
+    cdef _drop_queue(self)
+    cdef _answer_unrouted(self, error)
+    cdef _after_last(self)
