@@ -8,6 +8,7 @@ from pathlib import Path
 
 from controlplane import names
 from controlplane.addons import urls
+from controlplane.pool.settings import PoolConfig
 
 DEFAULT_LISTEN = "127.0.0.1:5050"
 # Heroku's slug size limit; a bigger upload is refused before it fills the disk.
@@ -81,6 +82,8 @@ class ControlConfig:
     drain_lease: float = 10.0
     # PEM certificates trusted for syslog+tls and https drains besides the system's.
     drain_ca_file: Path | None = None
+    # The VM pool: its provider, limits and timings (controlplane/pool/settings.py).
+    pool: PoolConfig = PoolConfig()
 
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port <= 65535 or not 1 <= self.router_port <= 65535:
@@ -113,11 +116,21 @@ class ControlConfig:
             raise ValueError(f"--public-url must be an http:// or https:// URL, got "
                              f"{self.public_url!r}")
 
+        if self.pool.provider != "local" and not self.pool_control_urls:
+            raise ValueError("pool VMs need the control plane's URL as they reach it: give "
+                             "--pool-control-url URL or --public-url URL")
         if self.addons_database_url is not None:
             try:
                 urls.server_address(self.addons_database_url)
             except urls.BadUrl as exc:
                 raise ValueError(f"--addons-database-url: {exc}") from None
+
+    @property
+    def pool_control_urls(self) -> tuple[str, ...]:
+        """The control plane's URLs as pool VMs' agents reach them."""
+        if self.pool.control_urls:
+            return self.pool.control_urls
+        return (self.public_url,) if self.public_url else ()
 
     @property
     def slug_dir(self) -> Path:

@@ -271,6 +271,8 @@ class Dyno:
     reason: str | None
     error_code: str | None
     created_at: str
+    # A drain twin: the id of the dyno on a draining VM it takes over from (scheduler/drain.py).
+    replaces: str | None = None
 
     @property
     def name(self) -> str:
@@ -299,7 +301,8 @@ class Dyno:
                    optional("take_out", TakeOut), optional("take_out_revision", int),
                    optional("take_out_at", float), optional("state", ObservedState),
                    row["address"], optional("state_since", float), int(row["restarts"]),
-                   row["reason"], row["error_code"], row["created_at"])
+                   row["reason"], row["error_code"], row["created_at"],
+                   row["replaces"])
 
 
 @dataclass(frozen=True)

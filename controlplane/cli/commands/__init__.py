@@ -1,4 +1,4 @@
 """Importing this package registers every user command."""
 
-from controlplane.cli.commands import (addons, apps, config, deploy, drains, logs, ps,  # noqa: F401
-                                       tokens)
+from controlplane.cli.commands import (addons, apps, config, deploy, drains, logs,  # noqa: F401
+                                       pool, ps, tokens)
