@@ -4,8 +4,9 @@ Given the pool's VMs, the memory of each dyno no VM had room for (`unplaced` in 
 limits, `PoolPlanner.decide` says what to do now:
 
 - **Grow** by as many VMs as the waiting dynos need: they are packed first-fit, largest first,
-  into the room of VMs already launching (those will take them once their agents register),
-  then into new VMs of `capacity_mb` each. A dyno larger than a whole VM is never launched for
+  into the free room of the pool's VMs (launching ones take them once their agents register;
+  one that just registered may not have been given them yet), then into new VMs of
+  `capacity_mb` each. A dyno larger than a whole VM is never launched for
   (it is named in the notes instead). The pool also grows to `min_vms`. Never above `max_vms`.
   Draining VMs are taken back first: cheaper and faster than a new VM.
 - **Shrink** one VM at a time, only while nothing waits or launches: an active VM whose dynos
@@ -157,10 +158,9 @@ class PoolPlanner:
               terminate: list[tuple[str, str]], activate: tuple[str, ...],
               wake_at: float) -> PoolDecision:
         undrain = tuple(vm.vm_id for vm in live if vm.state is PoolVmState.DRAINING)
-        # Room that is coming: launching VMs (not yet registered) and those taken back.
-        coming = [vm.capacity_mb - vm.used_mb for vm in live
-                  if vm.vm_id in undrain or (vm.state is PoolVmState.LAUNCHING
-                                             and not vm.registered)]
+        # Room the waiting dynos will get without a new VM: every live VM's free room (one
+        # that just registered may not have been given them yet), launching ones whole.
+        coming = [vm.capacity_mb - vm.used_mb for vm in live if not vm.lost]
         needed, unfit = pack(waiting_mb, coming, self.policy.capacity_mb)
         counted = _counted(live) + len(undrain)
         wanted = max(needed, limits.min_vms - counted)

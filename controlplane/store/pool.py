@@ -215,12 +215,14 @@ class PoolStore:
                 "token_id, launched_at, state_since) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 vm.vm_id, vm.provider, vm.instance_id, vm.state.value, vm.capacity_mb,
                 vm.token_id, vm.launched_at, vm.state_since)
+            await tx.record_change(Feed.ASSIGNMENTS, POOL_KEY)  # `dynomesh pool` shows it
 
     async def set_instance(self, epoch: int, vm_id: str, instance_id: str) -> None:
         async with self._db.write() as tx:
             await check_epoch(tx, epoch)
             await tx.execute("UPDATE pool_vms SET instance_id = $1 WHERE vm_id = $2",
                              instance_id, vm_id)
+            await tx.record_change(Feed.ASSIGNMENTS, POOL_KEY)
 
     async def set_state(self, epoch: int, vm_id: str, state: PoolVmState, now: float) -> None:
         async with self._db.write() as tx:
@@ -238,6 +240,7 @@ class PoolStore:
             moved = await delete_vm(tx, vm_id) if exists is not None else 0
             revoked = await _revoke_vm_tokens(tx, vm_id)
             await tx.execute("DELETE FROM pool_vms WHERE vm_id = $1", vm_id)
+            await tx.record_change(Feed.ASSIGNMENTS, POOL_KEY)
             return Removal(vm_id, moved, revoked, False)
 
     async def purge_lost(self, epoch: int, lost_before: str,
