@@ -46,8 +46,9 @@ RETRY = BackoffPolicy(1.0, 60.0, jitter=0.2)
 # Errors that need an operator (credentials, a bad AMI, an account limit): checked again
 # every five minutes, so a fixed cause heals without a restart.
 NEEDS_OPERATOR = BackoffPolicy(30.0, 300.0, jitter=0.2)
-# Revisions come in bursts (every dyno report is one): passes run at most this often.
-MIN_PASS_INTERVAL = 0.25
+# Revisions come in bursts (every dyno report is one): passes run at most this often (a pass
+# reads every dyno's placement; a VM takes far longer than this to boot).
+MIN_PASS_INTERVAL = 0.5
 
 
 def _unix(iso: str | None) -> float | None:
@@ -157,11 +158,11 @@ class PoolManager:
         if epoch is None:
             raise errors.NotLeader("this node does not schedule")
         now = self._clock()
-        snap = await self._store.pool.snapshot()
-        wake_at = await self._purge_lost(epoch, snap, now)
+        wake_at = await self._purge_lost(epoch, now)
         if not self._provider.can_launch:
             self.passes += 1
             return wake_at
+        snap = await self._store.pool.snapshot()
         if now >= self._reconcile_at:
             if await self._reconcile(epoch, snap, await self._provider.describe(), now):
                 snap = await self._store.pool.snapshot()
@@ -177,17 +178,16 @@ class PoolManager:
             self._reconcile_at = now  # find the new instances' addresses soon
         return min(wake_at, decision.wake_at, self._reconcile_at)
 
-    async def _purge_lost(self, epoch: int, snap: PoolSnapshot, now: float) -> float:
+    async def _purge_lost(self, epoch: int, now: float) -> float:
         """Remove rows of non-pool VMs lost longer ago than the retention; when to look next."""
         retention = self._config.lost_retention
-        pooled = {row.vm_id for row in snap.pool}
-        lost_at = [_unix(vm.lost_at) for vm in snap.vms.values()
-                   if vm.state is VmState.LOST and vm.id not in pooled and vm.lost_at]
+        lost_at = [_unix(at) for _, at in await self._store.pool.lost_since()]
         if not lost_at:
             return math.inf
-        removed = await self._store.pool.purge_lost(epoch, _iso(now - retention))
-        for vm_id in removed:
-            log.info("pool: removed lost VM %s (lost longer than %.0fs ago)", vm_id, retention)
+        if min(lost_at) + retention <= now:
+            for vm_id in await self._store.pool.purge_lost(epoch, _iso(now - retention)):
+                log.info("pool: removed lost VM %s (lost more than %.0fs ago)", vm_id,
+                         retention)
         later = [at + retention for at in lost_at if at + retention > now]
         return min(later, default=math.inf) + 1.0  # lost_at is to the second
 

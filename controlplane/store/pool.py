@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -150,6 +149,14 @@ class PoolStore:
         async with self._db.read() as tx:
             return await _settings(tx)
 
+    async def lost_since(self) -> list[tuple[str, str]]:
+        """(VM id, lost_at) of every lost VM that is not a pool VM (the retention's clock)."""
+        async with self._db.read() as tx:
+            rows = await tx.fetch(
+                "SELECT id, lost_at FROM vms WHERE state = 'lost' AND lost_at IS NOT NULL "
+                "AND id NOT IN (SELECT vm_id FROM pool_vms) ORDER BY id")
+            return [(r["id"], r["lost_at"]) for r in rows]
+
     async def snapshot(self) -> PoolSnapshot:
         async with self._db.read() as tx:
             memory: dict[str, list[int]] = {}
@@ -243,8 +250,7 @@ class PoolStore:
             await tx.record_change(Feed.ASSIGNMENTS, POOL_KEY)
             return Removal(vm_id, moved, revoked, False)
 
-    async def purge_lost(self, epoch: int, lost_before: str,
-                         keep: Sequence[str] = ()) -> list[str]:
+    async def purge_lost(self, epoch: int, lost_before: str) -> list[str]:
         """Remove the rows of VMs lost before `lost_before` (ISO 8601, as `lost_at`) that
         are not pool VMs; their dynos were placed elsewhere when they were lost."""
         async with self._db.write() as tx:
@@ -252,7 +258,7 @@ class PoolStore:
             rows = await tx.fetch(
                 "SELECT id FROM vms WHERE state = 'lost' AND lost_at < $1 AND id NOT IN "
                 "(SELECT vm_id FROM pool_vms) ORDER BY id", lost_before)
-            removed = [r["id"] for r in rows if r["id"] not in keep]
+            removed = [r["id"] for r in rows]
             for vm_id in removed:
                 await delete_vm(tx, vm_id)
             return removed

@@ -53,6 +53,7 @@ class MotoServer:
         self.url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen | None = None
         self.log: list[str] = []
+        self._ami: str | None = None
 
     def start(self) -> "MotoServer":
         env = dict(os.environ, MOTO_ENABLE_AMI_VALIDATION="true",
@@ -91,9 +92,12 @@ class MotoServer:
         return [i for r in answer["Reservations"] for i in r["Instances"]]
 
     async def an_ami(self) -> str:
-        async with self.client() as ec2:
-            images = (await ec2.describe_images())["Images"]
-        return sorted(image["ImageId"] for image in images)[0]
+        """One of moto's stock AMIs (they survive a reset; listing them is slow, so once)."""
+        if self._ami is None:
+            async with self.client() as ec2:
+                images = (await ec2.describe_images(Owners=["amazon"]))["Images"]
+            self._ami = sorted(image["ImageId"] for image in images)[0]
+        return self._ami
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -124,10 +124,14 @@ async def test_waiting_dynos_grow_the_pool_by_what_they_need_and_the_new_agents_
         token = (vm.argv[vm.argv.index("--token-file") + 1])
         assert (await api.store.tokens.authenticate(Path(token).read_text().strip())).vm_id \
             == vm.vm_id
-    shown_pool = await pool(api)
-    assert [(v["state"], v["dynos"]) for v in shown_pool["vms"]] == [("active", n) for n in
-                                                                      sorted_counts(shown)]
-    assert shown_pool["waiting_dynos"] == 0
+
+    async def both_active():
+        shown_pool = await pool(api)
+        return all(v["state"] == "active" for v in shown_pool["vms"]) and shown_pool
+
+    shown_pool = await until(api.store, both_active, "both VMs active in the pool")
+    assert [v["dynos"] for v in shown_pool["vms"]] == sorted_counts(shown)
+    assert shown_pool["waiting_dynos"] == 0 and len(live(await moto.instances())) == 2
 
 
 def sorted_counts(shown: list[dict]) -> list[int]:
