@@ -152,7 +152,8 @@ class Bench:
         summary = {step: {"p50_s": round(percentile([r[step] for r in self.rows], 50), 3),
                           "max_s": round(max(r[step] for r in self.rows), 3)}
                    for step in STEPS}
-        return {"bench": "pool_grow_on_moto", "rounds": self.rounds, "machine": machine(),
+        return {"bench": "pool_grow_on_moto", "rounds": self.rounds,
+                "machine": {**machine(), "load_average_1m_at_end": os.getloadavg()[0]},
                 "from": "ps:scale leaves one dyno unplaced", "summary": summary,
                 "raw": self.rows, "ec2_reference": EC2_REFERENCE}
 

@@ -149,5 +149,6 @@ class ControlNode:
             except Exception as exc:
                 _already_failed(task, exc)
         self._tasks.clear()
+        await self.pool.provider.close()
         if self.presence is not None:
             await self.presence.leave()

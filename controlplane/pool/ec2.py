@@ -94,15 +94,22 @@ class Ec2Provider:
         self._session = aioboto3.Session(region_name=settings.region)
         self._config = Config(retries={"max_attempts": 1, "mode": "standard"},
                               connect_timeout=5, read_timeout=30)
+        self._opened: Any = None  # the client's context manager, once made
+        self._ec2: Any = None
 
     @asynccontextmanager
     async def _client(self, operation: str) -> AsyncIterator[Any]:
+        """The provider's one EC2 client (made on first use: building one parses botocore's
+        service model, a tenth of a second), with its errors turned into `ProviderError`."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            async with self._session.client("ec2", endpoint_url=self.settings.endpoint_url,
-                                            config=self._config) as client:
-                yield client
+            if self._opened is None:
+                opening = self._session.client("ec2", endpoint_url=self.settings.endpoint_url,
+                                               config=self._config)
+                self._ec2 = await opening.__aenter__()
+                self._opened = opening
+            yield self._ec2
         except (ClientError, BotoCoreError) as exc:
             raise _failure(exc, operation) from exc
 
@@ -164,4 +171,6 @@ class Ec2Provider:
                 raise  # an instance that is already gone is what we wanted
 
     async def close(self) -> None:
-        return None
+        if self._opened is not None:
+            opened, self._opened = self._opened, None
+            await opened.__aexit__(None, None, None)

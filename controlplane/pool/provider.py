@@ -66,6 +66,9 @@ class Provider(Protocol):
     async def terminate(self, instance_ids: list[str]) -> None:
         """Terminate these instances (already gone ones are no error)."""
 
+    async def close(self) -> None:
+        """Let go of connections."""
+
 
 class LocalProvider:
     """The dyno managers that register are the pool; nothing to launch or terminate."""
