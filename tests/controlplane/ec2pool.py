@@ -249,3 +249,54 @@ class VmPlayer:
     def in_range(self, vm_id: str, address: str) -> bool:
         low, high = self.played[vm_id].port_range
         return low <= int(address.rsplit(":", 1)[1]) <= high
+
+
+class ThrottlingProxy:
+    """A real HTTP proxy on loopback in front of moto that answers the first `fail` calls of
+    one EC2 action with an AWS error (as EC2 words it), and passes everything else on."""
+
+    def __init__(self, moto: MotoServer, action: str, code: str, fail: int) -> None:
+        self.moto = moto
+        self.action = action
+        self.code = code
+        self.left = fail
+        self.answered: list[str] = []  # the action of each call, in order, "!" when failed
+        self.url = ""
+        self._runner = None
+
+    async def start(self) -> "ThrottlingProxy":
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def _handle(self, request):
+        from urllib.parse import parse_qs
+
+        from aiohttp import web
+
+        body = await request.read()
+        action = parse_qs(body.decode()).get("Action", [""])[0]
+        if action == self.action and self.left > 0:
+            self.left -= 1
+            self.answered.append("!" + action)
+            return web.Response(status=503, content_type="text/xml", text=(
+                f"<Response><Errors><Error><Code>{self.code}</Code><Message>Request limit "
+                f"exceeded.</Message></Error></Errors><RequestID>r-1</RequestID></Response>"))
+        self.answered.append(action)
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        async with aiohttp.ClientSession() as session:
+            async with session.request(request.method, self.moto.url + request.path_qs,
+                                       data=body, headers=headers) as answer:
+                return web.Response(status=answer.status, body=await answer.read(),
+                                    content_type=answer.content_type)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

@@ -5,6 +5,7 @@ manager started from its own user-data (tests/controlplane/ec2pool.py), running 
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from controlplane.pool.settings import PoolConfig
 from controlplane.store.models import Role
 from tests.conftest import REPO_ROOT, free_port
 from tests.controlplane.conftest import deploy_with
-from tests.controlplane.ec2pool import AWS_ENV, MotoServer, VmPlayer, until
+from tests.controlplane.ec2pool import AWS_ENV, MotoServer, ThrottlingProxy, VmPlayer, until
 from tests.controlplane.followers import Follower
 from tests.e2e.harness import shared_tmpdir
 
@@ -50,15 +51,17 @@ async def pool_node(api_factory, moto):
     root = shared_tmpdir("dynomesh-pool-")
 
     async def factory(*, image_id: str | None = None, node: dict | None = None,
-                      **pool) -> tuple:
+                      endpoint: str | None = None, play: bool = True, **pool) -> tuple:
         port = free_port()
-        ec2 = Ec2Settings(endpoint_url=moto.url, region="us-east-1",
+        ec2 = Ec2Settings(endpoint_url=endpoint or moto.url, region="us-east-1",
                           image_id=image_id or await moto.an_ami(), instance_type="t3.small",
                           install_command="true")
         settings = {"provider": "ec2", "capacity_mb": VM_MB, "max_vms": 10,
                     "reconcile_interval": 0.5, "idle_grace": 3600.0, **pool}
         api = await api_factory(port=port, take_out_grace=0.2, **(node or {}), pool=PoolConfig(
             control_urls=(f"http://127.0.0.1:{port}",), ec2=ec2, **settings))
+        if not play:
+            return api, None
         player = VmPlayer(api.store, moto, root / f"vms{len(players)}").start()
         players.append(player)
         return api, player
@@ -167,6 +170,10 @@ async def _value(value):
     return value
 
 
+async def _count_live(moto, count: int) -> bool:
+    return len(live(await moto.instances())) == count
+
+
 async def test_an_idle_vm_is_drained_its_dynos_serving_elsewhere_before_it_is_terminated(
         pool_node, moto):
     api, player = await pool_node(idle_grace=0.5)
@@ -259,3 +266,41 @@ async def test_a_lost_pool_vm_is_terminated_and_replaced(pool_node, moto):
     assert states[vm.instance_id] == "terminated"  # before its replacement was launched
     assert sorted(states.values()) == ["running", "terminated"]
     assert [v["id"] for v in (await pool(api))["vms"]] == [moved["vm"]]
+
+
+async def test_throttled_launches_are_shown_with_aws_code_and_retried_with_back_off(pool_node,
+                                                                                    moto):
+    proxy = await ThrottlingProxy(moto, "RunInstances", "RequestLimitExceeded", fail=2).start()
+    try:
+        api, _ = await pool_node(endpoint=proxy.url)
+        await hello(api, web=1)
+
+        async def shown_throttled():
+            shown = await pool(api)
+            error = shown["last_error"]
+            return error and error["code"] == "RequestLimitExceeded" and shown
+
+        await until(api.store, shown_throttled, "the throttling shown")
+        await until(api.store, lambda: all_up(api, 1), "web.1 up once EC2 let the launch in")
+        runs = [a for a in proxy.answered if a.endswith("RunInstances")]
+        assert runs == ["!RunInstances", "!RunInstances", "RunInstances"]
+        assert len(live(await moto.instances())) == 1  # the refused calls left nothing
+        assert (await pool(api))["last_error"]["code"] == "RequestLimitExceeded"  # kept
+    finally:
+        await proxy.close()
+
+
+async def test_only_the_scheduling_node_runs_the_pool_and_a_successor_takes_it_over(
+        pool_node, moto, postgres_url):
+    a, _ = await pool_node(node={"database_url": postgres_url})
+    await asyncio.wait_for(a.node.scheduler.leading.wait(), 20)
+    b, _ = await pool_node(node={"database_url": postgres_url}, play=False)
+    await hello(a, web=1)
+    await until(a.store, lambda: all_up(a, 1), "web.1 up on a pool VM")
+    assert len(live(await moto.instances())) == 1  # launched once, by node a alone
+    assert (a.node.pool.passes > 0, b.node.pool.passes) == (True, 0)
+    await a.node.stop()  # its leader lock goes with its connection
+    await asyncio.wait_for(b.node.scheduler.leading.wait(), 20)
+    await scale(b, 3)  # two more dynos: one more VM, launched by node b
+    await until(b.store, lambda: _more(b.node.pool.passes, 0), "node b's pool pass")
+    await until(b.store, lambda: _count_live(moto, 2), "a second instance")
