@@ -176,7 +176,9 @@ async def _count_live(moto, count: int) -> bool:
 
 async def test_an_idle_vm_is_drained_its_dynos_serving_elsewhere_before_it_is_terminated(
         pool_node, moto):
-    api, player = await pool_node(idle_grace=0.5)
+    # Two VMs up before any dyno, so the app is spread: one web dyno on each.
+    api, player = await pool_node(idle_grace=0.5, min_vms=2)
+    await until(api.store, lambda: _active(api, 2), "two VMs active")
     routes = await Follower.open(api.url, "/feeds/routes", api.tokens[Role.ROUTER])
     seen_at_termination: dict[str, list[dict]] = {}
 
@@ -188,20 +190,30 @@ async def test_an_idle_vm_is_drained_its_dynos_serving_elsewhere_before_it_is_te
 
     player.on_terminated = look_at_routes
     try:
-        await hello(api, web=3)
-        await until(api.store, lambda: all_up(api, 3), "3 web dynos up")
-        await scale(api, 2)  # now each VM's one dyno fits on the other: one VM goes
+        await hello(api, web=2)
+        before = await until(api.store, lambda: all_up(api, 2), "2 web dynos up")
+        assert len({d["vm"] for d in before}) == 2
+        status, _, _ = await api.call("PATCH", "/pool", json={"min": 0})
+        assert status == 200  # now either VM's one dyno fits on the other: one VM goes
         await until(api.store, lambda: _terminated_one(moto), "one instance terminated",
                     timeout=90)
         await until(api.store, lambda: _value(seen_at_termination), "the VM's shutdown")
         (gone,) = seen_at_termination
+        moved = next(d for d in before if d["vm"] == gone)
         served = seen_at_termination[gone]
         assert len(served) == 2 and not any(player.in_range(gone, d["address"]) for d in served)
+        assert moved["name"] in [d["name"] for d in served]  # its twin served by then
         shown = await until(api.store, lambda: all_up(api, 2), "both dynos up")
         (kept,) = {d["vm"] for d in shown}
         assert kept != gone and [v["id"] for v in (await pool(api))["vms"]] == [kept]
+        assert moved["id"] not in [d["id"] for d in shown]  # the original itself is gone
     finally:
         await routes.close()
+
+
+async def _active(api, count: int):
+    vms = (await pool(api))["vms"]
+    return len(vms) == count and all(v["state"] == "active" for v in vms)
 
 
 async def _terminated_one(moto) -> bool:
