@@ -169,9 +169,10 @@ class PoolManager:
             self._reconcile_at = now + self._config.reconcile_interval
         decision = planner.decide(views(snap), snap.waiting_mb, limits_of(self._config, snap),
                                   now)
+        if decision.notes != self.last_decision.notes:  # said once, not every pass
+            for note in decision.notes:
+                log.warning("pool: %s", note)
         self.last_decision = decision
-        for note in decision.notes:
-            log.warning("pool: %s", note)
         await self._apply(epoch, snap, decision, now)
         self.passes += 1
         if decision.launch:
