@@ -303,7 +303,7 @@ async def test_throttled_launches_are_shown_with_aws_code_and_retried_with_back_
 
 
 async def test_only_the_scheduling_node_runs_the_pool_and_a_successor_takes_it_over(
-        pool_node, moto, postgres_url):
+        postgres_url, pool_node, moto):  # the database first: it is dropped after the nodes stop
     a, _ = await pool_node(node={"database_url": postgres_url})
     await asyncio.wait_for(a.node.scheduler.leading.wait(), 20)
     b, _ = await pool_node(node={"database_url": postgres_url}, play=False)
