@@ -182,15 +182,14 @@ class PoolManager:
     async def _purge_lost(self, epoch: int, now: float) -> float:
         """Remove rows of non-pool VMs lost longer ago than the retention; when to look next."""
         retention = self._config.lost_retention
-        lost_at = [_unix(at) for _, at in await self._store.pool.lost_since()]
-        if not lost_at:
-            return math.inf
-        if min(lost_at) + retention <= now:
+        # `lost_at` is to the second: a VM lost at S is due a second after S + retention, when
+        # the cutoff (also to the second) has passed S for sure.
+        due = [_unix(at) + retention + 1.0 for _, at in await self._store.pool.lost_since()]
+        if due and min(due) <= now:
             for vm_id in await self._store.pool.purge_lost(epoch, _iso(now - retention)):
                 log.info("pool: removed lost VM %s (lost more than %.0fs ago)", vm_id,
                          retention)
-        later = [at + retention for at in lost_at if at + retention > now]
-        return min(later, default=math.inf) + 1.0  # lost_at is to the second
+        return min((at for at in due if at > now), default=math.inf)
 
     async def _reconcile(self, epoch: int, snap: PoolSnapshot, instances: list[Instance],
                          now: float) -> bool:
