@@ -15,6 +15,7 @@ from controlplane.addons import urls
 from controlplane.builds.settings import (DEFAULT_MAX_SLUG_BYTES as DEFAULT_BUILD_SLUG_BYTES,
                                          DEFAULT_TIMEOUT as DEFAULT_BUILD_TIMEOUT, BuildSettings,
                                          PipOptions)
+from controlplane.pool.settings import PoolConfig
 
 DEFAULT_LISTEN = "127.0.0.1:5050"
 # Heroku's slug size limit; a bigger upload is refused before it fills the disk.
@@ -105,6 +106,8 @@ class ControlConfig:
     build_max_slug_bytes: int = DEFAULT_BUILD_SLUG_BYTES
     build_pip: PipOptions = PipOptions()
     builds_dir: Path | None = None
+    # The VM pool: its provider, limits and timings (controlplane/pool/settings.py).
+    pool: PoolConfig = PoolConfig()
 
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port <= 65535 or not 1 <= self.router_port <= 65535:
@@ -145,6 +148,9 @@ class ControlConfig:
                              f"{self.slug_store_endpoint!r}")
         self.build_settings()  # checks the build limits
 
+        if self.pool.provider != "local" and not self.pool_control_urls:
+            raise ValueError("pool VMs need the control plane's URL as they reach it: give "
+                             "--pool-control-url URL or --public-url URL")
         if self.addons_database_url is not None:
             try:
                 urls.server_address(self.addons_database_url)
@@ -161,6 +167,13 @@ class ControlConfig:
             root = (inside if os.geteuid() != 0 or enterable_by_others(self.home) else
                     ROOT_BUILDS / hashlib.sha256(str(self.home).encode()).hexdigest()[:16])
         return BuildSettings(root, self.build_timeout, self.build_max_slug_bytes, self.build_pip)
+
+    @property
+    def pool_control_urls(self) -> tuple[str, ...]:
+        """The control plane's URLs as pool VMs' agents reach them."""
+        if self.pool.control_urls:
+            return self.pool.control_urls
+        return (self.public_url,) if self.public_url else ()
 
     @property
     def slug_dir(self) -> Path:

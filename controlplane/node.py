@@ -26,6 +26,8 @@ from controlplane.drains.service import DrainService, DrainSettings, LeaseTimes
 from controlplane.feeds.hub import AssignmentHub, RouteHub
 from controlplane.feeds.progress import NodePresence, RouteFollowers
 from controlplane.logs import LogService
+from controlplane.pool.manager import PoolManager
+from controlplane.pool.settings import build_provider
 from controlplane.scheduler.liveness import AgentLiveness
 from controlplane.scheduler.scheduler import FormationScheduler, SchedulerConfig
 from controlplane.scheduler.takeout import TakeOutPolicy
@@ -72,6 +74,11 @@ class ControlNode:
                 liveness=AgentLiveness(config.agent_timeout, config.startup_grace),
                 take_out=TakeOutPolicy(config.take_out_grace, config.take_out_timeout)),
             clock=clock, rng=rng)
+        # The pool loop runs beside the scheduler and only while it leads.
+        self.pool = PoolManager(store, config.pool, build_provider(config.pool),
+                                leading=self.scheduler.leading,
+                                epoch=lambda: self.scheduler.epoch,
+                                control_urls=config.pool_control_urls, clock=clock)
         self.presence = (NodePresence(store.nodes, self.node_id, self.followers,
                                       lambda: self.routes.revision, clock)
                          if store.db.shared else None)
@@ -99,6 +106,7 @@ class ControlNode:
         await self.builds.start()
         runners = {"route-hub": self.routes.run(), "assignment-hub": self.assignments.run(),
                    "scheduler": self.scheduler.run(), "drains": self.drains.run(),
+                   "pool": self.pool.run(),
                    **self.logs.runners()}
         if self.presence is not None:
             runners["presence"] = self.presence.run()
@@ -147,5 +155,6 @@ class ControlNode:
             except Exception as exc:
                 _already_failed(task, exc)
         self._tasks.clear()
+        await self.pool.provider.close()
         if self.presence is not None:
             await self.presence.leave()

@@ -15,6 +15,8 @@ from controlplane.builds.settings import (DEFAULT_MAX_SLUG_BYTES as DEFAULT_BUIL
 from controlplane.config import (DEFAULT_LISTEN, DEFAULT_MAX_SLUG_BYTES, ControlConfig,
                                  parse_listen)
 from controlplane.slugstore import SlugStoreError
+from controlplane.pool.ec2 import Ec2Settings
+from controlplane.pool.settings import PoolConfig
 from controlplane.store import errors
 
 EXAMPLES = """\
@@ -23,6 +25,9 @@ examples:
   dynomesh control --database-url postgresql://dynomesh@db.internal/dynomesh
   DYNOMESH_HOME=/srv/dynomesh dynomesh control --listen 0.0.0.0:5050
   dynomesh control --database-url postgresql://… --slug-store s3://acme-slugs/dynomesh
+  dynomesh control --database-url postgresql://... --public-url http://10.0.0.2:5050 \\
+      --pool-provider ec2 --ec2-launch-template dynomesh-vm --pool-vm-capacity-mb 7680 \\
+      --pool-max 20          # EC2 VMs launched as dynos need room, drained when idle
 
 On its first start with a fresh home directory it creates a `user` token and writes the
 CLI's credentials to $DYNOMESH_HOME/credentials.json (mode 0600), so `dynomesh apps:create`
@@ -45,6 +50,74 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
     return value
 
+
+
+def _pool_arguments(parser: argparse.ArgumentParser) -> None:
+    pool = parser.add_argument_group(
+        "VM pool", "local (default): the dyno managers that register are the VMs. ec2: the "
+        "scheduling node launches EC2 instances when dynos wait for room and terminates idle "
+        "ones (credentials and region from the usual AWS sources)")
+    pool.add_argument("--pool-provider", choices=["local", "ec2"], default="local",
+                      help="who provides VMs (default local)")
+    pool.add_argument("--pool-min", type=int, default=0, metavar="N",
+                      help="VMs the pool keeps at least (default 0; `pool:scale` overrides)")
+    pool.add_argument("--pool-max", type=int, default=10, metavar="N",
+                      help="VMs the pool has at most (default 10; `pool:scale` overrides)")
+    pool.add_argument("--pool-vm-capacity-mb", type=int, metavar="MB",
+                      help="memory one pool VM offers dynos: its instance type's memory less "
+                           "~512 MB for the system (needed with ec2)")
+    pool.add_argument("--pool-idle-grace", type=_seconds, default=300.0, metavar="S",
+                      help="a VM whose dynos fit elsewhere this long is drained and "
+                           "terminated (default 300)")
+    pool.add_argument("--pool-launch-timeout", type=_seconds, default=600.0, metavar="S",
+                      help="a launched VM whose agent has not registered by then is "
+                           "terminated (default 600)")
+    pool.add_argument("--pool-reconcile-interval", type=_seconds, default=60.0, metavar="S",
+                      help="how often to compare what the provider runs with the store "
+                           "(default 60)")
+    pool.add_argument("--lost-vm-retention", type=_seconds, default=86400.0, metavar="S",
+                      help="a lost VM's row is removed this long after it was lost "
+                           "(default 86400)")
+    pool.add_argument("--pool-control-url", action="append", default=[], metavar="URL",
+                      help="this control plane's URL as pool VMs reach it (repeat for "
+                           "several nodes; default --public-url)")
+    pool.add_argument("--pool-name", default="default", metavar="NAME",
+                      help="the dynomesh:pool tag of this pool's instances (default default)")
+    pool.add_argument("--pool-install-command", metavar="SH",
+                      help="how a fresh instance installs dynomesh (default: pip install "
+                           "dynomesh; `true` if the AMI has it)")
+    pool.add_argument("--ec2-launch-template", metavar="ID|NAME",
+                      help="launch template for pool instances (lt-... or its name)")
+    pool.add_argument("--ec2-launch-template-version", default="$Default", metavar="V")
+    pool.add_argument("--ec2-ami", metavar="AMI", help="image, with --ec2-instance-type "
+                                                       "(overrides the template's)")
+    pool.add_argument("--ec2-instance-type", metavar="TYPE", help="e.g. m6i.large")
+    pool.add_argument("--ec2-subnet", metavar="SUBNET", help="subnet-... to launch into")
+    pool.add_argument("--ec2-security-group", action="append", default=[], metavar="SG",
+                      help="sg-... (repeat for several)")
+    pool.add_argument("--ec2-region", metavar="REGION",
+                      help="default: AWS_REGION / AWS_DEFAULT_REGION / ~/.aws/config")
+    pool.add_argument("--ec2-endpoint-url", metavar="URL",
+                      help="another EC2 endpoint (a local test server)")
+
+
+def pool_config(args: argparse.Namespace) -> PoolConfig:
+    ec2 = None
+    if args.pool_provider == "ec2":
+        extra = {} if args.pool_install_command is None else {
+            "install_command": args.pool_install_command}
+        ec2 = Ec2Settings(
+            pool_name=args.pool_name, region=args.ec2_region,
+            endpoint_url=args.ec2_endpoint_url, launch_template=args.ec2_launch_template,
+            launch_template_version=args.ec2_launch_template_version, image_id=args.ec2_ami,
+            instance_type=args.ec2_instance_type, subnet_id=args.ec2_subnet,
+            security_groups=tuple(args.ec2_security_group), **extra)
+    return PoolConfig(
+        provider=args.pool_provider, min_vms=args.pool_min, max_vms=args.pool_max,
+        capacity_mb=args.pool_vm_capacity_mb, idle_grace=args.pool_idle_grace,
+        launch_timeout=args.pool_launch_timeout, lost_retention=args.lost_vm_retention,
+        reconcile_interval=args.pool_reconcile_interval,
+        control_urls=tuple(args.pool_control_url), ec2=ec2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     builds.add_argument("--builds-dir", type=Path, default=None, metavar="DIR",
                         help="where builds work and keep each app's cache (default HOME/builds, "
                              "or /var/lib/dynomesh/builds as root when others cannot enter HOME)")
+    _pool_arguments(parser)
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
     return parser
@@ -176,7 +250,7 @@ def main(argv: list[str]) -> int:
             build_pip=PipOptions(args.build_pip_index_url, tuple(
                 args.build_find_links if args.build_find_links is not None
                 else os.environ.get("DYNOMESH_BUILD_FIND_LINKS", "").split())),
-            builds_dir=args.builds_dir)
+            builds_dir=args.builds_dir, pool=pool_config(args))
         ready = Readiness.from_environ()
     except ValueError as exc:
         parser.error(str(exc))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controlplane.api import (addons, apps, builds, drains, dynos, feeds, logs, oneoffs,
+from controlplane.api import (addons, apps, builds, drains, dynos, feeds, logs, oneoffs, pool,
                               releases, tokens, vms)
 from controlplane.api.auth import auth_middleware
 from controlplane.api.bodies import MAX_REPORT_BYTES
@@ -76,6 +76,9 @@ def make_app(context: ApiContext) -> web.Application:
         web.get("/status", vms.status),
         web.get("/vms", vms.list_vms),
         web.get("/vms/{vm}", vms.get_vm),
+        web.delete("/vms/{vm}", pool.remove_vm),
+        web.get("/pool", pool.get_pool),
+        web.patch("/pool", pool.scale_pool),
         web.put("/vms/{vm}", vms.register_vm),
         web.post("/vms/{vm}/heartbeat", vms.heartbeat),
         web.post("/vms/{vm}/states", vms.report_states),

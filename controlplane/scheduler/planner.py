@@ -14,6 +14,8 @@ transaction. What it decides, per process type with quantity Q of release R at s
   the replacement never runs beside it (without preboot, `web.1` runs once at a time).
 - One-off dynos (`dynomesh run`, release phases) are no formation's: the planner leaves them
   alone (controlplane/store/oneoffs.py places and ends them).
+- A drain twin (a dyno taking over from one on a draining VM, scheduler/drain.py) is left to
+  the drain while its original lives; retiring the original retires its twin too.
 - With the `preboot` feature, while serving web dynos run an older release or size, the new
   dynos start beside them without serving; once every one of them is up, one step makes them
   serve and takes the old ones out: the route entry switches in one revision.
@@ -107,6 +109,17 @@ def plan_app(app: AppSpec, dynos: Sequence[Dyno]) -> list[Action]:
 
 def _plan_type(app: AppSpec, spec: ProcessSpec | None, type_: str,
                dynos: list[Dyno]) -> list[Action]:
+    staying = {d.id for d in dynos if d.take_out is not TakeOut.STOP}
+    twins = [d for d in dynos if d.replaces in staying]
+    if not twins:
+        return _plan_numbers(app, spec, type_, dynos)
+    actions = _plan_numbers(app, spec, type_, [d for d in dynos if d not in twins])
+    changed = {a.dyno.id for a in actions if isinstance(a, (Remove, StartTakeOut, Rerelease))}
+    return actions + [a for twin in twins if twin.replaces in changed for a in retire(twin)]
+
+
+def _plan_numbers(app: AppSpec, spec: ProcessSpec | None, type_: str,
+                  dynos: list[Dyno]) -> list[Action]:
     if spec is None or spec.quantity == 0 and not dynos:
         return [a for d in dynos for a in retire(d)]
     live = [d for d in dynos if d.take_out is not TakeOut.STOP]

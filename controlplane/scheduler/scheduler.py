@@ -13,9 +13,11 @@ A pass is one write transaction, fenced by the leader epoch:
    are placed elsewhere, leaving the lost VM in the same transaction.
 2. Take-outs that routers have (plus the grace), or that waited long enough, complete: the dyno
    is removed from its VM's assignments, or restarted.
-3. Apps whose formation, release, features or dynos changed since the last pass are planned
+3. Dynos on VMs the pool drains get twins elsewhere, and switch to them once they are up
+   (`drain.plan_drain`); nothing new is placed on a draining VM.
+4. Apps whose formation, release, features or dynos changed since the last pass are planned
    (`planner.plan_app`) and the plan applied; new dynos are placed (`placement.Placement`).
-4. Unplaced dynos are placed where room appeared.
+5. Unplaced dynos are placed where room appeared.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dynomesh.tasks import cancel_and_wait
 from controlplane.aio import wait_any
 from controlplane.applog import AppLog
 from controlplane.feeds.progress import RouteFollowers, fleet_delivered
+from controlplane.scheduler import drain
 from controlplane.scheduler.liveness import AgentLiveness
 from controlplane.scheduler.placement import DynoRequest, Placement, VmRoom
 from controlplane.scheduler.planner import (Action, AppSpec, Create, Remove, Rerelease, Serve,
@@ -104,6 +107,7 @@ class FormationScheduler:
         self._waiting_on_followers = False
         self._progress = 0  # counts follower progress, to catch what arrives mid-pass
         self.leading = asyncio.Event()  # set while this node schedules
+        self.epoch: int | None = None  # the leader epoch while leading (fences the pool too)
         self.decided = asyncio.Event()  # set once this node leads or knows it stands by
         self.passes = 0
 
@@ -144,6 +148,7 @@ class FormationScheduler:
     async def _lead(self, held: Leadership) -> None:
         epoch = await self._store.nodes.claim_leadership(self._node_id, self._clock())
         log.info("scheduler: node %s schedules now (epoch %d)", self._node_id, epoch)
+        self.epoch = epoch
         watching_since = self._clock()
         seen: int | None = None  # None: look at every app
         backoff = RETRY.start()
@@ -172,6 +177,7 @@ class FormationScheduler:
             log.warning("scheduler: node %s lost its leader lock", self._node_id)
         finally:
             self.leading.clear()
+            self.epoch = None
 
     async def run_pass(self, epoch: int, seen: int | None, watching_since: float) -> PassResult:
         notes: list[tuple[str, str]] = []  # app log lines, written once the pass committed
@@ -187,13 +193,15 @@ class FormationScheduler:
             ready = [vm for vm in vms if vm.state is VmState.READY and vm not in lost]
             wake_at = min((liveness.check_at(vm.heartbeat_at, watching_since=watching_since)
                            for vm in ready), default=math.inf)
-            rooms = _Rooms(fleet, ready, self._rng)
+            cordoned = await fleet.cordoned()
+            rooms = _Rooms(fleet, [vm for vm in ready if vm.id not in cordoned], self._rng)
             for vm in lost:
                 for app in await self._replace_lost(fleet, vm, rooms, now):
                     if dirty is not None:
                         dirty.add(app)
             due, touched = await self._finish_take_outs(fleet, rooms, revision, now)
             wake_at = min(wake_at, due)
+            touched |= await self._drain(fleet, cordoned, rooms, now)
             if dirty is not None:
                 dirty |= touched
             for app, dynos in await fleet.apps(dirty):
@@ -235,6 +243,49 @@ class FormationScheduler:
                 log.warning("scheduler: %s %s is unplaced: no VM has %d MB free",
                             app_name, dyno.name, dyno.memory_mb)
         return apps
+
+    async def _drain(self, fleet: FleetPass, cordoned: set[str], rooms: _Rooms,
+                     now: float) -> set[str]:
+        """Move the dynos off draining VMs, each serving elsewhere before it stops; return the
+        apps touched."""
+        twins = await fleet.twins()
+        if not cordoned and not twins:
+            return set()
+        draining = await fleet.draining(cordoned)
+        app_of = {dyno.id: app for dyno, app in draining + twins}
+        steps = drain.plan_drain([d for d, _ in draining], [d for d, _ in twins], cordoned)
+        if steps:
+            log.info("scheduler: drain: %s", "; ".join(drain.describe(steps)))
+        touched = set()
+        for step in steps:
+            dyno = drain.subject(step)
+            app = app_of[dyno.id]
+            if await self._drain_step(fleet, step, app, rooms, now):
+                touched.add(app)
+        return touched
+
+    @staticmethod
+    async def _drain_step(fleet: FleetPass, step: drain.DrainStep, app: str, rooms: _Rooms,
+                          now: float) -> bool:
+        match step:
+            case drain.MakeTwin(original=original):
+                target = await rooms.place(DynoRequest.for_dyno(original))
+                if target is None:
+                    log.warning("scheduler: drain: no VM has %d MB for a twin of %s %s",
+                                original.memory_mb, app, original.name)
+                    return False
+                await fleet.create_twin(original, app, target)
+            case drain.Switch(original=original, twin=twin):
+                await fleet.switch_to_twin(original, twin, app, now)
+            case drain.Move(dyno=dyno):
+                target = await rooms.place(DynoRequest.for_dyno(dyno))
+                if target is None:
+                    return False  # stays until room appears
+                await fleet.place(dyno, app, target)
+            case drain.DropTwin(twin=twin):
+                await fleet.remove(twin, app)
+                rooms.free(twin)
+        return True
 
     async def _finish_take_outs(self, fleet: FleetPass, rooms: _Rooms, revision: int,
                                 now: float) -> tuple[float, set[str]]:

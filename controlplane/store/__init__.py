@@ -7,8 +7,8 @@
 `store.apps`, `store.releases`, `store.tokens`, `store.vms`, `store.dynos`, `store.logs`,
 `store.drains` (log drains, their delivery leases), `store.builds` (source built into slugs),
 `store.nodes` (control nodes, scheduler leadership), `store.fleet` (a scheduling pass),
-`store.addons` (add-ons attached to apps) and `store.oneoffs` (one-off dynos: `dynomesh run`,
-release phases)
+`store.addons` (add-ons attached to apps), `store.oneoffs` (one-off dynos: `dynomesh run`,
+release phases) and `store.pool` (the VMs the pool launched, its limits and errors)
 group the operations by concept; each runs in its own transaction (`store.fleet.scheduling`
 hands out one pass's) and raises only `store.errors` classes. `store/feeds.py` has the feeds'
 reads, which run in the caller's read transaction.
@@ -30,6 +30,7 @@ from controlplane.store.logs import LogStore
 from controlplane.store.migrations import migrate
 from controlplane.store.nodes import NodeStore
 from controlplane.store.oneoffs import OneOffStore
+from controlplane.store.pool import PoolStore
 from controlplane.store.releases import ReleaseStore
 from controlplane.store.revision import ChangeLog, Feed
 from controlplane.store.tokens import TokenStore
@@ -70,6 +71,7 @@ class Store:
         self.addons = AddonStore(db)
         self.oneoffs = OneOffStore(db)
         self.builds = BuildStore(db)
+        self.pool = PoolStore(db)
 
     @classmethod
     async def open(cls, db: Database) -> "Store":

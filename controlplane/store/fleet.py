@@ -24,6 +24,7 @@ from controlplane.store.models import (AppSpec, Dyno, NewDyno, NodeProgress, Pro
                                        TakeOut, Vm, VmLoad, now_iso)
 from controlplane.store.nodes import check_epoch, other_nodes
 from controlplane.store.oneoffs import finish
+from controlplane.store.pool import cordoned
 from controlplane.store.releases import runnable_versions
 from controlplane.store.revision import Feed
 from controlplane.store.vms import all_vms, vm_loads
@@ -85,6 +86,23 @@ class FleetPass:
         return with_app_name(await self._tx.fetch(
             f"{WITH_APP_NAME} WHERE d.vm_id = $1 ORDER BY d.created_at, d.id", vm_id))
 
+    async def cordoned(self) -> set[str]:
+        """VMs the pool is draining or terminating: nothing new is placed there."""
+        return await cordoned(self._tx)
+
+    async def draining(self, vm_ids: Collection[str]) -> list[tuple[Dyno, str]]:
+        """The dynos on these (cordoned) VMs."""
+        if not vm_ids:
+            return []
+        return with_app_name(await fetch_for(
+            self._tx, f"{WITH_APP_NAME} WHERE TRUE", "d.vm_id", sorted(vm_ids),
+            order="d.created_at, d.id"))
+
+    async def twins(self) -> list[tuple[Dyno, str]]:
+        """Drain twins (dynos that take over from one on a draining VM)."""
+        return with_app_name(await self._tx.fetch(
+            f"{WITH_APP_NAME} WHERE d.replaces IS NOT NULL ORDER BY d.created_at, d.id"))
+
     async def unplaced(self) -> list[tuple[Dyno, str]]:
         return with_app_name(await self._tx.fetch(
             f"{WITH_APP_NAME} WHERE d.vm_id IS NULL ORDER BY d.created_at, d.id"))
@@ -130,6 +148,30 @@ class FleetPass:
         if new.type == "web":
             await self._tx.record_change(Feed.ROUTES, app.name)  # booting, or H14 unplaced
         return dyno_id
+
+    async def create_twin(self, original: Dyno, app_name: str, vm_id: str) -> str:
+        """A twin of `original` on `vm_id`; a web twin serves only once switched to."""
+        dyno_id = f"d-{uuid.uuid4().hex}"
+        await self._tx.execute(
+            "INSERT INTO dynos (id, app_id, type, number, release_version, size, memory_mb, "
+            "vm_id, serving, created_at, replaces) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+            "$10, $11)", dyno_id, original.app_id, original.type, original.number,
+            original.release, original.size, original.memory_mb, vm_id,
+            int(not original.is_web), now_iso(), original.id)
+        await self._tx.record_change(Feed.ASSIGNMENTS, vm_id)
+        return dyno_id
+
+    async def switch_to_twin(self, original: Dyno, twin: Dyno, app_name: str,
+                             now: float) -> None:
+        """The twin takes over in one step: a web twin serves and the original leaves the
+        routes (stopped once routers have it); a worker's original is removed."""
+        await self._tx.execute("UPDATE dynos SET serving = 1, replaces = NULL WHERE id = $1",
+                               twin.id)
+        if original.is_web:
+            await start_take_out(self._tx, original, app_name, TakeOut.STOP, now)
+            await self._tx.record_change(Feed.ROUTES, app_name)
+        else:
+            await remove_now(self._tx, original, app_name)
 
     async def place(self, dyno: Dyno, app_name: str, vm_id: str | None) -> None:
         """Put a dyno on `vm_id` (None: unplaced), leaving its old VM in the same transaction,

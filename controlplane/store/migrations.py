@@ -105,6 +105,39 @@ ONE_OFF_MIGRATION = Migration(8, "one-off dynos and the release phase", (
     "DELETE FROM formation WHERE type = 'release'",
 ))
 
+# The VM pool (controlplane/pool/). `pool_vms`: one row per VM the pool launched, from the
+# moment it decides to (`launching`, before the instance exists, so a crash between the two
+# leaves a row the next leader finishes) through `active` (its agent registered), `draining`
+# (no new dynos; its dynos get twins elsewhere) and `terminating`. `token_id`: the dynomgr
+# token minted for it, revoked when it goes. `pool_settings`: min/max set by `pool:scale`
+# (NULL: the control node's flags), the last provider error as the provider named it, and
+# instances the provider shows that no row knows (JSON; reported, never touched).
+# `dynos.replaces`: a drain twin's original (controlplane/scheduler/drain.py).
+POOL_MIGRATION = Migration(9, "VM pool: launched VMs, pool settings, drain twins", (
+    """CREATE TABLE pool_vms (
+        vm_id TEXT PRIMARY KEY,
+        provider TEXT NOT NULL,
+        instance_id TEXT UNIQUE,
+        state TEXT NOT NULL CHECK (state IN ('launching', 'active', 'draining',
+                                             'terminating')),
+        capacity_mb INTEGER NOT NULL CHECK (capacity_mb > 0),
+        token_id TEXT,
+        launched_at DOUBLE PRECISION NOT NULL,
+        state_since DOUBLE PRECISION NOT NULL)""",
+    """CREATE TABLE pool_settings (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        min_vms INTEGER,
+        max_vms INTEGER,
+        error_code TEXT,
+        error_message TEXT,
+        error_operation TEXT,
+        error_at DOUBLE PRECISION,
+        unknown_instances TEXT NOT NULL,
+        reconciled_at DOUBLE PRECISION)""",
+    "INSERT INTO pool_settings (id, unknown_instances) VALUES (1, '[]')",
+    "ALTER TABLE dynos ADD COLUMN replaces TEXT",
+))
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "revision counter, change log, apps, slugs, releases, config, formation, "
                  "domains, features, tokens", (
@@ -298,6 +331,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ADDON_LOCATION_MIGRATION,
     BUILDS_MIGRATION,
     ONE_OFF_MIGRATION,
+    POOL_MIGRATION,
 )
 
 LATEST = MIGRATIONS[-1].version

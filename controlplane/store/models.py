@@ -313,6 +313,8 @@ class Dyno:
     error_code: str | None
     created_at: str
     one_off: OneOff | None = None  # None: a dyno of the formation
+    # A drain twin: the id of the dyno on a draining VM it takes over from (scheduler/drain.py).
+    replaces: str | None = None
 
     @property
     def name(self) -> str:
@@ -342,7 +344,7 @@ class Dyno:
                    optional("take_out_at", float), optional("state", ObservedState),
                    row["address"], optional("state_since", float), int(row["restarts"]),
                    row["reason"], row["error_code"], row["created_at"],
-                   optional("one_off", OneOff.from_json))
+                   optional("one_off", OneOff.from_json), row["replaces"])
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,8 @@ async def apply_reports(tx: Transaction, vm_id: str,
             report.since, report.restarts, report.reason, report.error_code, dyno.id)
         known[dyno.id] = (after, app_name)
         applied += 1
+        if dyno.replaces is not None and dyno.state != after.state:
+            await tx.record_change(Feed.FORMATION, app_name)  # a drain may switch to it now
         if not dyno.is_web:
             continue
         if dyno.serving and dyno.take_out is None:

@@ -134,11 +134,12 @@ async def deploy_with(call, app: str, files: dict[str, bytes | str] = HELLO_SLUG
 async def api_factory(tmp_path):
     """Factory: a control node in-process (store, feeds, scheduler, API) on a loopback port.
 
-    Keyword arguments are `ControlConfig` fields; `database_url` picks the backend.
+    Keyword arguments are `ControlConfig` fields; `database_url` picks the backend; `port`
+    the API's port (default: any free one).
     """
     started: list[tuple[TestClient, ControlNode, StdoutAppLog, Store]] = []
 
-    async def factory(**overrides) -> Api:
+    async def factory(port: int | None = None, **overrides) -> Api:
         home = tmp_path / f"home{len(started)}"
         config = ControlConfig(home=home, **overrides)
         store = await Store.open(open_database(config.database_url, home=home,
@@ -149,7 +150,7 @@ async def api_factory(tmp_path):
         applog = StdoutAppLog(lines)
         node = ControlNode(config, store, slugs, applog=applog)
         await node.start()
-        client = TestClient(TestServer(node.web_app(), host="127.0.0.1"))
+        client = TestClient(TestServer(node.web_app(), host="127.0.0.1", port=port))
         await client.start_server()
         started.append((client, node, applog, store))
         api = Api(client, store, config, node, lines)
