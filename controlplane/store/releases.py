@@ -192,9 +192,11 @@ async def change_config(tx: Transaction, app: App, changes: Mapping[str, str | N
     base = await current_release(tx, app)
     slug = (await _require_slug(tx, app, base.slug_id)
             if base is not None and base.slug_id else None)
+    # A config change is a new release like a deploy: its release phase runs first (Heroku
+    # runs it on config changes too); the vars stay set whatever its verdict.
     release = await insert_release(tx, app, slug=slug, config=new,
                                     description=_config_description(set_keys, removed),
-                                    status=ReleaseStatus.SUCCEEDED)
+                                    status=ReleaseStatus.SUCCEEDED, release_phase=True)
     return new, release
 
 

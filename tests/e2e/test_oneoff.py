@@ -233,13 +233,19 @@ def test_the_release_phase_runs_once_per_release_and_a_failing_one_blocks_it(
     refused = platform.cli.run("ps:scale", "release=1", "--app", app)
     assert refused.returncode == 1 and "never scaled" in refused.stderr
 
+    # A config change is a new release too: its release phase runs, with the new value.
+    changed = platform.cli.run("config:set", "GREETING=Hola", "--app", app)
+    assert changed.returncode == 0, changed.stderr
+    assert "done, v3" in changed.stdout and "migrating Hola" in changed.stderr
+    wait_web(platform, app, 1, release=3)
+
     bad = platform.cli.run("deploy", str(release_app(workdir, "v2", "echo boom; exit 3")),
                            "--app", app)
     assert bad.returncode == 1
-    assert "Released v3 of e2e-release (failed)" in bad.stdout
+    assert "Released v4 of e2e-release (failed)" in bad.stdout
     assert "boom" in bad.stderr and "did not go live" in bad.stderr
-    assert platform.router.get(app).status == 200  # v2 serves on
-    assert all(d["release"]["version"] == 2 for d in platform.api.dynos(app))
+    assert platform.router.get(app).status == 200  # v3 serves on
+    assert all(d["release"]["version"] == 3 for d in platform.api.dynos(app))
     releases = platform.cli.ok("releases", "--app", app)
-    assert re.search(r"^v3 +failed ", releases, re.M) and "v2 (current)" in releases
+    assert re.search(r"^v4 +failed ", releases, re.M) and "v3 (current)" in releases
     assert "boom" in releases and "exited with status 3" in releases

@@ -6,6 +6,7 @@ import re
 import shlex
 
 from controlplane.cli.commands.apps import app_path
+from controlplane.cli.commands.deploy import settle_release_phase
 from controlplane.cli.errors import CliError, Exit, usage
 from controlplane.cli.output import emit_json, table
 from controlplane.cli.registry import command, runs
@@ -64,9 +65,12 @@ async def _patch_config(session, changes: dict, verb: str, json_output: bool):
                                              json_body=changes)
     if json_output:
         return emit_json(config)
-    release = headers.get("Dynomesh-Release")
-    outcome = f"done, v{release}" if release else "no change, no new release"
+    version = headers.get("Dynomesh-Release")
+    outcome = f"done, v{version}" if version else "no change, no new release"
     print(f"{verb} {', '.join(changes)} on {name}... {outcome}")
+    if version:
+        release = await session.api.get(f"{app_path(name)}/releases/{version}")
+        await settle_release_phase(session, name, release, quiet=False)
 
 
 @runs(config_set)

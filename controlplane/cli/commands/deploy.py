@@ -90,6 +90,19 @@ async def _(args, session):
     else:
         print(f"Released v{release['version']} of {name} ({release['status']}): "
               f"{release['description']}")
+    _refuse_failed(release)
+
+
+async def settle_release_phase(session, name: str, release: dict, *, quiet: bool) -> dict:
+    """Wait for `release`'s release phase if it has one pending (a deploy, a rollback or a
+    config change made it); CliError if it failed."""
+    if release["status"] == "pending" and release.get("release_phase"):
+        release = await wait_for_release_phase(session, name, release, quiet=quiet)
+    _refuse_failed(release)
+    return release
+
+
+def _refuse_failed(release: dict) -> None:
     if release["status"] == "failed":
         raise CliError(Exit.REFUSED, f"v{release['version']} failed its release phase, so it "
                        "did not go live; the previous release keeps running. Its output is "
@@ -198,3 +211,4 @@ async def _(args, session):
     if args.json:
         return emit_json(release)
     print(f"Rolled back {name}: {release['description']}, now v{release['version']}")
+    await settle_release_phase(session, name, release, quiet=False)
