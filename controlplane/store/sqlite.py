@@ -172,7 +172,7 @@ class SqliteDatabase(Database):
         if connection is None:
             raise errors.Unavailable("the store is closed")
         async with connection.lock:
-            await connection.call(connection.run_plain, "BEGIN IMMEDIATE" if writable else "BEGIN")
+            await self._begin(connection, "BEGIN IMMEDIATE" if writable else "BEGIN")
             tx = SqliteTransaction(connection, writable=writable, history=self.history)
             try:
                 yield tx
@@ -185,6 +185,27 @@ class SqliteDatabase(Database):
             except errors.StoreError:
                 await asyncio.shield(self._rollback_quietly(connection))
                 raise
+
+    @classmethod
+    async def _begin(cls, connection: _ThreadConnection, sql: str) -> None:
+        # The statement runs in the connection's thread whatever happens to the caller: a
+        # caller cancelled while it runs (a node stopping its tasks) must not leave the
+        # connection inside a transaction, or the next BEGIN on it fails ("cannot start a
+        # transaction within a transaction").
+        begin = asyncio.ensure_future(connection.call(connection.run_plain, sql))
+        try:
+            await asyncio.shield(begin)
+        except asyncio.CancelledError:
+            await asyncio.shield(cls._undo_begin(connection, begin))
+            raise
+
+    @classmethod
+    async def _undo_begin(cls, connection: _ThreadConnection, begin: asyncio.Future) -> None:
+        try:
+            await begin
+        except errors.StoreError:
+            return  # it never began
+        await cls._rollback_quietly(connection)
 
     @staticmethod
     async def _rollback_quietly(connection: _ThreadConnection) -> None:

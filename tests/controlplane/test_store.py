@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 
@@ -91,6 +92,35 @@ async def test_a_failed_transaction_leaves_nothing_behind(store):
     assert await store.apps.list() == []
     assert await store.revision() == revision
     assert (await store.changes_since(Feed.ROUTES, revision)).changes == ()
+
+
+
+async def test_a_writer_cancelled_while_its_transaction_begins_leaves_the_store_usable(store):
+    # A node that stops cancels its tasks wherever they are, also while a BEGIN runs in the
+    # SQLite connection's thread; the connection must not stay inside that transaction.
+    from controlplane.store.sqlite import SqliteDatabase
+    if not isinstance(store.db, SqliteDatabase):
+        pytest.skip("asyncpg cancels its own statements; this is the SQLite thread's case")
+    # Another process's write lock on the file: our BEGIN IMMEDIATE waits for it in the
+    # connection's thread (SQLite's busy timeout), where a cancellation cannot stop it.
+    other = sqlite3.connect(store.db.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+
+    async def insert(name: str) -> None:
+        async with store.db.write() as tx:
+            await tx.execute("INSERT INTO apps (id, name, maintenance, created_at, updated_at) "
+                             "VALUES ($1, $2, 0, 'x', 'x')", name, name)
+
+    cancelled = asyncio.create_task(insert("cancelled"))
+    await asyncio.sleep(0.2)  # its BEGIN waits for the other's lock
+    cancelled.cancel()
+    await asyncio.sleep(0.05)
+    other.rollback()
+    other.close()  # the BEGIN now goes through, after its caller was cancelled
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    await insert("later")  # failed with "cannot start a transaction within a transaction"
+    assert [app.name for app in await store.apps.list()] == ["later"]
 
 
 # --- the global revision and the change log ---
