@@ -8,6 +8,7 @@ twins only; the router says so when it starts.
 
 import importlib.util
 import json
+import os
 import tomllib
 
 from setuptools import setup
@@ -27,7 +28,7 @@ def compiled_extensions():
         return []
     extensions = cythonize(
         [module.replace(".", "/") + ".py" for module in modules],
-        language_level=3, quiet=True,
+        language_level=3, quiet=True, nthreads=os.cpu_count() or 1,
         # Annotations are documentation here, never C types: the compiled module must behave
         # exactly as its twin does (an `int` annotation would otherwise refuse a bool).
         compiler_directives={"annotation_typing": False, "binding": True})
@@ -55,4 +56,6 @@ def record_sources(modules):
         file.write("\n")
 
 
-setup(ext_modules=compiled_extensions())
+# The modules compile independently: one compiler per core (the build is most of an install).
+setup(ext_modules=compiled_extensions(),
+      options={"build_ext": {"parallel": os.cpu_count() or 1}})
