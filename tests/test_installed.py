@@ -77,16 +77,34 @@ def checkout_modules() -> set[str]:
     return names
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Installed:
-    work = tmp_path_factory.mktemp("installed")
-    source, wheels, venv = work / "source", work / "wheels", work / "venv"
+def prebuilt_wheel() -> Path | None:
+    """The wheel `.ci/run` has just built from this same tree (`DYNOMESH_TEST_WHEEL`), so CI
+    compiles the router's modules for a wheel once, not twice."""
+    named = os.environ.get("DYNOMESH_TEST_WHEEL")
+    if not named:
+        return None
+    wheel = Path(named)
+    assert wheel.is_file(), f"DYNOMESH_TEST_WHEEL={named} is not a file"
+    return wheel
+
+
+def build_wheel(work: Path) -> Path:
+    """A wheel built from a copy of the checkout's sources (never its build output)."""
+    source, wheels = work / "source", work / "wheels"
     shutil.copytree(REPO_ROOT, source, ignore=NOT_SOURCE)
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
          "--wheel-dir", str(wheels), str(source)], capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = wheels.glob("dynomesh-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Installed:
+    work = tmp_path_factory.mktemp("installed")
+    venv = work / "venv"
+    wheel = prebuilt_wheel() or build_wheel(work)
 
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
                    timeout=120)

@@ -4,6 +4,8 @@ and destroys both; failures leave nothing the user cannot finish."""
 
 from __future__ import annotations
 
+import asyncio
+
 import re
 
 import asyncpg
@@ -35,6 +37,7 @@ async def test_create_attaches_a_database_the_app_can_write_and_read_with_a_new_
     _, releases, _ = await api.call("GET", "/apps/hello-db/releases")
     assert (releases[0]["version"], releases[0]["description"], releases[0]["slug"] is not None) \
         == (2, "Set DATABASE_URL config vars", True)
+    await asyncio.to_thread(api.node.applog.flush)  # the log is written from a thread
     assert any(f"Add-on {addon['name']} (postgresql) created by" in line
                for line in api.log_lines())
 

@@ -3,6 +3,8 @@ crash interrupted is failed when the control plane starts again."""
 
 from __future__ import annotations
 
+import asyncio
+
 from controlplane.store.models import BuildStatus, Role
 from tests.controlplane.conftest import HELLO_SLUG, checksum, slug_bytes
 
@@ -30,6 +32,7 @@ async def test_a_source_is_built_its_output_streamed_and_released(api_factory, t
     _, releases, _ = await api.call("GET", "/apps/hello/releases")
     assert [(r["version"], r["status"], r["current"]) for r in releases] == [(1, "succeeded",
                                                                              True)]
+    await asyncio.to_thread(api.node.applog.flush)  # the log is written from a thread
     assert any("Release v1 created by" in line for line in api.log_lines())
     # Kept: the same output again after the build ended.
     _, _, response = await api.call("GET", "/apps/hello/builds/1/output")
