@@ -28,6 +28,16 @@ READ_SIZE = 64 * 1024
 
 
 def terminal_size() -> tuple[int, int]:
+    """The terminal's own size, asked of the terminal: COLUMNS/LINES in the environment are a
+    snapshot that a window resize does not update (shutil prefers them), so they are only the
+    fallback when no terminal answers."""
+    for fd in (STDOUT, STDIN):
+        try:
+            size = os.get_terminal_size(fd)
+        except OSError:
+            continue
+        if size.columns and size.lines:
+            return size.columns, size.lines
     size = shutil.get_terminal_size()
     return size.columns, size.lines
 
