@@ -153,6 +153,8 @@ class Exchange:
         self.backend = backend
         metrics = backend.metrics
         metrics.in_flight += 1
+        if backend.challenges is not None and self._answer_challenge(backend.challenges):
+            return
         if route.state is _RUNNING and not route.maintenance and backend.pools:
             # In flight beyond the limit (200 per dyno), those waiting in the backlog aside:
             # every dyno has its fill; wait for a place.
@@ -171,6 +173,15 @@ class Exchange:
             self._wait_for_boot()
         else:
             self.fail(_STATE_ERRORS[route.state])
+
+    def _answer_challenge(self, challenges: dict) -> bool:
+        """An ACME HTTP-01 request for a pending token (router/challenges.py): the router
+        answers it, whatever the app's state (RFC 8555 §8.3)."""
+        answer = challenges.get(self.target)
+        if answer is None or self.method not in (b"GET", b"HEAD"):
+            return False
+        self.fail(answer)
+        return True
 
     def _attempt(self) -> None:
         """Pick a dyno (P2C) and use a pooled or new connection."""

@@ -61,6 +61,9 @@ class AppRoute:
     dynos: tuple[DynoRoute, ...] = ()
     # Seconds to the first response byte (Heroku's fixed 30 s is H12); None = the router default.
     request_timeout: float | None = None
+    # ACME HTTP-01 challenges to answer for the app's hosts: (token, key authorization) pairs
+    # (router/challenges.py). Empty for nearly every app, nearly always.
+    acme_challenges: tuple[tuple[str, str], ...] = ()
 
 
 # RFC 1123 host names: labels of letters, digits and hyphens, not starting or ending with a hyphen.
@@ -68,6 +71,9 @@ class AppRoute:
 _LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
 _HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _MAX_HOSTNAME = 253
+# RFC 8555 §8.3: a token is base64url (and a key authorization is a token, '.', a thumbprint).
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_KEY_AUTHORIZATION = re.compile(r"[A-Za-z0-9_-]{1,256}\.[A-Za-z0-9_-]{1,256}")
 
 
 def is_hostname(text: str) -> bool:
@@ -166,8 +172,27 @@ def parse_app(raw: Any, path: str) -> AppRoute:
     timeout = _field(raw, "request_timeout", path, (int, float), None)
     if timeout is not None and not timeout > 0:
         raise RoutesError(f"{path}.request_timeout", "must be a number of seconds above 0")
+    challenges_raw = _field(raw, "acme_challenges", path, list, [])
+    challenges = tuple(parse_challenge(c, f"{path}.acme_challenges[{i}]")
+                       for i, c in enumerate(challenges_raw))
     return AppRoute(name=name, hosts=hosts, state=state, maintenance=maintenance, dynos=dynos,
-                    request_timeout=None if timeout is None else float(timeout))
+                    request_timeout=None if timeout is None else float(timeout),
+                    acme_challenges=challenges)
+
+
+def parse_challenge(raw: Any, path: str) -> tuple[str, str]:
+    """`{"token": T, "key_authorization": "T.<thumbprint>"}` -> (T, key authorization)."""
+    if not isinstance(raw, dict):
+        raise RoutesError(path, "expected an object with token and key_authorization")
+    token = _field(raw, "token", path, str, None)
+    if token is None or not _TOKEN.fullmatch(token):
+        raise RoutesError(f"{path}.token", "missing or not base64url")
+    answer = _field(raw, "key_authorization", path, str, None)
+    if answer is None or not _KEY_AUTHORIZATION.fullmatch(answer) \
+            or not answer.startswith(token + "."):
+        raise RoutesError(f"{path}.key_authorization",
+                          "missing, or not the token, '.', and a base64url thumbprint")
+    return token, answer
 
 
 @dataclass(frozen=True, slots=True)
