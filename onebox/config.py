@@ -45,6 +45,10 @@ class UpConfig:
     api: Endpoint = Endpoint("127.0.0.1", 5050)
     # Apps answer at http://<app>.localhost:8080; loopback only unless asked otherwise.
     http: Endpoint = Endpoint("127.0.0.1", 8080)
+    # HTTPS (`--https 127.0.0.1:8443`): the router's TLS listener, certificates from
+    # `dynomesh certs:add`. Off unless asked: one fixed port would keep two platforms (or two
+    # test harnesses) from running on one machine.
+    https: Endpoint | None = None
     router_admin: Endpoint = Endpoint("127.0.0.1", 8081)
     dynomgr_admin: Endpoint = Endpoint("127.0.0.1", 5051)
     base_domain: str = "localhost"
@@ -74,10 +78,12 @@ class UpConfig:
 
     def __post_init__(self) -> None:
         ports = [self.api.port, self.http.port, self.router_admin.port, self.dynomgr_admin.port]
+        if self.https is not None:
+            ports.append(self.https.port)
         if self.starts_addons_postgres:
             ports.append(self.addons_postgres_port)
         if len(set(ports)) != len(ports):
-            raise ValueError("--api, --http, --router-admin, --dynomgr-admin (and "
+            raise ValueError("--api, --http, --https, --router-admin, --dynomgr-admin (and "
                              "--addons-postgres-port) need different ports")
         if not 1 <= self.addons_postgres_port <= 65535:
             raise ValueError("--addons-postgres-port: a port from 1 to 65535")

@@ -155,9 +155,10 @@ class Platform:
             if made:
                 self.say(f"created {' and '.join(made)} tokens in {config.home}")
             data_dir = config.data_dir()
+            https = [] if config.https is None else ["--listen-tls", str(config.https)]
             router = await self._launch("router", [
                 "router", "--listen", str(config.http), "--admin", str(config.router_admin),
-                "--control", api, "--token-file", str(config.home / "router.token")])
+                "--control", api, "--token-file", str(config.home / "router.token"), *https])
             dynomgr = await self._launch("dynomgr", [
                 "dynomgr", "--control", api, "--token-file", str(config.home / "dynomgr.token"),
                 "--admin", str(config.dynomgr_admin), "--data-dir", str(data_dir),
@@ -288,6 +289,10 @@ class Platform:
         self.say("dynomesh is up:")
         self.say(f"  API            {cli_api}")
         self.say(f"  apps           http://<app>.{config.base_domain}{port}/")
+        if config.https is not None:
+            tls_port = "" if config.https.port == 443 else f":{config.https.port}"
+            self.say(f"                 https://<app>.{config.base_domain}{tls_port}/ "
+                     "(dynomesh certs:add; else a self-signed default certificate)")
         self.say(f"  router admin   {config.router_admin.url}/readyz, /metrics")
         self.say(f"  dynomgr admin  {config.dynomgr_admin.url}/healthz, /dynos, /metrics")
         self.say(f"  state          {config.home} (dynos in {data_dir})")

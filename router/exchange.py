@@ -437,9 +437,10 @@ class Exchange:
         histogram.total += service
         if self.queue_note:
             note = self.queue_note + note
-        router.log.info(pool.app, self.wall + (now - self.start), self.method,
-                        self.target, self.host, self.request_id, self.fwd, pool.log_name,
-                        self.connect_ms, int(service * 1000), status, nbytes, note)
+        self.client.log.info(pool.app, self.wall + (now - self.start), self.method,
+                             self.target, self.host, self.request_id, self.fwd,
+                             pool.log_name, self.connect_ms, int(service * 1000), status,
+                             nbytes, note)
         conn.detach()
         if not self.request_complete:
             # The dyno answered before the whole request was sent: neither side can be reused.
@@ -484,9 +485,10 @@ class Exchange:
         metrics.statuses[101] = metrics.statuses.get(101, 0) + 1
         service = now - self.sent_at
         metrics.service.observe(service)
-        router.log.info(pool.app, self.wall + (now - self.start), self.method,
-                        self.target, self.host, self.request_id, self.fwd, pool.log_name,
-                        self.connect_ms, int(service * 1000), 101, 0, self.queue_note)
+        self.client.log.info(pool.app, self.wall + (now - self.start), self.method,
+                             self.target, self.host, self.request_id, self.fwd,
+                             pool.log_name, self.connect_ms, int(service * 1000), 101, 0,
+                             self.queue_note)
         if backend.backlog.waiting:
             serve_backlog(backend, now)
         client = self.client
@@ -531,7 +533,7 @@ class Exchange:
         now = router.loop.time()
         pool = self.pool
         attached = self.sent_at > 0
-        router.log.router_error(
+        self.client.log.router_error(
             self.route.name if self.route is not None else None, self.wall + (now - self.start),
             error.code, error.desc, error.level, self.method, self.target, self.host,
             self.request_id, self.fwd, pool.log_name if pool is not None else None,

@@ -22,10 +22,12 @@ from collections.abc import Callable
 from typing import Any
 
 from dynomesh.backoff import BackoffPolicy
+from controlplane.certs.keybox import CertificateKey, SealError
 from controlplane.feeds.routes import route_entry
 from controlplane.store import errors
 from controlplane.store.feeds import route_facts
 from controlplane.store.database import Database, Transaction
+from controlplane.store.models import SealedCertificate
 from controlplane.store.revision import Feed
 
 log = logging.getLogger(__name__)
@@ -196,16 +198,35 @@ class RouteHub(FeedHub):
 
     feed = Feed.ROUTES
 
-    def __init__(self, db: Database, *, base_domain: str, history: int) -> None:
+    def __init__(self, db: Database, *, base_domain: str, history: int,
+                 certificate_key: CertificateKey | None = None) -> None:
         super().__init__(db, history=history)
         self.base_domain = base_domain
+        # Opens the certificates' private keys for the routers (the only place they are
+        # opened); None: certificates are left out of the entries, said once each.
+        self.certificate_key = certificate_key
+        self._unopened: set[str] = set()
         self.entries: dict[str, dict[str, Any]] = {}
         self._snapshot: tuple[int, bytes] | None = None
         self._deltas: dict[tuple[int, int], bytes] = {}
 
     async def _read(self, tx: Transaction, keys: set[str] | None) -> Any:
         facts = await route_facts(tx, keys, self.base_domain)
-        return {name: route_entry(f) for name, f in facts.items()}
+        return {name: route_entry(f, self._unseal) for name, f in facts.items()}
+
+    def _unseal(self, certificate: SealedCertificate) -> str | None:
+        """The certificate's private key in PEM, or None (said once per certificate)."""
+        key = self.certificate_key
+        try:
+            if key is None:
+                raise SealError("the control plane has no certificate key "
+                                "(--certificate-key-file)")
+            return key.open(certificate.key_sealed, certificate.id.encode()).decode()
+        except SealError as error:
+            if certificate.id not in self._unopened:
+                self._unopened.add(certificate.id)
+                log.warning("route feed: certificate %s left out: %s", certificate.id, error)
+            return None
 
     def _apply(self, data: Any, keys: set[str] | None) -> None:
         if keys is None:
