@@ -11,6 +11,7 @@ from pathlib import Path
 from dynomesh.sysusers import enterable_by_others
 
 from controlplane import names
+from controlplane.acme.settings import AcmeSettings
 from controlplane.addons import urls
 from controlplane.builds.settings import (DEFAULT_MAX_SLUG_BYTES as DEFAULT_BUILD_SLUG_BYTES,
                                          DEFAULT_TIMEOUT as DEFAULT_BUILD_TIMEOUT, BuildSettings,
@@ -112,6 +113,9 @@ class ControlConfig:
     # keybox.py): a file of 32 random bytes in base64, the same on every control node of one
     # store. None: `certs:add` is refused and stored certificates do not reach routers.
     certificate_key_file: Path | None = None
+    # Automatic certificates (`certs:auto:enable`): the ACME directory (Let's Encrypt's by
+    # default), the CA bundle trusted for it, renewal and retry timings (controlplane/acme/).
+    acme: AcmeSettings = field(default_factory=AcmeSettings)
 
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port <= 65535 or not 1 <= self.router_port <= 65535:

@@ -6,5 +6,6 @@ certificate for every custom domain of the apps that ask for one (`certs:auto:en
 - client.py: the HTTP exchange with the CA (directory, nonces, orders, polling), aiohttp;
 - issuance.py: one certificate for one domain, from a new order to the PEM chain;
 - policy.py: when a domain needs a certificate (renewal 30 days before expiry, retries);
+- settings.py: its configuration (the directory URL and CA bundle flags);
 - manager.py: the control plane's loop (leader only) that drives the above per domain.
 """

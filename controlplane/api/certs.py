@@ -1,4 +1,6 @@
-"""An app's TLS certificates: list, add (checked; the key sealed), remove.
+"""An app's TLS certificates: list, add (checked; the key sealed), remove; and automatic
+certificates (ACME): turn them on or off, and where each domain's stands (`/acm`, as Heroku's
+API names it).
 
 The private key goes in with `POST` and never comes out: responses carry the leaf's facts
 (names, expiry, issuer, fingerprint) only. Routers get keys through the route feed alone.
@@ -48,3 +50,27 @@ async def remove_cert(request: web.Request) -> web.Response:
     app = await ctx.store.apps.get(request.match_info["app"])
     cert = await service.remove(app.id, request.match_info["cert"])
     return web.json_response(render.certificate(app, cert))
+
+
+@allow(Role.USER)
+async def acm_status(request: web.Request) -> web.Response:
+    app, enabled, domains = await context(request).store.acme.status(request.match_info["app"])
+    return web.json_response(render.acm(app, enabled, domains))
+
+
+@allow(Role.USER)
+async def enable_acm(request: web.Request) -> web.Response:
+    """Turn automatic certificates on (again: failed domains are tried at once)."""
+    return await _set_acm(request, True)
+
+
+@allow(Role.USER)
+async def disable_acm(request: web.Request) -> web.Response:
+    return await _set_acm(request, False)
+
+
+async def _set_acm(request: web.Request, enabled: bool) -> web.Response:
+    store = context(request).store
+    app = await store.acme.set_enabled(request.match_info["app"], enabled)
+    app, enabled, domains = await store.acme.status(app.id)
+    return web.json_response(render.acm(app, enabled, domains))

@@ -8,7 +8,7 @@ from typing import Any
 from controlplane.addons import urls as addon_urls
 from controlplane.config import ControlConfig
 from controlplane.drains import urls as drain_urls
-from controlplane.store.models import (Addon, App, Build, Certificate, Domain, Drain,
+from controlplane.store.models import (AcmeDomain, Addon, App, Build, Certificate, Domain, Drain,
                                        DrainStats, Dyno, Feature, FormationEntry, Release, Slug,
                                        Token)
 from controlplane.store.vms import VmUsage
@@ -70,6 +70,16 @@ def certificate(app: App, cert: Certificate) -> dict[str, Any]:
             "not_after": cert.not_after, "issuer": cert.issuer, "fingerprint": cert.fingerprint,
             "source": cert.source, "domain": cert.domain, "app": app_ref(app),
             "created_at": cert.created_at}
+
+
+def acm(app: App, enabled: bool, domains: list[AcmeDomain]) -> dict[str, Any]:
+    """Automatic certificates of an app: on or off, and each custom domain's status
+    (`pending`, `issued`, `failed` with the reason; wildcards are not managed)."""
+    return {"app": app_ref(app), "enabled": enabled, "domains": [
+        {"hostname": d.hostname, "status": d.status, "reason": d.reason,
+         "expires_at": None if d.not_after is None else unix_iso(d.not_after),
+         "next_attempt_at": None if d.retry_at is None or d.status != "failed"
+         else unix_iso(d.retry_at)} for d in domains]}
 
 
 def drain(drain: Drain, stats: DrainStats) -> dict[str, Any]:

@@ -14,6 +14,8 @@ apply, so the rules below are unit-tested without a database.
   out), by number. Preboot dynos are not serving until the switch.
 - `certificates`: only for an app that has some: chain and private key (opened by `unseal`,
   the feed hub's; one it cannot open is left out), oldest first.
+- `acme_challenges`: only while an ACME HTTP-01 challenge for one of its domains is being
+  validated (controlplane/acme/): token and key authorization, which routers answer.
 """
 
 from __future__ import annotations
@@ -52,4 +54,7 @@ def route_entry(facts: RouteFacts,
         opened = [(c.chain, unseal(c)) for c in facts.certificates]
         entry["certificates"] = [{"chain": chain, "key": key} for chain, key in opened
                                  if key is not None]
+    if facts.acme_challenges:
+        entry["acme_challenges"] = [{"token": token, "key_authorization": answer}
+                                    for token, answer in facts.acme_challenges]
     return entry

@@ -500,6 +500,8 @@ class RouteFacts:
     web_quantity: int
     web_dynos: tuple[Dyno, ...]
     certificates: tuple[SealedCertificate, ...] = ()  # oldest first
+    # ACME HTTP-01 challenges being validated: (token, key authorization), by token
+    acme_challenges: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -576,3 +578,19 @@ class Build:
                    None if row["release_version"] is None else int(row["release_version"]),
                    row["node"], row["created_at"], row["finished_at"],
                    row["output"] if "output" in row.keys() else None)
+
+
+@dataclass(frozen=True)
+class AcmeDomain:
+    """Where one custom domain's automatic certificate stands (store/acme.py)."""
+
+    domain_id: str
+    app_id: str
+    app_name: str
+    hostname: str
+    status: str  # pending | issued | failed
+    reason: str | None  # the CA's problem (or ours) when failed
+    not_after: float | None  # Unix seconds: the issued certificate's expiry
+    failures: int  # attempts failed in a row
+    retry_at: float | None  # Unix seconds: the next attempt after a failure
+    challenge: bool = False  # an HTTP-01 challenge is out for it now

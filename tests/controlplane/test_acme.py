@@ -1,0 +1,118 @@
+"""Automatic certificates against a real ACME server: Pebble on loopback validates HTTP-01 by
+fetching the challenge from a real `dynomesh router` process that follows this control node's
+route feed; the control node's own certificate loop (controlplane/acme/manager.py) obtains,
+stores, renews and reports (`pending`, `issued`, `failed: <the CA's reason>`)."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import pytest
+from cryptography import x509
+
+from controlplane.acme.policy import RenewalPolicy
+from controlplane.acme.settings import AcmeSettings
+from controlplane.certs.keybox import CertificateKey
+from controlplane.store.models import Role
+from tests import pebble
+from tests.conftest import dynomesh_argv, dynomesh_env, free_port
+from tests.e2e.harness import ProcessLines
+
+pytestmark = [pytest.mark.skipif(not pebble.available(), reason="needs Debian's pebble "
+                                 "(apt-get install pebble); .ci/run installs it"),
+              pytest.mark.timeout(120)]
+
+# Pebble issues certificates valid this long; the loop renews them `RENEW_BEFORE` earlier, so
+# a certificate is due for renewal a few seconds after it was issued.
+VALIDITY = 3600
+RENEW_BEFORE = VALIDITY - 3
+
+
+async def until(predicate, what: str, timeout: float = 60.0):
+    """Bounded polling of real state (the loop's outcome is in the store)."""
+    async with asyncio.timeout(timeout):
+        while not (found := await predicate()):
+            await asyncio.sleep(0.1)
+    return found
+
+
+@pytest.fixture
+async def platform(api_factory, tmp_path):
+    """A control node with the ACME loop pointed at Pebble, and a router process following it;
+    Pebble validates on the router's plain listener."""
+    http_port = free_port()
+    with pebble.serve(http_port, validity=VALIDITY) as ca:
+        key_file = tmp_path / "certificate.key"
+        CertificateKey.create(key_file)
+        api = await api_factory(certificate_key_file=key_file, acme=AcmeSettings(
+            directory_url=ca.directory_url, ca_file=ca.ca_file,
+            policy=RenewalPolicy(renew_before=RENEW_BEFORE)))
+        token_file = tmp_path / "router.token"
+        token_file.write_text(api.tokens[Role.ROUTER] + "\n")
+        router = ProcessLines(dynomesh_argv(
+            "router", "--listen", f"127.0.0.1:{http_port}", "--admin", f"127.0.0.1:{free_port()}",
+            "--control", api.url, "--token-file", str(token_file)), dynomesh_env(), name="router")
+        try:
+            await asyncio.to_thread(router.wait_for, r"^dynomesh router: ready on ")
+            yield api, ca, router
+        finally:
+            await asyncio.to_thread(router.stop)
+
+
+async def test_a_certificate_is_issued_through_the_router_renewed_and_a_refusal_shown(platform):
+    api, ca, router = platform
+    await api.call("POST", "/apps", json={"name": "shop"})
+    for host in ("shop.example.test", "gone.example.test", "*.example.test"):
+        await api.call("POST", "/apps/shop/domains", json={"hostname": host})
+    # gone.example.test's DNS points where nothing listens: the CA cannot reach the router.
+    ca.point("gone.example.test", "127.0.0.2")
+
+    status, acm, _ = await api.call("GET", "/apps/shop/acm")
+    assert status == 200 and acm["enabled"] is False and acm["domains"] == []
+    status, acm, _ = await api.call("POST", "/apps/shop/acm")
+    assert status == 200 and acm["enabled"] is True
+    # Wildcards are not managed (HTTP-01 cannot prove them); the others start pending.
+    assert [(d["hostname"], d["status"]) for d in acm["domains"]] == [
+        ("gone.example.test", "pending"), ("shop.example.test", "pending")]
+
+    async def settled():
+        _, acm, _ = await api.call("GET", "/apps/shop/acm")
+        by_host = {d["hostname"]: d for d in acm["domains"]}
+        done = all(d["status"] != "pending" for d in by_host.values())
+        return by_host if done else None
+
+    domains = await until(settled, "both domains attempted")
+    assert domains["shop.example.test"]["status"] == "issued"
+    assert domains["shop.example.test"]["expires_at"]
+    gone = domains["gone.example.test"]
+    assert gone["status"] == "failed" and gone["next_attempt_at"]
+    # The CA's own problem: its type and detail (Pebble could not connect to 127.0.0.2).
+    assert gone["reason"].startswith("connection: ") and "127.0.0.2" in gone["reason"], gone
+
+    # The router answered the challenge itself (the app has no release, no dynos).
+    assert router.matches(r'desc="ACME challenge answered".*host=shop\.example\.test.*'
+                          r'status=200')
+
+    # The certificate is stored through the certificate service: listed, key never shown.
+    _, certs, _ = await api.call("GET", "/apps/shop/certs")
+    (cert,) = certs
+    assert (cert["source"], cert["domain"], cert["names"]) == ("auto", "shop.example.test",
+                                                               ["shop.example.test"])
+    assert "key" not in cert and "Pebble" in cert["issuer"]
+    chain = await api.store.certs.list("shop")
+    assert chain[1][0].fingerprint == cert["fingerprint"]
+
+    # Renewal: this certificate is due 3 s after issue; the loop replaces it with a new one.
+    async def renewed():
+        _, now, _ = await api.call("GET", "/apps/shop/certs")
+        return now if now and now[0]["fingerprint"] != cert["fingerprint"] else None
+
+    (renewal,) = await until(renewed, "the renewed certificate")
+    assert renewal["domain"] == "shop.example.test" and renewal["not_after"] > cert["not_after"]
+
+    # Turned off: the state per domain goes; issued certificates stay.
+    status, acm, _ = await api.call("DELETE", "/apps/shop/acm")
+    assert status == 200 and acm == {"app": acm["app"], "enabled": False, "domains": []}
+    _, certs, _ = await api.call("GET", "/apps/shop/certs")
+    assert [c["source"] for c in certs] == ["auto"]
