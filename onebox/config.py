@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import socket
@@ -37,6 +38,24 @@ class Endpoint:
         """How a client on this machine reaches it."""
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+
+# In the home: the key the control plane seals apps' certificate private keys with
+# (`--certificate-key-file`): 32 random bytes, base64, made on the first start.
+CERTIFICATE_KEY_FILE = "certificate.key"
+
+
+def make_certificate_key(path: Path) -> bool:
+    """Write a new certificate key to `path` (0600) unless one is there. -> made one."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="ascii") as file:
+        file.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+    return True
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from dynomesh.child import Child, describe_exit, keep_running
 from dynomesh.ready import NotReady
 from dynomesh.tasks import cancel_and_wait
 
-from onebox.config import UpConfig
+from onebox.config import CERTIFICATE_KEY_FILE, UpConfig, make_certificate_key
 from onebox.output import PrefixedOutput
 from onebox.postgres import LocalPostgres, LocalPostgresError, find_bindir
 from onebox.tokens import TokenError, ensure_token, read_credentials
@@ -133,6 +133,10 @@ class Platform:
         except OSError as error:
             raise StartupFailed(f"home {config.home} cannot be created: {error}") from None
         self.say(f"starting dynomesh in {config.home}")
+        certificate_key = config.home / CERTIFICATE_KEY_FILE
+        if make_certificate_key(certificate_key):
+            self.say(f"made {certificate_key}: it seals apps' certificate keys; back it up "
+                     "with the home")
         api = config.api.url
         addons_url = await self._addons_server()
         control_env = dict(self._env, **({ADDONS_URL_ENV: addons_url} if addons_url else {}))
@@ -141,7 +145,7 @@ class Platform:
                 "control", "--listen", str(config.api), "--listen-flag=--api",
                 "--home", str(config.home),
                 "--base-domain", config.base_domain, "--router-port", str(config.http.port),
-                *config.slug_store_args()],
+                "--certificate-key-file", str(certificate_key), *config.slug_store_args()],
                 env=control_env)
             await self._started(control)
             try:

@@ -71,19 +71,6 @@ class CertificateKey:
                                f"{KEY_BYTES}")
         return cls(key)
 
-    @staticmethod
-    def create(path: Path) -> bool:
-        """Write a new random key to `path` (mode 0600) unless it exists. -> made one."""
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w", encoding="ascii") as file:
-            file.write(base64.b64encode(os.urandom(KEY_BYTES)).decode() + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        return True
-
     def seal(self, plaintext: bytes, associated: bytes) -> str:
         nonce = os.urandom(_NONCE)
         sealed = nonce + self._aead.encrypt(nonce, plaintext, associated)

@@ -207,12 +207,18 @@ class RouteHub(FeedHub):
         self.certificate_key = certificate_key
         self._unopened: set[str] = set()
         self.entries: dict[str, dict[str, Any]] = {}
-        self._snapshot: tuple[int, bytes] | None = None
-        self._deltas: dict[tuple[int, int], bytes] = {}
+        self._snapshot: tuple[int, dict[bool, bytes]] | None = None
+        self._deltas: dict[tuple[int, int, bool], bytes] = {}
 
     async def _read(self, tx: Transaction, keys: set[str] | None) -> Any:
         facts = await route_facts(tx, keys, self.base_domain)
         return {name: route_entry(f, self._unseal) for name, f in facts.items()}
+
+    def _entry(self, name: str, withhold_keys: bool) -> dict[str, Any]:
+        entry = self.entries[name]
+        if not withhold_keys or "certificates" not in entry:
+            return entry
+        return {**entry, "certificates": [{"chain": c["chain"]} for c in entry["certificates"]]}
 
     def _unseal(self, certificate: SealedCertificate) -> str | None:
         """The certificate's private key in PEM, or None (said once per certificate)."""
@@ -239,21 +245,27 @@ class RouteHub(FeedHub):
                     self.entries.pop(key, None)
         self._deltas.clear()
 
-    def snapshot_line(self) -> tuple[bytes, int]:
+    def snapshot_line(self, withhold_keys: bool = False) -> tuple[bytes, int]:
+        """The snapshot line; `withhold_keys` for followers that are not routers (a user
+        token): certificates without their private keys (docs/feeds.md)."""
         if self._snapshot is None or self._snapshot[0] != self.revision:
-            apps = [self.entries[name] for name in sorted(self.entries)]
-            self._snapshot = (self.revision, ndjson(
-                {"type": "snapshot", "revision": self.revision, "apps": apps}))
-        return self._snapshot[1], self.revision
+            self._snapshot = (self.revision, {})
+        lines = self._snapshot[1]
+        if withhold_keys not in lines:
+            apps = [self._entry(name, withhold_keys) for name in sorted(self.entries)]
+            lines[withhold_keys] = ndjson(
+                {"type": "snapshot", "revision": self.revision, "apps": apps})
+        return lines[withhold_keys], self.revision
 
-    def delta_line(self, keys: set[str], since: int) -> tuple[bytes, int]:
+    def delta_line(self, keys: set[str], since: int,
+                   withhold_keys: bool = False) -> tuple[bytes, int]:
         """A delta bringing a follower at `since` (missing `keys`) to this hub's revision."""
-        cache_key = (since, self.revision)
+        cache_key = (since, self.revision, withhold_keys)
         line = self._deltas.get(cache_key)
         if line is None:
             present = sorted(k for k in keys if k in self.entries)
             line = ndjson({"type": "delta", "revision": self.revision,
-                           "apps": [self.entries[k] for k in present],
+                           "apps": [self._entry(k, withhold_keys) for k in present],
                            "removed": sorted(k for k in keys if k not in self.entries)})
             if len(self._deltas) > 64:
                 self._deltas.clear()

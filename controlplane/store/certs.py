@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timezone
 
 from controlplane.store import errors
 from controlplane.store.apps import require_app, touch_routes
 from controlplane.store.database import Database
-from controlplane.store.models import App, Certificate, NewCertificate, now_iso
+from controlplane.store.models import App, Certificate, NewCertificate
 
 _LISTED = ("id, app_id, source, domain, names, not_before, not_after, issuer, fingerprint, "
            "created_at")
@@ -51,7 +52,8 @@ class CertificateStore:
                                    app.id, new.fingerprint):
                 raise errors.Conflict(f"this certificate is already on {app.name} "
                                       f"(`dynomesh certs --app {app.name}` lists them)")
-            created = now_iso()
+            # Microseconds: listings and route entries keep the order certificates came in.
+            created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             await tx.execute(
                 "INSERT INTO certificates (id, app_id, source, domain, names, not_before, "
                 "not_after, issuer, fingerprint, chain, key_sealed, created_at) VALUES ($1, "
