@@ -6,14 +6,16 @@ stores, renews and reports (`pending`, `issued`, `failed: <the CA's reason>`).""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import os
 import ssl
+import subprocess
 
 import pytest
-from cryptography import x509
 
 from controlplane.acme.policy import RenewalPolicy
 from controlplane.acme.settings import AcmeSettings
-from controlplane.certs.keybox import CertificateKey
 from controlplane.store.models import Role
 from tests import pebble
 from tests.conftest import dynomesh_argv, dynomesh_env, free_port
@@ -29,6 +31,28 @@ VALIDITY = 3600
 RENEW_BEFORE = VALIDITY - 3
 
 
+def cli(api, *args: str) -> str:
+    """The real `dynomesh` command against the in-process control node."""
+    done = subprocess.run(dynomesh_argv(*args), capture_output=True, text=True, timeout=60,
+                          env=dynomesh_env(DYNOMESH_API=api.url,
+                                           DYNOMESH_TOKEN=api.tokens[Role.USER]))
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def https_get(port: int, host: str, root_pem: str) -> tuple[dict, bytes]:
+    """(the served certificate, verified for `host`; the response's first bytes)."""
+    import socket
+
+    context = ssl.create_default_context(cadata=root_pem)
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as raw, \
+            context.wrap_socket(raw, server_hostname=host) as tls:
+        served = tls.getpeercert()
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        answer = tls.recv(64)
+    return served, answer
+
+
 async def until(predicate, what: str, timeout: float = 60.0):
     """Bounded polling of real state (the loop's outcome is in the store)."""
     async with asyncio.timeout(timeout):
@@ -41,20 +65,22 @@ async def until(predicate, what: str, timeout: float = 60.0):
 async def platform(api_factory, tmp_path):
     """A control node with the ACME loop pointed at Pebble, and a router process following it;
     Pebble validates on the router's plain listener."""
-    http_port = free_port()
+    http_port, https_port = free_port(), free_port()
     with pebble.serve(http_port, validity=VALIDITY) as ca:
         key_file = tmp_path / "certificate.key"
-        CertificateKey.create(key_file)
+        key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
         api = await api_factory(certificate_key_file=key_file, acme=AcmeSettings(
             directory_url=ca.directory_url, ca_file=ca.ca_file,
             policy=RenewalPolicy(renew_before=RENEW_BEFORE)))
         token_file = tmp_path / "router.token"
         token_file.write_text(api.tokens[Role.ROUTER] + "\n")
         router = ProcessLines(dynomesh_argv(
-            "router", "--listen", f"127.0.0.1:{http_port}", "--admin", f"127.0.0.1:{free_port()}",
+            "router", "--listen", f"127.0.0.1:{http_port}", "--listen-tls",
+            f"127.0.0.1:{https_port}", "--admin", f"127.0.0.1:{free_port()}",
             "--control", api.url, "--token-file", str(token_file)), dynomesh_env(), name="router")
         try:
             await asyncio.to_thread(router.wait_for, r"^dynomesh router: ready on ")
+            router.https_port = https_port
             yield api, ca, router
         finally:
             await asyncio.to_thread(router.stop)
@@ -100,8 +126,25 @@ async def test_a_certificate_is_issued_through_the_router_renewed_and_a_refusal_
     assert (cert["source"], cert["domain"], cert["names"]) == ("auto", "shop.example.test",
                                                                ["shop.example.test"])
     assert "key" not in cert and "Pebble" in cert["issuer"]
-    chain = await api.store.certs.list("shop")
-    assert chain[1][0].fingerprint == cert["fingerprint"]
+
+    # `dynomesh certs` shows the certificate and each domain's status, with the CA's reason.
+    shown = await asyncio.to_thread(cli, api, "certs", "--app", "shop")
+    assert "auto" in shown and "Automatic certificates are on for shop:" in shown
+    assert "gone.example.test  failed: connection: " in shown, shown
+    assert "shop.example.test  issued" in shown, shown
+    listed = json.loads(await asyncio.to_thread(cli, api, "certs", "--app", "shop", "--json"))
+    # (Each certificate is due again 3 s after issue, so the one listed may be a renewal.)
+    assert [(c["source"], c["domain"]) for c in listed["certificates"]] == [
+        ("auto", "shop.example.test")]
+    assert {d["hostname"]: d["status"] for d in listed["auto"]["domains"]} == {
+        "gone.example.test": "failed", "shop.example.test": "issued"}
+
+    # HTTPS: the router serves the issued certificate by SNI, which verifies up to Pebble's
+    # root (made anew by this Pebble) for that name; nothing is deployed, so the answer is H81.
+    served, answer = await asyncio.to_thread(https_get, router.https_port, "shop.example.test",
+                                             ca.root_pem())
+    assert served["subjectAltName"] == (("DNS", "shop.example.test"),)
+    assert answer.startswith(b"HTTP/1.1 502 "), answer
 
     # Renewal: this certificate is due 3 s after issue; the loop replaces it with a new one.
     async def renewed():

@@ -71,7 +71,7 @@ def test_https_with_an_added_certificate_renewed_and_removed(platform, make_app,
     # A renewal beside it: the later expiry is served; then the first is removed.
     renewed, renewed_key, renewed_text = write_leaf(ca, workdir, "renewed", days=80)
     platform.cli.ok("certs:add", str(renewed), str(renewed_key), "--app", app)
-    listed = platform.cli.json("certs", "--app", app)
+    listed = platform.cli.json("certs", "--app", app)["certificates"]
     assert [c["names"] for c in listed] == [[HOST], [HOST]]
     table = platform.cli.ok("certs", "--app", app)
     assert re.search(r"^ID +NAMES +EXPIRES +SOURCE$", table, re.M) and "uploaded" in table
@@ -82,7 +82,7 @@ def test_https_with_an_added_certificate_renewed_and_removed(platform, make_app,
     assert "Removed certificate" in platform.cli.ok("certs:remove", first_id, "--app", app)
     for text in (added, table, str(listed)):
         assert not any(line in text for line in key_text + renewed_text)
-    remaining = platform.cli.json("certs", "--app", app)
+    remaining = platform.cli.json("certs", "--app", app)["certificates"]
     assert [c["id"] for c in remaining] == [listed[1]["id"]]
     platform.cli.ok("certs:remove", remaining[0]["id"], "--app", app)
     poll(lambda: curl(platform, ca_file).returncode == 60,

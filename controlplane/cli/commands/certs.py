@@ -6,6 +6,7 @@ import datetime
 from pathlib import Path
 from urllib.parse import quote
 
+from controlplane.cli.commands import certs_auto
 from controlplane.cli.commands.apps import app_path
 from controlplane.cli.errors import usage
 from controlplane.cli.output import emit_json, table
@@ -41,7 +42,7 @@ def _expires(not_after: str, now: datetime.datetime | None = None) -> str:
 
 # --- certs ---
 
-certs = command("certs", "list an app's TLS certificates: names, expiry, source",
+certs = command("certs", "list an app's TLS certificates, and its automatic ones' status",
                 example="dynomesh certs --app hello\ndynomesh certs --app hello --json",
                 json=True)(no_arguments)
 
@@ -50,15 +51,21 @@ certs = command("certs", "list an app's TLS certificates: names, expiry, source"
 async def _(args, session):
     name = session.app()
     listed = await session.api.get(app_path(name) + "/certs")
+    acm = await session.api.get(app_path(name) + "/acm")
     if args.json:
-        return emit_json(listed)
+        # The certificates, and where each custom domain's automatic one stands.
+        return emit_json({"certificates": listed, "auto": acm})
     if not listed:
         print(f"{name} has no certificates: `dynomesh certs:add CERT KEY --app {name}` adds "
-              "one (HTTPS then serves the self-signed default certificate)")
-        return
-    table(["ID", "NAMES", "EXPIRES", "SOURCE"],
-          [[c["id"], ", ".join(c["names"]), _expires(c["not_after"]), c["source"]]
-           for c in listed])
+              "one, `dynomesh certs:auto:enable --app {name}` obtains them (HTTPS serves the "
+              "self-signed default certificate until then)")
+    else:
+        table(["ID", "NAMES", "EXPIRES", "SOURCE"],
+              [[c["id"], ", ".join(c["names"]), _expires(c["not_after"]), c["source"]]
+               for c in listed])
+    if acm["enabled"]:
+        print()
+        certs_auto.print_status(acm)
 
 
 @command("certs:add", "add a TLS certificate and its private key to an app",
