@@ -22,6 +22,7 @@ from cryptography import x509
 
 from router.config import Endpoint
 from router.routes import parse_certificate
+from tests.certificates import issue
 from tests.conftest import dynomesh_argv, dynomesh_env
 from tests.router.conftest import app_entry, table_of, wait_until
 from tests.router.wire import RawClient, build_request, read_response
@@ -37,9 +38,7 @@ def ca() -> trustme.CA:
 
 def cert_entry(ca: trustme.CA, *names: str) -> dict[str, str]:
     """A route entry's certificate: PEM chain (leaf first) and key, as the feed carries it."""
-    leaf = ca.issue_cert(*names, key_type=trustme.KeyType.ECDSA)
-    return {"chain": "".join(blob.bytes().decode() for blob in leaf.cert_chain_pems),
-            "key": leaf.private_key_pem.bytes().decode()}
+    return issue(ca, *names)
 
 
 def client_context(ca: trustme.CA) -> ssl.SSLContext:
@@ -302,3 +301,34 @@ def test_a_default_certificate_needs_its_key(tmp_path):
         env=dynomesh_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "--tls-default-cert and --tls-default-key go together" in result.stderr
+
+
+async def test_workers_share_one_tls_port(dyno_factory, ca, tmp_path):
+    dyno = await dyno_factory()
+    routes = tmp_path / "routes.json"
+    routes.write_text(json.dumps({"apps": [{
+        "name": "shop", "hosts": ["shop.example.com"],
+        "certificates": [cert_entry(ca, "shop.example.com")],
+        "dynos": [{"name": "web.1", "address": dyno.address}]}]}))
+    process = await asyncio.create_subprocess_exec(
+        *dynomesh_argv("router", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
+                       "--admin", "off", "--routes", str(routes), "--workers", "2"),
+        env=dynomesh_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        async with asyncio.timeout(60):
+            while True:  # the workers' lines first, then the supervisor's ready line
+                line = (await process.stderr.readline()).decode()
+                assert line, "the router exited before it was ready"
+                match = re.search(r"router: ready on http://127\.0\.0\.1:\d+ and "
+                                  r"https://127\.0\.0\.1:(\d+) .*2 workers", line)
+                if match:
+                    break
+        for _ in range(6):  # new connections, spread over both workers by the kernel
+            _, response = await https_request(int(match.group(1)), "shop.example.com",
+                                              client_context(ca))
+            assert response.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await process.communicate()
+    assert process.returncode == 0
