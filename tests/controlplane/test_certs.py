@@ -4,11 +4,11 @@ the store, never in a response, and in the route feed for routers only."""
 from __future__ import annotations
 
 import base64
-import datetime
 
 import pytest
 import trustme
 
+from tests.certificates import issue, key_lines
 from tests.controlplane.followers import Follower
 from controlplane.store.models import Role
 
@@ -18,18 +18,6 @@ pytestmark = pytest.mark.functional
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA(key_type=trustme.KeyType.ECDSA)
-
-
-def issue(ca: trustme.CA, *names: str, days: int = 90) -> dict[str, str]:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    leaf = ca.issue_cert(*names, not_before=now - datetime.timedelta(days=1),
-                         not_after=now + datetime.timedelta(days=days))
-    return {"chain": "".join(b.bytes().decode() for b in leaf.cert_chain_pems),
-            "key": leaf.private_key_pem.bytes().decode()}
-
-
-def key_lines(key: str) -> list[str]:
-    return [line for line in key.splitlines() if len(line) > 20]
 
 
 @pytest.fixture

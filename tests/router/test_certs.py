@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import ssl
 
 import pytest
@@ -13,6 +12,7 @@ from router.certs import CertificateIndex, leaf_facts
 from router.client import ClientConnection
 from router.routes import AppRoute, RoutesError, parse_app, parse_certificate
 from router.tls import AlpnRegistry
+from tests.certificates import issue
 
 pytestmark = pytest.mark.unit
 
@@ -23,12 +23,7 @@ def ca() -> trustme.CA:
 
 
 def certificate(ca: trustme.CA, *names: str, days: int = 90) -> dict[str, str]:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    leaf = ca.issue_cert(*names, key_type=trustme.KeyType.ECDSA,
-                         not_before=now - datetime.timedelta(days=1),
-                         not_after=now + datetime.timedelta(days=days))
-    return {"chain": "".join(blob.bytes().decode() for blob in leaf.cert_chain_pems),
-            "key": leaf.private_key_pem.bytes().decode()}
+    return issue(ca, *names, days=days)
 
 
 def route(name: str, hosts: list[str], *certificates: dict[str, str]) -> AppRoute:
