@@ -85,9 +85,15 @@ class CertificateManager:
 
     async def _lead(self) -> None:
         retry = STORE_RETRY.start(self._rng)
+        stale = True  # challenges an attempt cut short (a crash, a lost lead) may remain
         while self._leading.is_set():
             self._wake.clear()
             try:
+                if stale:
+                    if withdrawn := await self._store.acme.withdraw_all():
+                        log.info("acme: withdrew %d challenge(s) left by an earlier attempt",
+                                 withdrawn)
+                    stale = False
                 wake_at = await self.run_pass()
                 retry.reset()
                 timeout = min(MAX_PASS_INTERVAL, max(0.0, wake_at - self._clock()))

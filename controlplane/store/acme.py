@@ -108,6 +108,22 @@ class AcmeStore:
                 domain.domain_id, domain.app_id, token, key_authorization, now)
             return await _touch(tx, domain)
 
+    async def withdraw_all(self) -> int:
+        """Take every challenge out of the route entries (left by an attempt that a crash or a
+        lost leadership cut short); returns how many there were."""
+        async with self._db.write() as tx:
+            rows = await tx.fetch("SELECT DISTINCT x.app_id FROM acme_domains x "
+                                  "WHERE x.token IS NOT NULL ORDER BY x.app_id")
+            if not rows:
+                return 0
+            count = await tx.fetchval("SELECT COUNT(*) FROM acme_domains WHERE token IS NOT "
+                                      "NULL")
+            await tx.execute("UPDATE acme_domains SET token = NULL, key_authorization = NULL, "
+                             "updated_at = $1 WHERE token IS NOT NULL", now_iso())
+            for row in rows:
+                await touch_routes(tx, await require_app(tx, row["app_id"]))
+            return int(count)
+
     async def withdraw(self, domain: AcmeDomain, token: str) -> None:
         async with self._db.write() as tx:
             changed = await tx.fetchval(
