@@ -228,8 +228,10 @@ class AcmeClient:
             if done(thing):
                 return thing
             now = self._clock()
-            delay = retry_after(headers.get("Retry-After"), now,
-                                default=backoff.next_delay(), longest=settings.longest_wait)
+            delay = retry_after(headers.get("Retry-After"), now, default=-1.0,
+                                longest=settings.longest_wait)
+            if delay < 0:  # the CA did not say: the back-off's next step
+                delay = backoff.next_delay()
             if now + delay > give_up_at:
                 raise AcmeUnavailable(f"the CA kept the {what} at {url} {thing.status.value} "
                                       f"for {settings.deadline:.0f} s")

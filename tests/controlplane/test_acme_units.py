@@ -198,3 +198,80 @@ def test_a_challenge_being_validated_is_in_the_apps_route_entry_and_only_then():
     answer = f"{TOKEN}.thumb"
     entry = route_entry(RouteFacts(**{**facts.__dict__, "acme_challenges": ((TOKEN, answer),)}))
     assert entry["acme_challenges"] == [{"token": TOKEN, "key_authorization": answer}]
+
+
+class ScriptedCA:
+    """The answers a CA gives, in order: AcmeClient's one HTTP exchange replaced, so its own
+    decisions (nonces, badNonce, Retry-After, deadlines) run without a network."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.sent = []  # (url, nonce signed with)
+
+    def install(self, client):
+        async def exchange(url, body, accept):
+            header = json.loads(b64url_decode(body["protected"]))
+            self.sent.append((url, header["nonce"]))
+            return self.answers.pop(0)
+        client._exchange = exchange
+        client._nonce = "first"
+        return client
+
+
+def bad_nonce(fresh: str):
+    return 400, {"Replay-Nonce": fresh}, {"type": "urn:ietf:params:acme:error:badNonce",
+                                          "detail": "JWS has an invalid anti-replay nonce"}
+
+
+async def test_a_refused_nonce_is_replaced_by_the_one_the_refusal_carries_three_times_at_most():
+    from controlplane.acme.client import AcmeClient, AcmeError
+
+    ca = ScriptedCA(bad_nonce("n2"), bad_nonce("n3"), (200, {"Replay-Nonce": "n4"}, {"ok": 1}))
+    client = ca.install(AcmeClient("https://ca/dir", AccountKey.generate(), ssl_context=None))
+    assert (await client.post("https://ca/x", {}, "testing"))[2] == {"ok": 1}
+    assert [nonce for _, nonce in ca.sent] == ["first", "n2", "n3"]
+    assert client._nonce == "n4"  # kept for the next request (RFC 8555 §7.2)
+
+    ca = ScriptedCA(*(bad_nonce(f"m{i}") for i in range(4)))
+    ca.install(client)
+    with pytest.raises(AcmeError, match="badNonce") as caught:
+        await client.post("https://ca/x", {}, "testing")
+    assert len(ca.sent) == 4 and caught.value.problem.status == 400
+
+    ca = ScriptedCA((403, {"Replay-Nonce": "r"}, {
+        "type": "urn:ietf:params:acme:error:unauthorized", "detail": "no such account"}))
+    ca.install(client)
+    with pytest.raises(AcmeError) as caught:
+        await client.post("https://ca/x", {}, "reading the order")
+    assert str(caught.value) == "reading the order: unauthorized: no such account"
+    assert len(ca.sent) == 1  # not retried
+
+
+async def test_polling_waits_what_retry_after_asks_else_backs_off_and_gives_up_at_its_deadline():
+    from controlplane.acme.client import AcmeClient, AcmeUnavailable, PollSettings
+
+    now = [1000.0]
+    slept = []
+
+    async def sleep(seconds):
+        slept.append(seconds)
+        now[0] += seconds
+
+    def authz(status, **headers):
+        return 200, {"Replay-Nonce": "n", **headers}, {
+            "status": status, "identifier": {"value": "shop.example.com"}, "challenges": []}
+
+    settings = PollSettings(backoff=BackoffPolicy(base=0.25, cap=8.0), deadline=20.0)
+    ca = ScriptedCA(authz("pending", **{"Retry-After": "3"}), authz("pending"),
+                    authz("pending"), authz("valid"))
+    client = ca.install(AcmeClient("https://ca/dir", AccountKey.generate(), ssl_context=None,
+                                   settings=settings, clock=lambda: now[0], sleep=sleep))
+    assert (await client.wait_authorization("https://ca/authz/1")).status is AuthzStatus.VALID
+    assert slept == [3.0, 0.25, 0.5]  # what Retry-After asked, then the back-off's steps
+
+    slept.clear()
+    ca = ScriptedCA(*(authz("pending") for _ in range(10)))
+    ca.install(client)
+    with pytest.raises(AcmeUnavailable, match="kept the authorization .* pending for 20 s"):
+        await client.wait_authorization("https://ca/authz/1")
+    assert sum(slept) <= 20.0
