@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Callable
 
+from controlplane.aio import lead_while_leading
 from controlplane.acme.client import AcmeClient, AcmeError, AcmeUnavailable, ca_ssl_context
 from controlplane.acme.issuance import issue
 from controlplane.acme.jws import AccountKey
@@ -34,7 +35,6 @@ from controlplane.feeds.progress import RouteFollowers, fleet_delivered
 from controlplane.store import Store, errors
 from controlplane.store.models import AcmeDomain
 from dynomesh.backoff import BackoffPolicy
-from dynomesh.tasks import cancel_and_wait
 
 log = logging.getLogger("dynomesh.acme")
 
@@ -68,20 +68,8 @@ class CertificateManager:
     # -- the loop ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        watcher = asyncio.create_task(self._watch_revisions(), name="acme-wake")
-        try:
-            while True:
-                await self._leading.wait()
-                await self._lead()
-        finally:
-            await cancel_and_wait(watcher)
-
-    async def _watch_revisions(self) -> None:
-        signal = self._store.db.signal
-        seen = signal.revision
-        while True:
-            seen = await signal.wait_beyond(seen)
-            self._wake.set()
+        await lead_while_leading(self._leading, self._lead, signal=self._store.db.signal,
+                                 wake=self._wake, name="acme-wake")
 
     async def _lead(self) -> None:
         retry = STORE_RETRY.start(self._rng)
