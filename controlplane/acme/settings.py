@@ -23,8 +23,9 @@ class AcmeSettings:
     per_pass: int = 20  # domains attempted per pass; the rest in the next
 
     def __post_init__(self) -> None:
-        if not self.directory_url.startswith(("https://", "http://")):
-            raise ValueError(f"--acme-directory must be an https:// URL, got "
+        # RFC 8555 §6.1: ACME runs over HTTPS only.
+        if not self.directory_url.startswith("https://"):
+            raise ValueError(f"--acme-directory must be an https:// URL (RFC 8555 §6.1), got "
                              f"{self.directory_url!r}")
         if self.per_pass < 1:
             raise ValueError("the certificate loop must attempt at least one domain per pass")

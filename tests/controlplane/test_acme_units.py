@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from controlplane.acme.jws import AccountKey, b64url, b64url_decode
 from controlplane.acme.policy import DAY, RenewalPolicy
-from controlplane.acme.protocol import (Authorization, AuthzStatus, Order, OrderStatus, Problem,
+from controlplane.acme.protocol import (Authorization, AuthzStatus, Order, Problem,
                                         ProtocolError, Step, check_issued, key_authorization,
                                         make_csr, next_step, retry_after)
 from controlplane.store.models import AcmeDomain
@@ -275,3 +275,11 @@ async def test_polling_waits_what_retry_after_asks_else_backs_off_and_gives_up_a
     with pytest.raises(AcmeUnavailable, match="kept the authorization .* pending for 20 s"):
         await client.wait_authorization("https://ca/authz/1")
     assert sum(slept) <= 20.0
+
+
+def test_the_acme_directory_must_be_https():
+    from controlplane.acme.settings import LETS_ENCRYPT, AcmeSettings
+
+    assert AcmeSettings().directory_url == LETS_ENCRYPT
+    with pytest.raises(ValueError, match=r"--acme-directory must be an https:// URL"):
+        AcmeSettings(directory_url="http://127.0.0.1:14000/dir")
