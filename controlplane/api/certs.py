@@ -14,6 +14,7 @@ from controlplane.api import bodies, render
 from controlplane.api.auth import Role, allow
 from controlplane.api.context import ApiContext, context
 from controlplane.api.errors import ApiError, invalid
+from controlplane.certs.service import NoCertificateKey
 
 
 def _service(ctx: ApiContext):
@@ -61,6 +62,13 @@ async def acm_status(request: web.Request) -> web.Response:
 @allow(Role.USER)
 async def enable_acm(request: web.Request) -> web.Response:
     """Turn automatic certificates on (again: failed domains are tried at once)."""
+    certs = context(request).certs
+    if certs is None or certs.key is None:
+        # Refused now rather than shown later as every domain failing for the same reason.
+        raise NoCertificateKey(
+            "this control plane has no certificate key to seal the ACME account's and the "
+            "certificates' keys with: start it with --certificate-key-file FILE (docs/api.md, "
+            "\"Certificates\")")
     return await _set_acm(request, True)
 
 

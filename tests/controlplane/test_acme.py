@@ -161,3 +161,12 @@ async def test_a_certificate_is_issued_through_the_router_renewed_and_a_refusal_
     assert status == 200 and acm == {"app": acm["app"], "enabled": False, "domains": []}
     _, certs, _ = await api.call("GET", "/apps/shop/certs")
     assert [c["source"] for c in certs] == ["auto"]
+
+
+async def test_enabling_without_a_certificate_key_is_refused_saying_what_to_do(api_factory):
+    api = await api_factory()  # no --certificate-key-file
+    await api.call("POST", "/apps", json={"name": "shop"})
+    status, body, _ = await api.call("POST", "/apps/shop/acm")
+    assert status == 503 and body["id"] == "certificates_not_configured"
+    assert "--certificate-key-file" in body["message"]
+    assert (await api.call("GET", "/apps/shop/acm"))[1]["enabled"] is False
