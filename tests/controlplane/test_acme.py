@@ -64,14 +64,15 @@ async def until(predicate, what: str, timeout: float = 60.0):
 
 
 @pytest.fixture
-async def platform(api_factory, tmp_path):
-    """A control node with the ACME loop pointed at Pebble, and a router process following it;
-    Pebble validates on the router's plain listener."""
+async def platform(node_factory, tmp_path):
+    """A control node (on SQLite, then PostgreSQL, where it also counts other nodes' routers)
+    with the ACME loop pointed at Pebble, and a router process following it; Pebble validates
+    on the router's plain listener."""
     http_port, https_port = free_port(), free_port()
     with pebble.serve(http_port, validity=VALIDITY) as ca:
         key_file = tmp_path / "certificate.key"
         key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
-        api = await api_factory(certificate_key_file=key_file, acme=AcmeSettings(
+        api = await node_factory(certificate_key_file=key_file, acme=AcmeSettings(
             directory_url=ca.directory_url, ca_file=ca.ca_file,
             policy=RenewalPolicy(renew_before=RENEW_BEFORE)))
         token_file = tmp_path / "router.token"
