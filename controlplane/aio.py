@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from dynomesh.tasks import cancel_and_wait
+
 
 async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
     """Wait for `event` at most `timeout` seconds (None: no limit); True if it was set."""
@@ -24,3 +26,23 @@ async def wait_any(events, timeout: float | None) -> bool:
         for waiter in waiters:
             waiter.cancel()
     return bool(done)
+
+
+async def lead_while_leading(leading: asyncio.Event, lead, *, signal, wake: asyncio.Event,
+                             name: str) -> None:
+    """The shape of a loop only the scheduling leader runs (the pool, the certificates): wait
+    to lead, run `lead()` (which returns once `leading` is cleared), and again, until
+    cancelled; meanwhile `wake` is set each time the store's revision moves (`signal`)."""
+    async def watch() -> None:
+        seen = signal.revision
+        while True:
+            seen = await signal.wait_beyond(seen)
+            wake.set()
+
+    watcher = asyncio.create_task(watch(), name=name)
+    try:
+        while True:
+            await leading.wait()
+            await lead()
+    finally:
+        await cancel_and_wait(watcher)

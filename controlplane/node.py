@@ -13,12 +13,14 @@ from collections.abc import Callable
 from aiohttp import web
 
 from dynomesh.tasks import cancel_and_wait
+from controlplane.acme.manager import CertificateManager
 from controlplane.addons.registry import build_registry
 from controlplane.addons.service import AddonService
 from controlplane.api import ApiContext, make_app
 from controlplane.applog import AppLog, StreamAppLog, TeeAppLog
 from controlplane.attach import Rendezvous
 from controlplane.builds.service import BuildService
+from controlplane.certs.service import CertificateService
 from controlplane.config import ControlConfig
 from controlplane.drains.buffer import BufferLimits
 from controlplane.drains.delivery import DeliverySettings
@@ -65,7 +67,9 @@ class ControlNode:
         self.drains = DrainService(store, self.logs.hub, app_log, self.node_id,
                                    drain_settings(config), clock=clock, rng=rng)
         history = config.change_history
-        self.routes = RouteHub(store.db, base_domain=config.base_domain, history=history)
+        certificate_key = config.certificate_key()
+        self.routes = RouteHub(store.db, base_domain=config.base_domain, history=history,
+                               certificate_key=certificate_key)
         self.assignments = AssignmentHub(store.db, history=history)
         self.followers = RouteFollowers()
         self.scheduler = FormationScheduler(
@@ -84,11 +88,17 @@ class ControlNode:
                          if store.db.shared else None)
         self.builds = BuildService(store, slugs, config.build_settings(), app_log,
                                    self.node_id, clock=clock)
+        self.certs = CertificateService(store, config, certificate_key)
+        # Automatic certificates: the ACME loop runs beside the scheduler, only while it leads.
+        self.acme = CertificateManager(store, self.certs, certificate_key, config.acme,
+                                       leading=self.scheduler.leading, followers=self.followers,
+                                       node_id=self.node_id, clock=clock, rng=rng)
         self.context = ApiContext(config, store, slugs, self.routes, self.assignments,
                                   self.followers, app_log, self.node_id,
                                   self.scheduler.leading, self.logs,
                                   AddonService(store, build_registry(config.addons_database_url)),
-                                   self.drains, Rendezvous(), self.builds)
+                                   self.drains, Rendezvous(), self.builds,
+                                  certs=self.certs)
         self._tasks: list[asyncio.Task] = []
         # Set when a task of this node died of a bug: a node whose feeds or scheduler stopped
         # must not keep answering as if it were healthy; `dynomesh control` exits instead.
@@ -106,7 +116,7 @@ class ControlNode:
         await self.builds.start()
         runners = {"route-hub": self.routes.run(), "assignment-hub": self.assignments.run(),
                    "scheduler": self.scheduler.run(), "drains": self.drains.run(),
-                   "pool": self.pool.run(),
+                   "pool": self.pool.run(), "acme": self.acme.run(),
                    **self.logs.runners()}
         if self.presence is not None:
             runners["presence"] = self.presence.run()

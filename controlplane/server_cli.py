@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dynomesh.ready import Readiness
 from controlplane import credentials
+from controlplane.acme.settings import LETS_ENCRYPT, AcmeSettings
 from controlplane.builds.settings import (DEFAULT_MAX_SLUG_BYTES as DEFAULT_BUILD_SLUG_BYTES,
                                          DEFAULT_TIMEOUT as DEFAULT_BUILD_TIMEOUT, PipOptions)
 from controlplane.config import (DEFAULT_LISTEN, DEFAULT_MAX_SLUG_BYTES, ControlConfig,
@@ -157,6 +158,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--public-url", metavar="URL",
                         help="this control plane's URL as dyno managers reach it, for slug "
                              "URLs (default: the URL each dyno manager used)")
+    parser.add_argument("--certificate-key-file", type=Path,
+                        default=os.environ.get("DYNOMESH_CERTIFICATE_KEY_FILE"), metavar="FILE",
+                        help="32 random bytes, base64, that apps' certificate private keys are "
+                             "sealed with at rest; the same file on every control node, kept "
+                             "and backed up like the database (make one: (umask 077; head -c "
+                             "32 /dev/urandom | base64 > FILE)); default "
+                             "$DYNOMESH_CERTIFICATE_KEY_FILE; without it certs:add is refused",
+                        )
+    acme = parser.add_argument_group("automatic certificates (ACME)")
+    acme.add_argument("--acme-directory", default=os.environ.get("DYNOMESH_ACME_DIRECTORY",
+                                                                 LETS_ENCRYPT), metavar="URL",
+                      help="the ACME directory that certs:auto:enable obtains certificates "
+                           "from (default $DYNOMESH_ACME_DIRECTORY, else Let's Encrypt's "
+                           f"production directory, {LETS_ENCRYPT})")
+    acme.add_argument("--acme-ca-file", default=os.environ.get("DYNOMESH_ACME_CA_FILE"),
+                      metavar="FILE",
+                      help="PEM bundle to trust for the ACME directory's HTTPS instead of the "
+                           "system's (a private CA, or Pebble's test CA); default "
+                           "$DYNOMESH_ACME_CA_FILE")
     slugs = parser.add_argument_group("slug store")
     slugs.add_argument("--slug-store", default=os.environ.get("DYNOMESH_SLUG_STORE"),
                        metavar="s3://BUCKET/PREFIX",
@@ -250,7 +270,9 @@ def main(argv: list[str]) -> int:
             build_pip=PipOptions(args.build_pip_index_url, tuple(
                 args.build_find_links if args.build_find_links is not None
                 else os.environ.get("DYNOMESH_BUILD_FIND_LINKS", "").split())),
-            builds_dir=args.builds_dir, pool=pool_config(args))
+            builds_dir=args.builds_dir, pool=pool_config(args),
+            certificate_key_file=args.certificate_key_file,
+            acme=AcmeSettings(directory_url=args.acme_directory, ca_file=args.acme_ca_file))
         ready = Readiness.from_environ()
     except ValueError as exc:
         parser.error(str(exc))

@@ -13,7 +13,7 @@ cdef double _LINGER, _LINGER_TOTAL
 
 cdef class ClientConnection:
     # per connection
-    cdef public object router, rewriter, parser, transport, _queue, _guard, _error_after
+    cdef public object router, listener, log, rewriter, parser, transport, _queue, _guard, _error_after
     cdef public ReadGate gate
     cdef public bytes peer
     cdef public object _early  # bytes (left untyped: it comes from slicing whatever was read)

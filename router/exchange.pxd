@@ -46,6 +46,7 @@ cdef class Exchange:
     cdef void _move(self, int to) except *
     @cython.locals(backend=AppBackend, metrics=AppMetrics)
     cpdef dispatch(self)
+    cdef bint _answer_challenge(self, dict challenges) except -1
     @cython.locals(pool=DynoPool, conn=UpstreamConnection, in_flight=long)
     cdef _attempt(self)
     cdef _connect(self, DynoPool pool)

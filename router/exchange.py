@@ -153,6 +153,8 @@ class Exchange:
         self.backend = backend
         metrics = backend.metrics
         metrics.in_flight += 1
+        if backend.challenges is not None and self._answer_challenge(backend.challenges):
+            return
         if route.state is _RUNNING and not route.maintenance and backend.pools:
             # In flight beyond the limit (200 per dyno), those waiting in the backlog aside:
             # every dyno has its fill; wait for a place.
@@ -171,6 +173,15 @@ class Exchange:
             self._wait_for_boot()
         else:
             self.fail(_STATE_ERRORS[route.state])
+
+    def _answer_challenge(self, challenges: dict) -> bool:
+        """An ACME HTTP-01 request for a pending token (router/challenges.py): the router
+        answers it, whatever the app's state (RFC 8555 §8.3)."""
+        answer = challenges.get(self.target)
+        if answer is None or self.method not in (b"GET", b"HEAD"):
+            return False
+        self.fail(answer)
+        return True
 
     def _attempt(self) -> None:
         """Pick a dyno (P2C) and use a pooled or new connection."""
@@ -426,9 +437,10 @@ class Exchange:
         histogram.total += service
         if self.queue_note:
             note = self.queue_note + note
-        router.log.info(pool.app, self.wall + (now - self.start), self.method,
-                        self.target, self.host, self.request_id, self.fwd, pool.log_name,
-                        self.connect_ms, int(service * 1000), status, nbytes, note)
+        self.client.log.info(pool.app, self.wall + (now - self.start), self.method,
+                             self.target, self.host, self.request_id, self.fwd,
+                             pool.log_name, self.connect_ms, int(service * 1000), status,
+                             nbytes, note)
         conn.detach()
         if not self.request_complete:
             # The dyno answered before the whole request was sent: neither side can be reused.
@@ -473,9 +485,10 @@ class Exchange:
         metrics.statuses[101] = metrics.statuses.get(101, 0) + 1
         service = now - self.sent_at
         metrics.service.observe(service)
-        router.log.info(pool.app, self.wall + (now - self.start), self.method,
-                        self.target, self.host, self.request_id, self.fwd, pool.log_name,
-                        self.connect_ms, int(service * 1000), 101, 0, self.queue_note)
+        self.client.log.info(pool.app, self.wall + (now - self.start), self.method,
+                             self.target, self.host, self.request_id, self.fwd,
+                             pool.log_name, self.connect_ms, int(service * 1000), 101, 0,
+                             self.queue_note)
         if backend.backlog.waiting:
             serve_backlog(backend, now)
         client = self.client
@@ -520,7 +533,7 @@ class Exchange:
         now = router.loop.time()
         pool = self.pool
         attached = self.sent_at > 0
-        router.log.router_error(
+        self.client.log.router_error(
             self.route.name if self.route is not None else None, self.wall + (now - self.start),
             error.code, error.desc, error.level, self.method, self.target, self.host,
             self.request_id, self.fwd, pool.log_name if pool is not None else None,

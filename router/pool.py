@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from router.accesslog import bare
 from router.backlog import Backlog
+from router.challenges import answers_for
 from router.config import RouterConfig
 from router.metrics import AppMetrics, RouterMetrics
 from router.poolsize import RecentPeak, surplus
@@ -100,7 +101,7 @@ class AppBackend:
     """An app's route entry bound to its pools and metrics; rebuilt when the entry changes."""
 
     __slots__ = ("route", "pools", "metrics", "waiters", "backlog", "request_timeout",
-                 "max_in_flight")
+                 "max_in_flight", "challenges")
 
     def __init__(self, route: AppRoute, pools: tuple[DynoPool, ...], metrics: AppMetrics,
                  waiters: list[Exchange], backlog: Backlog[Exchange],
@@ -119,6 +120,9 @@ class AppBackend:
         dynos = max(1, len(pools))
         self.max_in_flight = config.max_in_flight_per_dyno * dynos
         backlog.max_depth = config.queue_per_dyno * dynos
+        # ACME HTTP-01 answers by request target; None (nearly always) costs the request path
+        # one test (router/challenges.py).
+        self.challenges = answers_for(route)
 
 
 class Backends:

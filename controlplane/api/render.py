@@ -8,8 +8,9 @@ from typing import Any
 from controlplane.addons import urls as addon_urls
 from controlplane.config import ControlConfig
 from controlplane.drains import urls as drain_urls
-from controlplane.store.models import (Addon, App, Build, Domain, Drain, DrainStats, Dyno, Feature,
-                                       FormationEntry, Release, Slug, Token)
+from controlplane.store.models import (AcmeDomain, Addon, App, Build, Certificate, Domain, Drain,
+                                       DrainStats, Dyno, Feature, FormationEntry, Release, Slug,
+                                       Token)
 from controlplane.store.vms import VmUsage
 
 
@@ -61,6 +62,24 @@ def default_domain(config: ControlConfig, app: App) -> dict[str, Any]:
 def domain(app: App, domain: Domain) -> dict[str, Any]:
     return {"id": domain.id, "hostname": domain.hostname, "kind": "custom",
             "app": app_ref(app), "created_at": domain.created_at}
+
+
+def certificate(app: App, cert: Certificate) -> dict[str, Any]:
+    """A certificate as users see it: the leaf's facts; the private key is never rendered."""
+    return {"id": cert.id, "names": list(cert.names), "not_before": cert.not_before,
+            "not_after": cert.not_after, "issuer": cert.issuer, "fingerprint": cert.fingerprint,
+            "source": cert.source, "domain": cert.domain, "app": app_ref(app),
+            "created_at": cert.created_at}
+
+
+def acm(app: App, enabled: bool, domains: list[AcmeDomain]) -> dict[str, Any]:
+    """Automatic certificates of an app: on or off, and each custom domain's status
+    (`pending`, `issued`, `failed` with the reason; wildcards are not managed)."""
+    return {"app": app_ref(app), "enabled": enabled, "domains": [
+        {"hostname": d.hostname, "status": d.status, "reason": d.reason,
+         "expires_at": None if d.not_after is None else unix_iso(d.not_after),
+         "next_attempt_at": None if d.retry_at is None or d.status != "failed"
+         else unix_iso(d.retry_at)} for d in domains]}
 
 
 def drain(drain: Drain, stats: DrainStats) -> dict[str, Any]:

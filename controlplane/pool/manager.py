@@ -31,8 +31,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from dynomesh.backoff import BackoffPolicy
-from dynomesh.tasks import cancel_and_wait
-from controlplane.aio import wait_any
+from controlplane.aio import lead_while_leading, wait_any
 from controlplane.pool.policy import PoolDecision, PoolLimits, PoolPlanner, PoolPolicy, PoolVmView
 from controlplane.pool.provider import Boot, Instance, Provider, ProviderError
 from controlplane.pool.settings import PoolConfig
@@ -101,20 +100,8 @@ class PoolManager:
         return self._provider
 
     async def run(self) -> None:
-        watcher = asyncio.create_task(self._watch_revisions(), name="pool-wake")
-        try:
-            while True:
-                await self._leading.wait()
-                await self._lead()
-        finally:
-            await cancel_and_wait(watcher)
-
-    async def _watch_revisions(self) -> None:
-        signal = self._store.db.signal
-        seen = signal.revision
-        while True:
-            seen = await signal.wait_beyond(seen)
-            self._wake.set()
+        await lead_while_leading(self._leading, self._lead, signal=self._store.db.signal,
+                                 wake=self._wake, name="pool-wake")
 
     async def _lead(self) -> None:
         planner = PoolPlanner(PoolPolicy(self._config.capacity_mb or 1,

@@ -8,7 +8,9 @@
 `store.drains` (log drains, their delivery leases), `store.builds` (source built into slugs),
 `store.nodes` (control nodes, scheduler leadership), `store.fleet` (a scheduling pass),
 `store.addons` (add-ons attached to apps), `store.oneoffs` (one-off dynos: `dynomesh run`,
-release phases) and `store.pool` (the VMs the pool launched, its limits and errors)
+release phases), `store.pool` (the VMs the pool launched, its limits and errors) and
+`store.certs` (apps' TLS certificates, keys sealed), `store.acme` (automatic
+certificates: the ACME account, the apps that asked, each domain's state)
 group the operations by concept; each runs in its own transaction (`store.fleet.scheduling`
 hands out one pass's) and raises only `store.errors` classes. `store/feeds.py` has the feeds'
 reads, which run in the caller's read transaction.
@@ -19,9 +21,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from controlplane.store import errors
+from controlplane.store.acme import AcmeStore
 from controlplane.store.addons import AddonStore
 from controlplane.store.apps import FEATURES, AppStore
 from controlplane.store.builds import BuildStore
+from controlplane.store.certs import CertificateStore
 from controlplane.store.database import DEFAULT_HISTORY, Database
 from controlplane.store.drains import DrainStore
 from controlplane.store.dynos import DynoStore
@@ -72,6 +76,8 @@ class Store:
         self.oneoffs = OneOffStore(db)
         self.builds = BuildStore(db)
         self.pool = PoolStore(db)
+        self.certs = CertificateStore(db)
+        self.acme = AcmeStore(db)
 
     @classmethod
     async def open(cls, db: Database) -> "Store":

@@ -138,6 +138,58 @@ POOL_MIGRATION = Migration(9, "VM pool: launched VMs, pool settings, drain twins
     "ALTER TABLE dynos ADD COLUMN replaces TEXT",
 ))
 
+# Apps' TLS certificates (controlplane/certs/): the PEM chain, the private key sealed under the
+# control plane's certificate key (never stored in the clear), the leaf's facts for listings.
+# `source` 'uploaded' (certs:add) or 'auto' (ACME, one per app domain: `domain` is the host it
+# was issued for, replaced on renewal). A certificate goes with its app.
+CERTIFICATES_MIGRATION = Migration(10, "TLS certificates of apps, private keys sealed", (
+    """CREATE TABLE certificates (
+        id TEXT PRIMARY KEY,
+        app_id TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+        source TEXT NOT NULL CHECK (source IN ('uploaded', 'auto')),
+        domain TEXT,
+        names TEXT NOT NULL,
+        not_before TEXT NOT NULL,
+        not_after TEXT NOT NULL,
+        issuer TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        chain TEXT NOT NULL,
+        key_sealed TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        CHECK ((source = 'auto') = (domain IS NOT NULL)),
+        UNIQUE (app_id, source, domain))""",
+    "CREATE INDEX certificates_app ON certificates (app_id, created_at)",
+))
+
+# Automatic certificates (controlplane/acme/): the ACME account per directory URL, its key
+# sealed like certificate keys (controlplane/certs/keybox.py, the directory URL as associated
+# data); the apps that asked for them (`certs:auto:enable`); and per custom domain where its
+# certificate stands (`pending`, `issued`, `failed` with the CA's reason), when it expires, the
+# failures in a row and when to try again, and the HTTP-01 challenge being validated (token and
+# key authorization, in the app's route entry while set). All go with their app or domain.
+ACME_MIGRATION = Migration(11, "automatic certificates: ACME account, apps, state per domain", (
+    """CREATE TABLE acme_accounts (
+        directory_url TEXT PRIMARY KEY,
+        key_sealed TEXT NOT NULL,
+        created_at TEXT NOT NULL)""",
+    """CREATE TABLE acme_apps (
+        app_id TEXT PRIMARY KEY REFERENCES apps (id) ON DELETE CASCADE,
+        enabled_at TEXT NOT NULL)""",
+    """CREATE TABLE acme_domains (
+        domain_id TEXT PRIMARY KEY REFERENCES domains (id) ON DELETE CASCADE,
+        app_id TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'issued', 'failed')),
+        reason TEXT,
+        not_after DOUBLE PRECISION,
+        failures INTEGER NOT NULL DEFAULT 0,
+        retry_at DOUBLE PRECISION,
+        token TEXT,
+        key_authorization TEXT,
+        updated_at TEXT NOT NULL,
+        CHECK ((token IS NULL) = (key_authorization IS NULL)))""",
+    "CREATE INDEX acme_domains_app ON acme_domains (app_id)",
+))
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "revision counter, change log, apps, slugs, releases, config, formation, "
                  "domains, features, tokens", (
@@ -332,6 +384,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     BUILDS_MIGRATION,
     ONE_OFF_MIGRATION,
     POOL_MIGRATION,
+    CERTIFICATES_MIGRATION,
+    ACME_MIGRATION,
 )
 
 LATEST = MIGRATIONS[-1].version

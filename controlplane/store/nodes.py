@@ -53,6 +53,11 @@ class NodeStore:
                 "UPDATE scheduler_leader SET epoch = epoch + 1, node = $1, since = $2 "
                 "WHERE id = 1 RETURNING epoch", node_id, now))
 
+    async def others(self, node_id: str) -> list[NodeProgress]:
+        """Every other control node's published progress (its routers' revision)."""
+        async with self._db.read() as tx:
+            return await other_nodes(tx, node_id)
+
     async def leader(self) -> Leader:
         async with self._db.read() as tx:
             row = await tx.fetchrow("SELECT node, since FROM scheduler_leader WHERE id = 1")

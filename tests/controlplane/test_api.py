@@ -13,7 +13,7 @@ from tests.controlplane.conftest import HELLO_SLUG, checksum, slug_bytes
 EXAMPLE_PATHS = {"app": "hello", "addon": "postgresql-1a2b3c", "hostname": "www.example.test",
                  "feature": "preboot",
                  "slug": "s", "release": "1", "type": "web", "token": "t", "dyno": "web.1",
-                 "vm": "vm-1", "drain": "d.1", "build": "1"}
+                 "vm": "vm-1", "drain": "d.1", "build": "1", "cert": "c"}
 # Endpoints for routers and dyno managers (and users): their roles are tested in test_feeds.py
 # and test_logs.py.
 FLEET_PATHS = {"/feeds/routes", "/feeds/assignments", "/slugs/s/download", "/vms/vm-1",

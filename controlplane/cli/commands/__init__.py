@@ -1,4 +1,4 @@
 """Importing this package registers every user command."""
 
-from controlplane.cli.commands import (addons, apps, builds, config, deploy, drains,  # noqa: F401
-                                       logs, pool, ps, run, tokens)
+from controlplane.cli.commands import (addons, apps, builds, certs, certs_auto,  # noqa: F401
+                                       config, deploy, drains, logs, pool, ps, run, tokens)
