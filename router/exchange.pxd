@@ -5,7 +5,7 @@
 
 cimport cython
 
-from router.client cimport ClientConnection
+from router.downstream cimport Downstream
 from router.flow cimport ReadGate
 from router.metrics cimport AppMetrics, Histogram
 from router.pool cimport AppBackend, DynoPool
@@ -20,7 +20,7 @@ cdef double _NEVER
 
 cdef class Exchange:
     # fixed at creation
-    cdef public ClientConnection client
+    cdef public Downstream client  # an HTTP/1.1 connection, or an HTTP/2 stream
     cdef public object router, method, target, host, framing
     cdef public bytes head, request_id, fwd
     cdef public bint is_head, http11

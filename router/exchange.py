@@ -34,7 +34,7 @@ from router.tunnel import Tunnel
 from router.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
-    from router.client import ClientConnection
+    from router.downstream import Downstream
     from router.pool import AppBackend, DynoPool
     from router.server import Router
 
@@ -80,7 +80,7 @@ class Exchange:
         "connect_ms", "sent_at", "status", "nbytes",
     )
 
-    def __init__(self, client: ClientConnection, router: Router, method: bytes, target: bytes,
+    def __init__(self, client: Downstream, router: Router, method: bytes, target: bytes,
                  head: bytes, host: bytes | None, request_id: bytes, fwd: bytes,
                  framing: Framing, keep_alive: bool, http11: bool, start: float,
                  wall: float, flags: int = 0) -> None:
@@ -426,7 +426,7 @@ class Exchange:
         histogram.total += service
         if self.queue_note:
             note = self.queue_note + note
-        router.log.info(pool.app, self.wall + (now - self.start), self.method,
+        self.client.log.info(pool.app, self.wall + (now - self.start), self.method,
                         self.target, self.host, self.request_id, self.fwd, pool.log_name,
                         self.connect_ms, int(service * 1000), status, nbytes, note)
         conn.detach()
@@ -473,7 +473,7 @@ class Exchange:
         metrics.statuses[101] = metrics.statuses.get(101, 0) + 1
         service = now - self.sent_at
         metrics.service.observe(service)
-        router.log.info(pool.app, self.wall + (now - self.start), self.method,
+        self.client.log.info(pool.app, self.wall + (now - self.start), self.method,
                         self.target, self.host, self.request_id, self.fwd, pool.log_name,
                         self.connect_ms, int(service * 1000), 101, 0, self.queue_note)
         if backend.backlog.waiting:
@@ -520,7 +520,7 @@ class Exchange:
         now = router.loop.time()
         pool = self.pool
         attached = self.sent_at > 0
-        router.log.router_error(
+        self.client.log.router_error(
             self.route.name if self.route is not None else None, self.wall + (now - self.start),
             error.code, error.desc, error.level, self.method, self.target, self.host,
             self.request_id, self.fwd, pool.log_name if pool is not None else None,

@@ -46,6 +46,8 @@ class Router:
         self._connects_seen = (0.0, 0)
         self.log_writer = BufferedLogWriter(sinks if sinks is not None else [StreamSink()])
         self.log = AccessLog(self.log_writer, config.protocol.encode("ascii"))
+        # HTTP/2 comes over TLS only (h2conn.py): its lines say so, and the version.
+        self.h2_log = AccessLog(self.log_writer, b"https", b"2")
         self.backends = Backends(self.metrics, config)
         self.balancer = P2CBalancer(rng if rng is not None else random.Random())
         self.quarantine = Quarantine(config.quarantine_time, time.monotonic)
