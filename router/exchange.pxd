@@ -53,7 +53,7 @@ cdef class Exchange:
     cdef _attach(self, UpstreamConnection conn)
     cpdef request_body(self, data)
     cpdef request_ended(self, list trailers)
-    cdef flush_request(self)
+    cpdef flush_request(self)  # cpdef: the HTTP/2 stream (a Python class) calls it too
     cdef _wait_for_boot(self)
     cpdef booted(self, route)
     cdef _wait_for_room(self, AppBackend backend)

@@ -198,7 +198,7 @@ class H2Connection:
         wall = _wall_clock()
         try:
             if method == _CONNECT:
-                raise RequestRejected(errors.BAD_REQUEST)  # no tunnels over HTTP/2 here
+                raise RequestRejected(errors.CONNECT_METHOD)  # no tunnels here (RFC 9113 §8.5)
             check_request_head(method, target, fields, router.config.limits)
             head, host, request_id, fwd, framing, flags = self.rewriter.rewrite(
                 method, target, fields, self.peer, int(wall * 1000))
@@ -255,11 +255,15 @@ class H2Connection:
     # -- responses (the streams call these) ---------------------------------------------------
 
     def send_head(self, stream: H2Stream, fields: list[tuple[bytes, bytes]]) -> None:
+        if self._closed:
+            return  # the connection ended; its streams are ending with it
         self.h2.send_headers(stream.stream_id, fields)
         self._flush_soon()
 
     def send_body(self, stream: H2Stream, data: bytes) -> None:
         """As much of `data` as the client's windows take now; the stream keeps the rest."""
+        if self._closed:
+            return
         h2, stream_id = self.h2, stream.stream_id
         size, at = len(data), 0
         while at < size:

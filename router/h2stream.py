@@ -177,27 +177,23 @@ class H2Stream(Downstream):
     def exchange_done(self, exchange: Exchange) -> None:
         """The response is complete: END_STREAM once its last bytes left."""
         self.exchange = None
-        self.deadline = _NEVER
-        if self._held:
-            self._end_due = True
-        else:
-            self.connection.end_response(self)
+        self._response_ended()
 
     def router_answer(self, exchange: Exchange, error: RouterError) -> None:
         """The router's page for `error` on this stream only; the connection carries on."""
         self.exchange = None
-        self.deadline = _NEVER
         exchange.log_error(error, error.status)
         self.answer(error, exchange.is_head)
 
     def answer(self, error: RouterError, is_head: bool) -> None:
         """Send the router's page for `error` and end the stream."""
         self.write(error.head_response if is_head else error.response)
-        self.exchange_done_without_exchange()
+        self._response_ended()
 
-    def exchange_done_without_exchange(self) -> None:
+    def _response_ended(self) -> None:
+        self.deadline = _NEVER
         if self._held:
-            self._end_due = True
+            self._end_due = True  # once the client's windows let the rest go
         else:
             self.connection.end_response(self)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import trustme
 from h2.config import H2Configuration
+from h2.connection import ConnectionState
 from h2.connection import H2Connection as H2Protocol
 from h2.events import (ConnectionTerminated, DataReceived, ResponseReceived, StreamEnded,
                        StreamReset, TrailersReceived, WindowUpdated)
@@ -66,9 +67,9 @@ class H2Client:
                  auto_window: bool = True) -> None:
         self.reader, self.writer = reader, writer
         self.h2 = H2Protocol(H2Configuration(client_side=True, header_encoding=None))
-        if settings:
-            self.h2.local_settings.update(settings)  # sent with the preface's SETTINGS
         self.h2.initiate_connection()
+        if settings:
+            self.h2.update_settings(settings)
         self.auto_window = auto_window
         self.responses: dict[int, Response] = {}
         self.unacked: dict[int, int] = {}
@@ -127,6 +128,10 @@ class H2Client:
             self.window_opened.set()
         elif isinstance(event, ConnectionTerminated):
             self.terminated = event
+            if event.error_code == 0:
+                # RFC 9113 §6.8: streams up to last_stream_id still complete after a graceful
+                # GOAWAY; the library's client would refuse their frames from here on.
+                self.h2.state_machine.state = ConnectionState.CLIENT_OPEN
 
     def send(self, path: str = "/", host: str = "app1.localhost", method: str = "GET",
              headers: list[tuple[str, str]] = (), body: bytes | None = None,

@@ -6,9 +6,15 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from h2.errors import ErrorCodes
+from h2.settings import SettingCodes
 
+from router.flow import PEER_BUFFER_FULL
+from router.h2conn import H2Connection
+from tests.conftest import free_port
 from tests.router.conftest import app_entry, table_of, wait_until
-from tests.router.h2wire import H2Client, certificates, h2_listener
+from tests.router.h2wire import INITIAL_WINDOW, H2Client, certificates, h2_listener
+from tests.router.wire import response_bytes
 
 pytestmark = pytest.mark.functional
 
@@ -67,3 +73,267 @@ async def test_an_unknown_host_is_a_404_on_its_stream_and_the_connection_goes_on
     assert missing.status == 404 and b"no such app" in bytes(missing.body).lower()
     assert edge.log_fields()["http_version"] == "2"
     assert (await client.get("/after")).status == 200
+
+
+# -- scripted dynos ---------------------------------------------------------------------------
+
+def held_dyno(release: asyncio.Event, body: bytes = b"done"):
+    """Reads a request, waits for `release`, answers; one request per connection."""
+    async def handler(dyno, reader, writer):
+        await dyno.next_request(reader)
+        await release.wait()
+        writer.write(response_bytes(body=body))
+        await writer.drain()
+    return handler
+
+
+def streaming_dyno(first: bytes, rest: bytes, closed: asyncio.Event, release: asyncio.Event):
+    """Sends a chunked response's head and `first`, then, once released, `rest`; sets `closed`
+    if the router closes the connection before that."""
+    async def handler(dyno, reader, writer):
+        await dyno.next_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"%x\r\n%s\r\n" % (len(first), first))
+        await writer.drain()
+        hang_up = asyncio.ensure_future(reader.read())
+        released = asyncio.ensure_future(release.wait())
+        await asyncio.wait([hang_up, released], return_when=asyncio.FIRST_COMPLETED)
+        if hang_up.done():
+            released.cancel()
+            closed.set()
+            return
+        writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(rest), rest))
+        await writer.drain()
+        await hang_up
+    return handler
+
+
+def counting_dyno(read_body: asyncio.Event):
+    """Waits for `read_body` before reading a request's body; answers with its length."""
+    async def handler(dyno, reader, writer):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        writer.transport.pause_reading()  # the kernel's buffers fill up, then the router's
+        await read_body.wait()
+        writer.transport.resume_reading()
+        body = await reader.readexactly(length)
+        writer.write(response_bytes(body=b"%d %d" % (len(body), body.count(b"x"))))
+        await writer.drain()
+    return handler
+
+
+async def h2_connection(edge) -> H2Connection:
+    """The router's one HTTP/2 connection (in process), once it is up."""
+    await wait_until(lambda: any(isinstance(c, H2Connection) for c in edge.router.clients))
+    return next(c for c in edge.router.clients if isinstance(c, H2Connection))
+
+
+async def routed_to(edge, dyno_factory, handler):
+    dyno = await dyno_factory("web.1", handler)
+    edge.install(table_of(app_entry("app1", dynos=[dyno])))
+    return dyno
+
+
+# -- multiplexing, limits, resets ---------------------------------------------------------------
+
+async def test_100_streams_at_once_on_one_connection_and_the_101st_is_refused(edge, dyno_factory):
+    release = asyncio.Event()
+    dyno = await routed_to(edge, dyno_factory, held_dyno(release))
+    client = await edge.connect()
+    streams = [client.send(f"/{i}") for i in range(100)]
+    await dyno.wait_requests(100)  # all 100 are at the dyno at the same time
+    # One over the advertised SETTINGS_MAX_CONCURRENT_STREAMS (the client library would not
+    # send it: told it may).
+    client.h2.remote_settings.update({SettingCodes.MAX_CONCURRENT_STREAMS: 1000})
+    client.h2.remote_settings.acknowledge()
+    extra = await client.get("/extra")
+    assert extra.reset == ErrorCodes.REFUSED_STREAM
+    release.set()
+    responses = [await client.response(stream) for stream in streams]
+    assert [r.status for r in responses] == [200] * 100
+    assert all(bytes(r.body) == b"done" for r in responses)
+    assert sorted(r.target for r in dyno.requests) == sorted(b"/%d" % i for i in range(100))
+    assert dyno.connections == 100
+    assert (await client.get("/again")).status == 200  # the connection is still good
+
+
+async def test_a_client_reset_cancels_that_stream_only(edge, dyno_factory):
+    closed, release = asyncio.Event(), asyncio.Event()
+    await routed_to(edge, dyno_factory, streaming_dyno(b"first", b"rest", closed, release))
+    client = await edge.connect()
+    cancelled = client.send("/cancelled")
+    kept = client.send("/kept")
+    await wait_until(lambda: all(client.responses[s].body for s in (cancelled, kept)))
+    client.reset(cancelled)
+    await asyncio.wait_for(closed.wait(), 5)  # that request's dyno connection was closed
+    lines = edge.log_lines()
+    assert any("code=H27" in line and 'path="/cancelled"' in line for line in lines)
+    release.set()
+    response = await client.response(kept)
+    assert response.status == 200 and bytes(response.body) == b"firstrest"
+    assert client.terminated is None
+
+
+async def test_a_response_is_paced_by_the_clients_windows(edge, dyno_factory):
+    body = bytes(range(256)) * (2 * 1024 * 4)  # 2 MiB
+    release = asyncio.Event()
+    await routed_to(edge, dyno_factory, held_dyno(release, body))
+    client = await edge.connect(settings={INITIAL_WINDOW: 16384}, auto_window=False)
+    stream_id = client.send("/big")
+    release.set()
+    connection = await h2_connection(edge)
+    # The client's windows are full: the router holds the rest and stops reading the dyno.
+    await wait_until(lambda: any(s.blocked for s in connection.streams.values()))
+    stream = connection.streams[stream_id]
+    assert stream.exchange.upstream.gate.reasons  # the dyno connection's reading is paused
+    assert len(client.responses[stream_id].body) <= 65535  # the connection's window at most
+    client.auto_window = True
+    client.give_window(stream_id)
+    client.h2.increment_flow_control_window(len(body))
+    client.flush()
+    response = await client.response(stream_id)
+    assert response.status == 200 and bytes(response.body) == body
+
+
+async def test_a_request_body_is_paced_by_the_dyno(edge, dyno_factory):
+    read_body = asyncio.Event()
+    await routed_to(edge, dyno_factory, counting_dyno(read_body))
+    client = await edge.connect()
+    size = 16 * 1024 * 1024
+    stream_id = client.send("/upload", method="POST", headers=[("content-length", str(size))],
+                            end=False)
+    connection = await h2_connection(edge)
+    sent = 0
+
+    def push() -> int:
+        """Send what the router's windows allow. -> the bytes sent so far."""
+        nonlocal sent
+        h2 = client.h2
+        window = min(h2.local_flow_control_window(stream_id), size - sent)
+        while window > 0:
+            step = min(window, h2.max_outbound_frame_size)
+            h2.send_data(stream_id, b"x" * step, end_stream=sent + step == size)
+            sent += step
+            window -= step
+        client.flush()
+        return sent
+
+    def held_back() -> bool:
+        """The client's window is shut and the router paused the stream: the dyno connection's
+        buffers are full (the dyno is not reading)."""
+        push()
+        stream = connection.streams.get(stream_id)
+        return stream is not None and bool(stream.gate.reasons & PEER_BUFFER_FULL) and (
+            client.h2.local_flow_control_window(stream_id) == 0)
+
+    await wait_until(held_back, timeout=20)
+    assert sent < size  # the client was held back before sending it all
+    read_body.set()
+    await wait_until(lambda: push() == size, timeout=20)
+    response = await client.response(stream_id)
+    assert bytes(response.body) == b"%d %d" % (size, size)
+
+
+# -- misbehaving clients -------------------------------------------------------------------------
+
+async def test_rapid_resets_end_the_connection_and_others_are_served(edge):
+    attacker = await edge.connect()
+    bystander = await edge.connect()
+    for _ in range(300):
+        stream_id = attacker.send("/")
+        attacker.reset(stream_id)
+        if attacker.closed.is_set():
+            break
+    await asyncio.wait_for(attacker.closed.wait(), 10)
+    assert attacker.terminated is not None
+    assert attacker.terminated.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert (await bystander.get("/")).status == 200
+
+
+async def test_a_header_list_over_the_limit_ends_the_connection(edge):
+    attacker = await edge.connect()
+    bystander = await edge.connect()
+    attacker.send("/", headers=[(f"x-flood-{i}", "v" * 1000) for i in range(100)])
+    await asyncio.wait_for(attacker.closed.wait(), 10)
+    assert attacker.terminated.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert (await bystander.get("/")).status == 200
+
+
+async def test_too_many_header_fields_get_the_http11_pages_answer(edge):
+    client = await edge.connect()
+    response = await client.get("/", headers=[(f"x-{i}", "1") for i in range(1001)])
+    assert response.status == 400
+    assert edge.log_fields()["http_version"] == "2"
+    assert (await client.get("/")).status == 200
+
+
+async def test_a_continuation_flood_is_cut_off_before_the_block_is_gathered(edge):
+    attacker = await edge.connect()
+    bystander = await edge.connect()
+    await attacker.get("/")  # a working connection first
+    stream_id = attacker.h2.get_next_available_stream_id()
+    # 40 frames of 4 KiB (under the library's 64-frame limit) without END_HEADERS yet.
+    attacker.raw_header_block(stream_id, b"\x00" * (160 * 1024), frames=41)
+    await asyncio.wait_for(attacker.closed.wait(), 10)
+    assert attacker.terminated.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert (await bystander.get("/")).status == 200
+
+
+# -- H-codes and the rest of the request path ---------------------------------------------------
+
+async def test_dyno_failures_are_the_usual_h_codes_on_their_streams(edge, dyno_factory):
+    async def hang_up(dyno, reader, writer):
+        await dyno.next_request(reader)
+
+    dead = await dyno_factory("web.1", hang_up)
+    edge.install(table_of(app_entry("app1", dynos=[dead]),
+                          {"name": "gone", "hosts": ["gone.localhost"],
+                           "dynos": [{"name": "web.1", "address": f"127.0.0.1:{free_port()}"}]}))
+    client = await edge.connect()
+    closed = await client.get("/")
+    assert closed.status == 503
+    assert edge.log_fields()["code"] == "H13"
+    refused = await client.get("/", host="gone.localhost")
+    assert refused.status == 503
+    assert edge.log_fields()["code"] == "H21"
+    assert edge.log_fields()["http_version"] == "2"
+
+
+async def test_curl_over_http2(edge, certs, tmp_path):
+    ca = tmp_path / "ca.pem"
+    certs.ca.cert_pem.write_to_path(str(ca))
+    upload = tmp_path / "upload"
+    upload.write_bytes(b"y" * 300_000)
+    process = await asyncio.create_subprocess_exec(
+        "curl", "--http2", "-sS", "--cacert", str(ca), "-o", "-", "-w", "\n%{http_version}",
+        "--resolve", f"app1.localhost:{edge.h2_port}:127.0.0.1",
+        f"https://app1.localhost:{edge.h2_port}/one",
+        "--next", "--http2", "--cacert", str(ca), "--data-binary", f"@{upload}",
+        "-o", "-", "-w", "\n%{http_version}",
+        "--resolve", f"app1.localhost:{edge.h2_port}:127.0.0.1",
+        f"https://app1.localhost:{edge.h2_port}/two",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err
+    first, second = out.split(b"\n2", 1)
+    assert first == b"web.1 /one "
+    assert second.startswith(b"web.1 /two " + b"y" * 300_000)
+    posted = edge.dyno.requests[-1]
+    assert posted.method == b"POST" and len(posted.body) == 300_000
+
+
+async def test_draining_sends_goaway_and_finishes_the_streams_in_progress(edge, dyno_factory):
+    release = asyncio.Event()
+    await routed_to(edge, dyno_factory, held_dyno(release))
+    client = await edge.connect()
+    in_progress = client.send("/slow")
+    connection = await h2_connection(edge)
+    await wait_until(lambda: connection.streams)
+    drained = asyncio.create_task(edge.router.drain(timeout=10))
+    await wait_until(lambda: client.terminated is not None)
+    assert client.terminated.error_code == ErrorCodes.NO_ERROR
+    assert client.terminated.last_stream_id == in_progress
+    release.set()
+    assert (await client.response(in_progress)).status == 200
+    assert await drained
+    await asyncio.wait_for(client.closed.wait(), 5)
