@@ -108,6 +108,10 @@ class ControlConfig:
     builds_dir: Path | None = None
     # The VM pool: its provider, limits and timings (controlplane/pool/settings.py).
     pool: PoolConfig = PoolConfig()
+    # The key apps' certificate private keys are sealed with at rest (controlplane/certs/
+    # keybox.py): a file of 32 random bytes in base64, the same on every control node of one
+    # store. None: `certs:add` is refused and stored certificates do not reach routers.
+    certificate_key_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port <= 65535 or not 1 <= self.router_port <= 65535:
@@ -151,11 +155,22 @@ class ControlConfig:
         if self.pool.provider != "local" and not self.pool_control_urls:
             raise ValueError("pool VMs need the control plane's URL as they reach it: give "
                              "--pool-control-url URL or --public-url URL")
+        if self.certificate_key_file is not None:
+            self.certificate_key()  # refuses a missing or malformed file at start
         if self.addons_database_url is not None:
             try:
                 urls.server_address(self.addons_database_url)
             except urls.BadUrl as exc:
                 raise ValueError(f"--addons-database-url: {exc}") from None
+
+    def certificate_key(self):
+        """The CertificateKey from `certificate_key_file`, or None (KeyFileError, a
+        ValueError naming the file, when it cannot be used)."""
+        if self.certificate_key_file is None:
+            return None
+        from controlplane.certs.keybox import CertificateKey
+
+        return CertificateKey.load(self.certificate_key_file)
 
     def build_settings(self) -> BuildSettings:
         """Builds work in `builds_dir`, else in the home, unless builds run as another user

@@ -19,6 +19,7 @@ from controlplane.api import ApiContext, make_app
 from controlplane.applog import AppLog, StreamAppLog, TeeAppLog
 from controlplane.attach import Rendezvous
 from controlplane.builds.service import BuildService
+from controlplane.certs.service import CertificateService
 from controlplane.config import ControlConfig
 from controlplane.drains.buffer import BufferLimits
 from controlplane.drains.delivery import DeliverySettings
@@ -65,7 +66,9 @@ class ControlNode:
         self.drains = DrainService(store, self.logs.hub, app_log, self.node_id,
                                    drain_settings(config), clock=clock, rng=rng)
         history = config.change_history
-        self.routes = RouteHub(store.db, base_domain=config.base_domain, history=history)
+        certificate_key = config.certificate_key()
+        self.routes = RouteHub(store.db, base_domain=config.base_domain, history=history,
+                               certificate_key=certificate_key)
         self.assignments = AssignmentHub(store.db, history=history)
         self.followers = RouteFollowers()
         self.scheduler = FormationScheduler(
@@ -88,7 +91,8 @@ class ControlNode:
                                   self.followers, app_log, self.node_id,
                                   self.scheduler.leading, self.logs,
                                   AddonService(store, build_registry(config.addons_database_url)),
-                                   self.drains, Rendezvous(), self.builds)
+                                   self.drains, Rendezvous(), self.builds,
+                                  certs=CertificateService(store, config, certificate_key))
         self._tasks: list[asyncio.Task] = []
         # Set when a task of this node died of a bug: a node whose feeds or scheduler stopped
         # must not keep answering as if it were healthy; `dynomesh control` exits instead.

@@ -157,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--public-url", metavar="URL",
                         help="this control plane's URL as dyno managers reach it, for slug "
                              "URLs (default: the URL each dyno manager used)")
+    parser.add_argument("--certificate-key-file", type=Path,
+                        default=os.environ.get("DYNOMESH_CERTIFICATE_KEY_FILE"), metavar="FILE",
+                        help="32 random bytes, base64, that apps' certificate private keys are "
+                             "sealed with at rest; the same file on every control node, kept "
+                             "and backed up like the database (make one: (umask 077; head -c "
+                             "32 /dev/urandom | base64 > FILE)); default "
+                             "$DYNOMESH_CERTIFICATE_KEY_FILE; without it certs:add is refused",
+                        )
     slugs = parser.add_argument_group("slug store")
     slugs.add_argument("--slug-store", default=os.environ.get("DYNOMESH_SLUG_STORE"),
                        metavar="s3://BUCKET/PREFIX",
@@ -250,7 +258,8 @@ def main(argv: list[str]) -> int:
             build_pip=PipOptions(args.build_pip_index_url, tuple(
                 args.build_find_links if args.build_find_links is not None
                 else os.environ.get("DYNOMESH_BUILD_FIND_LINKS", "").split())),
-            builds_dir=args.builds_dir, pool=pool_config(args))
+            builds_dir=args.builds_dir, pool=pool_config(args),
+            certificate_key_file=args.certificate_key_file)
         ready = Readiness.from_environ()
     except ValueError as exc:
         parser.error(str(exc))

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     ports.add_argument("--http", default=str(defaults.http), metavar="HOST:PORT",
                        help="where the router serves apps (default %(default)s; 0.0.0.0:8080 "
                             "to serve other machines too)")
+    ports.add_argument("--https", metavar="HOST:PORT",
+                       help="serve apps over HTTPS here too, e.g. 127.0.0.1:8443 (off by "
+                            "default); certificates: dynomesh certs:add CERT KEY --app APP")
     ports.add_argument("--router-admin", default=str(defaults.router_admin), metavar="HOST:PORT",
                        help="the router's /readyz and /metrics (default %(default)s)")
     ports.add_argument("--dynomgr-admin", default=str(defaults.dynomgr_admin),
@@ -97,6 +100,7 @@ def build_config(args: argparse.Namespace, environ: dict[str, str]) -> UpConfig:
         home=Path(home).expanduser().resolve(),
         api=Endpoint.parse(args.api, "--api"),
         http=Endpoint.parse(args.http, "--http"),
+        https=Endpoint.parse(args.https, "--https") if args.https else None,
         router_admin=Endpoint.parse(args.router_admin, "--router-admin"),
         dynomgr_admin=Endpoint.parse(args.dynomgr_admin, "--dynomgr-admin"),
         base_domain=args.base_domain.lower(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import socket
@@ -39,12 +40,34 @@ class Endpoint:
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
 
+# In the home: the key the control plane seals apps' certificate private keys with
+# (`--certificate-key-file`): 32 random bytes, base64, made on the first start.
+CERTIFICATE_KEY_FILE = "certificate.key"
+
+
+def make_certificate_key(path: Path) -> bool:
+    """Write a new certificate key to `path` (0600) unless one is there. -> made one."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="ascii") as file:
+        file.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+    return True
+
+
 @dataclass(frozen=True)
 class UpConfig:
     home: Path  # state, slugs, credentials and the router's and dyno manager's tokens
     api: Endpoint = Endpoint("127.0.0.1", 5050)
     # Apps answer at http://<app>.localhost:8080; loopback only unless asked otherwise.
     http: Endpoint = Endpoint("127.0.0.1", 8080)
+    # HTTPS (`--https 127.0.0.1:8443`): the router's TLS listener, certificates from
+    # `dynomesh certs:add`. Off unless asked: one fixed port would keep two platforms (or two
+    # test harnesses) from running on one machine.
+    https: Endpoint | None = None
     router_admin: Endpoint = Endpoint("127.0.0.1", 8081)
     dynomgr_admin: Endpoint = Endpoint("127.0.0.1", 5051)
     base_domain: str = "localhost"
@@ -74,10 +97,12 @@ class UpConfig:
 
     def __post_init__(self) -> None:
         ports = [self.api.port, self.http.port, self.router_admin.port, self.dynomgr_admin.port]
+        if self.https is not None:
+            ports.append(self.https.port)
         if self.starts_addons_postgres:
             ports.append(self.addons_postgres_port)
         if len(set(ports)) != len(ports):
-            raise ValueError("--api, --http, --router-admin, --dynomgr-admin (and "
+            raise ValueError("--api, --http, --https, --router-admin, --dynomgr-admin (and "
                              "--addons-postgres-port) need different ports")
         if not 1 <= self.addons_postgres_port <= 65535:
             raise ValueError("--addons-postgres-port: a port from 1 to 65535")

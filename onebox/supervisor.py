@@ -42,7 +42,7 @@ from dynomesh.child import Child, describe_exit, keep_running
 from dynomesh.ready import NotReady
 from dynomesh.tasks import cancel_and_wait
 
-from onebox.config import UpConfig
+from onebox.config import CERTIFICATE_KEY_FILE, UpConfig, make_certificate_key
 from onebox.output import PrefixedOutput
 from onebox.postgres import LocalPostgres, LocalPostgresError, find_bindir
 from onebox.tokens import TokenError, ensure_token, read_credentials
@@ -133,6 +133,10 @@ class Platform:
         except OSError as error:
             raise StartupFailed(f"home {config.home} cannot be created: {error}") from None
         self.say(f"starting dynomesh in {config.home}")
+        certificate_key = config.home / CERTIFICATE_KEY_FILE
+        if make_certificate_key(certificate_key):
+            self.say(f"made {certificate_key}: it seals apps' certificate keys; back it up "
+                     "with the home")
         api = config.api.url
         addons_url = await self._addons_server()
         control_env = dict(self._env, **({ADDONS_URL_ENV: addons_url} if addons_url else {}))
@@ -141,7 +145,7 @@ class Platform:
                 "control", "--listen", str(config.api), "--listen-flag=--api",
                 "--home", str(config.home),
                 "--base-domain", config.base_domain, "--router-port", str(config.http.port),
-                *config.slug_store_args()],
+                "--certificate-key-file", str(certificate_key), *config.slug_store_args()],
                 env=control_env)
             await self._started(control)
             try:
@@ -155,9 +159,10 @@ class Platform:
             if made:
                 self.say(f"created {' and '.join(made)} tokens in {config.home}")
             data_dir = config.data_dir()
+            https = [] if config.https is None else ["--listen-tls", str(config.https)]
             router = await self._launch("router", [
                 "router", "--listen", str(config.http), "--admin", str(config.router_admin),
-                "--control", api, "--token-file", str(config.home / "router.token")])
+                "--control", api, "--token-file", str(config.home / "router.token"), *https])
             dynomgr = await self._launch("dynomgr", [
                 "dynomgr", "--control", api, "--token-file", str(config.home / "dynomgr.token"),
                 "--admin", str(config.dynomgr_admin), "--data-dir", str(data_dir),
@@ -288,6 +293,10 @@ class Platform:
         self.say("dynomesh is up:")
         self.say(f"  API            {cli_api}")
         self.say(f"  apps           http://<app>.{config.base_domain}{port}/")
+        if config.https is not None:
+            tls_port = "" if config.https.port == 443 else f":{config.https.port}"
+            self.say(f"                 https://<app>.{config.base_domain}{tls_port}/ "
+                     "(dynomesh certs:add; else a self-signed default certificate)")
         self.say(f"  router admin   {config.router_admin.url}/readyz, /metrics")
         self.say(f"  dynomgr admin  {config.dynomgr_admin.url}/healthz, /dynos, /metrics")
         self.say(f"  state          {config.home} (dynos in {data_dir})")

@@ -29,6 +29,10 @@ example:
   dynomesh router --listen 0.0.0.0:8080 --admin 127.0.0.1:8081 --routes routes.json
   curl -H 'Host: app1.localhost' http://127.0.0.1:8080/
 
+  # HTTPS too, on 8443 (certificates from the routes' "certificates" field, by SNI):
+  dynomesh router --routes routes.json --listen-tls 0.0.0.0:8443
+  curl --resolve app1.example.com:8443:127.0.0.1 https://app1.example.com:8443/
+
   # behind a load balancer at 10.0.0.0/8 that speaks the PROXY protocol, 4 processes:
   dynomesh router --routes routes.json --workers 4 --trusted-proxies 10.0.0.0/8 \\
       --proxy-protocol
@@ -99,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--listen", default=str(defaults.listen), metavar="HOST:PORT",
                         help="where clients connect (default %(default)s)")
+    parser.add_argument("--listen-tls", metavar="HOST:PORT",
+                        help="also serve HTTPS here (e.g. 0.0.0.0:8443): each app's "
+                             "certificates come from its route entry, chosen by SNI "
+                             "(docs/routes-format.md); off by default")
+    parser.add_argument("--tls-default-cert", type=Path, metavar="FILE",
+                        help="PEM certificate chain for server names no app's certificate "
+                             "covers (default: a self-signed one made at start)")
+    parser.add_argument("--tls-default-key", type=Path, metavar="FILE",
+                        help="the private key of --tls-default-cert (PEM)")
     parser.add_argument("--admin", default=str(defaults.admin), metavar="HOST:PORT",
                         help="admin listener for /healthz, /readyz, /metrics; 'off' for none "
                              "(default %(default)s)")
@@ -148,8 +161,12 @@ def config_from_args(args: argparse.Namespace) -> RouterConfig:
     admin = None if args.admin == "off" else Endpoint.parse(args.admin, "--admin")
     numbers = {name: getattr(args, name) for _, name, _ in TIMEOUTS + COUNTS}
     limits = Limits(**{name: getattr(args, name) for _, name, _ in LIMITS})
+    listen_tls = None if args.listen_tls is None else Endpoint.parse(args.listen_tls,
+                                                                     "--listen-tls")
     return RouterConfig(
         listen=Endpoint.parse(args.listen, "--listen"), admin=admin, routes=args.routes,
+        listen_tls=listen_tls, tls_default_cert=args.tls_default_cert,
+        tls_default_key=args.tls_default_key,
         limits=limits, trusted_proxies=parse_networks(args.trusted_proxies, "--trusted-proxies"),
         proxy_protocol=args.proxy_protocol, workers=args.workers, reuse_port=args.reuse_port,
         worker_id=args.worker_id, **numbers)
@@ -269,6 +286,7 @@ async def _serve(config: RouterConfig, table, feed=None, ship=None, ready=None) 
                              say=lambda message: say(config, message))
         sinks.append(ControlLogSink(shipper))
     router = Router(config, sinks=sinks)
+    router.report = lambda message: say(config, message)
     router.log_shipper = shipper
     if feed is not None:
         from router.feed import RouteFeed
@@ -276,20 +294,28 @@ async def _serve(config: RouterConfig, table, feed=None, ship=None, ready=None) 
         router.feed = RouteFeed(router, feed, say=lambda message: say(config, message))
     else:
         router.install(table)
+    from router.certs import CertificateError
+
     try:
         await router.start()
     except OSError as error:
         say(config, f"cannot listen: {error.strerror or error}")
         return 1
+    except CertificateError as error:
+        say(config, f"cannot serve TLS: {error}")
+        return 2
     admin = f"; admin on http://{config.admin.host}:{router.admin_port}" if config.admin else ""
+    https = (f" and https://{config.listen_tls.host}:{router.tls_port}"
+             if router.tls_port is not None else "")
     if router.feed is not None:
         router.feed.start()
     if shipper is not None:
         shipper.start()
-    say(config, f"ready on http://{config.listen.host}:{router.port} "
+    say(config, f"ready on http://{config.listen.host}:{router.port}{https} "
                 f"{table_source(config, table, feed)}{admin}; {hot_path()}")
     if ready is not None:  # for a supervisor (`up`, the worker supervisor): see dynomesh/ready.py
-        ready.announce(port=router.port, admin_port=router.admin_port if config.admin else None)
+        ready.announce(port=router.port, admin_port=router.admin_port if config.admin else None,
+                       tls_port=router.tls_port)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     stop_now = asyncio.Event()

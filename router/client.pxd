@@ -14,7 +14,7 @@ cdef double _LINGER, _LINGER_TOTAL
 
 cdef class ClientConnection(Downstream):
     # per connection (transport, gate, write_paused, deadline and log: Downstream's)
-    cdef public object router, rewriter, parser, _queue, _guard, _error_after
+    cdef public object router, listener, rewriter, parser, _queue, _guard, _error_after
     cdef public bytes peer
     cdef public object _early  # bytes (left untyped: it comes from slicing whatever was read)
     cdef public int _state

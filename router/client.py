@@ -55,6 +55,7 @@ from router.states import (CLIENT_ALLOWED, CLOSING, DONE, LINGERING, OPEN, REFUS
                            TUNNEL, ClientState, refused)
 
 if TYPE_CHECKING:
+    from router.listener import Listener
     from router.server import Router
 
 _CONNECT = b"CONNECT"
@@ -72,7 +73,7 @@ class ClientConnection(Downstream):
     # the `Downstream` (downstream.py: transport, gate, write_paused, deadline, log).
     __slots__ = (
         # per connection
-        "router", "rewriter", "parser", "peer", "_state",
+        "router", "listener", "rewriter", "parser", "peer", "_state",
         "_queue", "_head_check", "_guard", "_early", "_error_after", "_linger_end",
         "_upgrade_body",
         # what the parser holds: bytes of an incomplete head or trailer section (limits.py)
@@ -83,8 +84,13 @@ class ClientConnection(Downstream):
         "_serving",
     )
 
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, listener: Listener | None = None) -> None:
         self.router = router
+        # The listener it came in on (plain or TLS, router/listener.py): its scheme and port
+        # for X-Forwarded-Proto/-Port and its access log (protocol=http or https). None: the
+        # router's plain listener, looked up when the connection is made.
+        self.listener = listener
+        self.log = router.log if listener is None else listener.log
         self.rewriter: RequestRewriter | None = None  # chosen by the peer, connection_made
         # The request target's pieces as httptools delivers them: a bound list.append is the
         # cheapest callback it can make (no Python frame). Set before the parser looks for it.
@@ -103,7 +109,6 @@ class ClientConnection(Downstream):
         self.gate: ReadGate | None = None
         self.peer = b""
         self.write_paused = False
-        self.log = router.log
         self._state = OPEN  # states.py
         self._queue: deque[Exchange] = deque()
         self.deadline = router.now + router.header_timeout
@@ -136,7 +141,11 @@ class ClientConnection(Downstream):
         connected = address[0].encode("ascii") if address else b""
         self.peer = connected if peer is None else peer
         router = self.router
-        self.rewriter = router.rewriter_for(connected)
+        listener = self.listener
+        if listener is None:
+            listener = self.listener = router.plain
+        self.log = listener.log
+        self.rewriter = listener.rewriter_for(connected)
         router.clients.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -568,8 +577,8 @@ class ClientConnection(Downstream):
         request being answered is done), and close."""
         router = self.router
         self.log.router_error(None, _wall_clock(), error.code, error.desc, error.level, b"",
-                                b"", None, router.request_ids.next(), self.peer, None, None,
-                                None, error.status, error.body_length)
+                              b"", None, router.request_ids.next(), self.peer, None, None,
+                              None, error.status, error.body_length)
         router.metrics.count_unrouted(error.status)
         serving = self._serving
         if serving is None or serving.phase == DONE:

@@ -96,6 +96,13 @@ class Limits:
 @dataclass(frozen=True, slots=True)
 class RouterConfig:
     listen: Endpoint = Endpoint("0.0.0.0", 8080)
+    # --listen-tls: HTTPS beside the plain listener, certificates from the route entries
+    # (router/tls.py); None: no TLS listener.
+    listen_tls: Endpoint | None = None
+    # The certificate for server names no app's certificate covers (PEM files); None: a
+    # self-signed one made at start.
+    tls_default_cert: Path | None = None
+    tls_default_key: Path | None = None
     admin: Endpoint | None = Endpoint("127.0.0.1", 8081)  # None: no admin listener
     routes: Path | None = None  # --routes FILE: a static table
     # Heroku queues requests for a booting app up to 75 s, then H20.
@@ -177,6 +184,11 @@ class RouterConfig:
             raise ConfigError(f"--listen-backlog: 1 to 65535, not {self.listen_backlog}")
         if not 1 <= self.workers <= 256:
             raise ConfigError(f"--workers: 1 to 256, not {self.workers}")
+        if (self.tls_default_cert is None) != (self.tls_default_key is None):
+            raise ConfigError("--tls-default-cert and --tls-default-key go together (the "
+                              "certificate chain and its private key, PEM files)")
+        if self.tls_default_cert is not None and self.listen_tls is None:
+            raise ConfigError("--tls-default-cert: only with --listen-tls HOST:PORT")
         if self.protocol not in ("http", "https"):
             raise ConfigError(f"protocol: http or https, not {self.protocol!r}")
 

@@ -427,8 +427,9 @@ class Exchange:
         if self.queue_note:
             note = self.queue_note + note
         self.client.log.info(pool.app, self.wall + (now - self.start), self.method,
-                        self.target, self.host, self.request_id, self.fwd, pool.log_name,
-                        self.connect_ms, int(service * 1000), status, nbytes, note)
+                             self.target, self.host, self.request_id, self.fwd,
+                             pool.log_name, self.connect_ms, int(service * 1000), status,
+                             nbytes, note)
         conn.detach()
         if not self.request_complete:
             # The dyno answered before the whole request was sent: neither side can be reused.
@@ -474,8 +475,9 @@ class Exchange:
         service = now - self.sent_at
         metrics.service.observe(service)
         self.client.log.info(pool.app, self.wall + (now - self.start), self.method,
-                        self.target, self.host, self.request_id, self.fwd, pool.log_name,
-                        self.connect_ms, int(service * 1000), 101, 0, self.queue_note)
+                             self.target, self.host, self.request_id, self.fwd,
+                             pool.log_name, self.connect_ms, int(service * 1000), 101, 0,
+                             self.queue_note)
         if backend.backlog.waiting:
             serve_backlog(backend, now)
         client = self.client

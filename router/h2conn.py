@@ -54,7 +54,7 @@ from router.headers import EXPECT_CONTINUE, UPGRADE
 from router.limits import check_request_head, check_trailers
 
 if TYPE_CHECKING:
-    from router.accesslog import AccessLog
+    from router.listener import Listener
     from router.server import Router
 
 _NEVER = float("inf")
@@ -63,14 +63,17 @@ _DEFAULT_WINDOW = 65535  # RFC 9113 §6.9.2: every window's size before SETTINGS
 
 
 class H2Connection:
-    __slots__ = ("router", "log", "limits", "transport", "peer", "rewriter", "h2", "streams",
+    __slots__ = ("router", "listener", "log", "limits", "transport", "peer", "rewriter", "h2", "streams",
                  "deadline", "write_paused", "draining", "_resets", "_scanner", "_flush_due",
                  "_closed")
 
-    def __init__(self, router: Router, log: AccessLog | None = None,
+    def __init__(self, router: Router, listener: Listener | None = None,
                  limits: H2Limits | None = None) -> None:
+        """`listener`: the TLS listener the connection came in on (X-Forwarded-Proto and
+        -Port, router/listener.py); the log lines are the router's HTTP/2 log's."""
         self.router = router
-        self.log = log if log is not None else router.h2_log
+        self.listener = listener
+        self.log = router.h2_log
         self.limits = limits if limits is not None else H2Limits()
         self.transport: asyncio.Transport | None = None
         self.peer = b""
@@ -93,7 +96,7 @@ class H2Connection:
         connected = address[0].encode("ascii") if address else b""
         self.peer = connected if peer is None else peer
         router = self.router
-        self.rewriter = router.rewriter_for(connected)
+        self.rewriter = (self.listener or router.plain).rewriter_for(connected)
         limits = self.limits
         h2 = self.h2 = H2Protocol(H2Configuration(
             client_side=False, header_encoding=None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -51,6 +51,17 @@ class DynoRoute:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteCertificate:
+    """A certificate the router presents for the app's hosts it covers (TLS listener, SNI).
+
+    Both are PEM text: `chain` the leaf first, then its intermediates; `key` the leaf's private
+    key, never shown (not in repr, logs or the admin endpoints)."""
+
+    chain: str
+    key: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class AppRoute:
     """One app's whole entry. Immutable: an update builds a new entry and swaps it in."""
 
@@ -61,6 +72,8 @@ class AppRoute:
     dynos: tuple[DynoRoute, ...] = ()
     # Seconds to the first response byte (Heroku's fixed 30 s is H12); None = the router default.
     request_timeout: float | None = None
+    # Certificates for the app's hosts on the TLS listener (router/certs.py picks by SNI).
+    certificates: tuple[RouteCertificate, ...] = ()
 
 
 # RFC 1123 host names: labels of letters, digits and hyphens, not starting or ending with a hyphen.
@@ -166,8 +179,27 @@ def parse_app(raw: Any, path: str) -> AppRoute:
     timeout = _field(raw, "request_timeout", path, (int, float), None)
     if timeout is not None and not timeout > 0:
         raise RoutesError(f"{path}.request_timeout", "must be a number of seconds above 0")
+    certificates_raw = _field(raw, "certificates", path, list, [])
+    certificates = tuple(parse_certificate(c, f"{path}.certificates[{i}]")
+                         for i, c in enumerate(certificates_raw))
     return AppRoute(name=name, hosts=hosts, state=state, maintenance=maintenance, dynos=dynos,
-                    request_timeout=None if timeout is None else float(timeout))
+                    request_timeout=None if timeout is None else float(timeout),
+                    certificates=certificates)
+
+
+def parse_certificate(raw: Any, path: str) -> RouteCertificate:
+    """`{"chain": PEM, "key": PEM}`: only the shape is checked here; the PEM itself is loaded
+    when the TLS listener indexes it (router/certs.py), which reports a bad one by path."""
+    if not isinstance(raw, dict):
+        raise RoutesError(path, "expected an object with chain and key (PEM text)")
+    values = []
+    for key, begins in (("chain", "-----BEGIN CERTIFICATE-----"), ("key", "-----BEGIN ")):
+        value = _field(raw, key, path, str, None)
+        if not value or begins not in value:
+            # Never echo the value: it may be a private key.
+            raise RoutesError(f"{path}.{key}", f"missing, or not PEM text ({begins}...)")
+        values.append(value)
+    return RouteCertificate(chain=values[0], key=values[1])
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
 from collections.abc import Iterable, Sequence
 
@@ -23,7 +24,9 @@ from router.balancer import P2CBalancer
 from router.client import ClientConnection
 from router.config import RouterConfig
 from router.exchange import serve_backlog
+from router.h2conn import H2Connection
 from router.headers import RequestIds, RequestRewriter
+from router.listener import Listener
 from router.metrics import RouterMetrics
 from router.pool import Backends
 from router.proxyproto import ProxyPreamble
@@ -32,6 +35,7 @@ from router.retry import RetryPolicy
 from router.routes import AppState
 from router.table import RouteTable
 from router.timers import Sweep
+from router.tls import AlpnRegistry, DefaultCertificate, TlsListener
 from router.trust import TrustedProxies
 
 
@@ -68,12 +72,22 @@ class Router:
         self.draining: asyncio.Event | None = None  # set once stopping, until all are done
         self.loop: asyncio.AbstractEventLoop | None = None
         self.port: int | None = None  # bound HTTP port, once started
+        self.tls_port: int | None = None  # bound HTTPS port, once started with --listen-tls
         self.admin_port: int | None = None
-        self._server: asyncio.Server | None = None
+        self.plain: Listener | None = None  # the HTTP listener's scheme, port and log
+        # ALPN protocol -> connection factory for the TLS listener (router/tls.py): other
+        # protocols register here before start.
+        self.alpn = AlpnRegistry()
+        self.alpn.register("h2", H2Connection)  # HTTP/2, preferred; http/1.1 the fallback
+        self.tls: TlsListener | None = None
+        if config.listen_tls is not None:
+            self.tls = TlsListener(self, DefaultCertificate(config.tls_default_cert,
+                                                            config.tls_default_key),
+                                   report=self._report)
+        self.report = None  # callable(str) for status lines (the CLI's), else stderr-less
+        self._servers: list[asyncio.Server] = []
         self._admin = None
         self._sweep = Sweep(self)
-        self._rewriter: RequestRewriter | None = None
-        self._trusted_rewriter: RequestRewriter | None = None
 
     # -- the routing table ------------------------------------------------------------------
 
@@ -84,7 +98,12 @@ class Router:
         `table` is the table already in use, changed in place); without it every app the
         router has served is checked.
         """
-        self.table = table
+        previous, self.table = self.table, table
+        if self.tls is not None:  # the certificates follow the table (router/certs.py)
+            if table is not previous or changed is None:
+                self.tls.table_replaced(table.apps.values())
+            else:
+                self.tls.apps_changed((name, table.app(name)) for name in changed)
         self.reconcile(changed if changed is not None
                        else [b.route.name for b in self.backends.known()])
 
@@ -124,6 +143,8 @@ class Router:
             "client_connections": ("Open client connections", len(self.clients)),
             "tunnels": ("Open tunnels (upgraded connections, e.g. WebSocket)",
                         len(self.tunnels)),
+            "tls_hosts": ("Hosts with a certificate of their own on the TLS listener",
+                          len(self.tls.index) if self.tls and self.tls.index else 0),
             "quarantined_dynos": ("Dynos skipped after a failed connect",
                                   self.quarantine.expire()),
             "dyno_connects_per_second": ("Connections opened to dynos per second (over the "
@@ -136,10 +157,15 @@ class Router:
         return ClientConnection(self)
 
     def rewriter_for(self, peer: bytes) -> RequestRewriter:
-        """The forwarding rules for a connection from `peer` (a trusted balancer's or not)."""
-        if self.trusted is not None and peer in self.trusted:
-            return self._trusted_rewriter
-        return self._rewriter
+        """The plain listener's forwarding rules for a connection from `peer`."""
+        return self.plain.rewriter_for(peer)
+
+    def _report(self, message: str) -> None:
+        """A status line (a certificate that cannot be used): the CLI's, else stderr."""
+        if self.report is not None:
+            self.report(message)
+        else:
+            print(f"dynomesh router: {message}", file=sys.stderr, flush=True)
 
     def _new_connection(self):
         return ProxyPreamble(self) if self.config.proxy_protocol else ClientConnection(self)
@@ -150,22 +176,27 @@ class Router:
         config = self.config
         loop = self.loop = asyncio.get_running_loop()
         self.now = loop.time()
+        listening = dict(backlog=config.listen_backlog, reuse_address=True,
+                         reuse_port=config.reuse_port or None, start_serving=False)
         server = await loop.create_server(
-            self._new_connection, config.listen.host, config.listen.port,
-            backlog=config.listen_backlog, reuse_address=True, reuse_port=config.reuse_port or None,
-            start_serving=False)
-        self._server = server
+            self._new_connection, config.listen.host, config.listen.port, **listening)
+        self._servers.append(server)
         self.port = server.sockets[0].getsockname()[1]
-        limits = config.limits
-        self._rewriter = RequestRewriter(proto=config.protocol, port=self.port,
-                                         request_ids=self.request_ids, max_name=limits.header_name)
-        self._trusted_rewriter = RequestRewriter(
-            proto=config.protocol, port=self.port, request_ids=self.request_ids,
-            max_name=limits.header_name, trusted=True)
+        self.plain = Listener(self, config.protocol, self.port, self.log)
+        if self.tls is not None:
+            context = self.tls.prepare()
+            secure = await loop.create_server(
+                self.tls.new_connection, config.listen_tls.host, config.listen_tls.port,
+                ssl=context, ssl_handshake_timeout=config.header_timeout, **listening)
+            self._servers.append(secure)
+            self.tls_port = secure.sockets[0].getsockname()[1]
+            self.tls.listener = Listener(self, "https", self.tls_port,
+                                         AccessLog(self.log_writer, b"https"))
         if config.admin is not None:
             self._admin, self.admin_port = await start_admin(self, config.admin.host,
                                                              config.admin.port)
-        await server.start_serving()
+        for listening_server in self._servers:
+            await listening_server.start_serving()
         self._sweep.start()
 
     def housekeeping(self, now: float) -> None:
@@ -185,8 +216,8 @@ class Router:
     async def drain(self, timeout: float | None = None) -> bool:
         """Stop accepting; let requests in flight finish (up to `timeout`, default the drain
         timeout) while connections close as they fall idle. -> True if all finished."""
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         self.draining = asyncio.Event()
         for preamble in list(self.preambles):
             preamble.transport.close()
@@ -208,16 +239,18 @@ class Router:
     async def stop(self) -> None:
         """Stop listening, close connections and pools, flush the log."""
         self._sweep.stop()
-        if self._server is not None:
-            self._server.close()
+        if self._servers:
+            for server in self._servers:
+                server.close()
             for client in list(self.clients):
                 client.transport.close()
             for tunnel in list(self.tunnels):
                 tunnel.close()
             for preamble in list(self.preambles):
                 preamble.transport.close()
-            await self._server.wait_closed()
-            self._server = None
+            for server in self._servers:
+                await server.wait_closed()
+            self._servers = []
         for backend in self.backends.known():
             for pool in backend.pools:
                 pool.retire()

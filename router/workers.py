@@ -65,8 +65,9 @@ class WorkerSupervisor:
         self.workers = [Worker(i) for i in range(1, config.workers + 1)]
         self.stopping = False
         self.port = 0
+        self.tls_port: int | None = None  # with --listen-tls: the one port all workers share
         self._stopped = asyncio.Event()
-        self._reservation: socket.socket | None = None
+        self._reservations: list[socket.socket] = []
         self._admin: web.AppRunner | None = None
         self._keepers: list[asyncio.Task] = []
 
@@ -102,9 +103,12 @@ class WorkerSupervisor:
         if config.admin is not None:
             admin_port = await self._start_admin()
             admin = f"; admin on http://{config.admin.host}:{admin_port}"
-        self.say(f"ready on http://{config.listen.host}:{self.port} {self.source}, "
+        https = (f" and https://{config.listen_tls.host}:{self.tls_port}"
+                 if self.tls_port is not None else "")
+        self.say(f"ready on http://{config.listen.host}:{self.port}{https} {self.source}, "
                  f"{len(self.workers)} workers{admin}")
-        self.ready.announce(port=self.port, admin_port=admin_port, workers=len(self.workers))
+        self.ready.announce(port=self.port, admin_port=admin_port, workers=len(self.workers),
+                            tls_port=self.tls_port)
         await self._stopped.wait()
         await self._wait_workers()
         if self._admin is not None:
@@ -115,21 +119,29 @@ class WorkerSupervisor:
     # -- workers ----------------------------------------------------------------------------
 
     def _reserve_port(self) -> None:
-        listen = self.config.listen
+        self.port = self._reserve(self.config.listen)
+        if self.config.listen_tls is not None:
+            self.tls_port = self._reserve(self.config.listen_tls)
+
+    def _reserve(self, listen) -> int:
         family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((listen.host, listen.port))  # bound, not listening: gets no connections
-        self._reservation = sock
-        self.port = sock.getsockname()[1]
+        self._reservations.append(sock)
+        return sock.getsockname()[1]
 
     def _worker_argv(self, worker: Worker) -> list[str]:
-        host = self.config.listen.host
-        listen = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        def address(host: str, port: int) -> str:
+            return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
         admin = "off" if self.config.admin is None else "127.0.0.1:0"
+        tls = ([] if self.tls_port is None else
+               ["--listen-tls", address(self.config.listen_tls.host, self.tls_port)])
         # argparse keeps the last value of a repeated option: these override the user's.
-        return [sys.executable, "-m", "dynomesh", "router", *self.argv, "--listen", listen,
+        return [sys.executable, "-m", "dynomesh", "router", *self.argv,
+                "--listen", address(self.config.listen.host, self.port), *tls,
                 "--admin", admin, "--workers", "1", "--reuse-port",
                 "--worker-id", str(worker.index)]
 
@@ -170,8 +182,8 @@ class WorkerSupervisor:
                 self.say(f"worker {worker.index} did not stop within {grace:g} s; killed it")
         for keeper in self._keepers:
             await keeper
-        if self._reservation is not None:
-            self._reservation.close()
+        for reservation in self._reservations:
+            reservation.close()
 
     # -- the admin listener -----------------------------------------------------------------
 

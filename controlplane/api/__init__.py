@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controlplane.api import (addons, apps, builds, drains, dynos, feeds, logs, oneoffs, pool,
-                              releases, tokens, vms)
+from controlplane.api import (addons, apps, builds, certs, drains, dynos, feeds, logs, oneoffs,
+                              pool, releases, tokens, vms)
 from controlplane.api.auth import auth_middleware
 from controlplane.api.bodies import MAX_REPORT_BYTES
 from controlplane.api.context import CONTEXT, ApiContext
@@ -37,6 +37,9 @@ def make_app(context: ApiContext) -> web.Application:
         web.get(_APP + "/domains", apps.list_domains),
         web.post(_APP + "/domains", apps.add_domain),
         web.delete(_APP + "/domains/{hostname}", apps.remove_domain),
+        web.get(_APP + "/certs", certs.list_certs),
+        web.post(_APP + "/certs", certs.add_cert),
+        web.delete(_APP + "/certs/{cert}", certs.remove_cert),
         web.get(_APP + "/features", apps.list_features),
         web.get(_APP + "/features/{feature}", apps.get_feature),
         web.patch(_APP + "/features/{feature}", apps.update_feature),

@@ -11,6 +11,7 @@ from controlplane.addons.service import AddonService
 from controlplane.applog import AppLog
 from controlplane.attach import Rendezvous
 from controlplane.builds.service import BuildService
+from controlplane.certs.service import CertificateService
 from controlplane.config import ControlConfig
 from controlplane.drains.service import DrainService
 from controlplane.feeds.hub import AssignmentHub, RouteHub
@@ -36,6 +37,7 @@ class ApiContext:
     drains: DrainService
     rendezvous: Rendezvous  # attached one-off dynos' sessions waiting for their other end
     builds: BuildService
+    certs: CertificateService | None = None  # apps' TLS certificates (certs:*)
 
 
 CONTEXT = web.AppKey("context", ApiContext)

@@ -11,6 +11,8 @@ import logging
 from aiohttp import web
 
 from controlplane.addons import errors as addon_errors
+from controlplane.certs.service import NoCertificateKey
+from controlplane.certs.validate import CertificateInvalid
 from controlplane.store import errors
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,13 @@ _ADDON_ERRORS: tuple[tuple[type[addon_errors.AddonError], int, str], ...] = (
     (addon_errors.ProviderFailed, 502, "addon_server_refused"),
 )
 
+# A certificate refused names what is wrong with it; a control plane without a certificate key
+# is the operator's to configure (503, as an add-on server that is not configured).
+_CERT_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
+    (CertificateInvalid, 422, "invalid_certificate"),
+    (NoCertificateKey, 503, "certificates_not_configured"),
+)
+
 _HTTP_IDS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
              405: "method_not_allowed", 409: "conflict", 413: "request_too_large",
              415: "unsupported_media_type", 422: "invalid_params"}
@@ -91,6 +100,8 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return await handler(request)
     except ApiError as exc:
         return render(exc)
+    except (CertificateInvalid, NoCertificateKey) as exc:
+        return render(_translate(exc, _CERT_ERRORS, "60"))
     except (errors.StoreError, addon_errors.AddonError) as exc:
         store = isinstance(exc, errors.StoreError)
         error = from_store_error(exc) if store else from_addon_error(exc)

@@ -42,7 +42,10 @@ async def route_feed(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     since = _since(request)
     feed = FeedResponse(request, ctx.config.feed_heartbeat)
-    return await _stream(feed, serve_routes(feed, ctx.routes, ctx.followers, since))
+    # Certificates' private keys go to routers only; a user watching the feed sees chains.
+    withhold_keys = request[TOKEN_KEY].role is not Role.ROUTER
+    return await _stream(feed, serve_routes(feed, ctx.routes, ctx.followers, since,
+                                            withhold_keys))
 
 
 @allow(Role.DYNOMGR, Role.USER)

@@ -8,8 +8,9 @@ from typing import Any
 from controlplane.addons import urls as addon_urls
 from controlplane.config import ControlConfig
 from controlplane.drains import urls as drain_urls
-from controlplane.store.models import (Addon, App, Build, Domain, Drain, DrainStats, Dyno, Feature,
-                                       FormationEntry, Release, Slug, Token)
+from controlplane.store.models import (Addon, App, Build, Certificate, Domain, Drain,
+                                       DrainStats, Dyno, Feature, FormationEntry, Release, Slug,
+                                       Token)
 from controlplane.store.vms import VmUsage
 
 
@@ -61,6 +62,14 @@ def default_domain(config: ControlConfig, app: App) -> dict[str, Any]:
 def domain(app: App, domain: Domain) -> dict[str, Any]:
     return {"id": domain.id, "hostname": domain.hostname, "kind": "custom",
             "app": app_ref(app), "created_at": domain.created_at}
+
+
+def certificate(app: App, cert: Certificate) -> dict[str, Any]:
+    """A certificate as users see it: the leaf's facts; the private key is never rendered."""
+    return {"id": cert.id, "names": list(cert.names), "not_before": cert.not_before,
+            "not_after": cert.not_after, "issuer": cert.issuer, "fingerprint": cert.fingerprint,
+            "source": cert.source, "domain": cert.domain, "app": app_ref(app),
+            "created_at": cert.created_at}
 
 
 def drain(drain: Drain, stats: DrainStats) -> dict[str, Any]:

@@ -22,10 +22,12 @@ from collections.abc import Callable
 from typing import Any
 
 from dynomesh.backoff import BackoffPolicy
+from controlplane.certs.keybox import CertificateKey, SealError
 from controlplane.feeds.routes import route_entry
 from controlplane.store import errors
 from controlplane.store.feeds import route_facts
 from controlplane.store.database import Database, Transaction
+from controlplane.store.models import SealedCertificate
 from controlplane.store.revision import Feed
 
 log = logging.getLogger(__name__)
@@ -196,16 +198,41 @@ class RouteHub(FeedHub):
 
     feed = Feed.ROUTES
 
-    def __init__(self, db: Database, *, base_domain: str, history: int) -> None:
+    def __init__(self, db: Database, *, base_domain: str, history: int,
+                 certificate_key: CertificateKey | None = None) -> None:
         super().__init__(db, history=history)
         self.base_domain = base_domain
+        # Opens the certificates' private keys for the routers (the only place they are
+        # opened); None: certificates are left out of the entries, said once each.
+        self.certificate_key = certificate_key
+        self._unopened: set[str] = set()
         self.entries: dict[str, dict[str, Any]] = {}
-        self._snapshot: tuple[int, bytes] | None = None
-        self._deltas: dict[tuple[int, int], bytes] = {}
+        self._snapshot: tuple[int, dict[bool, bytes]] | None = None
+        self._deltas: dict[tuple[int, int, bool], bytes] = {}
 
     async def _read(self, tx: Transaction, keys: set[str] | None) -> Any:
         facts = await route_facts(tx, keys, self.base_domain)
-        return {name: route_entry(f) for name, f in facts.items()}
+        return {name: route_entry(f, self._unseal) for name, f in facts.items()}
+
+    def _entry(self, name: str, withhold_keys: bool) -> dict[str, Any]:
+        entry = self.entries[name]
+        if not withhold_keys or "certificates" not in entry:
+            return entry
+        return {**entry, "certificates": [{"chain": c["chain"]} for c in entry["certificates"]]}
+
+    def _unseal(self, certificate: SealedCertificate) -> str | None:
+        """The certificate's private key in PEM, or None (said once per certificate)."""
+        key = self.certificate_key
+        try:
+            if key is None:
+                raise SealError("the control plane has no certificate key "
+                                "(--certificate-key-file)")
+            return key.open(certificate.key_sealed, certificate.id.encode()).decode()
+        except SealError as error:
+            if certificate.id not in self._unopened:
+                self._unopened.add(certificate.id)
+                log.warning("route feed: certificate %s left out: %s", certificate.id, error)
+            return None
 
     def _apply(self, data: Any, keys: set[str] | None) -> None:
         if keys is None:
@@ -218,21 +245,27 @@ class RouteHub(FeedHub):
                     self.entries.pop(key, None)
         self._deltas.clear()
 
-    def snapshot_line(self) -> tuple[bytes, int]:
+    def snapshot_line(self, withhold_keys: bool = False) -> tuple[bytes, int]:
+        """The snapshot line; `withhold_keys` for followers that are not routers (a user
+        token): certificates without their private keys (docs/feeds.md)."""
         if self._snapshot is None or self._snapshot[0] != self.revision:
-            apps = [self.entries[name] for name in sorted(self.entries)]
-            self._snapshot = (self.revision, ndjson(
-                {"type": "snapshot", "revision": self.revision, "apps": apps}))
-        return self._snapshot[1], self.revision
+            self._snapshot = (self.revision, {})
+        lines = self._snapshot[1]
+        if withhold_keys not in lines:
+            apps = [self._entry(name, withhold_keys) for name in sorted(self.entries)]
+            lines[withhold_keys] = ndjson(
+                {"type": "snapshot", "revision": self.revision, "apps": apps})
+        return lines[withhold_keys], self.revision
 
-    def delta_line(self, keys: set[str], since: int) -> tuple[bytes, int]:
+    def delta_line(self, keys: set[str], since: int,
+                   withhold_keys: bool = False) -> tuple[bytes, int]:
         """A delta bringing a follower at `since` (missing `keys`) to this hub's revision."""
-        cache_key = (since, self.revision)
+        cache_key = (since, self.revision, withhold_keys)
         line = self._deltas.get(cache_key)
         if line is None:
             present = sorted(k for k in keys if k in self.entries)
             line = ndjson({"type": "delta", "revision": self.revision,
-                           "apps": [self.entries[k] for k in present],
+                           "apps": [self._entry(k, withhold_keys) for k in present],
                            "removed": sorted(k for k in keys if k not in self.entries)})
             if len(self._deltas) > 64:
                 self._deltas.clear()

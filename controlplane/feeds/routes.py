@@ -12,13 +12,16 @@ apply, so the rules below are unit-tested without a database.
   else `booting`: requests queue at the router until a dyno is up.
 - `dynos`: the routable web dynos (serving, reported up with an address, not being taken
   out), by number. Preboot dynos are not serving until the switch.
+- `certificates`: only for an app that has some: chain and private key (opened by `unseal`,
+  the feed hub's; one it cannot open is left out), oldest first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from controlplane.store.models import ObservedState, RouteFacts
+from controlplane.store.models import ObservedState, RouteFacts, SealedCertificate
 
 __all__ = ["RouteFacts", "app_state", "route_entry"]
 
@@ -38,8 +41,15 @@ def app_state(facts: RouteFacts) -> str:
     return "booting"
 
 
-def route_entry(facts: RouteFacts) -> dict[str, Any]:
+def route_entry(facts: RouteFacts,
+                unseal: Callable[[SealedCertificate], str | None] | None = None
+                ) -> dict[str, Any]:
     routable = sorted((d for d in facts.web_dynos if d.routable), key=lambda d: d.number)
-    return {"name": facts.name, "hosts": list(facts.hosts), "maintenance": facts.maintenance,
-            "state": app_state(facts),
-            "dynos": [{"name": d.name, "address": d.address} for d in routable]}
+    entry = {"name": facts.name, "hosts": list(facts.hosts), "maintenance": facts.maintenance,
+             "state": app_state(facts),
+             "dynos": [{"name": d.name, "address": d.address} for d in routable]}
+    if facts.certificates and unseal is not None:
+        opened = [(c.chain, unseal(c)) for c in facts.certificates]
+        entry["certificates"] = [{"chain": chain, "key": key} for chain, key in opened
+                                 if key is not None]
+    return entry

@@ -49,21 +49,22 @@ class FeedResponse:
 
 
 async def serve_routes(feed: FeedResponse, hub: RouteHub, followers: RouteFollowers,
-                       since: int | None) -> None:
-    """A router's route feed until it hangs up or the node shuts down."""
+                       since: int | None, withhold_keys: bool = False) -> None:
+    """A router's route feed until it hangs up or the node shuts down. `withhold_keys`: a
+    follower that is not a router gets certificates without their private keys."""
     follower = followers.join(0 if since is None else since)
     try:
         await feed.open()
-        revision = await _first_route_line(feed, hub, since)
+        revision = await _first_route_line(feed, hub, since, withhold_keys)
         followers.sent(follower, revision)
         while True:
             await hub.wait(lambda: hub.ring.last > revision, feed.until_heartbeat())
             keys = hub.ring.keys_after(revision)
             if keys is None:  # this follower fell behind what the ring keeps
-                line, revision = hub.snapshot_line()
+                line, revision = hub.snapshot_line(withhold_keys)
                 await feed.send(line)
             elif keys:
-                line, revision = hub.delta_line(keys, revision)
+                line, revision = hub.delta_line(keys, revision, withhold_keys)
                 await feed.send(line)
             elif feed.until_heartbeat() <= 0:
                 revision = hub.revision
@@ -75,19 +76,20 @@ async def serve_routes(feed: FeedResponse, hub: RouteHub, followers: RouteFollow
         followers.leave(follower)
 
 
-async def _first_route_line(feed: FeedResponse, hub: RouteHub, since: int | None) -> int:
+async def _first_route_line(feed: FeedResponse, hub: RouteHub, since: int | None,
+                            withhold_keys: bool) -> int:
     await hub.catch_up()
     if since is not None and await hub.reach(since):
         keys = await hub.keys_since(since)
         if keys is not None:
             if keys:
-                line, revision = hub.delta_line(keys, since)
+                line, revision = hub.delta_line(keys, since, withhold_keys)
                 await feed.send(line)
             else:  # up to date: say so at once
                 revision = hub.revision
                 await feed.heartbeat_line(revision)
             return revision
-    line, revision = hub.snapshot_line()  # a first follow, or history that is gone
+    line, revision = hub.snapshot_line(withhold_keys)  # a first follow, or history gone
     await feed.send(line)
     return revision
 

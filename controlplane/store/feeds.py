@@ -10,7 +10,7 @@ import json
 from collections.abc import Collection
 
 from controlplane.store.database import Transaction, fetch_for
-from controlplane.store.models import Assignment, Dyno, RouteFacts
+from controlplane.store.models import Assignment, Dyno, RouteFacts, SealedCertificate
 from controlplane.store.releases import runnable_versions
 
 
@@ -32,11 +32,17 @@ async def route_facts(tx: Transaction, names: Collection[str] | None,
     dynos: dict[str, list[Dyno]] = {}
     for row in await fetch_for(tx, "SELECT * FROM dynos WHERE type = 'web'", "app_id", ids):
         dynos.setdefault(row["app_id"], []).append(Dyno.from_row(row))
+    certificates: dict[str, list[SealedCertificate]] = {}
+    for row in await fetch_for(tx, "SELECT app_id, id, chain, key_sealed FROM certificates "
+                               "WHERE TRUE", "app_id", ids, order="created_at, id"):
+        certificates.setdefault(row["app_id"], []).append(
+            SealedCertificate(row["id"], row["chain"], row["key_sealed"]))
     return {a["name"]: RouteFacts(
         name=a["name"], maintenance=bool(a["maintenance"]),
         hosts=(f"{a['name']}.{base_domain}", *domains.get(a["id"], ())),
         has_release=a["id"] in releases, web_quantity=web.get(a["id"], 0),
-        web_dynos=tuple(dynos.get(a["id"], ()))) for a in apps}
+        web_dynos=tuple(dynos.get(a["id"], ())),
+        certificates=tuple(certificates.get(a["id"], ()))) for a in apps}
 
 
 async def assignments(tx: Transaction, vm_id: str) -> list[Assignment]:

@@ -138,6 +138,29 @@ POOL_MIGRATION = Migration(9, "VM pool: launched VMs, pool settings, drain twins
     "ALTER TABLE dynos ADD COLUMN replaces TEXT",
 ))
 
+# Apps' TLS certificates (controlplane/certs/): the PEM chain, the private key sealed under the
+# control plane's certificate key (never stored in the clear), the leaf's facts for listings.
+# `source` 'uploaded' (certs:add) or 'auto' (ACME, one per app domain: `domain` is the host it
+# was issued for, replaced on renewal). A certificate goes with its app.
+CERTIFICATES_MIGRATION = Migration(10, "TLS certificates of apps, private keys sealed", (
+    """CREATE TABLE certificates (
+        id TEXT PRIMARY KEY,
+        app_id TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+        source TEXT NOT NULL CHECK (source IN ('uploaded', 'auto')),
+        domain TEXT,
+        names TEXT NOT NULL,
+        not_before TEXT NOT NULL,
+        not_after TEXT NOT NULL,
+        issuer TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        chain TEXT NOT NULL,
+        key_sealed TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        CHECK ((source = 'auto') = (domain IS NOT NULL)),
+        UNIQUE (app_id, source, domain))""",
+    "CREATE INDEX certificates_app ON certificates (app_id, created_at)",
+))
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "revision counter, change log, apps, slugs, releases, config, formation, "
                  "domains, features, tokens", (
@@ -332,6 +355,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     BUILDS_MIGRATION,
     ONE_OFF_MIGRATION,
     POOL_MIGRATION,
+    CERTIFICATES_MIGRATION,
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -146,6 +146,52 @@ class Domain:
 
 
 @dataclass(frozen=True)
+class Certificate:
+    """An app's TLS certificate as listed: its leaf's facts, never its key."""
+
+    id: str
+    app_id: str
+    source: str  # "uploaded" (certs:add) or "auto" (ACME)
+    domain: str | None  # for "auto": the app domain it was issued for
+    names: tuple[str, ...]
+    not_before: str  # ISO 8601, UTC
+    not_after: str
+    issuer: str
+    fingerprint: str  # SHA-256 of the leaf certificate, hex
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "Certificate":
+        return cls(row["id"], row["app_id"], row["source"], row["domain"],
+                   tuple(json.loads(row["names"])), row["not_before"], row["not_after"],
+                   row["issuer"], row["fingerprint"], row["created_at"])
+
+
+@dataclass(frozen=True)
+class NewCertificate:
+    """A checked certificate to store: the chain in PEM, the key already sealed."""
+
+    source: str
+    domain: str | None
+    names: tuple[str, ...]
+    not_before: str
+    not_after: str
+    issuer: str
+    fingerprint: str
+    chain: str
+    key_sealed: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SealedCertificate:
+    """What the route feed sends: the chain and the sealed key (opened by the feed hub)."""
+
+    id: str
+    chain: str
+    key_sealed: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class DrainStats:
     """How a drain's delivery went, as its owner last recorded (or this node sees it now)."""
 
@@ -453,6 +499,7 @@ class RouteFacts:
     has_release: bool  # a current release with a slug
     web_quantity: int
     web_dynos: tuple[Dyno, ...]
+    certificates: tuple[SealedCertificate, ...] = ()  # oldest first
 
 
 @dataclass(frozen=True)

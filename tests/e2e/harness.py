@@ -183,14 +183,16 @@ class Up(ProcessLines):
     def __init__(self, home: Path, *extra: str, addons_postgres: bool = False,
                  env: dict[str, str] | None = None) -> None:
         self.home = home
-        self.ports = {name: free_port() for name in ("api", "http", "router", "dynomgr", "pg")}
+        self.ports = {name: free_port()
+                      for name in ("api", "http", "https", "router", "dynomgr", "pg")}
         self.api = f"http://127.0.0.1:{self.ports['api']}"
         self.http_port = self.ports["http"]
+        self.https_port = self.ports["https"]  # the router's TLS listener (`up --https`)
         self.router_admin = f"http://127.0.0.1:{self.ports['router']}"
         self.dynomgr_admin = f"http://127.0.0.1:{self.ports['dynomgr']}"
         argv = dynomesh_argv(
             "up", "--home", str(home), "--api", f"127.0.0.1:{self.ports['api']}",
-            "--http", f"127.0.0.1:{self.http_port}",
+            "--http", f"127.0.0.1:{self.http_port}", "--https", f"127.0.0.1:{self.https_port}",
             "--router-admin", f"127.0.0.1:{self.ports['router']}",
             "--dynomgr-admin", f"127.0.0.1:{self.ports['dynomgr']}",
             "--data-dir", str(home / "dynos"), "--stop-timeout", "20",

@@ -1,6 +1,5 @@
-"""HTTP/2 over TLS for tests: throwaway certificates, a TLS listener for the router's HTTP/2
-connection, and a client built on the `h2` library that can also misbehave on purpose (reset
-streams, hold its windows shut, send header blocks of any size)."""
+"""HTTP/2 over TLS for tests: a client built on the `h2` library that can also misbehave on
+purpose (reset streams, hold its windows shut, send header blocks of any size)."""
 
 from __future__ import annotations
 
@@ -17,34 +16,13 @@ from h2.events import (ConnectionTerminated, DataReceived, ResponseReceived, Str
 from h2.settings import SettingCodes
 from hyperframe.frame import ContinuationFrame, HeadersFrame
 
-from router.h2conn import H2Connection
 
 
-@dataclass
-class Certificates:
-    ca: trustme.CA
-    server: ssl.SSLContext
-
-    def client_context(self, alpn: list[str] = ("h2",)) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        self.ca.configure_trust(context)
-        context.set_alpn_protocols(list(alpn))
-        return context
-
-
-def certificates(*names: str) -> Certificates:
-    ca = trustme.CA()
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(*(names or ("app1.localhost",))).configure_cert(server)
-    server.set_alpn_protocols(["h2"])
-    return Certificates(ca, server)
-
-
-async def h2_listener(router, server_context: ssl.SSLContext, **connection) -> asyncio.Server:
-    """A TLS listener whose connections speak HTTP/2 to the in-process `router`."""
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: H2Connection(router, **connection), "127.0.0.1", 0,
-                                    ssl=server_context)
+def client_context(ca: trustme.CA, alpn: tuple[str, ...] = ("h2",)) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    context.set_alpn_protocols(list(alpn))
+    return context
 
 
 @dataclass
@@ -80,9 +58,9 @@ class H2Client:
         self._reading = asyncio.create_task(self._read())
 
     @classmethod
-    async def connect(cls, port: int, certs: Certificates, **options) -> H2Client:
+    async def connect(cls, port: int, ca: trustme.CA, **options) -> H2Client:
         reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=certs.client_context(), server_hostname="app1.localhost")
+            "127.0.0.1", port, ssl=client_context(ca), server_hostname="app1.localhost")
         assert writer.get_extra_info("ssl_object").selected_alpn_protocol() == "h2"
         return cls(reader, writer, **options)
 

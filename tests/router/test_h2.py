@@ -6,36 +6,47 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import trustme
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
+from router.config import Endpoint
 from router.flow import PEER_BUFFER_FULL
 from router.h2conn import H2Connection
+from tests.certificates import issue
 from tests.conftest import free_port
-from tests.router.conftest import app_entry, table_of, wait_until
-from tests.router.h2wire import INITIAL_WINDOW, H2Client, certificates, h2_listener
+from tests.router.conftest import app_entry, parse_logfmt, table_of, wait_until
+from tests.router.h2wire import INITIAL_WINDOW, H2Client
 from tests.router.wire import response_bytes
 
 pytestmark = pytest.mark.functional
 
 
+TLS = Endpoint("127.0.0.1", 0)
+
+
 @pytest.fixture(scope="module")
-def certs():
-    return certificates("app1.localhost")
+def ca() -> trustme.CA:
+    return trustme.CA(key_type=trustme.KeyType.ECDSA)
+
+
+@pytest.fixture(scope="module")
+def certificate(ca) -> dict[str, str]:
+    return issue(ca, "app1.localhost", "*.localhost")
 
 
 @pytest.fixture
-async def edge(router_factory, dyno_factory, certs):
-    """A router with app1 on one echoing dyno, and an HTTP/2 listener in front of it."""
+async def edge(router_factory, dyno_factory, ca, certificate):
+    """A router with app1 on one echoing dyno, its certificate in the route entry, and the
+    TLS listener (--listen-tls) in front, speaking HTTP/2 to clients that offer it."""
     dyno = await dyno_factory("web.1")
-    routed = await router_factory(table_of(app_entry("app1", dynos=[dyno])))
-    server = await h2_listener(routed.router, certs.server)
-    routed.h2_port = server.sockets[0].getsockname()[1]
+    routed = await router_factory(table_of(app1([dyno], certificate)), listen_tls=TLS)
     routed.dyno = dyno
+    routed.certificate = certificate
     clients: list[H2Client] = []
 
     async def connect(**options) -> H2Client:
-        client = await H2Client.connect(routed.h2_port, certs, **options)
+        client = await H2Client.connect(routed.router.tls_port, ca, **options)
         clients.append(client)
         return client
 
@@ -43,7 +54,10 @@ async def edge(router_factory, dyno_factory, certs):
     yield routed
     for client in clients:
         await client.close()
-    server.close()
+
+
+def app1(dynos, certificate, **fields):
+    return app_entry("app1", dynos=dynos, certificates=[certificate], **fields)
 
 
 async def test_a_request_reaches_the_dyno_as_http11_with_the_usual_fields(edge):
@@ -60,6 +74,8 @@ async def test_a_request_reaches_the_dyno_as_http11_with_the_usual_fields(edge):
     assert request.get("X-Forwarded-For") == b"127.0.0.1"
     assert request.get("X-Request-Id") and request.get("X-Request-Start")
     assert request.get("Via") == b"1.1 dynomesh"
+    assert request.get("X-Forwarded-Proto") == b"https"
+    assert request.get("X-Forwarded-Port") == str(edge.router.tls_port).encode()
     fields = edge.log_fields()
     assert fields["protocol"] == "https" and fields["http_version"] == "2"
     assert fields["status"] == "200" and fields["dyno"] == "web.1"
@@ -130,7 +146,7 @@ async def h2_connection(edge) -> H2Connection:
 
 async def routed_to(edge, dyno_factory, handler):
     dyno = await dyno_factory("web.1", handler)
-    edge.install(table_of(app_entry("app1", dynos=[dyno])))
+    edge.install(table_of(app1([dyno], edge.certificate)))
     return dyno
 
 
@@ -286,7 +302,7 @@ async def test_dyno_failures_are_the_usual_h_codes_on_their_streams(edge, dyno_f
         await dyno.next_request(reader)
 
     dead = await dyno_factory("web.1", hang_up)
-    edge.install(table_of(app_entry("app1", dynos=[dead]),
+    edge.install(table_of(app1([dead], edge.certificate),
                           {"name": "gone", "hosts": ["gone.localhost"],
                            "dynos": [{"name": "web.1", "address": f"127.0.0.1:{free_port()}"}]}))
     client = await edge.connect()
@@ -299,27 +315,29 @@ async def test_dyno_failures_are_the_usual_h_codes_on_their_streams(edge, dyno_f
     assert edge.log_fields()["http_version"] == "2"
 
 
-async def test_curl_over_http2(edge, certs, tmp_path):
-    ca = tmp_path / "ca.pem"
-    certs.ca.cert_pem.write_to_path(str(ca))
+async def test_curl_speaks_http2_and_a_client_without_it_gets_http11(edge, ca, tmp_path):
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
     upload = tmp_path / "upload"
     upload.write_bytes(b"y" * 300_000)
+    port = edge.router.tls_port
+    common = ["-sS", "--cacert", str(bundle), "-o", "-", "-w", "\n%{http_version}\n",
+              "--resolve", f"app1.localhost:{port}:127.0.0.1"]
+    url = f"https://app1.localhost:{port}"
     process = await asyncio.create_subprocess_exec(
-        "curl", "--http2", "-sS", "--cacert", str(ca), "-o", "-", "-w", "\n%{http_version}",
-        "--resolve", f"app1.localhost:{edge.h2_port}:127.0.0.1",
-        f"https://app1.localhost:{edge.h2_port}/one",
-        "--next", "--http2", "--cacert", str(ca), "--data-binary", f"@{upload}",
-        "-o", "-", "-w", "\n%{http_version}",
-        "--resolve", f"app1.localhost:{edge.h2_port}:127.0.0.1",
-        f"https://app1.localhost:{edge.h2_port}/two",
+        "curl", "--http2", *common, f"{url}/one",
+        "--next", "--http2", *common, "--data-binary", f"@{upload}", f"{url}/two",
+        "--next", "--http1.1", *common, f"{url}/three",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, err
-    first, second = out.split(b"\n2", 1)
-    assert first == b"web.1 /one "
-    assert second.startswith(b"web.1 /two " + b"y" * 300_000)
-    posted = edge.dyno.requests[-1]
+    assert out.split(b"\n") == [b"web.1 /one ", b"2", b"web.1 /two " + b"y" * 300_000, b"2",
+                                 b"web.1 /three ", b"1.1", b""]
+    posted = edge.dyno.requests[-2]
     assert posted.method == b"POST" and len(posted.body) == 300_000
+    lines = [parse_logfmt(line.split(": ", 1)[1]) for line in edge.log_lines()]
+    assert [(f["path"], f["protocol"], f.get("http_version")) for f in lines] == [
+        ("/one", "https", "2"), ("/two", "https", "2"), ("/three", "https", None)]
 
 
 async def test_draining_sends_goaway_and_finishes_the_streams_in_progress(edge, dyno_factory):
