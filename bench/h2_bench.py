@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,51 +38,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from router_bench import (LOAD_CORE, PROXY_CORE, REPO, RESULTS, Backend,  # noqa: E402
-                          cpu_seconds, free_port, git_revision, process_tree,
-                          raise_open_files_limit, wait_for_port)
-from tls_bench import SNI, make_certificate, nginx_tls_conf, router_routes  # noqa: E402
+from router_bench import (LOAD_CORE, REPO, RESULTS, Backend, git_revision,  # noqa: E402
+                          raise_open_files_limit)
+from tls_bench import SNI, Proxy, make_certificate  # noqa: E402
 
 MODES = {  # name -> h2load arguments
     "h2_1x100": ["-c", "1", "-m", "100"],
     "h2_50x1": ["-c", "50", "-m", "1"],
     "https1_50": ["--h1", "-c", "50"],
 }
-
-
-class Proxy:
-    """nginx (HTTP/2 on its TLS listener) or the router, on `port`, pinned to the proxy core."""
-
-    def __init__(self, name: str, work: Path, backend: int, chain: Path, key: Path) -> None:
-        self.name = name
-        self.port = free_port()
-        if name == "nginx":
-            conf = nginx_tls_conf(work, self.port, backend, chain, key)
-            conf.write_text(conf.read_text().replace(" ssl;", " ssl http2;"))
-            argv = ["nginx", "-c", str(conf), "-p", str(work)]
-            env, out = {}, subprocess.DEVNULL
-        else:
-            argv = [sys.executable, "-m", "dynomesh", "router", "--listen",
-                    f"127.0.0.1:{free_port()}", "--listen-tls", f"127.0.0.1:{self.port}",
-                    "--admin", "off", "--header-timeout", "300",
-                    "--routes", str(router_routes(work, backend, chain, key))]
-            env, out = {"PYTHONPATH": str(REPO)}, open(work / "router-access.log", "wb")
-        self.proc = subprocess.Popen(["taskset", "-c", PROXY_CORE, *argv], stdout=out,
-                                     stderr=open(work / f"{name}-h2.stderr", "wb"),
-                                     env={**os.environ, **env}, start_new_session=True)
-        wait_for_port(self.port, self.proc, timeout=60)
-
-    def cpu(self) -> float:
-        return cpu_seconds(process_tree(self.proc.pid))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
 
 
 def h2load(port: int, seconds: float, mode: list[str]) -> tuple[int, int, str]:
@@ -117,7 +79,7 @@ def library_cost(requests: int = 20000, streams: int = 100) -> dict:
     """The h2 library's work per request on the router's side, timed in this process."""
     from h2.config import H2Configuration
     from h2.connection import H2Connection
-    from h2.events import RequestReceived
+    from h2.events import DataReceived, RequestReceived
 
     client = H2Connection(H2Configuration(client_side=True, header_encoding=None))
     server = H2Connection(H2Configuration(client_side=False, header_encoding=None,
@@ -148,8 +110,10 @@ def library_cost(requests: int = 20000, streams: int = 100) -> dict:
                 server.end_stream(event.stream_id)
         answer = server.data_to_send()
         spent += time.process_time() - started
-        client.receive_data(answer)  # (window updates and the like flow back, not timed)
-        server.receive_data(client.data_to_send())
+        for event in client.receive_data(answer):  # the client's side, not timed
+            if type(event) is DataReceived:
+                client.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        server.receive_data(client.data_to_send())  # its window updates
     return {"requests": requests, "streams_per_batch": streams,
             "cpu_us_per_request": round(spent / requests * 1e6, 1)}
 
@@ -163,6 +127,7 @@ def main() -> int:
                         "running: figures are noisy", help="stored with the result")
     args = parser.parse_args()
     raise_open_files_limit()
+    library = library_cost()
     rounds: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="dynomesh-h2-") as tmp:
         work = Path(tmp)
@@ -170,7 +135,7 @@ def main() -> int:
         with Backend(work) as backend:
             for run in range(args.runs):
                 for name in ("nginx", "dynomesh"):
-                    proxy = Proxy(name, work, backend.port, chain, key)
+                    proxy = Proxy(name, work, backend.port, chain, key, http2=True)
                     try:
                         row = {"target": name, "run": run + 1}
                         for mode, argv in MODES.items():
@@ -179,7 +144,6 @@ def main() -> int:
                         proxy.stop()
                     rounds.append(row)
                     print(f"  {name} run {run + 1}: done", file=sys.stderr)
-    library = library_cost()
     print_table(rounds, library)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"h2-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
