@@ -83,6 +83,20 @@ async def test_a_request_reaches_the_dyno_as_http11_with_the_usual_fields(edge):
     assert fields["request_id"] == request.get("X-Request-Id").decode()
 
 
+async def test_a_body_without_length_goes_chunked_and_head_gets_no_body(edge):
+    client = await edge.connect()
+    stream_id = client.send("/up", method="POST", end=False)
+    client.h2.send_data(stream_id, b"abc")
+    client.h2.send_data(stream_id, b"def", end_stream=True)
+    client.flush()
+    response = await client.response(stream_id)
+    assert bytes(response.body) == b"web.1 /up abcdef"
+    posted = edge.dyno.requests[-1]
+    assert posted.chunked and posted.get("Transfer-Encoding") == b"chunked"
+    head = await client.get("/", method="HEAD")
+    assert head.status == 200 and head.body == b"" and head.get(b"content-length") == b"8"
+
+
 async def test_an_unknown_host_is_a_404_on_its_stream_and_the_connection_goes_on(edge):
     client = await edge.connect()
     missing = await client.get("/", host="nope.localhost")
