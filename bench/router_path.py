@@ -60,7 +60,7 @@ import uvloop  # noqa: E402
 
 from router.client import ClientConnection  # noqa: E402
 from router.config import Endpoint, RouterConfig  # noqa: E402
-from router.headers import RequestRewriter  # noqa: E402
+from router.listener import Listener  # noqa: E402
 from router.routes import parse_routes  # noqa: E402
 from router.server import Router  # noqa: E402
 from router.table import RouteTable  # noqa: E402
@@ -199,9 +199,7 @@ class RequestPath:
         router.loop = uvloop.new_event_loop()
         router.now = router.loop.time()
         router.port = PORT
-        router._rewriter = RequestRewriter(proto=config.protocol, port=PORT,
-                                           request_ids=router.request_ids,
-                                           max_name=config.limits.header_name)
+        router.plain = Listener(router, config.protocol, PORT, router.log)
         router.install(table if table is not None else routes_table())
         route = router.table.lookup(b"app1.localhost")
         self.backend = router.backends.get(route)

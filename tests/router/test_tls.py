@@ -20,9 +20,11 @@ import pytest
 import trustme
 from cryptography import x509
 
-from router.config import Endpoint
+from router.accesslog import MemorySink
+from router.config import Endpoint, RouterConfig
 from router.routes import parse_certificate
-from tests.certificates import issue
+from router.server import Router
+from tests.certificates import issue, key_lines
 from tests.conftest import dynomesh_argv, dynomesh_env
 from tests.router.conftest import app_entry, table_of, wait_until
 from tests.router.wire import RawClient, build_request, read_response
@@ -249,7 +251,7 @@ async def test_curl_gets_the_apps_certificate_by_sni(router_factory, dyno_factor
     assert out == b"web.1 / "
 
 
-async def test_router_command_serves_https_from_a_routes_file_and_reloads_its_certificate(
+async def test_router_workers_serve_https_from_a_routes_file_and_reload_its_certificate(
         dyno_factory, ca, tmp_path):
     dyno = await dyno_factory()
     routes = tmp_path / "routes.json"
@@ -263,34 +265,46 @@ async def test_router_command_serves_https_from_a_routes_file_and_reloads_its_ce
     write(first)
     process = await asyncio.create_subprocess_exec(
         *dynomesh_argv("router", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
-                       "--admin", "off", "--routes", str(routes)),
+                       "--admin", "off", "--routes", str(routes), "--workers", "2"),
         env=dynomesh_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     context = client_context(ca)
+
+    async def line(pattern: str) -> re.Match:
+        async with asyncio.timeout(60):
+            while True:
+                text = (await process.stderr.readline()).decode()
+                assert text, f"the router exited before saying {pattern!r}"
+                assert "PRIVATE KEY" not in text
+                if match := re.search(pattern, text):
+                    return match
+
+    async def serials(count: int) -> set[int]:
+        seen = set()
+        for _ in range(count):  # new connections: the kernel spreads them over the workers
+            certificate, response = await https_request(port, "shop.example.com", context)
+            assert response.status == 200
+            seen.add(certificate.serial_number)
+        return seen
+
     try:
-        async with asyncio.timeout(30):
-            ready = (await process.stderr.readline()).decode()
-        match = re.search(
-            r"ready on http://127\.0\.0\.1:\d+ and https://127\.0\.0\.1:(\d+) with 1 apps", ready)
-        assert match, ready
-        port = int(match.group(1))
-        certificate, response = await https_request(port, "shop.example.com", context)
-        assert response.status == 200
-        old_serial = certificate.serial_number
+        port = int((await line(r"router: ready on http://127\.0\.0\.1:\d+ and "
+                               r"https://127\.0\.0\.1:(\d+) .*2 workers")).group(1))
+        old = await serials(4)
         write(second)
-        process.send_signal(signal.SIGHUP)  # the file again: the new certificate, no restart
-        async with asyncio.timeout(30):
-            assert "reloaded 1 apps" in (await process.stderr.readline()).decode()
-        certificate, response = await https_request(port, "shop.example.com", context)
-        assert response.status == 200 and certificate.serial_number != old_serial
+        process.send_signal(signal.SIGHUP)  # passed on: each worker reads the file again
+        assert {(await line(r"worker (\d)\]: reloaded 1 apps")).group(1)
+                for _ in range(2)} == {"1", "2"}
+        new = await serials(6)
+        assert len(old) == len(new) == 1 and old != new
     finally:
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             out, err = await process.communicate()
     assert process.returncode == 0, err
     lines = out.decode().splitlines()
-    assert len(lines) == 2 and all("protocol=https" in line for line in lines)
+    assert len(lines) == 10 and all("protocol=https" in line for line in lines)
     for key in (first["key"], second["key"]):
-        assert key.splitlines()[1] not in out.decode() + err.decode()
+        assert not any(part in out.decode() + err.decode() for part in key_lines(key))
 
 
 def test_a_default_certificate_needs_its_key(tmp_path):
@@ -303,32 +317,41 @@ def test_a_default_certificate_needs_its_key(tmp_path):
     assert "--tls-default-cert and --tls-default-key go together" in result.stderr
 
 
-async def test_workers_share_one_tls_port(dyno_factory, ca, tmp_path):
+async def test_the_alpn_hook_hands_a_connection_to_the_protocol_negotiated(
+        router_factory, dyno_factory, ca):
+    """What h2 plugs into: a registered protocol gets the connections that chose it; the
+    others (and clients without ALPN) stay HTTP/1.1."""
     dyno = await dyno_factory()
-    routes = tmp_path / "routes.json"
-    routes.write_text(json.dumps({"apps": [{
-        "name": "shop", "hosts": ["shop.example.com"],
-        "certificates": [cert_entry(ca, "shop.example.com")],
-        "dynos": [{"name": "web.1", "address": dyno.address}]}]}))
-    process = await asyncio.create_subprocess_exec(
-        *dynomesh_argv("router", "--listen", "127.0.0.1:0", "--listen-tls", "127.0.0.1:0",
-                       "--admin", "off", "--routes", str(routes), "--workers", "2"),
-        env=dynomesh_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    table = table_of(app_entry("shop", ["shop.example.com"], [dyno], certificates=[
+        cert_entry(ca, "shop.example.com")]))
+
+    class Greeter(asyncio.Protocol):
+        def __init__(self, router, listener) -> None:
+            self.greeting = f"{listener.scheme} {listener.port}".encode()
+
+        def connection_made(self, transport) -> None:
+            transport.write(self.greeting)
+            transport.close()
+
+    router = Router(RouterConfig(listen=Endpoint("127.0.0.1", 0), admin=None, listen_tls=TLS),
+                    sinks=[MemorySink()])
+    router.alpn.register("x-greeting", Greeter)
+    router.install(table)
+    await router.start()
     try:
-        async with asyncio.timeout(60):
-            while True:  # the workers' lines first, then the supervisor's ready line
-                line = (await process.stderr.readline()).decode()
-                assert line, "the router exited before it was ready"
-                match = re.search(r"router: ready on http://127\.0\.0\.1:\d+ and "
-                                  r"https://127\.0\.0\.1:(\d+) .*2 workers", line)
-                if match:
-                    break
-        for _ in range(6):  # new connections, spread over both workers by the kernel
-            _, response = await https_request(int(match.group(1)), "shop.example.com",
-                                              client_context(ca))
-            assert response.status == 200
+        for offered, expected in [(["x-greeting", "http/1.1"], "x-greeting"),
+                                  (["http/1.1"], "http/1.1"), (None, None)]:
+            context = client_context(ca)
+            if offered:
+                context.set_alpn_protocols(offered)
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", router.tls_port, ssl=context, server_hostname="shop.example.com")
+            assert writer.get_extra_info("ssl_object").selected_alpn_protocol() == expected
+            if expected == "x-greeting":
+                assert await reader.read() == f"https {router.tls_port}".encode()
+            else:
+                writer.write(build_request("GET", "/", "shop.example.com"))
+                assert (await read_response(reader)).status == 200
+            writer.close()
     finally:
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
-            await process.communicate()
-    assert process.returncode == 0
+        await router.stop()
