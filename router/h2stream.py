@@ -132,8 +132,13 @@ class H2Stream(Downstream):
         data = held[0] if len(held) == 1 else b"".join(held)
         held.clear()
         self.connection.send_body(self, data)  # holds the rest back again if need be
-        if not self._held and self._end_due:
+        if not self._end_due:
+            return
+        if self._held:
+            self._wait_for_window()  # progress: the idle timeout starts again
+        else:
             self._end_due = False
+            self.deadline = _NEVER
             self.connection.end_response(self)
 
     def hold(self, data: bytes) -> None:
@@ -165,6 +170,8 @@ class H2Stream(Downstream):
         self.deadline = _NEVER
         if self.exchange is not None:
             self.exchange.expire(now)
+        elif self._held:
+            self.connection.reset_stream(self)  # the client stopped taking the response
 
     # -- Downstream: what the exchange calls -------------------------------------------------
 
@@ -191,11 +198,18 @@ class H2Stream(Downstream):
         self._response_ended()
 
     def _response_ended(self) -> None:
-        self.deadline = _NEVER
         if self._held:
             self._end_due = True  # once the client's windows let the rest go
+            self._wait_for_window()
         else:
+            self.deadline = _NEVER
             self.connection.end_response(self)
+
+    def _wait_for_window(self) -> None:
+        """The dyno is done, the rest of its response is held here: the client must take it
+        within the idle timeout (else `expire` resets the stream, as H28 cuts HTTP/1.1)."""
+        router = self.connection.router
+        self.move_deadline(router.now + router.idle_timeout)
 
     def response_interrupted(self, exchange: Exchange, error: RouterError) -> None:
         """The response broke off after its head went out: logged, and the stream reset so

@@ -225,6 +225,26 @@ async def test_a_response_is_paced_by_the_clients_windows(edge, dyno_factory):
     assert response.status == 200 and bytes(response.body) == body
 
 
+async def test_a_response_the_client_stops_taking_is_reset_after_the_idle_timeout(
+        router_factory, dyno_factory, ca, certificate):
+    body = b"z" * 100_000  # over the client's windows, within what one read brings
+    answer_now = asyncio.Event()
+    answer_now.set()
+    dyno = await dyno_factory("web.1", held_dyno(answer_now, body))
+    routed = await router_factory(table_of(app1([dyno], certificate)), listen_tls=TLS,
+                                  idle_timeout=0.3)
+    client = await H2Client.connect(routed.router.tls_port, ca, auto_window=False,
+                                    settings={INITIAL_WINDOW: 16384})
+    try:
+        response = await client.get("/")
+        assert response.reset == ErrorCodes.INTERNAL_ERROR
+        assert 0 < len(response.body) < len(body)
+        assert routed.log_fields()["status"] == "200"  # the dyno's answer was complete
+        assert (await client.get("/", method="HEAD")).status == 200  # the connection goes on
+    finally:
+        await client.close()
+
+
 async def test_a_request_body_is_paced_by_the_dyno(edge, dyno_factory):
     read_body = asyncio.Event()
     await routed_to(edge, dyno_factory, counting_dyno(read_body))
