@@ -158,6 +158,8 @@ class H2Connection:
                     self._window_opened(0)
             elif kind is ConnectionTerminated:
                 self.draining = True  # the client's GOAWAY: it opens no more streams
+                if not self.streams:
+                    self._end()
             if self._closed:
                 return
         self._flush()
