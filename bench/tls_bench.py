@@ -76,7 +76,8 @@ def make_certificate(work: Path) -> tuple[Path, Path]:
     return chain, key_file
 
 
-def nginx_tls_conf(work: Path, port: int, backend: int, chain: Path, key: Path) -> Path:
+def nginx_tls_conf(work: Path, port: int, backend: int, chain: Path, key: Path,
+                   http2: bool = False) -> Path:
     conf = work / "nginx-tls.conf"
     conf.write_text(f"""
 worker_processes 1;
@@ -91,7 +92,7 @@ http {{
     keepalive_timeout 300s;
     upstream app {{ server 127.0.0.1:{backend}; keepalive 64; keepalive_requests 10000000; }}
     server {{
-        listen 127.0.0.1:{port} ssl;
+        listen 127.0.0.1:{port} ssl{" http2" if http2 else ""};
         ssl_certificate {chain};
         ssl_certificate_key {key};
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -124,12 +125,14 @@ def router_routes(work: Path, backend: int, chain: Path, key: Path) -> Path:
 class Proxy:
     """nginx or the router, TLS on `port`, pinned to the proxy core."""
 
-    def __init__(self, name: str, work: Path, backend: int, chain: Path, key: Path) -> None:
+    def __init__(self, name: str, work: Path, backend: int, chain: Path, key: Path,
+                 http2: bool = False) -> None:
+        """`http2`: nginx offers h2 too (bench/h2_bench.py); the router always does."""
         self.name = name
         self.port = free_port()
         if name == "nginx":
-            argv = ["nginx", "-c", str(nginx_tls_conf(work, self.port, backend, chain, key)),
-                    "-p", str(work)]
+            argv = ["nginx", "-c", str(nginx_tls_conf(work, self.port, backend, chain, key,
+                                                      http2)), "-p", str(work)]
             env, out = {}, subprocess.DEVNULL
         else:
             argv = [sys.executable, "-m", "dynomesh", "router", "--listen",

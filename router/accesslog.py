@@ -208,11 +208,14 @@ class AccessLog:
     __slots__ = ("writer", "_timestamps", "_protocol", "_protocol_part", "_fwd_parts",
                  "_path_parts")
 
-    def __init__(self, writer: BufferedLogWriter, protocol: bytes = b"http") -> None:
+    def __init__(self, writer: BufferedLogWriter, protocol: bytes = b"http",
+                 version: bytes = b"") -> None:
+        """`version`: the HTTP version, logged as `http_version=` after the protocol when
+        given (HTTP/2's lines; a line without one is HTTP/1.x)."""
         self.writer = writer
         self._timestamps = Timestamps()
-        self._protocol = protocol
-        self._protocol_part = b" protocol=" + protocol
+        self._protocol = protocol + b" http_version=" + version if version else protocol
+        self._protocol_part = b" protocol=" + self._protocol
         # fwd values repeat (one per client address), and so do paths: remember their quoted
         # form with the field names around it (` path="/" host=`), bounded in entries (and,
         # for paths, which clients choose, in length).

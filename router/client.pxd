@@ -1,5 +1,6 @@
 # Cython declarations for client.py, compiled with it (router/compiled.py); see exchange.pxd.
 
+from router.downstream cimport Downstream
 from router.exchange cimport Exchange
 from router.flow cimport ReadGate
 
@@ -11,15 +12,13 @@ cdef bytes _CONNECT
 cdef int _SLASH, _HASH
 cdef double _LINGER, _LINGER_TOTAL
 
-cdef class ClientConnection:
-    # per connection
-    cdef public object router, listener, log, rewriter, parser, transport, _queue, _guard, _error_after
-    cdef public ReadGate gate
+cdef class ClientConnection(Downstream):
+    # per connection (transport, gate, write_paused, deadline and log: Downstream's)
+    cdef public object router, listener, rewriter, parser, _queue, _guard, _error_after
     cdef public bytes peer
     cdef public object _early  # bytes (left untyped: it comes from slicing whatever was read)
-    cdef public bint write_paused
     cdef public int _state
-    cdef public double deadline, _linger_end
+    cdef public double _linger_end
     cdef public Py_ssize_t _head_check
     cdef public object _upgrade_body
     # what the parser holds
@@ -31,12 +30,11 @@ cdef class ClientConnection:
     # the request being answered
     cdef public Exchange _serving
 
-    cdef exchange_done(self, Exchange exchange)
-    cdef router_answer(self, Exchange exchange, error)
-    cdef response_interrupted(self, Exchange exchange, error)
+    cpdef exchange_done(self, Exchange exchange)
+    cpdef router_answer(self, Exchange exchange, error)
+    cpdef response_interrupted(self, Exchange exchange, error)
     cpdef handed_over(self)
-    cdef take_early_data(self)
-    cdef void move_deadline(self, double when) except *
+    cpdef take_early_data(self)
     cdef bint _head_begun(self) except -1
     cdef void _to(self, int state) except *
     cdef _head_continues(self, data)

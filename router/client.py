@@ -43,6 +43,7 @@ from httptools import (HttpParserCallbackError, HttpParserError, HttpParserUpgra
                        HttpRequestParser)
 
 from router import errors
+from router.downstream import Downstream
 from router.errors import RequestRejected, RouterError
 from router.exchange import Exchange
 from router.flow import PEER_BUFFER_FULL, PIPELINED, UPGRADING, ReadGate
@@ -66,14 +67,14 @@ _LINGER = 5.0
 _LINGER_TOTAL = 30.0
 
 
-class ClientConnection:
+class ClientConnection(Downstream):
     # asyncio's Protocol interface, not its subclass: compiled, this is an extension type
-    # (client.pxd), which cannot derive from a Python class.
+    # (client.pxd), which cannot derive from a Python class. What an exchange sees of it is
+    # the `Downstream` (downstream.py: transport, gate, write_paused, deadline, log).
     __slots__ = (
         # per connection
-        "router", "listener", "log", "rewriter", "parser", "transport", "gate", "peer",
-        "write_paused", "_state",
-        "_queue", "deadline", "_head_check", "_guard", "_early", "_error_after", "_linger_end",
+        "router", "listener", "rewriter", "parser", "peer", "_state",
+        "_queue", "_head_check", "_guard", "_early", "_error_after", "_linger_end",
         "_upgrade_body",
         # what the parser holds: bytes of an incomplete head or trailer section (limits.py)
         "_unparsed", "_read_size", "_head_start",
@@ -371,11 +372,6 @@ class ClientConnection:
         return early
 
     # -- timeouts and draining (the sweep calls these) --------------------------------------
-
-    def move_deadline(self, when: float) -> None:
-        """The exchange being answered sets the connection's one deadline (loop time) as its
-        phase requires; the router's sweep calls `expire` once it has passed (timers.py)."""
-        self.deadline = when
 
     def expire(self, now: float) -> None:
         """The deadline passed: the head timeout, or the exchange's."""

@@ -37,8 +37,8 @@ from collections.abc import Mapping
 from types import ModuleType
 
 # Kept in step with [tool.dynomesh] compiled in pyproject.toml (setup.py reads that list).
-TWINS = ("router.headers", "router.accesslog", "router.flow", "router.metrics", "router.pool",
-         "router.exchange", "router.upstream", "router.client")
+TWINS = ("router.headers", "router.accesslog", "router.flow", "router.downstream",
+         "router.metrics", "router.pool", "router.exchange", "router.upstream", "router.client")
 PURE_ENV = "DYNOMESH_PURE_PYTHON"
 
 

@@ -5,7 +5,7 @@
 
 cimport cython
 
-from router.client cimport ClientConnection
+from router.downstream cimport Downstream
 from router.flow cimport ReadGate
 from router.metrics cimport AppMetrics, Histogram
 from router.pool cimport AppBackend, DynoPool
@@ -20,7 +20,7 @@ cdef double _NEVER
 
 cdef class Exchange:
     # fixed at creation
-    cdef public ClientConnection client
+    cdef public Downstream client  # an HTTP/1.1 connection, or an HTTP/2 stream
     cdef public object router, method, target, host, framing
     cdef public bytes head, request_id, fwd
     cdef public bint is_head, http11
@@ -54,7 +54,7 @@ cdef class Exchange:
     cdef _attach(self, UpstreamConnection conn)
     cpdef request_body(self, data)
     cpdef request_ended(self, list trailers)
-    cdef flush_request(self)
+    cpdef flush_request(self)  # cpdef: the HTTP/2 stream (a Python class) calls it too
     cdef _wait_for_boot(self)
     cpdef booted(self, route)
     cdef _wait_for_room(self, AppBackend backend)

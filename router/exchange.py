@@ -34,7 +34,7 @@ from router.tunnel import Tunnel
 from router.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
-    from router.client import ClientConnection
+    from router.downstream import Downstream
     from router.pool import AppBackend, DynoPool
     from router.server import Router
 
@@ -80,7 +80,7 @@ class Exchange:
         "connect_ms", "sent_at", "status", "nbytes",
     )
 
-    def __init__(self, client: ClientConnection, router: Router, method: bytes, target: bytes,
+    def __init__(self, client: Downstream, router: Router, method: bytes, target: bytes,
                  head: bytes, host: bytes | None, request_id: bytes, fwd: bytes,
                  framing: Framing, keep_alive: bool, http11: bool, start: float,
                  wall: float, flags: int = 0) -> None:

@@ -24,6 +24,7 @@ from router.balancer import P2CBalancer
 from router.client import ClientConnection
 from router.config import RouterConfig
 from router.exchange import serve_backlog
+from router.h2conn import H2Connection
 from router.headers import RequestIds, RequestRewriter
 from router.listener import Listener
 from router.metrics import RouterMetrics
@@ -49,6 +50,8 @@ class Router:
         self._connects_seen = (0.0, 0)
         self.log_writer = BufferedLogWriter(sinks if sinks is not None else [StreamSink()])
         self.log = AccessLog(self.log_writer, config.protocol.encode("ascii"))
+        # HTTP/2 comes over TLS only (h2conn.py): its lines say so, and the version.
+        self.h2_log = AccessLog(self.log_writer, b"https", b"2")
         self.backends = Backends(self.metrics, config)
         self.balancer = P2CBalancer(rng if rng is not None else random.Random())
         self.quarantine = Quarantine(config.quarantine_time, time.monotonic)
@@ -75,6 +78,7 @@ class Router:
         # ALPN protocol -> connection factory for the TLS listener (router/tls.py): other
         # protocols register here before start.
         self.alpn = AlpnRegistry()
+        self.alpn.register("h2", H2Connection)  # HTTP/2, preferred; http/1.1 the fallback
         self.tls: TlsListener | None = None
         if config.listen_tls is not None:
             self.tls = TlsListener(self, DefaultCertificate(config.tls_default_cert,
