@@ -10,8 +10,11 @@ apply, so the rules below are unit-tested without a database.
   none could be placed on a VM (no room: "no web dynos running" is the truth, and better
   than a request queue that ends in H20); `crashed` when every serving web dyno crashed (H10);
   else `booting`: requests queue at the router until a dyno is up.
-- `dynos`: the routable web dynos (serving, reported up with an address, not being taken
-  out), by number. Preboot dynos are not serving until the switch.
+- `dynos`: the routable web dynos (serving, reported up with an address, not unhealthy, not
+  being taken out), by number. Preboot dynos are not serving until the switch. When every
+  serving web dyno is unhealthy the app is `booting`: requests wait for one to pass again.
+- `request_timeout`, `max_body_bytes`: the app's own router settings (`config:router`), only
+  when set; absent, each router's flag decides.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ def app_state(facts: RouteFacts) -> str:
 
 def route_entry(facts: RouteFacts) -> dict[str, Any]:
     routable = sorted((d for d in facts.web_dynos if d.routable), key=lambda d: d.number)
-    return {"name": facts.name, "hosts": list(facts.hosts), "maintenance": facts.maintenance,
-            "state": app_state(facts),
-            "dynos": [{"name": d.name, "address": d.address} for d in routable]}
+    entry = {"name": facts.name, "hosts": list(facts.hosts), "maintenance": facts.maintenance,
+             "state": app_state(facts),
+             "dynos": [{"name": d.name, "address": d.address} for d in routable]}
+    if facts.request_timeout is not None:
+        entry["request_timeout"] = facts.request_timeout
+    if facts.max_body_bytes is not None:
+        entry["max_body_bytes"] = facts.max_body_bytes
+    return entry

@@ -138,6 +138,24 @@ POOL_MIGRATION = Migration(9, "VM pool: launched VMs, pool settings, drain twins
     "ALTER TABLE dynos ADD COLUMN replaces TEXT",
 ))
 
+# Per-app router settings (controlplane/routersettings.py, `config:router`): one row per app
+# that set any; NULL in a column means the router's or dyno manager's own flag decides.
+# `dynos.unhealthy`: why a running web dyno failed its health check N times in a row, as its
+# dyno manager reported it (NULL: healthy); such a dyno is left out of the route entry.
+# Issue 16's split gives this migration the number 13; the versions must run 1, 2, 3, ... on
+# this branch alone, so it is 10 here and is renumbered when the other branches merge.
+ROUTER_SETTINGS_MIGRATION = Migration(10, "per-app router settings; unhealthy web dynos", (
+    """CREATE TABLE router_settings (
+        app_id TEXT PRIMARY KEY REFERENCES apps (id) ON DELETE CASCADE,
+        request_timeout DOUBLE PRECISION,
+        max_body_bytes BIGINT,
+        health_check_path TEXT,
+        health_check_interval DOUBLE PRECISION,
+        health_check_failures INTEGER,
+        updated_at TEXT NOT NULL)""",
+    "ALTER TABLE dynos ADD COLUMN unhealthy TEXT",
+))
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "revision counter, change log, apps, slugs, releases, config, formation, "
                  "domains, features, tokens", (
@@ -332,6 +350,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     BUILDS_MIGRATION,
     ONE_OFF_MIGRATION,
     POOL_MIGRATION,
+    ROUTER_SETTINGS_MIGRATION,
 )
 
 LATEST = MIGRATIONS[-1].version
