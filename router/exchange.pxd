@@ -14,7 +14,8 @@ from router.upstream cimport UpstreamConnection
 cdef int QUEUED, CONNECTING, FORWARDING, RESPONDING, DONE
 cdef int AWAITING_DYNO, PEER_BUFFER_FULL, EXPECT_CONTINUE
 cdef tuple PHASE_ALLOWED
-cdef object CHUNKED, NONE, _RUNNING
+cdef object CHUNKED, LENGTH, NONE, _RUNNING
+cdef Py_ssize_t NO_LIMIT
 cdef bytes _CONTINUE, _CRLF
 cdef double _NEVER
 
@@ -42,15 +43,18 @@ cdef class Exchange:
     cdef public long connect_ms
     cdef public double sent_at
     cdef public Py_ssize_t nbytes
+    cdef public Py_ssize_t body_left
 
     cdef void _move(self, int to) except *
     @cython.locals(backend=AppBackend, metrics=AppMetrics)
     cpdef dispatch(self)
     @cython.locals(pool=DynoPool, conn=UpstreamConnection, in_flight=long)
     cdef _attempt(self)
+    cdef bint _over_limit(self) except -1
     cdef _connect(self, DynoPool pool)
     @cython.locals(sent_at=double)
     cdef _attach(self, UpstreamConnection conn)
+    @cython.locals(left=Py_ssize_t)
     cpdef request_body(self, data)
     cpdef request_ended(self, list trailers)
     cdef flush_request(self)

@@ -22,10 +22,11 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from router import errors
-from router.errors import RouterError
+from router.errors import RequestRejected, RouterError
 from router.flow import AWAITING_DYNO, PEER_BUFFER_FULL
-from router.headers import CHUNKED, EXPECT_CONTINUE, NONE, Framing, last_chunk
+from router.headers import CHUNKED, EXPECT_CONTINUE, LENGTH, NONE, Framing, last_chunk
 from router.limits import valid_host
+from router.pool import NO_LIMIT
 from router.retry import Retry
 from router.routes import AppRoute, AppState
 from router.states import (CONNECTING, DONE, FORWARDING, PHASE_ALLOWED, QUEUED, RESPONDING,
@@ -78,6 +79,8 @@ class Exchange:
         # progress
         "phase", "upstream", "pending", "request_complete", "keep_alive", "reused",
         "connect_ms", "sent_at", "status", "nbytes",
+        # bytes a chunked body may still grow by before the app's limit (413, H25)
+        "body_left",
     )
 
     def __init__(self, client: ClientConnection, router: Router, method: bytes, target: bytes,
@@ -117,6 +120,7 @@ class Exchange:
         self.sent_at = 0.0
         self.status = 0
         self.nbytes = 0
+        self.body_left = NO_LIMIT  # the app's limit is known once the request is routed
 
     def _move(self, to: int) -> None:
         """Every change of phase goes through here: checked against states.py's table."""
@@ -153,6 +157,8 @@ class Exchange:
         self.backend = backend
         metrics = backend.metrics
         metrics.in_flight += 1
+        if backend.max_body != NO_LIMIT and self.framing is not NONE and self._over_limit():
+            return
         if route.state is _RUNNING and not route.maintenance and backend.pools:
             # In flight beyond the limit (200 per dyno), those waiting in the backlog aside:
             # every dyno has its fill; wait for a place.
@@ -171,6 +177,24 @@ class Exchange:
             self._wait_for_boot()
         else:
             self.fail(_STATE_ERRORS[route.state])
+
+    def _over_limit(self) -> bool:
+        """The app limits request bodies: a Content-Length over the limit is answered 413
+        (H25) now, before any dyno is asked and without reading the body (with Expect:
+        100-continue the client never sends it); a chunked body is counted as it arrives
+        (request_body). -> True when the request was answered."""
+        limit = self.backend.max_body
+        if self.framing is LENGTH:
+            if _content_length(self.head) <= limit:
+                return False
+            self.fail(errors.BODY_TOO_LARGE)
+            return True
+        # Chunked: what arrived before it was routed (a pipelined request) counts already.
+        self.body_left = limit - (NO_LIMIT - self.body_left)
+        if self.body_left >= 0:
+            return False
+        self.fail(errors.BODY_TOO_LARGE)
+        return True
 
     def _attempt(self) -> None:
         """Pick a dyno (P2C) and use a pooled or new connection."""
@@ -285,6 +309,11 @@ class Exchange:
         if self.phase == DONE:
             return  # the exchange ended early (router answer, or the dyno answered already)
         if self.framing is CHUNKED:
+            left = self.body_left = self.body_left - len(data)
+            if left < 0:
+                # Over the app's limit: 413 if no response began, else the connection is cut
+                # (the client connection answers this as any broken request, via fail()).
+                raise RequestRejected(errors.BODY_TOO_LARGE)
             self.pending += (b"%x\r\n" % len(data), data, _CRLF)
         else:
             self.pending.append(data)
@@ -568,3 +597,10 @@ class Exchange:
             gate.pause(PEER_BUFFER_FULL)
         else:
             gate.resume(PEER_BUFFER_FULL)
+
+
+def _content_length(head: bytes) -> int:
+    """The Content-Length of a request head the rewriter passed (exactly one such field, its
+    value digits: llhttp checked them, repeats of one value were merged)."""
+    start = head.lower().index(b"\r\ncontent-length:") + 17
+    return int(head[start:head.index(b"\r\n", start)])

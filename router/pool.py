@@ -12,6 +12,7 @@ and the app's `AppMetrics`. A new route entry for an app keeps the pools of dyno
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from router.accesslog import bare
@@ -20,6 +21,8 @@ from router.config import RouterConfig
 from router.metrics import AppMetrics, RouterMetrics
 from router.poolsize import RecentPeak, surplus
 from router.routes import AppRoute, DynoRoute
+
+NO_LIMIT = sys.maxsize  # a body size no request reaches
 
 if TYPE_CHECKING:
     from router.exchange import Exchange
@@ -100,7 +103,7 @@ class AppBackend:
     """An app's route entry bound to its pools and metrics; rebuilt when the entry changes."""
 
     __slots__ = ("route", "pools", "metrics", "waiters", "backlog", "request_timeout",
-                 "max_in_flight")
+                 "max_body", "max_in_flight")
 
     def __init__(self, route: AppRoute, pools: tuple[DynoPool, ...], metrics: AppMetrics,
                  waiters: list[Exchange], backlog: Backlog[Exchange],
@@ -114,6 +117,9 @@ class AppBackend:
         self.backlog = backlog
         # The app's own request timeout (routes format), else the router's (H12).
         self.request_timeout = route.request_timeout or config.request_timeout
+        # The app's largest request body (routes format), else the router's; NO_LIMIT (no
+        # zero test on the request path) when neither sets one.
+        self.max_body = route.max_body_bytes or config.max_body_bytes or NO_LIMIT
         # Requests in flight, 200 per web dyno (Heroku's number); more wait in the backlog,
         # whose depth scales with the dynos too.
         dynos = max(1, len(pools))

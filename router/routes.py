@@ -61,6 +61,8 @@ class AppRoute:
     dynos: tuple[DynoRoute, ...] = ()
     # Seconds to the first response byte (Heroku's fixed 30 s is H12); None = the router default.
     request_timeout: float | None = None
+    # The largest request body this app takes (larger: 413, H25); None = the router default.
+    max_body_bytes: int | None = None
 
 
 # RFC 1123 host names: labels of letters, digits and hyphens, not starting or ending with a hyphen.
@@ -166,8 +168,12 @@ def parse_app(raw: Any, path: str) -> AppRoute:
     timeout = _field(raw, "request_timeout", path, (int, float), None)
     if timeout is not None and not timeout > 0:
         raise RoutesError(f"{path}.request_timeout", "must be a number of seconds above 0")
+    max_body = _field(raw, "max_body_bytes", path, int, None)
+    if max_body is not None and max_body < 1:
+        raise RoutesError(f"{path}.max_body_bytes", "must be a number of bytes above 0")
     return AppRoute(name=name, hosts=hosts, state=state, maintenance=maintenance, dynos=dynos,
-                    request_timeout=None if timeout is None else float(timeout))
+                    request_timeout=None if timeout is None else float(timeout),
+                    max_body_bytes=max_body)
 
 
 @dataclass(frozen=True, slots=True)
