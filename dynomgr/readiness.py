@@ -17,6 +17,8 @@ import socket
 import struct
 from typing import Callable
 
+from dynomgr.health import Check, HealthPolicy, Verdict
+
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
@@ -152,6 +154,19 @@ async def accepts(host: str, port: int) -> bool:
         return False
     writer.close()
     return True
+
+
+async def poll_health(port: int, policy: HealthPolicy, interval: float,
+                      changed: Callable[[Verdict], None]) -> None:
+    """Check a running web dyno's health path every `interval` (each check answered within
+    the policy's timeout or counted failed) until cancelled with its life; tell `changed` of
+    each change of health the policy decides."""
+    while True:
+        await asyncio.sleep(interval)
+        status = await health_check_status("127.0.0.1", port, policy.path, policy.timeout)
+        verdict = policy.observe(Check(status))
+        if verdict is not Verdict.SAME:
+            changed(verdict)
 
 
 async def health_check_status(host: str, port: int, path: str, timeout: float) -> int | None:
