@@ -90,6 +90,7 @@ class Dyno(HandOver, OneOffRun):
             # It goes on in the state the previous agent reported: no transition, no restart.
             self.state, self.since, self.address = kept.state, kept.since, kept.address
             self.restarts = kept.restarts
+            self.unhealthy = kept.unhealthy
             self._policy.resume(kept.crashes)
             self._lives = kept.life - 1
 
@@ -338,7 +339,8 @@ class Dyno(HandOver, OneOffRun):
         cfg, a = self.services.config, self.assignment
         interval = a.health_check_interval or cfg.health_check_every
         policy = HealthPolicy(path, a.health_check_failures or cfg.health_check_failures,
-                              min(cfg.health_check_timeout, interval))
+                              min(cfg.health_check_timeout, interval),
+                              unhealthy=self.unhealthy is not None)  # an adopted dyno's
         life.health_poll = asyncio.ensure_future(poll_health(
             life.port, policy, interval, lambda verdict: self._health_changed(policy, verdict)))
 

@@ -37,7 +37,10 @@ class Check:
 class HealthPolicy:
     """Counts failed checks in a row for one dyno's life (a new life starts a new policy)."""
 
-    def __init__(self, path: str, failures: int, timeout: float) -> None:
+    def __init__(self, path: str, failures: int, timeout: float, *,
+                 unhealthy: bool = False) -> None:
+        """`unhealthy`: as reported before (a dyno adopted from the previous agent), so that
+        its first passing check brings it back."""
         if failures < 1:
             raise ValueError(f"health check failures must be at least 1, got {failures}")
         self.path = path
@@ -45,7 +48,7 @@ class HealthPolicy:
         self.timeout = timeout
         self.in_a_row = 0
         self.last: Check | None = None
-        self.unhealthy = False
+        self.unhealthy = unhealthy
 
     def observe(self, check: Check) -> Verdict:
         self.last = check

@@ -35,6 +35,11 @@ def test_one_pass_brings_an_unhealthy_dyno_back():
                                                   Verdict.SAME]
 
 
+def test_a_dyno_adopted_unhealthy_comes_back_on_its_first_pass():
+    policy = HealthPolicy("/health", failures=3, timeout=5, unhealthy=True)
+    assert verdicts(policy, [200]) == [Verdict.HEALTHY]
+
+
 def test_no_answer_counts_as_a_failure_and_says_so():
     policy = HealthPolicy("/up", failures=2, timeout=2.5)
     verdicts(policy, [None, None])
