@@ -66,8 +66,8 @@ def _number(value: Any, name: str, low: float, high: float, unit: str, *,
     if (isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value)
             or not low <= value <= high):
         kind = "a whole number" if whole else "a number"
-        raise InvalidSetting(f"{name} must be {kind} from {low:g} to {high:g} {unit}, "
-                             f"or null for the default; got {value!r}")
+        raise InvalidSetting(f"{name} must be {kind} from {low:g} to {high:g} {unit}; "
+                             f"got {value!r}")
     return value
 
 
@@ -82,7 +82,7 @@ def validated(name: str, value: Any) -> Any:
     if name == "health_check_path":
         if not isinstance(value, str) or len(value) > MAX_PATH or not _PATH.fullmatch(value):
             raise InvalidSetting(f"health_check_path must be a path starting with / and without "
-                                 f"spaces (e.g. /health), or null for none; got {value!r}")
+                                 f"spaces (e.g. /health); got {value!r}")
         return value
     if name == "health_check_interval":
         return _number(value, name, *INTERVAL_RANGE, "seconds")

@@ -55,7 +55,7 @@ async def _(args, session):
         try:
             changes[setting] = from_flag(setting, text)
         except InvalidSetting as exc:
-            raise usage(f"{flag} {text}: {exc}") from None
+            raise usage(f"{flag} {text}: {exc} (`{flag} default` unsets it)") from None
     path = app_path(name) + "/router-settings"
     if changes:
         settings, _ = await session.api.call("PATCH", path, json_body=changes)
