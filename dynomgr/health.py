@@ -5,7 +5,7 @@ Pure: `HealthPolicy.observe(check)` takes one check's result and says whether th
 health changed. N failed checks in a row make a healthy dyno unhealthy; one passing check makes
 an unhealthy dyno healthy again (like a load balancer's unhealthy threshold with a healthy
 threshold of one: a dyno that answers is better served than waited for). The reason it gives is
-what `dynomesh ps` shows: `GET /health → 503 ×3`, or `→ no answer in 5 s`.
+what `dynomesh ps` shows: `GET /health → 503 ×3`, or `→ no HTTP answer in 5 s`.
 
 The poller (dynomgr/healthpoll.py) does the I/O and the waiting.
 """
@@ -67,6 +67,6 @@ class HealthPolicy:
     def reason(self) -> str:
         """Why the dyno is unhealthy, from the last check: `GET /health → 503 ×3`."""
         last = self.last
-        answer = (f"no answer in {self.timeout:g} s" if last is None or last.status is None
+        answer = (f"no HTTP answer in {self.timeout:g} s" if last is None or last.status is None
                   else str(last.status))
         return f"GET {self.path} → {answer} ×{self.in_a_row}"

@@ -180,7 +180,8 @@ async def health_check_status(host: str, port: int, path: str, timeout: float) -
         request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: dynomesh-dynomgr\r\nConnection: close\r\n\r\n"
         writer.write(request.encode("latin-1"))
         status_line = await asyncio.wait_for(reader.readline(), timeout)
-    except (OSError, asyncio.TimeoutError):
+    except (OSError, asyncio.TimeoutError, ValueError):
+        # ValueError: a first line longer than the reader's limit, not an HTTP status line.
         return None
     finally:
         writer.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from controlplane.routersettings import HEALTH_FIELDS, NAMES, RouterSettings
+from controlplane.routersettings import NAMES, RouterSettings
 from controlplane.store.apps import require_app, touch_routes
 from controlplane.store.database import Database, Transaction, fetch_for
 from controlplane.store.models import App, now_iso
@@ -71,5 +71,3 @@ class RouterSettingsStore:
                     await tx.record_change(Feed.ASSIGNMENTS, row["vm_id"])
             return app, new
 
-
-__all__ = ["RouterSettingsStore", "settings_of", "HEALTH_FIELDS"]

@@ -1,5 +1,6 @@
-"""Per-app router settings over the API, on both store backends: validation, the route entry
-and the assignment entries they change, and an unhealthy dyno leaving the route entry."""
+"""Per-app router settings over the API: validation (SQLite), and on both store backends the
+route entry and the assignment entries they change, and an unhealthy dyno leaving the route
+entry."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ UNSET = {"request_timeout": None, "max_body_bytes": None, "health_check_path": N
          "health_check_interval": None, "health_check_failures": None}
 
 
-async def test_settings_are_validated_stored_and_reset(node_factory):
-    api = await node_factory()
+async def test_settings_are_validated_stored_and_reset(api):
     await api.call("POST", "/apps", json={"name": "hello"})
     status, body, _ = await api.call("GET", "/apps/hello/router-settings")
     assert status == 200 and {k: body[k] for k in UNSET} == UNSET

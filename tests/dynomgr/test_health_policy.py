@@ -43,7 +43,7 @@ def test_a_dyno_adopted_unhealthy_comes_back_on_its_first_pass():
 def test_no_answer_counts_as_a_failure_and_says_so():
     policy = HealthPolicy("/up", failures=2, timeout=2.5)
     verdicts(policy, [None, None])
-    assert policy.reason() == "GET /up → no answer in 2.5 s ×2"
+    assert policy.reason() == "GET /up → no HTTP answer in 2.5 s ×2"
 
 
 @pytest.mark.parametrize("status, passed", [(200, True), (399, True), (400, False),
