@@ -15,7 +15,6 @@ cdef int QUEUED, CONNECTING, FORWARDING, RESPONDING, DONE
 cdef int AWAITING_DYNO, PEER_BUFFER_FULL, EXPECT_CONTINUE
 cdef tuple PHASE_ALLOWED
 cdef object CHUNKED, LENGTH, NONE, _RUNNING
-cdef Py_ssize_t NO_LIMIT
 cdef bytes _CONTINUE, _CRLF
 cdef double _NEVER
 
@@ -43,7 +42,7 @@ cdef class Exchange:
     cdef public long connect_ms
     cdef public double sent_at
     cdef public Py_ssize_t nbytes
-    cdef public Py_ssize_t body_left
+    cdef public Py_ssize_t body_seen
 
     cdef void _move(self, int to) except *
     @cython.locals(backend=AppBackend, metrics=AppMetrics)
@@ -54,7 +53,7 @@ cdef class Exchange:
     cdef _connect(self, DynoPool pool)
     @cython.locals(sent_at=double)
     cdef _attach(self, UpstreamConnection conn)
-    @cython.locals(left=Py_ssize_t)
+    @cython.locals(seen=Py_ssize_t, backend=AppBackend)
     cpdef request_body(self, data)
     cpdef request_ended(self, list trailers)
     cdef flush_request(self)

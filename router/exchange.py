@@ -26,7 +26,6 @@ from router.errors import RequestRejected, RouterError
 from router.flow import AWAITING_DYNO, PEER_BUFFER_FULL
 from router.headers import CHUNKED, EXPECT_CONTINUE, LENGTH, NONE, Framing, last_chunk
 from router.limits import valid_host
-from router.pool import NO_LIMIT
 from router.retry import Retry
 from router.routes import AppRoute, AppState
 from router.states import (CONNECTING, DONE, FORWARDING, PHASE_ALLOWED, QUEUED, RESPONDING,
@@ -79,8 +78,8 @@ class Exchange:
         # progress
         "phase", "upstream", "pending", "request_complete", "keep_alive", "reused",
         "connect_ms", "sent_at", "status", "nbytes",
-        # bytes a chunked body may still grow by before the app's limit (413, H25)
-        "body_left",
+        # the bytes of a chunked body so far, for the app's limit (413, H25)
+        "body_seen",
     )
 
     def __init__(self, client: ClientConnection, router: Router, method: bytes, target: bytes,
@@ -120,7 +119,7 @@ class Exchange:
         self.sent_at = 0.0
         self.status = 0
         self.nbytes = 0
-        self.body_left = NO_LIMIT  # the app's limit is known once the request is routed
+        self.body_seen = 0
 
     def _move(self, to: int) -> None:
         """Every change of phase goes through here: checked against states.py's table."""
@@ -157,7 +156,7 @@ class Exchange:
         self.backend = backend
         metrics = backend.metrics
         metrics.in_flight += 1
-        if backend.max_body != NO_LIMIT and self.framing is not NONE and self._over_limit():
+        if backend.max_body and self.framing is not NONE and self._over_limit():
             return
         if route.state is _RUNNING and not route.maintenance and backend.pools:
             # In flight beyond the limit (200 per dyno), those waiting in the backlog aside:
@@ -184,14 +183,9 @@ class Exchange:
         100-continue the client never sends it); a chunked body is counted as it arrives
         (request_body). -> True when the request was answered."""
         limit = self.backend.max_body
-        if self.framing is LENGTH:
-            if _content_length(self.head) <= limit:
-                return False
-            self.fail(errors.BODY_TOO_LARGE)
-            return True
         # Chunked: what arrived before it was routed (a pipelined request) counts already.
-        self.body_left = limit - (NO_LIMIT - self.body_left)
-        if self.body_left >= 0:
+        size = _content_length(self.head) if self.framing is LENGTH else self.body_seen
+        if size <= limit:
             return False
         self.fail(errors.BODY_TOO_LARGE)
         return True
@@ -309,8 +303,9 @@ class Exchange:
         if self.phase == DONE:
             return  # the exchange ended early (router answer, or the dyno answered already)
         if self.framing is CHUNKED:
-            left = self.body_left = self.body_left - len(data)
-            if left < 0:
+            seen = self.body_seen = self.body_seen + len(data)
+            backend = self.backend
+            if backend is not None and backend.max_body and seen > backend.max_body:
                 # Over the app's limit: 413 if no response began, else the connection is cut
                 # (the client connection answers this as any broken request, via fail()).
                 raise RequestRejected(errors.BODY_TOO_LARGE)

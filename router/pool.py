@@ -12,7 +12,6 @@ and the app's `AppMetrics`. A new route entry for an app keeps the pools of dyno
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 from router.accesslog import bare
@@ -21,8 +20,6 @@ from router.config import RouterConfig
 from router.metrics import AppMetrics, RouterMetrics
 from router.poolsize import RecentPeak, surplus
 from router.routes import AppRoute, DynoRoute
-
-NO_LIMIT = sys.maxsize  # a body size no request reaches
 
 if TYPE_CHECKING:
     from router.exchange import Exchange
@@ -117,9 +114,8 @@ class AppBackend:
         self.backlog = backlog
         # The app's own request timeout (routes format), else the router's (H12).
         self.request_timeout = route.request_timeout or config.request_timeout
-        # The app's largest request body (routes format), else the router's; NO_LIMIT (no
-        # zero test on the request path) when neither sets one.
-        self.max_body = route.max_body_bytes or config.max_body_bytes or NO_LIMIT
+        # The app's largest request body (routes format), else the router's; 0: no limit.
+        self.max_body = route.max_body_bytes or config.max_body_bytes
         # Requests in flight, 200 per web dyno (Heroku's number); more wait in the backlog,
         # whose depth scales with the dynos too.
         dynos = max(1, len(pools))
