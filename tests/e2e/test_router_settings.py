@@ -117,6 +117,9 @@ def test_request_timeout_body_limit_and_health_check_per_app(platform, make_app,
          "the router's H25 line in the app's log")
     info = platform.cli.ok("apps:info", "--app", app)
     assert "request timeout 10 s, max body size 1 KB" in info, info
+    shown = platform.cli.ok("config:router", "--app", app)
+    assert re.search(r"^Max body size +1 KB$", shown, re.M), shown
+    assert re.search(r"^Health check +none$", shown, re.M), shown
 
     # Health check: a dyno failing it twice in a row leaves the table, `ps` says why, and it
     # comes back once it passes.
