@@ -95,4 +95,5 @@ class HandOver:
             since=self.since, restarts=self.restarts, crashes=self._policy.crashes,
             launched_at=self.services.wallclock() - (self.services.clock() - life.launched),
             directory=life.directory, outputs=tuple(zip(life.outputs, tails)),
+            unhealthy=self.unhealthy,
         )  # fmt: skip

@@ -71,6 +71,9 @@ class Assignment:
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     memory_mb: int = 512  # Heroku's standard-1X size
     health_check: str | None = None
+    # The running health check's pace (the app's `config:router`); None: the agent's flags.
+    health_check_interval: float | None = None
+    health_check_failures: int | None = None
     kind: str = "formation"
     id: str | None = None  # the control plane's dyno id (feed entries have one)
     # Bumped by `ps:restart`: like any other change, a new value restarts the dyno.
@@ -200,6 +203,8 @@ def parse_entry(entry: Any, supported_schemes: frozenset[str]) -> Assignment:
         env=_env(entry.get("env", {})),
         memory_mb=_memory(entry.get("memory_mb", 512)),
         health_check=_health_check(entry.get("health_check")),
+        health_check_interval=_optional_number(entry, "health_check_interval", float, 1, 3600),
+        health_check_failures=_optional_number(entry, "health_check_failures", int, 1, 100),
         kind=kind,
         id=_dyno_id(entry),
         restart=_restart(entry.get("restart", 0)),
@@ -291,6 +296,16 @@ def _health_check(raw: Any) -> str | None:
     return raw
 
 
+def _optional_number(entry: dict, key: str, kind: type, low: float, high: float):
+    raw = entry.get(key)
+    if raw is None:
+        return None
+    if (isinstance(raw, bool) or not isinstance(raw, (int, float) if kind is float else int)
+            or not low <= raw <= high):
+        raise _Invalid(f"{key} must be null or a number from {low:g} to {high:g}, got {raw!r}")
+    return kind(raw)
+
+
 def dump_assignment(assignment: Assignment) -> dict[str, Any]:
     """The wire shape of one assignment (the inverse of `parse_entry`)."""
     return {
@@ -303,6 +318,10 @@ def dump_assignment(assignment: Assignment) -> dict[str, Any]:
         "env": dict(assignment.env),
         "memory_mb": assignment.memory_mb,
         "health_check": assignment.health_check,
+        **({"health_check_interval": assignment.health_check_interval}
+           if assignment.health_check_interval is not None else {}),
+        **({"health_check_failures": assignment.health_check_failures}
+           if assignment.health_check_failures is not None else {}),
         **({"id": assignment.id} if assignment.id is not None else {}),
         **({"restart": assignment.restart} if assignment.restart else {}),
         **(_dump_one_off(assignment.one_off) if assignment.one_off else {}),

@@ -147,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how escaped processes are found: cgroup v2, /proc environ, or auto")  # fmt: skip
     tuning.add_argument("--readiness-interval", metavar="S", type=_seconds, default=0.005,
                         help="how often booting web dynos' ports are checked (default 0.005)")  # fmt: skip
+    health = parser.add_argument_group("health checks of running web dynos (an app's "
+                                       "`config:router` may set its own)")
+    health.add_argument("--health-check-every", metavar="S", type=_seconds, default=10.0,
+                        help="seconds between checks of each web dyno whose app has a health "
+                             "check path (default 10)")
+    health.add_argument("--health-check-failures", metavar="N", type=int, default=3,
+                        help="failed checks in a row that take a dyno out of the routers' "
+                             "tables until one passes (default 3)")
+    health.add_argument("--health-check-timeout", metavar="S", type=_seconds, default=5.0,
+                        help="for a check to answer, at most the interval (default 5)")
     tuning.add_argument("--log-buffer", metavar="BYTES", type=int, default=4 * 1024 * 1024,
                         help="output held for a slow stdout reader before lines are dropped")  # fmt: skip
     return parser
@@ -174,6 +184,9 @@ def build_config(args: argparse.Namespace, environ: dict[str, str]) -> AgentConf
         ports=PortRange.parse(args.port_range),
         marker=MarkerMode(args.marker),
         readiness_interval=args.readiness_interval,
+        health_check_every=args.health_check_every,
+        health_check_failures=args.health_check_failures,
+        health_check_timeout=args.health_check_timeout,
         log_buffer_bytes=args.log_buffer,
         keep_dynos=args.keep_dynos,
     )

@@ -47,6 +47,13 @@ class AgentConfig:
     readiness_interval: float = 0.005
     # Between health-check attempts while a dyno with a health_check path boots.
     health_check_interval: float = 0.1
+    # Once it is up, the app's health check runs this often on each web dyno (an app may set
+    # its own interval), and this many failures in a row take the dyno out of the routers'
+    # tables until a check passes (an app may set its own number). Kubernetes' probes use
+    # 10 s and 3; a check gets `health_check_timeout` (at most the interval) to answer.
+    health_check_every: float = 10.0
+    health_check_failures: int = 3
+    health_check_timeout: float = 5.0
     # Bytes of log output the agent holds for a slow consumer before dropping lines.
     log_buffer_bytes: int = 4 * 1024 * 1024
     # Heroku's log router (logplex) splits lines longer than 10000 bytes; so do we.
@@ -64,10 +71,14 @@ class AgentConfig:
             "memory interval": self.memory_interval,
             "readiness interval": self.readiness_interval,
             "health-check interval": self.health_check_interval,
+            "health-check every": self.health_check_every,
+            "health-check timeout": self.health_check_timeout,
         }
         for what, value in positive.items():
             if not value > 0:
                 raise ValueError(f"{what} must be > 0 seconds, got {value}")
+        if self.health_check_failures < 1:
+            raise ValueError(f"health-check failures must be >= 1, got {self.health_check_failures}")
         if not self.memory_kill_ratio > 1:
             raise ValueError(f"memory kill ratio must be > 1, got {self.memory_kill_ratio}")
         if self.log_buffer_bytes < 1024:

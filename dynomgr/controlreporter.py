@@ -69,7 +69,8 @@ def observed_of_change(change: StateChange) -> dict[str, Any]:
             "state": change.new.value,
             "address": change.address if change.new in _ADDRESSED else None,
             "since": change.at, "restarts": change.restarts, "reason": change.reason,
-            "error_code": change.error_code, **_ending(change.exit_status, change.output)}
+            "error_code": change.error_code, "unhealthy": change.unhealthy,
+            **_ending(change.exit_status, change.output)}
 
 
 def observed_of_dyno(dyno) -> dict[str, Any]:
@@ -79,7 +80,8 @@ def observed_of_dyno(dyno) -> dict[str, Any]:
             "state": dyno.state.value,
             "address": dyno.address if dyno.state in _ADDRESSED else None,
             "since": dyno.since, "restarts": dyno.restarts, "reason": dyno.reason,
-            "error_code": dyno.error_code, **_ending(dyno.exit_status, dyno.output_tail)}
+            "error_code": dyno.error_code, "unhealthy": dyno.unhealthy,
+            **_ending(dyno.exit_status, dyno.output_tail)}
 
 
 def _ending(exit_status: int | None, output: str | None) -> dict[str, Any]:

@@ -34,7 +34,8 @@ from dynomgr.ports import PortsExhausted
 from dynomgr.handover import KeptDyno
 from dynomgr.process import LaunchSpec, WatchedProcess, exit_status, exit_text
 from dynomgr.procfile import command_of
-from dynomgr.readiness import health_check_status
+from dynomgr.health import HealthPolicy, Verdict
+from dynomgr.readiness import health_check_status, poll_health
 from dynomgr.restart import RestartPolicy
 from dynomgr.services import DynoServices
 from dynomgr.slugs import unpack
@@ -68,6 +69,8 @@ class Dyno(HandOver, OneOffRun):
         # Why the last transition happened (a crash's "Boot timeout" and "R10"), for reports.
         self.reason: str | None = None
         self.error_code: str | None = None
+        # Why the running health check took it out of the routers' tables (None: healthy).
+        self.unhealthy: str | None = None
         self.memory_bytes: int | None = None
         self.memory_quota_bytes = assignment.memory_mb * MB
         self._policy = RestartPolicy(services.config.restart, services.clock, services.rng)
@@ -87,6 +90,7 @@ class Dyno(HandOver, OneOffRun):
             # It goes on in the state the previous agent reported: no transition, no restart.
             self.state, self.since, self.address = kept.state, kept.since, kept.address
             self.restarts = kept.restarts
+            self.unhealthy = kept.unhealthy
             self._policy.resume(kept.crashes)
             self._lives = kept.life - 1
 
@@ -273,6 +277,7 @@ class Dyno(HandOver, OneOffRun):
 
         if self.state is DynoState.STARTING:  # not yet marked up by the port watcher
             self._mark_up(life)
+        self._start_health_poll(life)
         cycle_in = None
         if self.is_one_off:  # never cycled: its time limit ends it instead
             cycle_in = self._one_off_timeout(life)
@@ -325,6 +330,33 @@ class Dyno(HandOver, OneOffRun):
             if status is not None and 200 <= status < 400:
                 return
             await asyncio.sleep(interval)
+
+    def _start_health_poll(self, life: Life) -> None:
+        """Up: a web dyno whose app has a health check is checked on, not only at boot."""
+        path = self.assignment.health_check
+        if path is None or life.port is None:
+            return
+        cfg, a = self.services.config, self.assignment
+        interval = a.health_check_interval or cfg.health_check_every
+        policy = HealthPolicy(path, a.health_check_failures or cfg.health_check_failures,
+                              min(cfg.health_check_timeout, interval),
+                              unhealthy=self.unhealthy is not None)  # an adopted dyno's
+        life.health_poll = asyncio.ensure_future(poll_health(
+            life.port, policy, interval, lambda verdict: self._health_changed(policy, verdict)))
+
+    def _health_changed(self, policy: HealthPolicy, verdict: Verdict) -> None:
+        """Reported like a state change from `up` to `up` (events.py words it), so that the
+        control plane takes the dyno out of (or back into) its app's route entry."""
+        if self.state is not DynoState.UP:
+            return  # on its way down: that change says all
+        self.unhealthy = policy.reason() if verdict is Verdict.UNHEALTHY else None
+        change = StateChange(dyno=self.ref, old=DynoState.UP, new=DynoState.UP,
+                             at=self.services.wallclock(), address=self.address, pid=self.pid,
+                             restarts=self.restarts, unhealthy=self.unhealthy)
+        self.since = change.at  # a report is applied only if newer than the last one
+        self.reason = self.error_code = None
+        self.services.metrics.health_changes.labels(verdict.value).inc()
+        self.services.reporter.state_changed(change)
 
     # Ways a life ends.
 
@@ -421,6 +453,8 @@ class Dyno(HandOver, OneOffRun):
     async def _teardown(self, life: Life) -> None:
         """Undo everything a life created. Nothing of the dyno survives its life."""
         svc = self.services
+        if life.health_poll is not None:
+            await _cancel(life.health_poll)
         if life.listening is not None:
             svc.listen.forget(life.port, life.listening)
         await self._close_session(life)
@@ -524,6 +558,7 @@ class Dyno(HandOver, OneOffRun):
         )
         self.state, self.since = new, change.at
         self.reason, self.error_code = reason, code
+        self.unhealthy = None  # health is a running web dyno's; a new state starts afresh
         svc.metrics.state_changes.labels(new.value).inc()
         svc.reporter.state_changed(change)
 

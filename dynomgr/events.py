@@ -40,10 +40,22 @@ class StateChange:
     # and the tail of its output, which a release phase's release keeps.
     exit_status: int | None = None
     output: str | None = None
+    # A running web dyno that failed its health check N times in a row: why (None: healthy).
+    # A change from `up` to `up` is a change of health only (dynomgr/health.py).
+    unhealthy: str | None = None
+
+    def words(self) -> str:
+        """Heroku's wording of the change; for a change of health only, ours."""
+        if self.old is self.new:
+            if self.unhealthy is not None:
+                return (f"Health check failed: {self.unhealthy}; out of the routers' tables "
+                        "until a check passes")
+            return "Health check passed; back in the routers' tables"
+        return f"State changed from {self.old} to {self.new}"
 
     def message(self) -> str:
         """Heroku's wording, plus the address when there is one (routers want it)."""
-        text = f"State changed from {self.old} to {self.new}"
+        text = self.words()
         if self.address is not None and self.new in (DynoState.STARTING, DynoState.UP):
             text += f" ({self.address})"
         return text

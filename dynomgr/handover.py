@@ -14,6 +14,8 @@ to go on watching that dyno as if it had started it, under the same identity:
     restarts           crash restarts so far (reported by `ps`)
     crashes            crashes in a row so far: the restart back-off goes on from there
                        (0 when absent, as in records of the first version)
+    unhealthy          why its health check last took it out of the routers' tables, or
+                       null (absent in older records: healthy)
     launched_at        Unix time the process started (daily cycling counts from it)
     directory          its $HOME
     outputs            its stdout and stderr FIFOs (dynomgr/outputfifo.py), each as
@@ -63,6 +65,7 @@ class KeptDyno:
     directory: Path
     outputs: tuple[tuple[Path, bytes], ...]  # (FIFO, unfinished line) for stdout, stderr
     crashes: int = 0
+    unhealthy: str | None = None  # as last reported: the next agent's health check goes on
 
     @property
     def record_id(self) -> str:
@@ -80,7 +83,7 @@ class KeptDyno:
                 "cgroup": str(self.cgroup) if self.cgroup is not None else None,
                 "port": self.port, "address": self.address, "state": self.state.value,
                 "since": self.since, "restarts": self.restarts, "crashes": self.crashes,
-                "launched_at": self.launched_at, "directory": str(self.directory),
+                "unhealthy": self.unhealthy, "launched_at": self.launched_at, "directory": str(self.directory),
                 "outputs": [{"path": str(path), "tail": tail.hex()} for path, tail in self.outputs],
                 "assignment": dump_assignment(self.assignment),
             },
@@ -111,6 +114,7 @@ def parse_kept(record: dict[str, Any], schemes: frozenset[str]) -> KeptDyno:
             state=state, since=float(raw["since"]), restarts=_int(raw["restarts"]),
             launched_at=float(raw["launched_at"]), directory=Path(_text(raw["directory"])),
             outputs=_outputs(raw), crashes=_int(raw.get("crashes", 0)),
+            unhealthy=raw.get("unhealthy") if isinstance(raw.get("unhealthy"), str) else None,
         )  # fmt: skip
     except HandoverError:
         raise

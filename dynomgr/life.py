@@ -39,6 +39,7 @@ class Life:
     kept: bool = False  # handed over to the next agent: teardown leaves everything as it is
     session: Any = None  # an attached one-off dyno's AttachSession (dynomgr/attach.py)
     hang_up: asyncio.Task | None = None  # stops the dyno when its session ends
+    health_poll: asyncio.Task | None = None  # the running health check (readiness.py)
 
     def record_id(self, ref: DynoRef) -> str:
         return f"{ref.instance}-{self.number}"

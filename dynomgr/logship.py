@@ -21,7 +21,7 @@ from dynomgr.events import LogLine, StateChange
 
 def state_line(change: StateChange) -> str:
     """Heroku's wording, without the address the stdout line adds for routers' sake."""
-    return f"State changed from {change.old} to {change.new}"
+    return change.words()
 
 
 def encode(at: float, source: str, process: str, text: str) -> bytes:

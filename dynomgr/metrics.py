@@ -69,6 +69,10 @@ class AgentMetrics:
         self.state_changes = Counter(
             "dynomgr_state_changes", "State changes, by the state entered", ["state"], registry=r
         )
+        self.health_changes = Counter(
+            "dynomgr_health_changes", "Running web dynos that became unhealthy (N failed health "
+            "checks in a row) or healthy again", ["to"], registry=r,
+        )  # fmt: skip
         self.errors = Counter(
             "dynomgr_dyno_errors", "Platform errors by Heroku code (R10, R12, R14, R15, R17, ...)",
             ["code"], registry=r,

@@ -17,6 +17,8 @@ import socket
 import struct
 from typing import Callable
 
+from dynomgr.health import Check, HealthPolicy, Verdict
+
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
@@ -154,6 +156,19 @@ async def accepts(host: str, port: int) -> bool:
     return True
 
 
+async def poll_health(port: int, policy: HealthPolicy, interval: float,
+                      changed: Callable[[Verdict], None]) -> None:
+    """Check a running web dyno's health path every `interval` (each check answered within
+    the policy's timeout or counted failed) until cancelled with its life; tell `changed` of
+    each change of health the policy decides."""
+    while True:
+        await asyncio.sleep(interval)
+        status = await health_check_status("127.0.0.1", port, policy.path, policy.timeout)
+        verdict = policy.observe(Check(status))
+        if verdict is not Verdict.SAME:
+            changed(verdict)
+
+
 async def health_check_status(host: str, port: int, path: str, timeout: float) -> int | None:
     """Status code of `GET path` on the dyno, or None when it did not answer in time."""
     try:
@@ -165,7 +180,8 @@ async def health_check_status(host: str, port: int, path: str, timeout: float) -
         request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: dynomesh-dynomgr\r\nConnection: close\r\n\r\n"
         writer.write(request.encode("latin-1"))
         status_line = await asyncio.wait_for(reader.readline(), timeout)
-    except (OSError, asyncio.TimeoutError):
+    except (OSError, asyncio.TimeoutError, ValueError):
+        # ValueError: a first line longer than the reader's limit, not an HTTP status line.
         return None
     finally:
         writer.close()

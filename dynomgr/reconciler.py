@@ -33,7 +33,9 @@ def change_reason(old: Assignment, new: Assignment) -> str:
             ("config vars", dict(old.env), dict(new.env)),
             ("slug", old.slug, new.slug),
             ("memory size", old.memory_mb, new.memory_mb),
-            ("health check", old.health_check, new.health_check),
+            ("health check", (old.health_check, old.health_check_interval,
+                              old.health_check_failures),
+             (new.health_check, new.health_check_interval, new.health_check_failures)),
             ("process type", old.type, new.type),
         )
         if a != b

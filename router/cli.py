@@ -15,6 +15,8 @@ import signal
 import sys
 from pathlib import Path
 
+from dynomesh.bytesize import ByteSizeError, parse_byte_size
+
 from router import tableload
 from router.config import ConfigError, Endpoint, Limits, RouterConfig, parse_networks
 from router.routes import RoutesError
@@ -145,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
         limits.add_argument(option, type=int, default=getattr(defaults.limits, name),
                             dest=name, metavar="N" if name == "headers" else "BYTES",
                             help=f"{text} (default %(default)s)")
+    limits.add_argument("--max-body-size", type=_byte_size, default=defaults.max_body_bytes,
+                        metavar="SIZE", help="largest request body, e.g. 10MB (K, M, G: powers "
+                        "of 1024); larger gets 413 (H25); 0 for no limit; an app's entry may set "
+                        "its own (default: no limit)")
     edge = parser.add_argument_group("behind a load balancer")
     edge.add_argument("--trusted-proxies", default="", metavar="CIDR[,CIDR]",
                       help="peers whose X-Forwarded-Proto/-Port are kept and who are not "
@@ -169,7 +175,14 @@ def config_from_args(args: argparse.Namespace) -> RouterConfig:
         tls_default_key=args.tls_default_key,
         limits=limits, trusted_proxies=parse_networks(args.trusted_proxies, "--trusted-proxies"),
         proxy_protocol=args.proxy_protocol, workers=args.workers, reuse_port=args.reuse_port,
-        worker_id=args.worker_id, **numbers)
+        worker_id=args.worker_id, max_body_bytes=args.max_body_size, **numbers)
+
+
+def _byte_size(text: str) -> int:
+    try:
+        return parse_byte_size(text)
+    except ByteSizeError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def name_of(config: RouterConfig) -> str:

@@ -116,6 +116,10 @@ class RouterConfig:
     # To the first response byte, counted once the request is sent (Heroku's H12: 30 s).
     # An app's entry may set its own (`request_timeout` in the routes format).
     request_timeout: float = 30.0
+    # The largest request body, in bytes (0: no limit, as on Heroku): a larger Content-Length
+    # gets 413 (H25) before a dyno is asked, a chunked body is cut when it grows past it.
+    # An app's entry may set its own (`max_body_bytes` in the routes format).
+    max_body_bytes: int = 0
     # No byte either way for this long once the response started, or while the client sends
     # its body: H15 (the dyno is idle) or H28 (the client is). Heroku's rolling 55 s window.
     idle_timeout: float = 55.0
@@ -174,6 +178,8 @@ class RouterConfig:
             raise ConfigError("--connect-attempts: must be at least 1")
         if self.max_in_flight_per_dyno < 1:
             raise ConfigError("--max-in-flight-per-dyno: must be at least 1")
+        if self.max_body_bytes < 0:
+            raise ConfigError("--max-body-size: must not be negative (0: no limit)")
         if self.pool_max_idle < 0:
             raise ConfigError("--pool-max-idle: must not be negative")
         if self.pool_window < 1:

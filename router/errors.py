@@ -43,7 +43,7 @@ class RouterError:
 
 
 _REASONS = {400: "Bad Request", 404: "Not Found", 408: "Request Timeout",
-            414: "URI Too Long", 417: "Expectation Failed", 499: "Client Closed Request",
+            413: "Content Too Large", 414: "URI Too Long", 417: "Expectation Failed", 499: "Client Closed Request",
             501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
             505: "HTTP Version Not Supported"}
 
@@ -116,6 +116,11 @@ BAD_RESPONSE = RouterError(
 RESPONSE_TOO_LARGE = RouterError(
     "H25", 502, "HTTP Restriction", "Application error",
     "The app sent a status line or header larger than the router accepts.")
+# Heroku's H25 ("HTTP Restriction") is its code for a request or response beyond a routing
+# limit; here also for a request body over the app's maximum (RFC 9110 §15.5.14: 413).
+BODY_TOO_LARGE = RouterError(
+    "H25", 413, "Request body too large", "Request body too large",
+    "The request's body is larger than this app accepts.")
 MAINTENANCE = RouterError(
     "H80", 503, "Maintenance mode", "Down for maintenance",
     "This app is undergoing maintenance. Please check back soon.", level="info")

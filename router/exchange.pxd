@@ -14,7 +14,7 @@ from router.upstream cimport UpstreamConnection
 cdef int QUEUED, CONNECTING, FORWARDING, RESPONDING, DONE
 cdef int AWAITING_DYNO, PEER_BUFFER_FULL, EXPECT_CONTINUE
 cdef tuple PHASE_ALLOWED
-cdef object CHUNKED, NONE, _RUNNING
+cdef object CHUNKED, LENGTH, NONE, _RUNNING
 cdef bytes _CONTINUE, _CRLF
 cdef double _NEVER
 
@@ -42,6 +42,7 @@ cdef class Exchange:
     cdef public long connect_ms
     cdef public double sent_at
     cdef public Py_ssize_t nbytes
+    cdef public Py_ssize_t body_seen
 
     cdef void _move(self, int to) except *
     @cython.locals(backend=AppBackend, metrics=AppMetrics)
@@ -49,9 +50,11 @@ cdef class Exchange:
     cdef bint _answer_challenge(self, dict challenges) except -1
     @cython.locals(pool=DynoPool, conn=UpstreamConnection, in_flight=long)
     cdef _attempt(self)
+    cdef bint _over_limit(self) except -1
     cdef _connect(self, DynoPool pool)
     @cython.locals(sent_at=double)
     cdef _attach(self, UpstreamConnection conn)
+    @cython.locals(seen=Py_ssize_t, backend=AppBackend)
     cpdef request_body(self, data)
     cpdef request_ended(self, list trailers)
     cpdef flush_request(self)  # cpdef: the HTTP/2 stream (a Python class) calls it too

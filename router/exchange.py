@@ -22,9 +22,9 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from router import errors
-from router.errors import RouterError
+from router.errors import RequestRejected, RouterError
 from router.flow import AWAITING_DYNO, PEER_BUFFER_FULL
-from router.headers import CHUNKED, EXPECT_CONTINUE, NONE, Framing, last_chunk
+from router.headers import CHUNKED, EXPECT_CONTINUE, LENGTH, NONE, Framing, last_chunk
 from router.limits import valid_host
 from router.retry import Retry
 from router.routes import AppRoute, AppState
@@ -78,6 +78,8 @@ class Exchange:
         # progress
         "phase", "upstream", "pending", "request_complete", "keep_alive", "reused",
         "connect_ms", "sent_at", "status", "nbytes",
+        # the bytes of a chunked body so far, for the app's limit (413, H25)
+        "body_seen",
     )
 
     def __init__(self, client: Downstream, router: Router, method: bytes, target: bytes,
@@ -117,6 +119,7 @@ class Exchange:
         self.sent_at = 0.0
         self.status = 0
         self.nbytes = 0
+        self.body_seen = 0
 
     def _move(self, to: int) -> None:
         """Every change of phase goes through here: checked against states.py's table."""
@@ -155,6 +158,8 @@ class Exchange:
         metrics.in_flight += 1
         if backend.challenges is not None and self._answer_challenge(backend.challenges):
             return
+        if backend.max_body and self.framing is not NONE and self._over_limit():
+            return
         if route.state is _RUNNING and not route.maintenance and backend.pools:
             # In flight beyond the limit (200 per dyno), those waiting in the backlog aside:
             # every dyno has its fill; wait for a place.
@@ -181,6 +186,19 @@ class Exchange:
         if answer is None or self.method not in (b"GET", b"HEAD"):
             return False
         self.fail(answer)
+        return True
+
+    def _over_limit(self) -> bool:
+        """The app limits request bodies: a Content-Length over the limit is answered 413
+        (H25) now, before any dyno is asked and without reading the body (with Expect:
+        100-continue the client never sends it); a chunked body is counted as it arrives
+        (request_body). -> True when the request was answered."""
+        limit = self.backend.max_body
+        # Chunked: what arrived before it was routed (a pipelined request) counts already.
+        size = _content_length(self.head) if self.framing is LENGTH else self.body_seen
+        if size <= limit:
+            return False
+        self.fail(errors.BODY_TOO_LARGE)
         return True
 
     def _attempt(self) -> None:
@@ -296,6 +314,12 @@ class Exchange:
         if self.phase == DONE:
             return  # the exchange ended early (router answer, or the dyno answered already)
         if self.framing is CHUNKED:
+            seen = self.body_seen = self.body_seen + len(data)
+            backend = self.backend
+            if backend is not None and backend.max_body and seen > backend.max_body:
+                # Over the app's limit: 413 if no response began, else the connection is cut
+                # (the client connection answers this as any broken request, via fail()).
+                raise RequestRejected(errors.BODY_TOO_LARGE)
             self.pending += (b"%x\r\n" % len(data), data, _CRLF)
         else:
             self.pending.append(data)
@@ -581,3 +605,10 @@ class Exchange:
             gate.pause(PEER_BUFFER_FULL)
         else:
             gate.resume(PEER_BUFFER_FULL)
+
+
+def _content_length(head: bytes) -> int:
+    """The Content-Length of a request head the rewriter passed (exactly one such field, its
+    value digits: llhttp checked them, repeats of one value were merged)."""
+    start = head.lower().index(b"\r\ncontent-length:") + 17
+    return int(head[start:head.index(b"\r\n", start)])

@@ -19,4 +19,5 @@ cdef class AppBackend:
     cdef public AppMetrics metrics
     cdef public list waiters
     cdef public double request_timeout
+    cdef public Py_ssize_t max_body
     cdef public long max_in_flight

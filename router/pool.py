@@ -101,7 +101,7 @@ class AppBackend:
     """An app's route entry bound to its pools and metrics; rebuilt when the entry changes."""
 
     __slots__ = ("route", "pools", "metrics", "waiters", "backlog", "request_timeout",
-                 "max_in_flight", "challenges")
+                 "max_body", "max_in_flight", "challenges")
 
     def __init__(self, route: AppRoute, pools: tuple[DynoPool, ...], metrics: AppMetrics,
                  waiters: list[Exchange], backlog: Backlog[Exchange],
@@ -115,6 +115,8 @@ class AppBackend:
         self.backlog = backlog
         # The app's own request timeout (routes format), else the router's (H12).
         self.request_timeout = route.request_timeout or config.request_timeout
+        # The app's largest request body (routes format), else the router's; 0: no limit.
+        self.max_body = route.max_body_bytes or config.max_body_bytes
         # Requests in flight, 200 per web dyno (Heroku's number); more wait in the backlog,
         # whose depth scales with the dynos too.
         dynos = max(1, len(pools))

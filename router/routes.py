@@ -77,6 +77,8 @@ class AppRoute:
     # ACME HTTP-01 challenges to answer for the app's hosts: (token, key authorization) pairs
     # (router/challenges.py). Empty for nearly every app, nearly always.
     acme_challenges: tuple[tuple[str, str], ...] = ()
+    # The largest request body this app takes (larger: 413, H25); None = the router default.
+    max_body_bytes: int | None = None
 
 
 # RFC 1123 host names: labels of letters, digits and hyphens, not starting or ending with a hyphen.
@@ -185,6 +187,7 @@ def parse_app(raw: Any, path: str) -> AppRoute:
     timeout = _field(raw, "request_timeout", path, (int, float), None)
     if timeout is not None and not timeout > 0:
         raise RoutesError(f"{path}.request_timeout", "must be a number of seconds above 0")
+<<<<<<< HEAD
     challenges_raw = _field(raw, "acme_challenges", path, list, [])
     challenges = tuple(parse_challenge(c, f"{path}.acme_challenges[{i}]")
                        for i, c in enumerate(challenges_raw))
@@ -224,6 +227,14 @@ def parse_challenge(raw: Any, path: str) -> tuple[str, str]:
         raise RoutesError(f"{path}.key_authorization",
                           "missing, or not the token, '.', and a base64url thumbprint")
     return token, answer
+=======
+    max_body = _field(raw, "max_body_bytes", path, int, None)
+    if max_body is not None and max_body < 1:
+        raise RoutesError(f"{path}.max_body_bytes", "must be a number of bytes above 0")
+    return AppRoute(name=name, hosts=hosts, state=state, maintenance=maintenance, dynos=dynos,
+                    request_timeout=None if timeout is None else float(timeout),
+                    max_body_bytes=max_body)
+>>>>>>> routersettings
 
 
 @dataclass(frozen=True, slots=True)

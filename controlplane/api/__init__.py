@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from controlplane.api import (addons, apps, builds, certs, drains, dynos, feeds, logs, oneoffs,
-                              pool, releases, tokens, vms)
+                              pool, releases, routersettings, tokens, vms)
 from controlplane.api.auth import auth_middleware
 from controlplane.api.bodies import MAX_REPORT_BYTES
 from controlplane.api.context import CONTEXT, ApiContext
@@ -46,6 +46,8 @@ def make_app(context: ApiContext) -> web.Application:
         web.get(_APP + "/features", apps.list_features),
         web.get(_APP + "/features/{feature}", apps.get_feature),
         web.patch(_APP + "/features/{feature}", apps.update_feature),
+        web.get(_APP + "/router-settings", routersettings.get_router_settings),
+        web.patch(_APP + "/router-settings", routersettings.update_router_settings),
         web.get(_APP + "/config-vars", releases.get_config),
         web.patch(_APP + "/config-vars", releases.update_config),
         web.post(_APP + "/slugs", releases.upload_slug),

@@ -120,6 +120,7 @@ def dyno(app: App, dyno: Dyno) -> dict[str, Any]:
             "since": unix_iso(dyno.state_since) if dyno.state_since else dyno.created_at,
             "vm": dyno.vm_id, "address": dyno.address, "restarts": dyno.restarts,
             "reason": dyno.reason, "error_code": dyno.error_code, "serving": dyno.serving,
+            "unhealthy": dyno.unhealthy,
             "taking_out": dyno.take_out.value if dyno.take_out else None,
             "restart_generation": dyno.restart_generation, "created_at": dyno.created_at,
             "one_off": one_off(dyno)}

@@ -85,7 +85,9 @@ def observed(item: Any, where: str) -> ObservedReport:
         id=dyno_id, state=state, since=float(since), address=address, restarts=restarts,
         reason=_optional_text(item, "reason", where, 500),
         error_code=_optional_text(item, "error_code", where, 16), release=release,
-        exit_status=exit_status, output=_optional_text(item, "output", where, MAX_OUTPUT))
+        exit_status=exit_status, output=_optional_text(item, "output", where, MAX_OUTPUT),
+        unhealthy=_optional_text(item, "unhealthy", where, 500) if state is ObservedState.UP
+        else None)
 
 
 def _observed_list(body: dict, field: str) -> list[ObservedReport]:

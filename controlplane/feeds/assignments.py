@@ -35,6 +35,21 @@ def _one_off_fields(assignment: Assignment) -> dict[str, Any]:
             "tty": list(spec.tty) if spec.tty else None, "timeout": spec.timeout}
 
 
+def _health_fields(assignment: Assignment) -> dict[str, Any]:
+    """The app's health check, for its formation's web dynos only (the ones routers reach);
+    interval and failures only when the app set them (else the dyno manager's flags)."""
+    dyno = assignment.dyno
+    path = assignment.health_check_path
+    if path is None or not dyno.is_web or dyno.one_off is not None:
+        return {"health_check": None}
+    fields: dict[str, Any] = {"health_check": path}
+    if assignment.health_check_interval is not None:
+        fields["health_check_interval"] = assignment.health_check_interval
+    if assignment.health_check_failures is not None:
+        fields["health_check_failures"] = assignment.health_check_failures
+    return fields
+
+
 def assignment_entries(assignments: Iterable[Assignment],
                        base_url: str) -> dict[str, dict[str, Any]]:
     """dyno id -> its assignment entry; `base_url` is where dyno managers fetch slugs."""
@@ -51,6 +66,6 @@ def assignment_entries(assignments: Iterable[Assignment],
             "type": dyno.type, "release": dyno.release,
             "slug": {"url": slug_url(base_url, assignment.slug_id),
                      "sha256": assignment.checksum.removeprefix("sha256:")},
-            "memory_mb": dyno.memory_mb, "health_check": None,
+            "memory_mb": dyno.memory_mb, **_health_fields(assignment),
             "restart": dyno.restart_generation, **_one_off_fields(assignment)}
     return entries

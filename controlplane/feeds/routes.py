@@ -10,8 +10,11 @@ apply, so the rules below are unit-tested without a database.
   none could be placed on a VM (no room: "no web dynos running" is the truth, and better
   than a request queue that ends in H20); `crashed` when every serving web dyno crashed (H10);
   else `booting`: requests queue at the router until a dyno is up.
-- `dynos`: the routable web dynos (serving, reported up with an address, not being taken
-  out), by number. Preboot dynos are not serving until the switch.
+- `dynos`: the routable web dynos (serving, reported up with an address, not unhealthy, not
+  being taken out), by number. Preboot dynos are not serving until the switch. When every
+  serving web dyno is unhealthy the app is `booting`: requests wait for one to pass again.
+- `request_timeout`, `max_body_bytes`: the app's own router settings (`config:router`), only
+  when set; absent, each router's flag decides.
 - `certificates`: only for an app that has some: chain and private key (opened by `unseal`,
   the feed hub's; one it cannot open is left out), oldest first.
 - `acme_challenges`: only while an ACME HTTP-01 challenge for one of its domains is being
@@ -57,4 +60,8 @@ def route_entry(facts: RouteFacts,
     if facts.acme_challenges:
         entry["acme_challenges"] = [{"token": token, "key_authorization": answer}
                                     for token, answer in facts.acme_challenges]
+    if facts.request_timeout is not None:
+        entry["request_timeout"] = facts.request_timeout
+    if facts.max_body_bytes is not None:
+        entry["max_body_bytes"] = facts.max_body_bytes
     return entry

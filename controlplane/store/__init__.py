@@ -8,9 +8,10 @@
 `store.drains` (log drains, their delivery leases), `store.builds` (source built into slugs),
 `store.nodes` (control nodes, scheduler leadership), `store.fleet` (a scheduling pass),
 `store.addons` (add-ons attached to apps), `store.oneoffs` (one-off dynos: `dynomesh run`,
-release phases), `store.pool` (the VMs the pool launched, its limits and errors) and
+release phases), `store.pool` (the VMs the pool launched, its limits and errors),
 `store.certs` (apps' TLS certificates, keys sealed), `store.acme` (automatic
-certificates: the ACME account, the apps that asked, each domain's state)
+certificates: the ACME account, the apps that asked, each domain's state) and
+`store.router_settings` (per-app router settings, `config:router`)
 group the operations by concept; each runs in its own transaction (`store.fleet.scheduling`
 hands out one pass's) and raises only `store.errors` classes. `store/feeds.py` has the feeds'
 reads, which run in the caller's read transaction.
@@ -37,6 +38,7 @@ from controlplane.store.oneoffs import OneOffStore
 from controlplane.store.pool import PoolStore
 from controlplane.store.releases import ReleaseStore
 from controlplane.store.revision import ChangeLog, Feed
+from controlplane.store.routersettings import RouterSettingsStore
 from controlplane.store.tokens import TokenStore
 from controlplane.store.vms import VmStore
 
@@ -78,6 +80,7 @@ class Store:
         self.pool = PoolStore(db)
         self.certs = CertificateStore(db)
         self.acme = AcmeStore(db)
+        self.router_settings = RouterSettingsStore(db)
 
     @classmethod
     async def open(cls, db: Database) -> "Store":

@@ -190,6 +190,22 @@ ACME_MIGRATION = Migration(11, "automatic certificates: ACME account, apps, stat
     "CREATE INDEX acme_domains_app ON acme_domains (app_id)",
 ))
 
+# Per-app router settings (controlplane/routersettings.py, `config:router`): one row per app
+# that set any; NULL in a column means the router's or dyno manager's own flag decides.
+# `dynos.unhealthy`: why a running web dyno failed its health check N times in a row, as its
+# dyno manager reported it (NULL: healthy); such a dyno is left out of the route entry.
+ROUTER_SETTINGS_MIGRATION = Migration(12, "per-app router settings; unhealthy web dynos", (
+    """CREATE TABLE router_settings (
+        app_id TEXT PRIMARY KEY REFERENCES apps (id) ON DELETE CASCADE,
+        request_timeout DOUBLE PRECISION,
+        max_body_bytes BIGINT,
+        health_check_path TEXT,
+        health_check_interval DOUBLE PRECISION,
+        health_check_failures INTEGER,
+        updated_at TEXT NOT NULL)""",
+    "ALTER TABLE dynos ADD COLUMN unhealthy TEXT",
+))
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "revision counter, change log, apps, slugs, releases, config, formation, "
                  "domains, features, tokens", (
@@ -386,6 +402,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     POOL_MIGRATION,
     CERTIFICATES_MIGRATION,
     ACME_MIGRATION,
+    ROUTER_SETTINGS_MIGRATION,
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -361,6 +361,9 @@ class Dyno:
     one_off: OneOff | None = None  # None: a dyno of the formation
     # A drain twin: the id of the dyno on a draining VM it takes over from (scheduler/drain.py).
     replaces: str | None = None
+    # Why a running web dyno failed its app's health check N times in a row, as its dyno
+    # manager reported it ("GET /health → 503 ×3"); None while healthy. Not routable then.
+    unhealthy: str | None = None
 
     @property
     def name(self) -> str:
@@ -372,10 +375,11 @@ class Dyno:
 
     @property
     def routable(self) -> bool:
-        """Listed in its app's route entry: a serving web dyno reported up, not being taken out."""
+        """Listed in its app's route entry: a serving web dyno reported up (and not unhealthy),
+        not being taken out."""
         return (self.is_web and self.serving and self.take_out is None
                 and self.vm_id is not None and self.state is ObservedState.UP
-                and bool(self.address))
+                and bool(self.address) and self.unhealthy is None)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "Dyno":
@@ -390,7 +394,7 @@ class Dyno:
                    optional("take_out_at", float), optional("state", ObservedState),
                    row["address"], optional("state_since", float), int(row["restarts"]),
                    row["reason"], row["error_code"], row["created_at"],
-                   optional("one_off", OneOff.from_json), row["replaces"])
+                   optional("one_off", OneOff.from_json), row["replaces"], row["unhealthy"])
 
 
 @dataclass(frozen=True)
@@ -409,6 +413,8 @@ class ObservedReport:
     # and the tail of its output (a release phase's, shown by `releases`).
     exit_status: int | None = None
     output: str | None = None
+    # A running web dyno that failed its health check N times in a row: why (None: healthy).
+    unhealthy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -502,6 +508,9 @@ class RouteFacts:
     certificates: tuple[SealedCertificate, ...] = ()  # oldest first
     # ACME HTTP-01 challenges being validated: (token, key authorization), by token
     acme_challenges: tuple[tuple[str, str], ...] = ()
+    # The app's own router settings (`config:router`); None: the router's flag decides.
+    request_timeout: float | None = None
+    max_body_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -513,6 +522,11 @@ class Assignment:
     slug_id: str | None
     checksum: str | None  # "sha256:<hex>"; None only if the release lost its slug
     config: dict[str, str]
+    # The app's health check for its web dynos (`config:router`); None: no check (interval and
+    # failures None: the dyno manager's flags decide).
+    health_check_path: str | None = None
+    health_check_interval: float | None = None
+    health_check_failures: int | None = None
 
 
 class AddonState(str, enum.Enum):

@@ -116,11 +116,13 @@ async def apply_reports(tx: Transaction, vm_id: str,
             continue
         after = replace(dyno, state=report.state, address=report.address,
                         state_since=report.since, restarts=report.restarts,
-                        reason=report.reason, error_code=report.error_code)
+                        reason=report.reason, error_code=report.error_code,
+                        unhealthy=report.unhealthy)
         await tx.execute(
             "UPDATE dynos SET state = $1, address = $2, state_since = $3, restarts = $4, "
-            "reason = $5, error_code = $6 WHERE id = $7", report.state.value, report.address,
-            report.since, report.restarts, report.reason, report.error_code, dyno.id)
+            "reason = $5, error_code = $6, unhealthy = $7 WHERE id = $8", report.state.value,
+            report.address, report.since, report.restarts, report.reason, report.error_code,
+            report.unhealthy, dyno.id)
         known[dyno.id] = (after, app_name)
         applied += 1
         if dyno.replaces is not None and dyno.state != after.state:
@@ -128,7 +130,8 @@ async def apply_reports(tx: Transaction, vm_id: str,
         if not dyno.is_web:
             continue
         if dyno.serving and dyno.take_out is None:
-            if (dyno.state, dyno.address) != (after.state, after.address):
+            if ((dyno.state, dyno.address, dyno.unhealthy)
+                    != (after.state, after.address, after.unhealthy)):
                 await tx.record_change(Feed.ROUTES, app_name)
         elif not dyno.serving and dyno.state != after.state:
             await tx.record_change(Feed.FORMATION, app_name)  # a preboot may switch now

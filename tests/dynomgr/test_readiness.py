@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from dynomgr.readiness import ListenWatcher, NetlinkListening, health_check_status
+from dynomgr.health import HealthPolicy, Verdict
+from dynomgr.readiness import ListenWatcher, NetlinkListening, health_check_status, poll_health
 
 
 def netlink_available() -> bool:
@@ -89,3 +90,29 @@ async def test_health_check_status_reads_the_status_line():
         assert await health_check_status("127.0.0.1", port, "/ok", timeout=2) == 200
         assert await health_check_status("127.0.0.1", port, "/booting", timeout=2) == 503
     assert await health_check_status("127.0.0.1", port, "/ok", timeout=2) is None
+
+
+async def test_the_running_health_check_reports_out_after_n_failures_and_back_after_a_pass():
+    answers = [b"503 Service Unavailable", b"HTTP/1.1 200 OK" * 10000, b"200 OK"]
+    changes: asyncio.Queue = asyncio.Queue()
+
+    async def handle(reader, writer):
+        await reader.readline()
+        # 503, then a first line too long to be a status line, then healthy for good.
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        writer.write(b"HTTP/1.1 " + answer + b"\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    policy = HealthPolicy("/health", failures=2, timeout=2)
+    async with server:
+        poll = asyncio.ensure_future(poll_health(port, policy, 0.001, changes.put_nowait))
+        try:
+            async with asyncio.timeout(10):
+                assert await changes.get() is Verdict.UNHEALTHY
+                assert policy.reason() == "GET /health → no HTTP answer in 2 s ×2"
+                assert await changes.get() is Verdict.HEALTHY
+        finally:
+            poll.cancel()

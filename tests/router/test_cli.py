@@ -97,6 +97,7 @@ def test_bad_settings_are_named_with_their_flag(tmp_path):
         (["--max-header-line", "10"], "--max-header-line: must be a whole number of at least 64"),
         (["--workers", "0"], "--workers: 1 to 256"),
         (["--listen-backlog", "0"], "--listen-backlog: 1 to 65535, not 0"),
+        (["--max-body-size", "lots"], "--max-body-size: 'lots' is not a size"),
     ]:
         result = run_router("--routes", routes, *flags)
         assert result.returncode == 2 and message in result.stderr, (flags, result.stderr)
@@ -106,6 +107,6 @@ def test_help_lists_timeouts_limits_and_the_balancer_options():
     result = subprocess.run(dynomesh_argv("router", "--help"), env=dynomesh_env(),
                             capture_output=True, text=True, timeout=60)
     for text in ("--request-timeout", "--idle-timeout", "--header-timeout", "--drain-timeout",
-                 "--max-request-line", "--trusted-proxies", "--proxy-protocol", "--workers",
+                 "--max-request-line", "--max-body-size", "--trusted-proxies", "--proxy-protocol", "--workers",
                  "SIGHUP reloads", "docs/router.md"):
         assert text in result.stdout, text

@@ -10,6 +10,7 @@ from controlplane.cli.context import link, unlink
 from controlplane.cli.errors import usage
 from controlplane.cli.output import emit_json, table
 from controlplane.cli.registry import command, no_arguments, runs
+from controlplane.routersettings import settings_lines
 
 
 def app_path(name: str) -> str:
@@ -59,7 +60,8 @@ async def _(args, session):
               " commands run here need no --app")
 
 
-@command("apps:info", "show an app: URL, release, formation, domains, features",
+@command("apps:info", "show an app: URL, release, formation, domains, features, router "
+         "settings",
          example="dynomesh apps:info --app hello\ndynomesh apps:info --json", json=True)
 def apps_info(parser):
     no_arguments(parser)
@@ -69,13 +71,14 @@ def apps_info(parser):
 async def _(args, session):
     path = app_path(session.app())
     app = await session.api.get(path)
-    releases, formation, domains, features = await asyncio.gather(
+    releases, formation, domains, features, router = await asyncio.gather(
         session.api.get(path + "/releases?limit=1"), session.api.get(path + "/formation"),
-        session.api.get(path + "/domains"), session.api.get(path + "/features"))
+        session.api.get(path + "/domains"), session.api.get(path + "/features"),
+        session.api.get(path + "/router-settings"))
     current = next((r for r in releases if r["current"]), None)
     if args.json:
         return emit_json({"app": app, "current_release": current, "formation": formation,
-                          "domains": domains, "features": features})
+                          "domains": domains, "features": features, "router_settings": router})
     release = f"v{current['version']} ({current['description']})" if current else "none yet"
     dynos = ", ".join(f"{f['type']}={f['quantity']}:{f['size']}" for f in formation) or "none"
     enabled = ", ".join(f["name"] for f in features if f["enabled"]) or "none"
@@ -83,8 +86,14 @@ async def _(args, session):
                          ("Release", release), ("Formation", dynos),
                          ("Domains", ", ".join(d["hostname"] for d in domains)),
                          ("Maintenance", "on" if app["maintenance"] else "off"),
-                         ("Features", enabled), ("Created", app["created_at"])):
+                         ("Features", enabled), ("Router", _router_text(router)),
+                         ("Created", app["created_at"])):
         print(f"{label + ':':<13}{value}")
+
+
+def _router_text(settings: dict) -> str:
+    """`config:router` on one line: `request timeout 120 s, max body size 10 MB, ...`."""
+    return ", ".join(f"{label.lower()} {value}" for label, value in settings_lines(settings))
 
 
 @command("apps:destroy", "delete an app with its releases, slugs, config, domains and add-ons",

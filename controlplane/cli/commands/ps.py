@@ -31,6 +31,8 @@ def state_text(dyno: dict) -> str:
     if dyno["state"] == "crashed" and (dyno["error_code"] or dyno["reason"]):
         why = ": ".join(filter(None, (dyno["error_code"], dyno["reason"])))
         text += f" ({why})"
+    elif dyno["state"] == "up" and dyno.get("unhealthy"):
+        text += f" (unhealthy: {dyno['unhealthy']})"  # out of the routers' tables
     if dyno["taking_out"] == "stop":
         text += ", stopping"
     elif dyno["taking_out"] == "restart":
