@@ -187,16 +187,19 @@ def parse_app(raw: Any, path: str) -> AppRoute:
     timeout = _field(raw, "request_timeout", path, (int, float), None)
     if timeout is not None and not timeout > 0:
         raise RoutesError(f"{path}.request_timeout", "must be a number of seconds above 0")
-<<<<<<< HEAD
     challenges_raw = _field(raw, "acme_challenges", path, list, [])
     challenges = tuple(parse_challenge(c, f"{path}.acme_challenges[{i}]")
                        for i, c in enumerate(challenges_raw))
     certificates_raw = _field(raw, "certificates", path, list, [])
     certificates = tuple(parse_certificate(c, f"{path}.certificates[{i}]")
                          for i, c in enumerate(certificates_raw))
+    max_body = _field(raw, "max_body_bytes", path, int, None)
+    if max_body is not None and max_body < 1:
+        raise RoutesError(f"{path}.max_body_bytes", "must be a number of bytes above 0")
     return AppRoute(name=name, hosts=hosts, state=state, maintenance=maintenance, dynos=dynos,
                     request_timeout=None if timeout is None else float(timeout),
-                    certificates=certificates, acme_challenges=challenges)
+                    max_body_bytes=max_body, certificates=certificates,
+                    acme_challenges=challenges)
 
 
 def parse_certificate(raw: Any, path: str) -> RouteCertificate:
@@ -227,14 +230,6 @@ def parse_challenge(raw: Any, path: str) -> tuple[str, str]:
         raise RoutesError(f"{path}.key_authorization",
                           "missing, or not the token, '.', and a base64url thumbprint")
     return token, answer
-=======
-    max_body = _field(raw, "max_body_bytes", path, int, None)
-    if max_body is not None and max_body < 1:
-        raise RoutesError(f"{path}.max_body_bytes", "must be a number of bytes above 0")
-    return AppRoute(name=name, hosts=hosts, state=state, maintenance=maintenance, dynos=dynos,
-                    request_timeout=None if timeout is None else float(timeout),
-                    max_body_bytes=max_body)
->>>>>>> routersettings
 
 
 @dataclass(frozen=True, slots=True)
