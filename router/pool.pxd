@@ -14,7 +14,7 @@ cdef class DynoPool:
 
 
 cdef class AppBackend:
-    cdef public object route, backlog
+    cdef public object route, backlog, affinity
     cdef public tuple pools
     cdef public AppMetrics metrics
     cdef public list waiters

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from router.affinity import AffinityKeyError, SigningKey, parse_keys
+
 
 class AppState(enum.Enum):
     """An app's condition as the control plane sees it; decides what the router answers."""
@@ -61,6 +63,8 @@ class AppRoute:
     dynos: tuple[DynoRoute, ...] = ()
     # Seconds to the first response byte (Heroku's fixed 30 s is H12); None = the router default.
     request_timeout: float | None = None
+    # Heroku's http-session-affinity: a signed cookie pins a client to a dyno (affinity.py).
+    session_affinity: bool = False
 
 
 # RFC 1123 host names: labels of letters, digits and hyphens, not starting or ending with a hyphen.
@@ -166,8 +170,10 @@ def parse_app(raw: Any, path: str) -> AppRoute:
     timeout = _field(raw, "request_timeout", path, (int, float), None)
     if timeout is not None and not timeout > 0:
         raise RoutesError(f"{path}.request_timeout", "must be a number of seconds above 0")
+    affinity = _field(raw, "session_affinity", path, bool, False)
     return AppRoute(name=name, hosts=hosts, state=state, maintenance=maintenance, dynos=dynos,
-                    request_timeout=None if timeout is None else float(timeout))
+                    request_timeout=None if timeout is None else float(timeout),
+                    session_affinity=affinity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +182,18 @@ class RoutesDocument:
 
     apps: tuple[AppRoute, ...]
     revision: int = 0
+    # Session affinity signing keys, newest first (affinity.py); router-wide, not per app.
+    affinity_keys: tuple[SigningKey, ...] = ()
+
+
+def parse_affinity_keys(raw: Any) -> tuple[SigningKey, ...]:
+    """The document's `affinity_keys` (absent: none), or a RoutesError naming the path."""
+    if raw is None:
+        return ()
+    try:
+        return parse_keys(raw)
+    except AffinityKeyError as error:
+        raise RoutesError(error.path, str(error).partition(": ")[2]) from None
 
 
 def parse_routes(raw: Any) -> RoutesDocument:
@@ -189,4 +207,5 @@ def parse_routes(raw: Any) -> RoutesDocument:
     if revision < 0:
         raise RoutesError("revision", "must not be negative")
     apps = tuple(parse_app(a, f"apps[{i}]") for i, a in enumerate(apps_raw))
-    return RoutesDocument(apps=apps, revision=revision)
+    return RoutesDocument(apps=apps, revision=revision,
+                          affinity_keys=parse_affinity_keys(raw.get("affinity_keys")))

@@ -83,6 +83,7 @@ class Router:
         router has served is checked.
         """
         self.table = table
+        self.backends.sign_with(table.affinity_keys)  # (nothing to do unless they changed)
         self.reconcile(changed if changed is not None
                        else [b.route.name for b in self.backends.known()])
 

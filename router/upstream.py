@@ -241,6 +241,8 @@ class UpstreamConnection:
             status, fields, exchange.is_head, exchange.http11,
             exchange.keep_alive and exchange.request_complete, pieces)
         pieces.clear()
+        if exchange.backend.affinity is not None:  # the app has session affinity
+            head = exchange.affinity_cookie(head)
         self._to(BODY)
         self._head = head
         self._unparsed = 0
