@@ -99,6 +99,9 @@ class ControlNode:
 
     async def start(self) -> None:
         """Load the feeds' state, then follow revisions and take part in scheduling."""
+        # Routers sign session affinity cookies with a key from the route feed: the first
+        # start of a store makes it (controlplane/store/affinity.py).
+        await self.context.store.affinity_keys.ensure()
         await self.routes.start()
         await self.assignments.start()
         await self.logs.start()

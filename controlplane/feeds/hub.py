@@ -7,9 +7,10 @@ on the hub and work out what to send from the ring: a follower at revision r nee
 changed after r. Several revisions that arrive together are read at once and reach followers
 as one folded delta.
 
-The route hub also keeps every app's current route entry, so snapshots and deltas for any
-number of routers cost no database reads, and it caches the bytes of the last lines it built
-(routers at the same revision get the same line).
+The route hub also keeps every app's current route entry and the routers' session affinity
+signing keys (a router-wide item, changed under its own change-log key), so snapshots and
+deltas for any number of routers cost no database reads, and it caches the bytes of the last
+lines it built (routers at the same revision get the same line).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from dynomesh.backoff import BackoffPolicy
 from controlplane.feeds.routes import route_entry
 from controlplane.store import errors
+from controlplane.store.affinity import KEYS_CHANGE, signing_keys
 from controlplane.store.feeds import route_facts
 from controlplane.store.database import Database, Transaction
 from controlplane.store.revision import Feed
@@ -200,20 +202,29 @@ class RouteHub(FeedHub):
         super().__init__(db, history=history)
         self.base_domain = base_domain
         self.entries: dict[str, dict[str, Any]] = {}
+        # Router-wide: the session affinity signing keys, newest first, as routers get them.
+        self.affinity_keys: list[dict[str, str]] = []
         self._snapshot: tuple[int, bytes] | None = None
         self._deltas: dict[tuple[int, int], bytes] = {}
 
     async def _read(self, tx: Transaction, keys: set[str] | None) -> Any:
-        facts = await route_facts(tx, keys, self.base_domain)
-        return {name: route_entry(f) for name, f in facts.items()}
+        apps = None if keys is None else keys - {KEYS_CHANGE}
+        facts = await route_facts(tx, apps, self.base_domain) if apps is None or apps else {}
+        signing = None
+        if keys is None or KEYS_CHANGE in keys:
+            signing = [{"id": k.id, "secret": k.secret} for k in await signing_keys(tx)]
+        return {name: route_entry(f) for name, f in facts.items()}, signing
 
     def _apply(self, data: Any, keys: set[str] | None) -> None:
+        entries, signing = data
+        if signing is not None:
+            self.affinity_keys = signing
         if keys is None:
-            self.entries = dict(data)
+            self.entries = dict(entries)
         else:
-            for key in keys:
-                if key in data:
-                    self.entries[key] = data[key]
+            for key in keys - {KEYS_CHANGE}:
+                if key in entries:
+                    self.entries[key] = entries[key]
                 else:
                     self.entries.pop(key, None)
         self._deltas.clear()
@@ -222,18 +233,24 @@ class RouteHub(FeedHub):
         if self._snapshot is None or self._snapshot[0] != self.revision:
             apps = [self.entries[name] for name in sorted(self.entries)]
             self._snapshot = (self.revision, ndjson(
-                {"type": "snapshot", "revision": self.revision, "apps": apps}))
+                {"type": "snapshot", "revision": self.revision, "apps": apps,
+                 "affinity_keys": self.affinity_keys}))
         return self._snapshot[1], self.revision
 
     def delta_line(self, keys: set[str], since: int) -> tuple[bytes, int]:
-        """A delta bringing a follower at `since` (missing `keys`) to this hub's revision."""
+        """A delta bringing a follower at `since` (missing `keys`) to this hub's revision;
+        with the signing keys when they changed meanwhile."""
         cache_key = (since, self.revision)
         line = self._deltas.get(cache_key)
         if line is None:
-            present = sorted(k for k in keys if k in self.entries)
-            line = ndjson({"type": "delta", "revision": self.revision,
-                           "apps": [self.entries[k] for k in present],
-                           "removed": sorted(k for k in keys if k not in self.entries)})
+            apps = keys - {KEYS_CHANGE}
+            present = sorted(k for k in apps if k in self.entries)
+            message = {"type": "delta", "revision": self.revision,
+                       "apps": [self.entries[k] for k in present],
+                       "removed": sorted(k for k in apps if k not in self.entries)}
+            if KEYS_CHANGE in keys:
+                message["affinity_keys"] = self.affinity_keys
+            line = ndjson(message)
             if len(self._deltas) > 64:
                 self._deltas.clear()
             self._deltas[cache_key] = line

@@ -12,6 +12,7 @@ apply, so the rules below are unit-tested without a database.
   else `booting`: requests queue at the router until a dyno is up.
 - `dynos`: the routable web dynos (serving, reported up with an address, not being taken
   out), by number. Preboot dynos are not serving until the switch.
+- `session_affinity`: true when the app has the `http-session-affinity` feature (else absent).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def app_state(facts: RouteFacts) -> str:
 
 def route_entry(facts: RouteFacts) -> dict[str, Any]:
     routable = sorted((d for d in facts.web_dynos if d.routable), key=lambda d: d.number)
-    return {"name": facts.name, "hosts": list(facts.hosts), "maintenance": facts.maintenance,
-            "state": app_state(facts),
-            "dynos": [{"name": d.name, "address": d.address} for d in routable]}
+    entry = {"name": facts.name, "hosts": list(facts.hosts), "maintenance": facts.maintenance,
+             "state": app_state(facts),
+             "dynos": [{"name": d.name, "address": d.address} for d in routable]}
+    if facts.session_affinity:  # only when on: absent means off to every router
+        entry["session_affinity"] = True
+    return entry

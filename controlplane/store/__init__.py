@@ -8,7 +8,8 @@
 `store.drains` (log drains, their delivery leases), `store.builds` (source built into slugs),
 `store.nodes` (control nodes, scheduler leadership), `store.fleet` (a scheduling pass),
 `store.addons` (add-ons attached to apps), `store.oneoffs` (one-off dynos: `dynomesh run`,
-release phases) and `store.pool` (the VMs the pool launched, its limits and errors)
+release phases), `store.pool` (the VMs the pool launched, its limits and errors) and
+`store.affinity_keys` (the routers' session affinity signing keys)
 group the operations by concept; each runs in its own transaction (`store.fleet.scheduling`
 hands out one pass's) and raises only `store.errors` classes. `store/feeds.py` has the feeds'
 reads, which run in the caller's read transaction.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from controlplane.store import errors
 from controlplane.store.addons import AddonStore
+from controlplane.store.affinity import AffinityKeyStore
 from controlplane.store.apps import FEATURES, AppStore
 from controlplane.store.builds import BuildStore
 from controlplane.store.database import DEFAULT_HISTORY, Database
@@ -72,6 +74,7 @@ class Store:
         self.oneoffs = OneOffStore(db)
         self.builds = BuildStore(db)
         self.pool = PoolStore(db)
+        self.affinity_keys = AffinityKeyStore(db)
 
     @classmethod
     async def open(cls, db: Database) -> "Store":

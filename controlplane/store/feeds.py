@@ -32,11 +32,15 @@ async def route_facts(tx: Transaction, names: Collection[str] | None,
     dynos: dict[str, list[Dyno]] = {}
     for row in await fetch_for(tx, "SELECT * FROM dynos WHERE type = 'web'", "app_id", ids):
         dynos.setdefault(row["app_id"], []).append(Dyno.from_row(row))
+    affinity = {r["app_id"] for r in await fetch_for(
+        tx, "SELECT app_id FROM app_features WHERE name = 'http-session-affinity' "
+            "AND enabled = 1", "app_id", ids)}
     return {a["name"]: RouteFacts(
         name=a["name"], maintenance=bool(a["maintenance"]),
         hosts=(f"{a['name']}.{base_domain}", *domains.get(a["id"], ())),
         has_release=a["id"] in releases, web_quantity=web.get(a["id"], 0),
-        web_dynos=tuple(dynos.get(a["id"], ()))) for a in apps}
+        web_dynos=tuple(dynos.get(a["id"], ())), session_affinity=a["id"] in affinity)
+        for a in apps}
 
 
 async def assignments(tx: Transaction, vm_id: str) -> list[Assignment]:

@@ -138,6 +138,17 @@ POOL_MIGRATION = Migration(9, "VM pool: launched VMs, pool settings, drain twins
     "ALTER TABLE dynos ADD COLUMN replaces TEXT",
 ))
 
+# Session affinity signing keys (controlplane/store/affinity.py): issue 16 numbers this
+# migration 12, after TLS certificates (10) and ACME (11); until those merge it is 10 on its own
+# branch, and whichever merges later renumbers only this constant's version.
+AFFINITY_KEYS_MIGRATION = Migration(10, "session affinity: the routers' cookie signing keys", (
+    """CREATE TABLE affinity_keys (
+        id TEXT PRIMARY KEY,
+        secret TEXT NOT NULL,
+        generation INTEGER NOT NULL UNIQUE,
+        created_at TEXT NOT NULL)""",
+))
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "revision counter, change log, apps, slugs, releases, config, formation, "
                  "domains, features, tokens", (
@@ -332,6 +343,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     BUILDS_MIGRATION,
     ONE_OFF_MIGRATION,
     POOL_MIGRATION,
+    AFFINITY_KEYS_MIGRATION,
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -195,6 +195,21 @@ class Feature:
 
 
 @dataclass(frozen=True)
+class AffinityKey:
+    """A session affinity signing key (controlplane/store/affinity.py). `secret` (base64url)
+    goes to routers in the route feed only; never into `repr`, an API answer or a log."""
+
+    id: str
+    secret: str = field(repr=False)
+    generation: int  # the newest signs
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row) -> "AffinityKey":
+        return cls(row["id"], row["secret"], int(row["generation"]), row["created_at"])
+
+
+@dataclass(frozen=True)
 class Token:
     id: str
     role: Role
@@ -453,6 +468,7 @@ class RouteFacts:
     has_release: bool  # a current release with a slug
     web_quantity: int
     web_dynos: tuple[Dyno, ...]
+    session_affinity: bool = False  # the http-session-affinity feature
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,12 @@ import json
 
 import pytest
 
+from dynomesh.feedclient import FeedResync
 from router.affinity import (AffinityKeyError, Roster, SigningKey, cookie_value, cookie_values,
                              forwarded_https, parse_keys, with_field)
+from router.feed import OFFLOAD_BYTES, decode_large_line, decode_line
 from router.routes import DynoRoute, RoutesError, parse_routes
+from router.source import RoutesFile
 from router.table import RouteTable
 
 pytestmark = pytest.mark.unit
@@ -145,3 +148,45 @@ def test_a_routes_document_carries_keys_and_the_per_app_switch():
         parse_routes({"apps": [{"name": "a", "hosts": [], "session_affinity": "yes"}]})
     with pytest.raises(RoutesError, match=r"affinity_keys\[0\].secret: too short"):
         parse_routes({"apps": [], "affinity_keys": [{"id": "k", "secret": "AAAA"}]})
+
+
+def test_feed_lines_bring_the_keys_whole_and_a_delta_without_them_keeps_them():
+    keys = [{"id": "k2", "secret": b64(b"n" * 32)}, {"id": "k1", "secret": b64(b"o" * 32)}]
+    snapshot = decode_line(json.dumps({"type": "snapshot", "revision": 5, "apps": [],
+                                       "affinity_keys": keys}).encode(), None, None,
+                           fresh=True, need_snapshot=True)
+    table = snapshot.table
+    assert table.affinity_keys == (NEW, OLD)
+    plain = decode_line(json.dumps({"type": "delta", "revision": 6, "apps": [],
+                                    "removed": []}).encode(), table, 5, fresh=False,
+                        need_snapshot=False)
+    plain.apply_to(table)
+    assert table.affinity_keys == (NEW, OLD) and table.revision == 6
+    rotated = decode_line(json.dumps({"type": "delta", "revision": 7, "apps": [], "removed": [],
+                                      "affinity_keys": keys[:1]}).encode(), table, 6,
+                          fresh=False, need_snapshot=False)
+    rotated.apply_to(table)
+    assert table.affinity_keys == (NEW,)
+    with pytest.raises(FeedResync, match=r"affinity_keys\[0\].secret"):
+        decode_line(json.dumps({"type": "delta", "revision": 8, "apps": [], "removed": [],
+                                "affinity_keys": [{"id": "k", "secret": ""}]}).encode(),
+                    table, 7, fresh=False, need_snapshot=False)
+    assert table.affinity_keys == (NEW,)  # a refused line changes nothing
+
+
+async def test_a_large_snapshot_line_brings_its_keys_too():
+    apps = [{"name": f"a{i}", "hosts": [f"a{i}.localhost"]} for i in range(2000)]
+    data = json.dumps({"type": "snapshot", "revision": 3, "apps": apps,
+                       "affinity_keys": [{"id": "k2", "secret": b64(b"n" * 32)}]}).encode()
+    assert len(data) > OFFLOAD_BYTES
+    update = await decode_large_line(data, None, None, fresh=True, need_snapshot=True)
+    assert update.table.affinity_keys == (NEW,) and len(update.table) == 2000
+
+
+def test_a_routes_file_brings_its_keys(tmp_path):
+    path = tmp_path / "routes.json"
+    path.write_text(json.dumps({"affinity_keys": [{"id": "k2", "secret": b64(b"n" * 32)}],
+                                "apps": [{"name": "a", "hosts": ["a.localhost"],
+                                          "session_affinity": True}]}))
+    table = RoutesFile(path).load()
+    assert table.affinity_keys == (NEW,) and table.app("a").session_affinity
