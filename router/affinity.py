@@ -40,7 +40,9 @@ COOKIE_NAME = b"dynomesh-session-affinity"
 # reach, sent on top-level navigations from elsewhere (Lax) but not on cross-site subrequests.
 _ATTRIBUTES = b"; Path=/; HttpOnly; SameSite=Lax"
 _SECURE = b"; Secure"  # only over https: a browser drops a Secure cookie set over plain http
-_CONTEXT = b"dynomesh-session-affinity\x00"  # the MAC covers this purpose, not only the data
+_CONTEXT = b"dynomesh-session-affinity\x00"
+_NAME_IS = COOKIE_NAME + b"="
+_BEFORE_NAME = frozenset(b": \t;")  # what may stand before a cookie's name in a Cookie field  # the MAC covers this purpose, not only the data
 
 # Key ids and dyno names travel inside the cookie: RFC 6265 cookie-octets without "." (the
 # separator) for ids; a dyno name that is not cookie-safe is never pinned.
@@ -158,18 +160,19 @@ class Roster:
 def cookie_values(head: bytes) -> list[bytes]:
     """The values of every `dynomesh-session-affinity` cookie in the head's Cookie fields
     (RFC 6265 §5.4: `name=value` pairs joined by "; "; a client may send several Cookie
-    fields, and HTTP/2 clients usually do, RFC 9113 §8.2.3)."""
-    lower = head.lower()
+    fields, and HTTP/2 clients usually do, RFC 9113 §8.2.3). Cookie names are case-sensitive,
+    field names are not: the name is looked for as it is, then its field checked."""
     values: list[bytes] = []
-    start = lower.find(b"\r\ncookie:")
-    while start >= 0:
-        begin = start + 9
-        end = head.find(b"\r\n", begin)
-        for pair in head[begin:end].split(b";"):
-            name, equals, value = pair.partition(b"=")
-            if equals and name.strip() == COOKIE_NAME:
-                values.append(value.strip().strip(b'"'))  # RFC 6265 §4.1.1 allows DQUOTEs
-        start = lower.find(b"\r\ncookie:", end)
+    at = head.find(_NAME_IS)
+    while at >= 0:
+        line = head.rfind(b"\n", 0, at) + 1
+        if head[at - 1] in _BEFORE_NAME and head[line:line + 7].lower() == b"cookie:":
+            begin = at + len(_NAME_IS)
+            end = head.find(b"\r", begin)
+            semicolon = head.find(b";", begin, end)
+            value = head[begin:semicolon if semicolon >= 0 else end]
+            values.append(value.strip().strip(b'"'))  # RFC 6265 §4.1.1 allows DQUOTEs
+        at = head.find(_NAME_IS, at + 1)
     return values
 
 

@@ -221,15 +221,16 @@ class Exchange:
         router = self.router
         pool, newest = self.backend.affinity.pinned(cookie_values(self.head))
         tried = self.tried
+        quarantine = router.quarantine
         if pool is not None and (tried is None or pool not in tried) \
-                and pool not in router.quarantine:
+                and (not quarantine.members or pool not in quarantine):
             if newest:
                 self.flags |= AFFINITY_HELD  # the client has this cookie already
             else:
                 self.flags &= ~AFFINITY_HELD  # signed by an older key: sign it again
             return pool
         self.flags &= ~AFFINITY_HELD
-        if tried is not None or router.quarantine.members:
+        if tried is not None or quarantine.members:
             return self._choose_carefully(pools)
         return pools[0] if len(pools) == 1 else router.balancer.choose(pools)
 

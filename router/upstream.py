@@ -313,6 +313,8 @@ class UpstreamConnection:
                 # A switch nobody asked for, or before the request's body was all sent.
                 raise ResponseRejected(errors.BAD_RESPONSE)
             self._switching = upgrade_response(fields)
+            if exchange.backend.affinity is not None:  # a WebSocket's handshake pins too
+                self._switching = exchange.affinity_cookie(self._switching)
             return
         head = interim_response(status, fields, reason)  # refuses a status below 100
         if exchange.http11:

@@ -10,7 +10,7 @@ import pytest
 from router.affinity import SigningKey, cookie_value
 from router.config import parse_networks
 from tests.router.conftest import app_entry, table_of
-from tests.router.wire import Dyno, response_bytes
+from tests.router.wire import Dyno, build_request, read_head, response_bytes
 
 pytestmark = pytest.mark.functional
 
@@ -122,3 +122,29 @@ async def test_without_signing_keys_an_affinity_app_is_balanced_without_a_cookie
                                                      session_affinity=True)))
     answer = await get(router)
     assert answer.status == 200 and answer.all("Set-Cookie") == [b"app-session=s1; Path=/"]
+
+
+async def test_a_websocket_handshake_pins_the_client_too(router_factory, dyno_factory):
+    async def switch(dyno, reader, writer):
+        await dyno.next_request(reader)
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\n\r\n")
+        await writer.drain()
+        writer.write(await reader.readexactly(4))  # then bytes, both ways
+
+    web1 = await dyno_factory("web.1", switch)
+    table = table_of(app_entry("app", dynos=[web1], session_affinity=True))
+    table.affinity_keys = (SIGNING,)
+    router = await router_factory(table)
+    client = await router.client()
+    try:
+        await client.send(build_request("GET", "/chat", "app.localhost", [
+            ("Connection", "Upgrade"), ("Upgrade", "websocket")]))
+        start, fields, _ = await read_head(client.reader)
+        assert start.startswith(b"HTTP/1.1 101")
+        cookies = [v for n, v in fields if n.lower() == b"set-cookie"]
+        assert pin(cookies) == cookie_value(SIGNING, "app", "web.1", web1.address)
+        await client.send(b"ping")
+        assert await client.reader.readexactly(4) == b"ping"  # the tunnel works as ever
+    finally:
+        await client.close()
