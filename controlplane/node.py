@@ -25,6 +25,7 @@ from controlplane.drains.delivery import DeliverySettings
 from controlplane.drains.service import DrainService, DrainSettings, LeaseTimes
 from controlplane.feeds.hub import AssignmentHub, RouteHub
 from controlplane.feeds.progress import NodePresence, RouteFollowers
+from controlplane.keyrotation import KeyRotation, rotate_keys
 from controlplane.logs import LogService
 from controlplane.pool.manager import PoolManager
 from controlplane.pool.settings import build_provider
@@ -113,6 +114,9 @@ class ControlNode:
                    **self.logs.runners()}
         if self.presence is not None:
             runners["presence"] = self.presence.run()
+        if self.config.affinity_key_rotation > 0:
+            runners["affinity-keys"] = rotate_keys(
+                self.context.store.affinity_keys, KeyRotation(self.config.affinity_key_rotation))
         for name, coroutine in runners.items():
             task = asyncio.create_task(coroutine, name=name)
             task.add_done_callback(self._died)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Callable
+from datetime import datetime, timezone
 
 from controlplane.store.database import Database, Transaction
 from controlplane.store.models import AffinityKey, now_iso
@@ -32,6 +34,12 @@ def new_key(generation: int, created_at: str) -> AffinityKey:
     secret = base64.urlsafe_b64encode(secrets.token_bytes(SECRET_BYTES)).rstrip(b"=")
     return AffinityKey(f"ak{generation}-{secrets.token_hex(3)}", secret.decode("ascii"),
                        generation, created_at)
+
+
+def _age(key: AffinityKey, now: datetime) -> float:
+    """Seconds since `key` was made (its time is ISO 8601 UTC to the second)."""
+    made = datetime.strptime(key.created_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return (now - made).total_seconds()
 
 
 async def signing_keys(tx: Transaction) -> list[AffinityKey]:
@@ -58,11 +66,31 @@ class AffinityKeyStore:
         """A new signing key; the previous one verifies; older ones are retired.
         -> (the new key, the keys retired)."""
         async with self._db.write() as tx:
-            key = await self._add(tx)
+            return await self._rotate(tx)
+
+    async def rotate_if_due(self, due: Callable[[float | None], bool], now: datetime
+                            ) -> tuple[AffinityKey | None, float | None]:
+        """Rotate if `due(age of the signing key)` (None: no key) says so, checked again in
+        the write transaction, so that nodes looking at once rotate once.
+        -> (the new key or None, the signing key's age in seconds after this)."""
+        async with self._db.read() as tx:
             keys = await signing_keys(tx)
-            retired = keys[KEPT:]
-            for old in retired:
-                await tx.execute("DELETE FROM affinity_keys WHERE id = $1", old.id)
+        age = _age(keys[0], now) if keys else None
+        if not due(age):
+            return None, age
+        async with self._db.write() as tx:
+            keys = await signing_keys(tx)
+            age = _age(keys[0], now) if keys else None
+            if not due(age):
+                return None, age  # another node rotated meanwhile
+            key, _ = await self._rotate(tx)
+        return key, 0.0
+
+    async def _rotate(self, tx: Transaction) -> tuple[AffinityKey, list[AffinityKey]]:
+        key = await self._add(tx)
+        retired = (await signing_keys(tx))[KEPT:]
+        for old in retired:
+            await tx.execute("DELETE FROM affinity_keys WHERE id = $1", old.id)
         return key, retired
 
     async def list(self) -> list[AffinityKey]:
