@@ -40,9 +40,8 @@ COOKIE_NAME = b"dynomesh-session-affinity"
 # reach, sent on top-level navigations from elsewhere (Lax) but not on cross-site subrequests.
 _ATTRIBUTES = b"; Path=/; HttpOnly; SameSite=Lax"
 _SECURE = b"; Secure"  # only over https: a browser drops a Secure cookie set over plain http
-_CONTEXT = b"dynomesh-session-affinity\x00"
+_CONTEXT = b"dynomesh-session-affinity\x00"  # the MAC covers this purpose, not only the data
 _NAME_IS = COOKIE_NAME + b"="
-_BEFORE_NAME = frozenset(b": \t;")  # what may stand before a cookie's name in a Cookie field  # the MAC covers this purpose, not only the data
 
 # Key ids and dyno names travel inside the cookie: RFC 6265 cookie-octets without "." (the
 # separator) for ids; a dyno name that is not cookie-safe is never pinned.
@@ -105,7 +104,9 @@ def _secret(raw: Any, path: str) -> bytes:
 
 def cookie_value(key: SigningKey, app: str, dyno: str, address: str) -> bytes:
     """The cookie value naming `dyno` (at `address`) of `app`, signed with `key`."""
-    message = b"\x00".join((_CONTEXT, app.encode(), dyno.encode(), address.encode()))
+    # Each part with its length: no two (app, dyno, address) give one message.
+    message = _CONTEXT + b"".join(b"%d:%s" % (len(part), part) for part in (
+        app.encode(), dyno.encode(), address.encode()))
     mac = hmac.new(key.secret, message, hashlib.sha256).digest()
     tag = base64.urlsafe_b64encode(mac).rstrip(b"=")
     return b"%s.%s.%s" % (key.id.encode(), tag, dyno.encode())
@@ -137,16 +138,28 @@ class Roster:
                     self._lines[pool] = b"Set-Cookie: %s=%s%s" % (COOKIE_NAME, value,
                                                                  _ATTRIBUTES)
 
-    def pinned(self, values: Sequence[bytes]) -> tuple[P | None, bool]:
-        """The pool the first valid cookie value pins, and whether the newest key signed it;
-        (None, False) when none is valid. A dict lookup by the whole value: a forged value
-        finds nothing, and nothing about the MAC is compared byte by byte."""
+    def pinned(self, head: bytes) -> tuple[P | None, bool]:
+        """The pool the first valid affinity cookie in the request head pins, and whether the
+        newest key signed it; (None, False) when none is valid.
+
+        A cookie is `name=value` in a Cookie field, pairs joined by "; " (RFC 6265 §5.4; a
+        client may send several Cookie fields, HTTP/2 clients usually do, RFC 9113 §8.2.3).
+        The name is looked for wherever it stands, without checking that its field is a
+        Cookie: every header is the client's to choose anyway, and only a value this roster
+        made pins. Each value is checked by a dict lookup of the whole value: a forged one
+        finds nothing, and nothing about the MAC is compared byte by byte. (`partition`s, not
+        `find`s with positions: on the request path each call's argument parsing counts.)"""
         pins = self._pins
-        for value in values:
-            found = pins.get(value)
-            if found is not None:
-                return found
-        return None, False
+        rest = head
+        while True:
+            _, found, rest = rest.partition(_NAME_IS)
+            if not found:
+                return None, False
+            # The value ends at the line's end or the next pair; RFC 6265 §4.1.1 allows quotes.
+            value = rest.partition(b"\r")[0].partition(b";")[0].strip(b' \t"')
+            hit = pins.get(value)
+            if hit is not None:
+                return hit
 
     def set_cookie(self, pool: P, secure: bool) -> bytes:
         """The Set-Cookie field (without CRLF) pinning `pool`; b"" if it cannot be pinned."""
@@ -154,27 +167,8 @@ class Roster:
         return line + _SECURE if line and secure else line
 
 
-# -- what the request says (parsed from the head the router forwards, so only for apps with
-# the feature: the head is the request's fields after the router's rewrite) -------------------
-
-def cookie_values(head: bytes) -> list[bytes]:
-    """The values of every `dynomesh-session-affinity` cookie in the head's Cookie fields
-    (RFC 6265 §5.4: `name=value` pairs joined by "; "; a client may send several Cookie
-    fields, and HTTP/2 clients usually do, RFC 9113 §8.2.3). Cookie names are case-sensitive,
-    field names are not: the name is looked for as it is, then its field checked."""
-    values: list[bytes] = []
-    at = head.find(_NAME_IS)
-    while at >= 0:
-        line = head.rfind(b"\n", 0, at) + 1
-        if head[at - 1] in _BEFORE_NAME and head[line:line + 7].lower() == b"cookie:":
-            begin = at + len(_NAME_IS)
-            end = head.find(b"\r", begin)
-            semicolon = head.find(b";", begin, end)
-            value = head[begin:semicolon if semicolon >= 0 else end]
-            values.append(value.strip().strip(b'"'))  # RFC 6265 §4.1.1 allows DQUOTEs
-        at = head.find(_NAME_IS, at + 1)
-    return values
-
+# -- what the request says (read from the head the router forwards, so only for apps with the
+# feature: the head is the request's fields after the router's rewrite) ----------------------
 
 def forwarded_https(head: bytes) -> bool:
     """Whether the head's first X-Forwarded-Proto is https: the router's own, set from the

@@ -22,7 +22,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from router import errors
-from router.affinity import AFFINITY_HELD, cookie_values, forwarded_https, with_field
+from router.affinity import AFFINITY_HELD, forwarded_https, with_field
 from router.errors import RouterError
 from router.flow import AWAITING_DYNO, PEER_BUFFER_FULL
 from router.headers import CHUNKED, EXPECT_CONTINUE, NONE, Framing, last_chunk
@@ -219,7 +219,7 @@ class Exchange:
         entry, not tried yet for this request and not in quarantine; else the usual choice
         (and the response will pin the dyno that answers)."""
         router = self.router
-        pool, newest = self.backend.affinity.pinned(cookie_values(self.head))
+        pool, newest = self.backend.affinity.pinned(self.head)
         tried = self.tried
         quarantine = router.quarantine
         if pool is not None and (tried is None or pool not in tried) \

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from dynomesh.feedclient import FeedResync
-from router.affinity import (AffinityKeyError, Roster, SigningKey, cookie_value, cookie_values,
-                             forwarded_https, parse_keys, with_field)
+from router.affinity import (AffinityKeyError, Roster, SigningKey, cookie_value, forwarded_https,
+                             parse_keys, with_field)
 from router.feed import OFFLOAD_BYTES, decode_large_line, decode_line
 from router.routes import DynoRoute, RoutesError, parse_routes
 from router.source import RoutesFile
@@ -41,7 +41,7 @@ def test_a_cookie_value_names_the_dyno_and_carries_an_hmac_of_app_dyno_and_addre
     value = cookie_value(NEW, "hello", "web.2", "10.0.0.1:20002")
     key_id, mac, dyno = value.split(b".", 2)
     assert (key_id, dyno) == (b"k2", b"web.2")
-    expected = hmac.new(b"n" * 32, b"dynomesh-session-affinity\x00\x00hello\x00web.2\x00"
+    expected = hmac.new(b"n" * 32, b"dynomesh-session-affinity\x005:hello5:web.214:"
                         b"10.0.0.1:20002", hashlib.sha256).digest()
     assert base64.urlsafe_b64decode(mac + b"=") == expected
     assert b"10.0.0.1" not in value  # the address is signed, never shown
@@ -52,15 +52,31 @@ def test_a_cookie_value_names_the_dyno_and_carries_an_hmac_of_app_dyno_and_addre
                 cookie_value(OLD, "hello", "web.2", "10.0.0.1:20002")}) == 5
 
 
+def head(*cookie_fields: bytes) -> bytes:
+    """A forwarded request head with these Cookie fields."""
+    return (b"GET / HTTP/1.1\r\nHost: hello.localhost\r\n"
+            + b"".join(b"Cookie: %s\r\n" % field for field in cookie_fields)
+            + b"X-Forwarded-Proto: http\r\nVia: 1.1 dynomesh\r\n\r\n")
+
+
+def pair(value: bytes) -> bytes:
+    return b"dynomesh-session-affinity=" + value
+
+
 def test_the_roster_pins_a_valid_cookie_and_says_whether_the_newest_key_signed_it():
     web1, web2 = Pool("web.1", "10.0.0.1:20001"), Pool("web.2", "10.0.0.1:20002")
     roster = Roster("hello", (web1, web2), (NEW, OLD))
-    assert roster.pinned([cookie_value(NEW, "hello", "web.2", "10.0.0.1:20002")]) == (web2, True)
+    value2 = cookie_value(NEW, "hello", "web.2", "10.0.0.1:20002")
+    assert roster.pinned(head(pair(value2))) == (web2, True)
     # Signed by the previous key (a rotation): still honoured, to be signed again.
-    assert roster.pinned([cookie_value(OLD, "hello", "web.1", "10.0.0.1:20001")]) == (web1, False)
-    # The first valid one of several wins; invalid ones are skipped.
-    assert roster.pinned([b"junk", cookie_value(NEW, "hello", "web.1", "10.0.0.1:20001"),
-                          cookie_value(NEW, "hello", "web.2", "10.0.0.1:20002")]) == (web1, True)
+    old1 = cookie_value(OLD, "hello", "web.1", "10.0.0.1:20001")
+    assert roster.pinned(head(b"theme=dark; " + pair(old1) + b"; lang=en")) == (web1, False)
+    # The first valid one wins, wherever it stands; invalid ones are skipped.
+    new1 = cookie_value(NEW, "hello", "web.1", "10.0.0.1:20001")
+    assert roster.pinned(head(pair(b"junk"), b"a=1;" + pair(new1), pair(value2))) == (web1, True)
+    assert roster.pinned(head(pair(b'"' + value2 + b'"'))) == (web2, True)  # quoted, RFC 6265
+    assert roster.pinned(head(b"theme=dark")) == (None, False)
+    assert roster.pinned(head(pair(value2[:-1]))) == (None, False)
 
 
 @pytest.mark.parametrize("value", [
@@ -74,7 +90,7 @@ def test_the_roster_pins_a_valid_cookie_and_says_whether_the_newest_key_signed_i
 ])
 def test_the_roster_pins_nothing_for_a_cookie_it_did_not_make(value):
     roster = Roster("hello", (Pool("web.1", "10.0.0.1:20001"),), (NEW, OLD))
-    assert roster.pinned([value]) == (None, False)
+    assert roster.pinned(head(pair(value))) == (None, False)
 
 
 def test_set_cookie_is_a_session_cookie_for_the_whole_site_and_secure_only_over_https():
@@ -92,17 +108,8 @@ def test_a_dyno_whose_name_cannot_go_in_a_cookie_is_balanced_but_never_pinned():
     odd = Pool("web 1;x")
     roster = Roster("hello", (odd,), (NEW,))
     assert roster.set_cookie(odd, secure=False) == b""
-    assert roster.pinned([cookie_value(NEW, "hello", "web 1;x", "10.0.0.1:20001")]) == (None, False)
-
-
-def test_cookie_values_are_found_in_any_cookie_field_whatever_its_spelling():
-    head = (b"GET / HTTP/1.1\r\nHost: a\r\nCOOKIE: theme=dark; dynomesh-session-affinity=v1\r\n"
-            b"X-Cookie: dynomesh-session-affinity=nope\r\n"
-            b"cookie: dynomesh-session-affinity=\"v2\";other=1\r\nVia: 1.1 dynomesh\r\n\r\n")
-    assert cookie_values(head) == [b"v1", b"v2"]
-    assert cookie_values(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") == []
-    assert cookie_values(b"GET / HTTP/1.1\r\nCookie: dynomesh-session-affinity-x=1; "
-                         b"dynomesh-session-affinity\r\n\r\n") == []
+    assert roster.pinned(head(pair(cookie_value(NEW, "hello", "web 1;x", "10.0.0.1:20001")))) \
+        == (None, False)
 
 
 def test_https_is_read_from_the_forwarded_proto_the_router_sends():
