@@ -48,6 +48,9 @@ _NAME_IS = COOKIE_NAME + b"="
 _KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _DYNO_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 MIN_SECRET_BYTES = 16  # 128 bits; the control plane makes 32
+# Affinity cookies looked at in one request: a browser sends one (two at most, for two paths
+# or domains); a client sending thousands would otherwise cost a copy of its head each.
+MOST_COOKIES = 4
 
 # What the exchange notes in its flags when the request's cookie already names the dyno it was
 # sent to under the newest key: its response needs no Set-Cookie. (Above RequestRewriter's
@@ -144,22 +147,23 @@ class Roster:
 
         A cookie is `name=value` in a Cookie field, pairs joined by "; " (RFC 6265 §5.4; a
         client may send several Cookie fields, HTTP/2 clients usually do, RFC 9113 §8.2.3).
-        The name is looked for wherever it stands, without checking that its field is a
-        Cookie: every header is the client's to choose anyway, and only a value this roster
-        made pins. Each value is checked by a dict lookup of the whole value: a forged one
+        The name is looked for wherever it stands (the first `MOST_COOKIES` times), without
+        checking that its field is a Cookie: every header is the client's to choose anyway,
+        and only a value this roster made pins. Each value is checked by a dict lookup of the whole value: a forged one
         finds nothing, and nothing about the MAC is compared byte by byte. (`partition`s, not
         `find`s with positions: on the request path each call's argument parsing counts.)"""
         pins = self._pins
         rest = head
-        while True:
+        for _ in range(MOST_COOKIES):  # each look copies the rest of the head: bounded
             _, found, rest = rest.partition(_NAME_IS)
             if not found:
-                return None, False
+                break
             # The value ends at the line's end or the next pair; RFC 6265 §4.1.1 allows quotes.
             value = rest.partition(b"\r")[0].partition(b";")[0].strip(b' \t"')
             hit = pins.get(value)
             if hit is not None:
                 return hit
+        return None, False
 
     def set_cookie(self, pool: P, secure: bool) -> bytes:
         """The Set-Cookie field (without CRLF) pinning `pool`; b"" if it cannot be pinned."""

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from dynomesh.feedclient import FeedResync
-from router.affinity import (AffinityKeyError, Roster, SigningKey, cookie_value, forwarded_https,
+from router.affinity import (MOST_COOKIES, AffinityKeyError, Roster, SigningKey, cookie_value, forwarded_https,
                              parse_keys, with_field)
 from router.feed import OFFLOAD_BYTES, decode_large_line, decode_line
 from router.routes import DynoRoute, RoutesError, parse_routes
@@ -76,6 +76,10 @@ def test_the_roster_pins_a_valid_cookie_and_says_whether_the_newest_key_signed_i
     assert roster.pinned(head(pair(b"junk"), b"a=1;" + pair(new1), pair(value2))) == (web1, True)
     assert roster.pinned(head(pair(b'"' + value2 + b'"'))) == (web2, True)  # quoted, RFC 6265
     assert roster.pinned(head(b"theme=dark")) == (None, False)
+    # A flood of cookies of that name: only the first few are looked at.
+    assert roster.pinned(head(*[pair(b"junk")] * MOST_COOKIES, pair(value2))) == (None, False)
+    assert roster.pinned(head(*[pair(b"junk")] * (MOST_COOKIES - 1), pair(value2))) == (web2,
+                                                                                        True)
     assert roster.pinned(head(pair(value2[:-1]))) == (None, False)
 
 
