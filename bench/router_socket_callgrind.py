@@ -13,6 +13,9 @@ router spends per request (Python, uvloop, httptools; not the kernel's share, wh
 two reads and two writes per request make equal between versions). Deterministic to well
 under 1 %. Needs `valgrind` and `nginx`.
 
+`--affinity`: the app has session affinity (docs/routes-format.md); each connection's first
+request gets the cookie, and every later one sends it back (the pinned path).
+
 Output: a line with the figure and bench/results/router-socket-callgrind-<UTC time>.json.
 """
 
@@ -38,13 +41,21 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: app1.localhost\r\nUser-Agent: bench\r\nAccep
 CONNECTIONS = 50
 
 
+# A fixed session affinity signing key for --affinity (32 bytes, base64url).
+AFFINITY_KEYS = [{"id": "bench", "secret": "YmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtYmU"}]
+
+
 async def _one_connection(port: int, count: int) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = REQUEST
     for _ in range(count):
-        writer.write(REQUEST)
+        writer.write(request)
         head = await reader.readuntil(b"\r\n\r\n")
         length = re.search(rb"\r\nContent-Length: (\d+)", head)
         await reader.readexactly(int(length.group(1)))
+        pinned = re.search(rb"\r\nSet-Cookie: (dynomesh-session-affinity=[^;]+)", head)
+        if pinned:  # --affinity: send the cookie back from now on
+            request = REQUEST[:-2] + b"Cookie: " + pinned.group(1) + b"\r\n\r\n"
     writer.close()
 
 
@@ -53,12 +64,17 @@ async def _load(port: int, requests: int) -> None:
     await asyncio.gather(*(_one_connection(port, per) for _ in range(CONNECTIONS)))
 
 
-def instructions(tree: Path, work: Path, backend: int, requests: int) -> int:
+def instructions(tree: Path, work: Path, backend: int, requests: int,
+                 affinity: bool = False) -> int:
     """Total instructions of a router process that answered `requests` requests."""
     routes = work / "routes.json"
-    routes.write_text(json.dumps({"apps": [{"name": "app1", "hosts": ["app1.localhost"],
-                                            "dynos": [{"name": "web.1",
-                                                       "address": f"127.0.0.1:{backend}"}]}]}))
+    app = {"name": "app1", "hosts": ["app1.localhost"],
+           "dynos": [{"name": "web.1", "address": f"127.0.0.1:{backend}"}]}
+    document = {"apps": [app]}
+    if affinity:
+        app["session_affinity"] = True
+        document["affinity_keys"] = AFFINITY_KEYS
+    routes.write_text(json.dumps(document))
     port = free_port()
     out = work / f"callgrind-{requests}.out"
     proc = subprocess.Popen(
@@ -84,14 +100,16 @@ def main() -> int:
     parser.add_argument("--requests", default="1000,6000",
                         help="the two request counts subtracted (1000,6000)")
     parser.add_argument("--label", default="", help="a note stored with the result")
+    parser.add_argument("--affinity", action="store_true",
+                        help="the app has session affinity; clients send their cookie back")
     args = parser.parse_args()
     low, high = (int(n) for n in args.requests.split(","))
     tree = args.tree.resolve()
     with tempfile.TemporaryDirectory(prefix="dynomesh-cg-") as tmp:
         work = Path(tmp)
         with Backend(work) as backend:
-            first = instructions(tree, work, backend.port, low)
-            second = instructions(tree, work, backend.port, high)
+            first = instructions(tree, work, backend.port, low, args.affinity)
+            second = instructions(tree, work, backend.port, high, args.affinity)
     per_request = (second - first) / (high - low)
     revision = git_revision(tree)
     print(f"{revision}: {per_request:,.0f} instructions per request (router process, user space,"
@@ -99,7 +117,7 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"router-socket-callgrind-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     path.write_text(json.dumps({"benchmark": "router-socket-callgrind", "label": args.label,
-                                "revision": revision, "requests": [low, high],
+                                "revision": revision, "affinity": args.affinity, "requests": [low, high],
                                 "totals": [first, second],
                                 "instructions_per_request": round(per_request)}, indent=2) + "\n")
     print(f"wrote {path.relative_to(REPO)}")

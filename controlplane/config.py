@@ -116,6 +116,10 @@ class ControlConfig:
     # Automatic certificates (`certs:auto:enable`): the ACME directory (Let's Encrypt's by
     # default), the CA bundle trusted for it, renewal and retry timings (controlplane/acme/).
     acme: AcmeSettings = field(default_factory=AcmeSettings)
+    # Seconds a session affinity signing key signs before a new one is made (30 days: far
+    # longer than a browser session, so rotations break none; controlplane/keyrotation.py);
+    # 0: only `dynomesh routers:keys:rotate` makes new ones.
+    affinity_key_rotation: float = 30 * 86400.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port <= 65535 or not 1 <= self.router_port <= 65535:
@@ -132,6 +136,8 @@ class ControlConfig:
         for name in ("startup_grace", "take_out_grace"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must not be negative")
+        if self.affinity_key_rotation < 0:
+            raise ValueError("--affinity-key-rotation must not be negative (0 turns it off)")
         if self.tail_buffer < 1:
             raise ValueError("--tail-buffer must be at least 1 line")
         if self.drain_buffer < 2:

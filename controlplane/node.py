@@ -27,6 +27,7 @@ from controlplane.drains.delivery import DeliverySettings
 from controlplane.drains.service import DrainService, DrainSettings, LeaseTimes
 from controlplane.feeds.hub import AssignmentHub, RouteHub
 from controlplane.feeds.progress import NodePresence, RouteFollowers
+from controlplane.keyrotation import KeyRotation, rotate_keys
 from controlplane.logs import LogService
 from controlplane.pool.manager import PoolManager
 from controlplane.pool.settings import build_provider
@@ -109,6 +110,9 @@ class ControlNode:
 
     async def start(self) -> None:
         """Load the feeds' state, then follow revisions and take part in scheduling."""
+        # Routers sign session affinity cookies with a key from the route feed: the first
+        # start of a store makes it (controlplane/store/affinity.py).
+        await self.context.store.affinity_keys.ensure()
         await self.routes.start()
         await self.assignments.start()
         await self.logs.start()
@@ -120,6 +124,9 @@ class ControlNode:
                    **self.logs.runners()}
         if self.presence is not None:
             runners["presence"] = self.presence.run()
+        if self.config.affinity_key_rotation > 0:
+            runners["affinity-keys"] = rotate_keys(
+                self.context.store.affinity_keys, KeyRotation(self.config.affinity_key_rotation))
         for name, coroutine in runners.items():
             task = asyncio.create_task(coroutine, name=name)
             task.add_done_callback(self._died)

@@ -42,14 +42,21 @@ managers need none: they fetch slugs from presigned URLs the control plane hands
 """
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
+def _amount(unit: str):
+    """An argparse type: a number of `unit` (seconds, days), not negative."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of {unit}: {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+        return value
+    return parse
+
+
+_seconds = _amount("seconds")
+_days = _amount("days")
 
 
 
@@ -207,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default 10)")
     fleet.add_argument("--feed-heartbeat", type=_seconds, default=5.0, metavar="S",
                        help="send feed followers a heartbeat this often when idle (default 5)")
+    parser.add_argument("--affinity-key-rotation", type=_days, default=30.0, metavar="DAYS",
+                        help="make a new session affinity signing key for the routers this "
+                             "often; the previous one still verifies (default 30; 0: only "
+                             "`dynomesh routers:keys:rotate`)")
     parser.add_argument("--tail-buffer", type=int, default=5_000, metavar="LINES",
                         help="lines a `dynomesh logs --tail` session may fall behind before it "
                              "is cut off (default 5000)")
@@ -259,6 +270,7 @@ def main(argv: list[str]) -> int:
             change_history=args.change_history, agent_timeout=args.agent_timeout,
             startup_grace=args.startup_grace, take_out_grace=args.take_out_grace,
             take_out_timeout=args.take_out_timeout, feed_heartbeat=args.feed_heartbeat,
+            affinity_key_rotation=args.affinity_key_rotation * 86400,
             public_url=args.public_url, tail_buffer=args.tail_buffer,
             addons_database_url=args.addons_database_url,
             drain_buffer=args.drain_buffer, drain_lease=args.drain_lease,

@@ -22,6 +22,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from router import errors
+from router.affinity import AFFINITY_HELD, forwarded_https, with_field
 from router.errors import RequestRejected, RouterError
 from router.flow import AWAITING_DYNO, PEER_BUFFER_FULL
 from router.headers import CHUNKED, EXPECT_CONTINUE, LENGTH, NONE, Framing, last_chunk
@@ -204,8 +205,14 @@ class Exchange:
     def _attempt(self) -> None:
         """Pick a dyno (P2C) and use a pooled or new connection."""
         router = self.router
-        pools = self.backend.pools
-        if self.tried is not None or router.quarantine.members:
+        backend = self.backend
+        pools = backend.pools
+        if backend.affinity is not None:  # the app has session affinity (affinity.py)
+            pool = self._pinned_or_balanced(pools)
+            if pool is None:
+                self.fail(self.failure or errors.CONNECTION_REFUSED)
+                return
+        elif self.tried is not None or router.quarantine.members:
             pool = self._choose_carefully(pools)
             if pool is None:
                 self.fail(self.failure or errors.CONNECTION_REFUSED)
@@ -235,6 +242,34 @@ class Exchange:
             return None
         usable = self.router.quarantine.usable(candidates)
         return usable[0] if len(usable) == 1 else self.router.balancer.choose(usable)
+
+    def _pinned_or_balanced(self, pools):
+        """Session affinity: the dyno the request's cookie pins while it is in the app's
+        entry, not tried yet for this request and not in quarantine; else the usual choice
+        (and the response will pin the dyno that answers)."""
+        router = self.router
+        pool, newest = self.backend.affinity.pinned(self.head)
+        tried = self.tried
+        quarantine = router.quarantine
+        if pool is not None and (tried is None or pool not in tried) \
+                and (not quarantine.members or pool not in quarantine):
+            if newest:
+                self.flags |= AFFINITY_HELD  # the client has this cookie already
+            else:
+                self.flags &= ~AFFINITY_HELD  # signed by an older key: sign it again
+            return pool
+        self.flags &= ~AFFINITY_HELD
+        if tried is not None or quarantine.members:
+            return self._choose_carefully(pools)
+        return pools[0] if len(pools) == 1 else router.balancer.choose(pools)
+
+    def affinity_cookie(self, head: bytes) -> bytes:
+        """The response head for the client with the cookie pinning the dyno that answered,
+        unless the request's cookie pinned it already (affinity.py)."""
+        if self.flags & AFFINITY_HELD:
+            return head
+        field = self.backend.affinity.set_cookie(self.pool, forwarded_https(self.head))
+        return with_field(head, field) if field else head
 
     def _connect(self, pool: DynoPool) -> None:
         self._move(CONNECTING)

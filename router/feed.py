@@ -32,7 +32,8 @@ from dynomesh.feedclient import FeedError, FeedRefused, FeedResync, FeedSettings
 from dynomesh.tasks import cancel_and_wait
 from router import tableload
 from router.jsonstream import loads_stepwise, stepwise_events
-from router.routes import AppRoute, RoutesError, parse_app
+from router.affinity import SigningKey
+from router.routes import AppRoute, RoutesError, parse_affinity_keys, parse_app
 from router.table import RouteTable, TableBuilder
 
 if TYPE_CHECKING:
@@ -69,6 +70,8 @@ class TableUpdate:
     changed: tuple[str, ...] | None = None  # apps a delta touches; None: check every app
     routes: tuple[AppRoute, ...] = ()  # a delta's new or replaced entries
     removed: tuple[str, ...] = ()  # a delta's removed apps
+    # A delta's new session affinity signing keys; None: unchanged (docs/feeds.md)
+    affinity_keys: tuple[SigningKey, ...] | None = None
 
     def apply_to(self, table: RouteTable) -> None:
         """A delta, applied to the live table in place (whole, or not at all)."""
@@ -76,6 +79,8 @@ class TableUpdate:
             table.apply_delta(self.routes, self.removed, self.revision)
         except RoutesError as error:
             raise FeedResync(f"delta at revision {self.revision} refused: {error}") from error
+        if self.affinity_keys is not None:
+            table.affinity_keys = self.affinity_keys  # Router.install re-signs with them
 
 
 def decode_line(data: bytes, current: RouteTable | None, applied: int | None, *,
@@ -99,11 +104,14 @@ def decode_line(data: bytes, current: RouteTable | None, applied: int | None, *,
             apps_raw = message.get("apps")
             if not isinstance(apps_raw, list):
                 raise RoutesError("apps", "missing or not a list")
+            keys = parse_affinity_keys(message.get("affinity_keys"))
             del message
             builder = TableBuilder(revision, current)
             for route in _parse_releasing(apps_raw):
                 builder.add(route)
-            return TableUpdate("snapshot", revision, builder.table())
+            table = builder.table()
+            table.affinity_keys = keys
+            return TableUpdate("snapshot", revision, table)
         apps_raw = message.get("apps", [])
         if not isinstance(apps_raw, list):
             raise RoutesError("apps", "not a list")
@@ -161,8 +169,10 @@ async def decode_large_line(data: bytes, current: RouteTable | None, applied: in
             if kind == "snapshot":
                 if message.get("apps") is not routes:
                     raise RoutesError("apps", "missing or not a list")
+                keys = parse_affinity_keys(message.get("affinity_keys"))
                 del message
                 table = await tableload.build(routes, revision, current, budget=budget)
+                table.affinity_keys = keys
                 return TableUpdate("snapshot", revision, table)
             if "apps" in message and message["apps"] is not routes:
                 raise RoutesError("apps", "not a list")
@@ -199,7 +209,9 @@ def _delta(revision: int, routes: list[AppRoute], message: dict, current: RouteT
     if not isinstance(removed, list) or not all(isinstance(n, str) for n in removed):
         raise RoutesError("removed", "not a list of app names")
     changed = tuple(dict.fromkeys([*removed, *(route.name for route in routes)]))
-    return TableUpdate("delta", revision, None, changed, tuple(routes), tuple(removed))
+    keys = message.get("affinity_keys")
+    return TableUpdate("delta", revision, None, changed, tuple(routes), tuple(removed),
+                       None if keys is None else parse_affinity_keys(keys))
 
 
 def _parse_releasing(apps_raw: list) -> list:

@@ -14,7 +14,7 @@ cdef class DynoPool:
 
 
 cdef class AppBackend:
-    cdef public object route, backlog, challenges
+    cdef public object route, backlog, challenges, affinity
     cdef public tuple pools
     cdef public AppMetrics metrics
     cdef public list waiters

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from router.accesslog import bare
+from router.affinity import Roster, SigningKey
 from router.backlog import Backlog
 from router.challenges import answers_for
 from router.config import RouterConfig
@@ -101,7 +102,7 @@ class AppBackend:
     """An app's route entry bound to its pools and metrics; rebuilt when the entry changes."""
 
     __slots__ = ("route", "pools", "metrics", "waiters", "backlog", "request_timeout",
-                 "max_body", "max_in_flight", "challenges")
+                 "max_body", "max_in_flight", "challenges", "affinity")
 
     def __init__(self, route: AppRoute, pools: tuple[DynoPool, ...], metrics: AppMetrics,
                  waiters: list[Exchange], backlog: Backlog[Exchange],
@@ -125,12 +126,15 @@ class AppBackend:
         # ACME HTTP-01 answers by request target; None (nearly always) costs the request path
         # one test (router/challenges.py).
         self.challenges = answers_for(route)
+        # The app's session affinity (affinity.py), None without the feature: then the
+        # request path does nothing more than test this.
+        self.affinity: Roster | None = None
 
 
 class Backends:
     """app name -> AppBackend, rebound lazily when the table holds a new entry for the app."""
 
-    __slots__ = ("bound", "_metrics", "_max_idle", "_config")
+    __slots__ = ("bound", "_metrics", "_max_idle", "_config", "keys")
 
     def __init__(self, metrics: RouterMetrics, config: RouterConfig) -> None:
         # app name -> its backend; the request path reads it directly, see Exchange.dispatch
@@ -138,6 +142,8 @@ class Backends:
         self._metrics = metrics
         self._max_idle = config.pool_max_idle
         self._config = config
+        # The session affinity signing keys, newest first (the table's, see `sign_with`).
+        self.keys: tuple[SigningKey, ...] = ()
 
     def get(self, route: AppRoute) -> AppBackend:
         backend = self.bound.get(route.name)
@@ -160,8 +166,25 @@ class Backends:
             backlog = Backlog(self._config.queue_per_dyno, self._config.queue_timeout)
         backend = AppBackend(route, pools, self._metrics.app(route.name), waiters, backlog,
                              self._config)
+        backend.affinity = self._roster(route, pools)
         self.bound[route.name] = backend
         return backend
+
+    def _roster(self, route: AppRoute, pools: tuple[DynoPool, ...]) -> Roster | None:
+        """Session affinity for an app that has the feature, while there are keys to sign
+        with (without any, its requests are balanced as usual and get no cookie)."""
+        if not route.session_affinity or not self.keys:
+            return None
+        return Roster(route.name, pools, self.keys)
+
+    def sign_with(self, keys: tuple[SigningKey, ...]) -> None:
+        """New signing keys (a rotation): every app with session affinity gets a roster
+        under them now, not at its next request."""
+        if keys == self.keys:
+            return
+        self.keys = keys
+        for backend in self.bound.values():
+            backend.affinity = self._roster(backend.route, backend.pools)
 
     def known(self) -> list[AppBackend]:
         return list(self.bound.values())

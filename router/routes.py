@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from router.affinity import AffinityKeyError, SigningKey, parse_keys
+
 
 class AppState(enum.Enum):
     """An app's condition as the control plane sees it; decides what the router answers."""
@@ -79,6 +81,8 @@ class AppRoute:
     acme_challenges: tuple[tuple[str, str], ...] = ()
     # The largest request body this app takes (larger: 413, H25); None = the router default.
     max_body_bytes: int | None = None
+    # Heroku's http-session-affinity: a signed cookie pins a client to a dyno (affinity.py).
+    session_affinity: bool = False
 
 
 # RFC 1123 host names: labels of letters, digits and hyphens, not starting or ending with a hyphen.
@@ -196,10 +200,11 @@ def parse_app(raw: Any, path: str) -> AppRoute:
     max_body = _field(raw, "max_body_bytes", path, int, None)
     if max_body is not None and max_body < 1:
         raise RoutesError(f"{path}.max_body_bytes", "must be a number of bytes above 0")
+    affinity = _field(raw, "session_affinity", path, bool, False)
     return AppRoute(name=name, hosts=hosts, state=state, maintenance=maintenance, dynos=dynos,
                     request_timeout=None if timeout is None else float(timeout),
                     max_body_bytes=max_body, certificates=certificates,
-                    acme_challenges=challenges)
+                    acme_challenges=challenges, session_affinity=affinity)
 
 
 def parse_certificate(raw: Any, path: str) -> RouteCertificate:
@@ -238,6 +243,18 @@ class RoutesDocument:
 
     apps: tuple[AppRoute, ...]
     revision: int = 0
+    # Session affinity signing keys, newest first (affinity.py); router-wide, not per app.
+    affinity_keys: tuple[SigningKey, ...] = ()
+
+
+def parse_affinity_keys(raw: Any) -> tuple[SigningKey, ...]:
+    """The document's `affinity_keys` (absent: none), or a RoutesError naming the path."""
+    if raw is None:
+        return ()
+    try:
+        return parse_keys(raw)
+    except AffinityKeyError as error:
+        raise RoutesError(error.path, str(error).partition(": ")[2]) from None
 
 
 def parse_routes(raw: Any) -> RoutesDocument:
@@ -251,4 +268,5 @@ def parse_routes(raw: Any) -> RoutesDocument:
     if revision < 0:
         raise RoutesError("revision", "must not be negative")
     apps = tuple(parse_app(a, f"apps[{i}]") for i, a in enumerate(apps_raw))
-    return RoutesDocument(apps=apps, revision=revision)
+    return RoutesDocument(apps=apps, revision=revision,
+                          affinity_keys=parse_affinity_keys(raw.get("affinity_keys")))

@@ -99,6 +99,7 @@ class Router:
         router has served is checked.
         """
         previous, self.table = self.table, table
+        self.backends.sign_with(table.affinity_keys)  # (nothing to do unless they changed)
         if self.tls is not None:  # the certificates follow the table (router/certs.py)
             if table is not previous or changed is None:
                 self.tls.table_replaced(table.apps.values())

@@ -38,7 +38,10 @@ class RoutesFile:
             parsed = _Parsed()
             for _ in parsed.steps(data):
                 pass
-            return RouteTable.build(parsed.routes(), parsed.document().revision)
+            document = parsed.document()
+            table = RouteTable.build(parsed.routes(), document.revision)
+            table.affinity_keys = document.affinity_keys
+            return table
 
     async def load_in_slices(self, previous: RouteTable | None = None) -> RouteTable:
         """The same table, decoded, parsed and built in slices that yield to the loop
@@ -48,8 +51,10 @@ class RoutesFile:
         with self._translated(data), tableload.full_collections_paused():
             parsed = _Parsed()
             await tableload.run_in_slices(parsed.steps(data))
-            revision = parsed.document().revision
-            return await tableload.build(parsed.routes(), revision, previous)
+            document = parsed.document()
+            table = await tableload.build(parsed.routes(), document.revision, previous)
+            table.affinity_keys = document.affinity_keys
+            return table
 
     def _read(self) -> bytes:
         try:
@@ -104,6 +109,8 @@ class _Parsed:
                         routes.append(parse_app(value, f"apps[{len(routes)}]"))
                     except RoutesError as error:
                         refused.append(error)
+            elif event == "item":  # another list (affinity_keys): small, kept whole
+                self._top[key].append(value)
             elif event == "value":
                 self._top[key] = value
             yield

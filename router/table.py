@@ -63,7 +63,7 @@ def normalise_host(host: bytes) -> bytes:
 class RouteTable:
     """Host -> AppRoute. Snapshots build a new table; deltas change this one in place."""
 
-    __slots__ = ("_apps", "_exact", "_wildcard", "revision", "by_host")
+    __slots__ = ("_apps", "_exact", "_wildcard", "revision", "by_host", "affinity_keys")
 
     def __init__(self, apps: dict[str, AppRoute], exact: dict[bytes, AppRoute],
                  wildcard: dict[bytes, AppRoute], revision: int) -> None:
@@ -72,6 +72,9 @@ class RouteTable:
         self._exact = self.by_host = exact  # by_host: read-only, for the request path
         self._wildcard = wildcard  # parent domain ("example.com") -> app of "*.example.com"
         self.revision = revision
+        # Router-wide: the session affinity signing keys, newest first (router/affinity.py).
+        # A snapshot or a file brings them with the table; a delta may replace them.
+        self.affinity_keys: tuple = ()
 
     @classmethod
     def empty(cls) -> RouteTable:
@@ -87,7 +90,9 @@ class RouteTable:
 
     @classmethod
     def from_document(cls, document: RoutesDocument) -> RouteTable:
-        return cls.build(document.apps, document.revision)
+        table = cls.build(document.apps, document.revision)
+        table.affinity_keys = document.affinity_keys
+        return table
 
     # -- the request path -------------------------------------------------------------------
 

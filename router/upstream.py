@@ -241,6 +241,8 @@ class UpstreamConnection:
             status, fields, exchange.is_head, exchange.http11,
             exchange.keep_alive and exchange.request_complete, pieces)
         pieces.clear()
+        if exchange.backend.affinity is not None:  # the app has session affinity
+            head = exchange.affinity_cookie(head)
         self._to(BODY)
         self._head = head
         self._unparsed = 0
@@ -311,6 +313,8 @@ class UpstreamConnection:
                 # A switch nobody asked for, or before the request's body was all sent.
                 raise ResponseRejected(errors.BAD_RESPONSE)
             self._switching = upgrade_response(fields)
+            if exchange.backend.affinity is not None:  # a WebSocket's handshake pins too
+                self._switching = exchange.affinity_cookie(self._switching)
             return
         head = interim_response(status, fields, reason)  # refuses a status below 100
         if exchange.http11:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from controlplane.api import (addons, apps, builds, certs, drains, dynos, feeds, logs, oneoffs,
-                              pool, releases, routersettings, tokens, vms)
+                              pool, releases, routers, routersettings, tokens, vms)
 from controlplane.api.auth import auth_middleware
 from controlplane.api.bodies import MAX_REPORT_BYTES
 from controlplane.api.context import CONTEXT, ApiContext
@@ -81,6 +81,8 @@ def make_app(context: ApiContext) -> web.Application:
         web.delete(_APP + "/drains/{drain}", drains.remove_drain),
         web.get("/metrics", drains.metrics),
         web.post("/logs", logs.ingest),
+        web.get("/routers/keys", routers.list_keys),
+        web.post("/routers/keys/rotate", routers.rotate_keys),
         web.get("/status", vms.status),
         web.get("/vms", vms.list_vms),
         web.get("/vms/{vm}", vms.get_vm),

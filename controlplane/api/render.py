@@ -8,9 +8,9 @@ from typing import Any
 from controlplane.addons import urls as addon_urls
 from controlplane.config import ControlConfig
 from controlplane.drains import urls as drain_urls
-from controlplane.store.models import (AcmeDomain, Addon, App, Build, Certificate, Domain, Drain,
-                                       DrainStats, Dyno, Feature, FormationEntry, Release, Slug,
-                                       Token)
+from controlplane.store.models import (AcmeDomain, Addon, AffinityKey, App, Build, Certificate,
+                                       Domain, Drain, DrainStats, Dyno, Feature, FormationEntry,
+                                       Release, Slug, Token)
 from controlplane.store.vms import VmUsage
 
 
@@ -100,6 +100,12 @@ def feature(feature: Feature) -> dict[str, Any]:
 def token(token: Token) -> dict[str, Any]:
     return {"id": token.id, "role": token.role.value, "vm_id": token.vm_id,
             "description": token.description, "created_at": token.created_at}
+
+
+def affinity_key(key: AffinityKey, *, signs: bool) -> dict[str, Any]:
+    """A session affinity signing key without its secret (routers get that in the feed)."""
+    return {"id": key.id, "created_at": key.created_at,
+            "use": "signs and verifies" if signs else "verifies"}
 
 
 def unix_iso(at: float) -> str:

@@ -7,9 +7,10 @@ on the hub and work out what to send from the ring: a follower at revision r nee
 changed after r. Several revisions that arrive together are read at once and reach followers
 as one folded delta.
 
-The route hub also keeps every app's current route entry, so snapshots and deltas for any
-number of routers cost no database reads, and it caches the bytes of the last lines it built
-(routers at the same revision get the same line).
+The route hub also keeps every app's current route entry and the routers' session affinity
+signing keys (a router-wide item, changed under its own change-log key), so snapshots and
+deltas for any number of routers cost no database reads, and it caches the bytes of the last
+lines it built (routers at the same revision get the same line).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dynomesh.backoff import BackoffPolicy
 from controlplane.certs.keybox import CertificateKey, SealError
 from controlplane.feeds.routes import route_entry
 from controlplane.store import errors
+from controlplane.store.affinity import KEYS_CHANGE, signing_keys
 from controlplane.store.feeds import route_facts
 from controlplane.store.database import Database, Transaction
 from controlplane.store.models import SealedCertificate
@@ -207,18 +209,30 @@ class RouteHub(FeedHub):
         self.certificate_key = certificate_key
         self._unopened: set[str] = set()
         self.entries: dict[str, dict[str, Any]] = {}
+        # Router-wide: the session affinity signing keys, newest first, as routers get them.
+        self.affinity_keys: list[dict[str, str]] = []
         self._snapshot: tuple[int, dict[bool, bytes]] | None = None
         self._deltas: dict[tuple[int, int, bool], bytes] = {}
 
     async def _read(self, tx: Transaction, keys: set[str] | None) -> Any:
-        facts = await route_facts(tx, keys, self.base_domain)
-        return {name: route_entry(f, self._unseal) for name, f in facts.items()}
+        apps = None if keys is None else keys - {KEYS_CHANGE}
+        facts = await route_facts(tx, apps, self.base_domain) if apps is None or apps else {}
+        signing = None
+        if keys is None or KEYS_CHANGE in keys:
+            signing = [{"id": k.id, "secret": k.secret} for k in await signing_keys(tx)]
+        return {name: route_entry(f, self._unseal) for name, f in facts.items()}, signing
 
     def _entry(self, name: str, withhold_keys: bool) -> dict[str, Any]:
         entry = self.entries[name]
         if not withhold_keys or "certificates" not in entry:
             return entry
         return {**entry, "certificates": [{"chain": c["chain"]} for c in entry["certificates"]]}
+
+    def _signing_keys(self, withhold_keys: bool) -> list[dict[str, str]]:
+        """The affinity signing keys; for a follower that is not a router, their ids only."""
+        if not withhold_keys:
+            return self.affinity_keys
+        return [{"id": k["id"]} for k in self.affinity_keys]
 
     def _unseal(self, certificate: SealedCertificate) -> str | None:
         """The certificate's private key in PEM, or None (said once per certificate)."""
@@ -235,38 +249,48 @@ class RouteHub(FeedHub):
             return None
 
     def _apply(self, data: Any, keys: set[str] | None) -> None:
+        entries, signing = data
+        if signing is not None:
+            self.affinity_keys = signing
         if keys is None:
-            self.entries = dict(data)
+            self.entries = dict(entries)
         else:
-            for key in keys:
-                if key in data:
-                    self.entries[key] = data[key]
+            for key in keys - {KEYS_CHANGE}:
+                if key in entries:
+                    self.entries[key] = entries[key]
                 else:
                     self.entries.pop(key, None)
         self._deltas.clear()
 
     def snapshot_line(self, withhold_keys: bool = False) -> tuple[bytes, int]:
         """The snapshot line; `withhold_keys` for followers that are not routers (a user
-        token): certificates without their private keys (docs/feeds.md)."""
+        token): certificates without their private keys, affinity signing keys as ids only
+        (docs/feeds.md)."""
         if self._snapshot is None or self._snapshot[0] != self.revision:
             self._snapshot = (self.revision, {})
         lines = self._snapshot[1]
         if withhold_keys not in lines:
             apps = [self._entry(name, withhold_keys) for name in sorted(self.entries)]
             lines[withhold_keys] = ndjson(
-                {"type": "snapshot", "revision": self.revision, "apps": apps})
+                {"type": "snapshot", "revision": self.revision, "apps": apps,
+                 "affinity_keys": self._signing_keys(withhold_keys)})
         return lines[withhold_keys], self.revision
 
     def delta_line(self, keys: set[str], since: int,
                    withhold_keys: bool = False) -> tuple[bytes, int]:
-        """A delta bringing a follower at `since` (missing `keys`) to this hub's revision."""
+        """A delta bringing a follower at `since` (missing `keys`) to this hub's revision;
+        with the signing keys when they changed meanwhile."""
         cache_key = (since, self.revision, withhold_keys)
         line = self._deltas.get(cache_key)
         if line is None:
-            present = sorted(k for k in keys if k in self.entries)
-            line = ndjson({"type": "delta", "revision": self.revision,
-                           "apps": [self._entry(k, withhold_keys) for k in present],
-                           "removed": sorted(k for k in keys if k not in self.entries)})
+            apps = keys - {KEYS_CHANGE}
+            present = sorted(k for k in apps if k in self.entries)
+            message = {"type": "delta", "revision": self.revision,
+                       "apps": [self._entry(k, withhold_keys) for k in present],
+                       "removed": sorted(k for k in apps if k not in self.entries)}
+            if KEYS_CHANGE in keys:
+                message["affinity_keys"] = self._signing_keys(withhold_keys)
+            line = ndjson(message)
             if len(self._deltas) > 64:
                 self._deltas.clear()
             self._deltas[cache_key] = line

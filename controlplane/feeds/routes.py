@@ -19,6 +19,7 @@ apply, so the rules below are unit-tested without a database.
   the feed hub's; one it cannot open is left out), oldest first.
 - `acme_challenges`: only while an ACME HTTP-01 challenge for one of its domains is being
   validated (controlplane/acme/): token and key authorization, which routers answer.
+- `session_affinity`: true when the app has the `http-session-affinity` feature (else absent).
 """
 
 from __future__ import annotations
@@ -64,4 +65,6 @@ def route_entry(facts: RouteFacts,
         entry["request_timeout"] = facts.request_timeout
     if facts.max_body_bytes is not None:
         entry["max_body_bytes"] = facts.max_body_bytes
+    if facts.session_affinity:  # only when on: absent means off to every router
+        entry["session_affinity"] = True
     return entry

@@ -10,8 +10,9 @@
 `store.addons` (add-ons attached to apps), `store.oneoffs` (one-off dynos: `dynomesh run`,
 release phases), `store.pool` (the VMs the pool launched, its limits and errors),
 `store.certs` (apps' TLS certificates, keys sealed), `store.acme` (automatic
-certificates: the ACME account, the apps that asked, each domain's state) and
-`store.router_settings` (per-app router settings, `config:router`)
+certificates: the ACME account, the apps that asked, each domain's state),
+`store.router_settings` (per-app router settings, `config:router`) and
+`store.affinity_keys` (the routers' session affinity signing keys)
 group the operations by concept; each runs in its own transaction (`store.fleet.scheduling`
 hands out one pass's) and raises only `store.errors` classes. `store/feeds.py` has the feeds'
 reads, which run in the caller's read transaction.
@@ -24,6 +25,7 @@ from pathlib import Path
 from controlplane.store import errors
 from controlplane.store.acme import AcmeStore
 from controlplane.store.addons import AddonStore
+from controlplane.store.affinity import AffinityKeyStore
 from controlplane.store.apps import FEATURES, AppStore
 from controlplane.store.builds import BuildStore
 from controlplane.store.certs import CertificateStore
@@ -81,6 +83,7 @@ class Store:
         self.certs = CertificateStore(db)
         self.acme = AcmeStore(db)
         self.router_settings = RouterSettingsStore(db)
+        self.affinity_keys = AffinityKeyStore(db)
 
     @classmethod
     async def open(cls, db: Database) -> "Store":

@@ -9,12 +9,20 @@ from controlplane.store.database import Database, Transaction
 from controlplane.store.models import App, Domain, Feature, now_iso
 from controlplane.store.revision import Feed
 
+SESSION_AFFINITY = "http-session-affinity"
+
 # The features an app can turn on. Heroku's `preboot`: on each release, start the new web
 # dynos beside the old ones and switch traffic once they are all up.
 FEATURES: dict[str, str] = {
     "preboot": "Start new web dynos beside the old ones on each release and switch routes "
                "once all are up (no boot wait for requests).",
+    # Heroku's `http-session-affinity`: the routers pin each client to a dyno with a signed
+    # cookie (router/affinity.py); the route entry says so.
+    SESSION_AFFINITY: "Send each client's requests to the same web dyno while it runs "
+                      "(a signed cookie set by the routers).",
 }
+# Features that change what the app's route entry says (the others: what the scheduler does).
+ROUTE_FEATURES = frozenset({SESSION_AFFINITY})
 
 
 async def require_app(tx: Transaction, ident: str) -> App:
@@ -156,6 +164,8 @@ class AppStore:
                 app.id, name, int(enabled), now_iso())
             if bool(was) != enabled:  # e.g. preboot off mid-rollout: the scheduler looks again
                 await tx.record_change(Feed.FORMATION, app.name)
+                if name in ROUTE_FEATURES:
+                    await touch_routes(tx, app)
         return Feature(name, FEATURES[name], enabled)
 
 

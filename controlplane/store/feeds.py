@@ -43,6 +43,9 @@ async def route_facts(tx: Transaction, names: Collection[str] | None,
                                "WHERE token IS NOT NULL", "app_id", ids, order="token"):
         challenges.setdefault(row["app_id"], []).append((row["token"], row["key_authorization"]))
     settings = await settings_of(tx, ids)
+    affinity = {r["app_id"] for r in await fetch_for(
+        tx, "SELECT app_id FROM app_features WHERE name = 'http-session-affinity' "
+            "AND enabled = 1", "app_id", ids)}
     return {a["name"]: RouteFacts(
         name=a["name"], maintenance=bool(a["maintenance"]),
         hosts=(f"{a['name']}.{base_domain}", *domains.get(a["id"], ())),
@@ -51,7 +54,8 @@ async def route_facts(tx: Transaction, names: Collection[str] | None,
         certificates=tuple(certificates.get(a["id"], ())),
         acme_challenges=tuple(challenges.get(a["id"], ())),
         request_timeout=settings[a["id"]].request_timeout if a["id"] in settings else None,
-        max_body_bytes=settings[a["id"]].max_body_bytes if a["id"] in settings else None)
+        max_body_bytes=settings[a["id"]].max_body_bytes if a["id"] in settings else None,
+        session_affinity=a["id"] in affinity)
         for a in apps}
 
 

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Collection, Sequence
 
 from controlplane import sizes
 from controlplane.store import errors
+from controlplane.store.affinity import KEYS_CHANGE
 from controlplane.store.database import Database, Transaction, fetch_for
 from controlplane.store.dynos import WITH_APP_NAME, remove_now, restart_now, start_take_out
 from controlplane.store.dynos import with_app_name
@@ -65,6 +66,7 @@ class FleetPass:
             except errors.HistoryExpired:
                 return None
             apps |= {change.key for change in changes.changes}
+        apps.discard(KEYS_CHANGE)  # the routers' signing keys, not an app
         return apps
 
     async def vms(self) -> list[Vm]:

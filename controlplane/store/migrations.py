@@ -206,6 +206,16 @@ ROUTER_SETTINGS_MIGRATION = Migration(12, "per-app router settings; unhealthy we
     "ALTER TABLE dynos ADD COLUMN unhealthy TEXT",
 ))
 
+# Session affinity signing keys (controlplane/store/affinity.py): the newest signs, the ones
+# before it still verify (docs/feeds.md).
+AFFINITY_KEYS_MIGRATION = Migration(13, "session affinity: the routers' cookie signing keys", (
+    """CREATE TABLE affinity_keys (
+        id TEXT PRIMARY KEY,
+        secret TEXT NOT NULL,
+        generation INTEGER NOT NULL UNIQUE,
+        created_at TEXT NOT NULL)""",
+))
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "revision counter, change log, apps, slugs, releases, config, formation, "
                  "domains, features, tokens", (
@@ -403,6 +413,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     CERTIFICATES_MIGRATION,
     ACME_MIGRATION,
     ROUTER_SETTINGS_MIGRATION,
+    AFFINITY_KEYS_MIGRATION,
 )
 
 LATEST = MIGRATIONS[-1].version

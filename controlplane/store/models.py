@@ -241,6 +241,21 @@ class Feature:
 
 
 @dataclass(frozen=True)
+class AffinityKey:
+    """A session affinity signing key (controlplane/store/affinity.py). `secret` (base64url)
+    goes to routers in the route feed only; never into `repr`, an API answer or a log."""
+
+    id: str
+    secret: str = field(repr=False)
+    generation: int  # the newest signs
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row) -> "AffinityKey":
+        return cls(row["id"], row["secret"], int(row["generation"]), row["created_at"])
+
+
+@dataclass(frozen=True)
 class Token:
     id: str
     role: Role
@@ -511,6 +526,7 @@ class RouteFacts:
     # The app's own router settings (`config:router`); None: the router's flag decides.
     request_timeout: float | None = None
     max_body_bytes: int | None = None
+    session_affinity: bool = False  # the http-session-affinity feature
 
 
 @dataclass(frozen=True)

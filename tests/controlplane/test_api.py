@@ -186,7 +186,8 @@ async def test_a_hostname_belongs_to_one_app_and_not_to_the_platform(api):
 async def test_features_are_listed_and_switched(api):
     await api.call("POST", "/apps", json={"name": "hello"})
     _, features, _ = await api.call("GET", "/apps/hello/features")
-    assert [(f["name"], f["enabled"]) for f in features] == [("preboot", False)]
+    assert [(f["name"], f["enabled"]) for f in features] == [("preboot", False),
+                                                              ("http-session-affinity", False)]
     status, feature, _ = await api.call("PATCH", "/apps/hello/features/preboot",
                                         json={"enabled": True})
     assert status == 200 and feature["enabled"] is True

@@ -68,7 +68,7 @@ def test_the_readme_walk_through(control, hello_dir, tmp_path):
     assert info["app"]["maintenance"] is True and info["current_release"]["version"] == 3
     assert [(f["type"], f["quantity"]) for f in info["formation"]] == [("web", 3), ("worker", 1)]
     assert [d["hostname"] for d in info["domains"]] == ["walk.localhost", "www.walk.test"]
-    assert [f["enabled"] for f in info["features"]] == [True]
+    assert [f["enabled"] for f in info["features"]] == [True, False]
     created = control.cli("tokens:create", "--role", "router")
     secret = ok(created).strip()
     assert secret.startswith("dmt_") and "shown only this once" in created.stderr

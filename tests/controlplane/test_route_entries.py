@@ -71,3 +71,10 @@ def test_every_entry_is_one_the_router_accepts():
         parsed = parse_app(entry, "apps[0]")
         assert parsed.state.value == entry["state"]
         assert [d.name for d in parsed.dynos] == [d["name"] for d in entry["dynos"]]
+
+
+def test_session_affinity_is_said_only_when_the_feature_is_on():
+    assert "session_affinity" not in route_entry(facts(dyno("web.1")))
+    on = route_entry(RouteFacts("hello", False, ("hello.localhost",), True, 1,
+                                (dyno("web.1"),), session_affinity=True))
+    assert on["session_affinity"] is True and parse_app(on, "apps[0]").session_affinity

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import sqlite3
 
 import pytest
 
 from controlplane.store import Feed, errors
+from controlplane.store.affinity import KEYS_CHANGE
+from controlplane.store.feeds import route_facts
 from controlplane.store.migrations import LATEST, MIGRATIONS, Migration, migrate, schema_version
 from controlplane.store.models import FormationUpdate, ReleaseStatus, Role
 
@@ -245,13 +248,42 @@ async def test_a_hostname_belongs_to_one_app(store):
 async def test_features_start_disabled_and_can_be_switched(store):
     await store.apps.create("hello")
     assert [(f.name, f.enabled) for f in await store.apps.list_features("hello")] == [
-        ("preboot", False)]
+        ("preboot", False), ("http-session-affinity", False)]
     await store.apps.set_feature("hello", "preboot", True)
     assert (await store.apps.get_feature("hello", "preboot")).enabled
     await store.apps.set_feature("hello", "preboot", False)
     assert not (await store.apps.get_feature("hello", "preboot")).enabled
     with pytest.raises(errors.NotFound, match="preboot"):
         await store.apps.set_feature("hello", "turbo", True)
+
+
+async def test_session_affinity_changes_the_route_entry(store):
+    await store.apps.create("hello")
+    start = await store.revision()
+    await store.apps.set_feature("hello", "http-session-affinity", True)
+    changed = await store.changes_since(Feed.ROUTES, start)
+    assert [c.key for c in changed.changes] == ["hello"]
+    async with store.db.read() as tx:
+        assert (await route_facts(tx, ["hello"], "localhost"))["hello"].session_affinity
+    await store.apps.set_feature("hello", "http-session-affinity", False)
+    async with store.db.read() as tx:
+        assert not (await route_facts(tx, None, "localhost"))["hello"].session_affinity
+
+
+async def test_affinity_keys_are_made_once_and_rotation_keeps_the_previous_one(store):
+    first = await store.affinity_keys.ensure()
+    assert first is not None and await store.affinity_keys.ensure() is None
+    assert len(base64.urlsafe_b64decode(first.secret + "=")) == 32
+    assert first.secret not in repr(first)
+    start = await store.revision()
+    second, retired = await store.affinity_keys.rotate()
+    assert retired == [] and [k.id for k in await store.affinity_keys.list()] == [second.id,
+                                                                                 first.id]
+    third, retired = await store.affinity_keys.rotate()
+    assert [k.id for k in retired] == [first.id]
+    assert [k.id for k in await store.affinity_keys.list()] == [third.id, second.id]
+    changed = await store.changes_since(Feed.ROUTES, start)
+    assert {c.key for c in changed.changes} == {KEYS_CHANGE}  # the routers hear of it
 
 
 # --- slugs, releases, config vars, formation ---

@@ -210,11 +210,13 @@ async def _set_feature(args, session, enabled: bool) -> None:
 
 
 def _feature_argument(parser):
-    parser.add_argument("feature", help="e.g. preboot")
+    parser.add_argument("feature", help="preboot or http-session-affinity (`dynomesh features` "
+                                        "lists them)")
 
 
 features_enable = command("features:enable", "turn a feature on (e.g. preboot)",
-                          example="dynomesh features:enable preboot --app hello")(
+                          example="dynomesh features:enable preboot --app hello\n"
+                                  "dynomesh features:enable http-session-affinity --app hello")(
     _feature_argument)
 features_disable = command("features:disable", "turn a feature off",
                            example="dynomesh features:disable preboot --app hello")(
