@@ -239,12 +239,15 @@ class VmPlayer:
         for vm in self.played.values():
             if vm.process.poll() is None:
                 vm.process.send_signal(signal.SIGTERM)
+        # One deadline for all of them (a test's teardown has the test's time limit): an agent
+        # still stopping then is killed with its dynos, as when its VM dies.
+        deadline = asyncio.get_running_loop().time() + 20.0
         for vm in self.played.values():
+            left = max(0.1, deadline - asyncio.get_running_loop().time())
             try:
-                await asyncio.to_thread(vm.process.wait, 60)
+                await asyncio.to_thread(vm.process.wait, left)
             except subprocess.TimeoutExpired:
-                os.killpg(vm.process.pid, signal.SIGKILL)
-                vm.process.wait(timeout=10)
+                self.kill(vm)
 
     def in_range(self, vm_id: str, address: str) -> bool:
         low, high = self.played[vm_id].port_range
