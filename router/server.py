@@ -24,6 +24,7 @@ from router.client import ClientConnection
 from router.config import RouterConfig
 from router.exchange import serve_backlog
 from router.headers import RequestIds, RequestRewriter
+from router.listener import Listener, bind
 from router.metrics import RouterMetrics
 from router.pool import Backends
 from router.proxyproto import ProxyPreamble
@@ -67,7 +68,7 @@ class Router:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.port: int | None = None  # bound HTTP port, once started
         self.admin_port: int | None = None
-        self._server: asyncio.Server | None = None
+        self._listeners: list[Listener] = []  # listener.py: accepts every waiting connection
         self._admin = None
         self._sweep = Sweep(self)
         self._rewriter: RequestRewriter | None = None
@@ -148,12 +149,10 @@ class Router:
         config = self.config
         loop = self.loop = asyncio.get_running_loop()
         self.now = loop.time()
-        server = await loop.create_server(
-            self._new_connection, config.listen.host, config.listen.port,
-            backlog=config.listen_backlog, reuse_address=True, reuse_port=config.reuse_port or None,
-            start_serving=False)
-        self._server = server
-        self.port = server.sockets[0].getsockname()[1]
+        sockets = bind(config.listen.host, config.listen.port, config.listen_backlog,
+                       config.reuse_port)
+        self._listeners = [Listener(loop, sock, self._new_connection) for sock in sockets]
+        self.port = sockets[0].getsockname()[1]
         limits = config.limits
         self._rewriter = RequestRewriter(proto=config.protocol, port=self.port,
                                          request_ids=self.request_ids, max_name=limits.header_name)
@@ -163,7 +162,8 @@ class Router:
         if config.admin is not None:
             self._admin, self.admin_port = await start_admin(self, config.admin.host,
                                                              config.admin.port)
-        await server.start_serving()
+        for listener in self._listeners:
+            listener.start()
         self._sweep.start()
 
     def housekeeping(self, now: float) -> None:
@@ -180,11 +180,15 @@ class Router:
                 pool.sweep(now, limit)  # also moves the pool's window of peak concurrency
         self.quarantine.expire()
 
+    def _stop_listening(self) -> None:
+        listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            listener.close()
+
     async def drain(self, timeout: float | None = None) -> bool:
         """Stop accepting; let requests in flight finish (up to `timeout`, default the drain
         timeout) while connections close as they fall idle. -> True if all finished."""
-        if self._server is not None:
-            self._server.close()
+        self._stop_listening()
         self.draining = asyncio.Event()
         for preamble in list(self.preambles):
             preamble.transport.close()
@@ -206,16 +210,13 @@ class Router:
     async def stop(self) -> None:
         """Stop listening, close connections and pools, flush the log."""
         self._sweep.stop()
-        if self._server is not None:
-            self._server.close()
-            for client in list(self.clients):
-                client.transport.close()
-            for tunnel in list(self.tunnels):
-                tunnel.close()
-            for preamble in list(self.preambles):
-                preamble.transport.close()
-            await self._server.wait_closed()
-            self._server = None
+        self._stop_listening()
+        for client in list(self.clients):
+            client.transport.close()
+        for tunnel in list(self.tunnels):
+            tunnel.close()
+        for preamble in list(self.preambles):
+            preamble.transport.close()
         for backend in self.backends.known():
             for pool in backend.pools:
                 pool.retire()
