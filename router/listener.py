@@ -49,10 +49,11 @@ def bind(host: str, port: int, backlog: int, reuse_port: bool) -> list[socket.so
             sock.bind(address)
             sock.listen(backlog)
             sock.setblocking(False)
-    except OSError:
+    except OSError as error:
         for sock in sockets:
             sock.close()
-        raise
+        # Named with the address, so that `cannot listen: ...` says which --listen failed.
+        raise OSError(error.errno, f"{error.strerror} ({host}:{port})") from error
     return sockets
 
 
