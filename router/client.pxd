@@ -5,9 +5,9 @@ from router.exchange cimport Exchange
 from router.flow cimport ReadGate
 
 cdef int OPEN, REFUSING, LINGERING, CLOSING, TUNNEL, DONE
-cdef int PEER_BUFFER_FULL, PIPELINED, UPGRADING, EXPECT_CONTINUE, LENGTH_AND_CHUNKED, UPGRADE
+cdef int PEER_BUFFER_FULL, PIPELINED, UPGRADING, UPGRADE
 cdef tuple CLIENT_ALLOWED
-cdef object CHUNKED, NONE
+cdef object CHUNKED
 cdef bytes _CONNECT
 cdef int _SLASH, _HASH
 cdef double _LINGER, _LINGER_TOTAL
@@ -39,7 +39,6 @@ cdef class ClientConnection(Downstream):
     cdef void _to(self, int state) except *
     cdef _head_continues(self, data)
     cdef _check_request_line(self, method, target)
-    cdef tuple _unusual_head(self, bint keep_alive, int flags, framing, list fields)
     cdef _upgrade_requested(self, early)
     cdef _upgrade_body_follows(self, data)
     cdef _upgrade_declined(self)

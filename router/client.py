@@ -47,10 +47,10 @@ from router.downstream import Downstream
 from router.errors import RequestRejected, RouterError
 from router.exchange import Exchange
 from router.flow import PEER_BUFFER_FULL, PIPELINED, UPGRADING, ReadGate
-from router.headers import (CHUNKED, EXPECT_CONTINUE, LENGTH_AND_CHUNKED, NONE, UPGRADE,
-                            RequestRewriter)
+from router.headers import CHUNKED, UPGRADE, RequestRewriter, unusual_request_head
 from router.limits import (GrowthGuard, check_request_head, check_trailers, exact_request_line,
-                           origin_form, without_repeated_lengths)
+                           origin_form)
+from router.standins import RepeatedLength, UpgradeBody
 from router.states import (CLIENT_ALLOWED, CLOSING, DONE, LINGERING, OPEN, REFUSING,
                            TUNNEL, ClientState, refused)
 
@@ -185,7 +185,7 @@ class ClientConnection(Downstream):
             if str(error) == "Duplicate Content-Length" and self._line and not self._marks:
                 # RFC 9112 §6.3: repeated Content-Length fields of one value count as one;
                 # llhttp refuses them, so the head is parsed again without the repeats.
-                self.parser = _RepeatedLength(self)
+                self.parser = RepeatedLength(self)
                 self.parser.feed_data(b"")
                 return
             # llhttp knows HTTP/0.9 to 2.0 only; any other version is one the router does
@@ -277,7 +277,10 @@ class ClientConnection(Downstream):
         if keep_alive and not flags:
             http11 = True  # keep-alive without asking for it: only HTTP/1.1 does that
         else:
-            keep_alive, http11, flags = self._unusual_head(keep_alive, flags, framing, fields)
+            parser = self.parser
+            keep_alive, http11, flags, self._upgrade_body = unusual_request_head(
+                parser.get_http_version(), parser.should_upgrade(), keep_alive, flags, framing,
+                fields)
         start = router.now = router.loop.time()  # keeps the coarse clock fresh under load
         exchange = Exchange(self, router, method, target, head, host, request_id, fwd, framing,
                             keep_alive, http11, start, wall, flags)
@@ -302,7 +305,7 @@ class ClientConnection(Downstream):
             self._reading = None
             return  # no body (complete from the start)
         if self._upgrade_body:
-            return  # llhttp skipped an upgrade request's body: _UpgradeBody reads it
+            return  # llhttp skipped an upgrade request's body: standins.UpgradeBody reads it
         self._unparsed = self._head_start = self._read_size  # as in on_headers_complete
         trailers = self._headers
         if trailers:
@@ -434,7 +437,7 @@ class ClientConnection(Downstream):
             raise RequestRejected(errors.BAD_REQUEST_LINE)
 
     def _restart_head(self, head: bytes) -> None:
-        """Parse the request's head again from its start (see _RepeatedLength)."""
+        """Parse the request's head again from its start (see standins.RepeatedLength)."""
         parser = self.parser = HttpRequestParser(self)
         parser.set_dangerous_leniencies(lenient_chunked_length=True)
         self._url.clear()
@@ -442,40 +445,6 @@ class ClientConnection(Downstream):
         self._marks.append(True)  # a boundary again: the head begins at `head`'s start
         self._unparsed = self._head_start
         self.data_received(head)
-
-    def _unusual_head(self, keep_alive: bool, flags: int, framing, fields
-                      ) -> tuple[bool, bool, int]:
-        """The rarer heads: HTTP/1.0, Connection fields, Expect, Upgrade, both framings.
-        -> (keep the connection alive, client speaks HTTP/1.1, flags)."""
-        version = self.parser.get_http_version()
-        if version == "1.1":
-            http11 = True
-        elif version == "1.0":
-            # Kept alive only when it asks (Connection: keep-alive, RFC 9112 §9.3); its
-            # answers then carry a length or end with the connection (rewrite_response).
-            http11 = False
-            if framing is CHUNKED:  # RFC 9112 §6.1: Transfer-Encoding in 1.0 is faulty framing
-                raise RequestRejected(errors.BAD_FRAMING)
-            if flags & UPGRADE:  # RFC 9110 §7.8: a 1.0 Upgrade is ignored; the parser did not
-                raise RequestRejected(errors.BAD_REQUEST)
-            flags &= ~EXPECT_CONTINUE  # RFC 9110 §10.1.1: ignored in HTTP/1.0
-        else:
-            raise RequestRejected(errors.VERSION_NOT_SUPPORTED)  # 0.9, 2.0
-        if flags & LENGTH_AND_CHUNKED:
-            keep_alive = False
-        if bool(flags & UPGRADE) != self.parser.should_upgrade():
-            raise RequestRejected(errors.BAD_REQUEST)  # the parser and the rules disagree
-        if flags & UPGRADE and framing is not NONE:
-            # httptools has llhttp skip an upgrade request's body and hands over what follows
-            # the head; a body of known length is read off that by _UpgradeBody, the rest is
-            # for the new protocol. A chunked one would need parsing here: refused.
-            if framing is CHUNKED:
-                raise RequestRejected(errors.BAD_FRAMING)
-            self._upgrade_body = int(next(value for name, value in fields
-                                          if name.lower() == b"content-length"))
-        if flags & EXPECT_CONTINUE and framing is NONE:
-            flags &= ~EXPECT_CONTINUE  # nothing to continue with
-        return keep_alive, http11, flags
 
     def _upgrade_requested(self, early: bytes) -> None:
         """The parser stopped after an upgrade request's head: what follows is for the new
@@ -487,7 +456,7 @@ class ClientConnection(Downstream):
     def _upgrade_body_follows(self, data: bytes) -> None:
         """An upgrade request's body of known length follows its head: read it as the body
         (a stand-in parser), then what follows is for the new protocol."""
-        self.parser = _UpgradeBody(self, self._reading, self.parser, self._upgrade_body)
+        self.parser = UpgradeBody(self, self._reading, self.parser, self._upgrade_body)
         self._upgrade_body = 0
         if data:
             self.data_received(data)
@@ -597,53 +566,3 @@ class ClientConnection(Downstream):
             self.transport.write(error.response)
         self._linger()
 
-
-class _UpgradeBody:
-    """Stands in for the parser while an upgrade request's body arrives (httptools has llhttp
-    skip it): its bytes go to the dyno as the body; once it is whole the parser is put back
-    and what follows is handed over as after any upgrade request (HttpParserUpgrade)."""
-
-    __slots__ = ("client", "exchange", "parser", "remaining")
-
-    def __init__(self, client: ClientConnection, exchange: Exchange, parser, remaining: int):
-        self.client = client
-        self.exchange = exchange
-        self.parser = parser
-        self.remaining = remaining
-
-    def feed_data(self, data: bytes) -> None:
-        body = data[:self.remaining]
-        self.remaining -= len(body)
-        exchange = self.exchange
-        if body:
-            exchange.request_body(body)  # never chunked (_unusual_head refuses that)
-        if self.remaining:
-            return
-        client = self.client
-        client.parser = self.parser
-        client._reading = None
-        exchange.request_ended([])
-        raise HttpParserUpgrade(len(body))
-
-
-class _RepeatedLength:
-    """Stands in for the parser after llhttp refused a repeated Content-Length: collects the
-    head (in the connection's `_line`) until it is complete, then has it parsed again by a
-    new parser with the repeats of the first value removed (RFC 9112 §6.3), or refuses the
-    request when the values differ. Only for a request that began at the start of what the
-    connection kept; one pipelined behind another in the same read stays refused."""
-
-    __slots__ = ("client",)
-
-    def __init__(self, client: ClientConnection) -> None:
-        self.client = client
-
-    def feed_data(self, data: bytes) -> None:
-        client = self.client
-        try:
-            head = without_repeated_lengths(client._line)
-        except RequestRejected as rejected:
-            client._reject(rejected.error)
-            return
-        if head is not None:
-            client._restart_head(head)

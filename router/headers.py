@@ -14,7 +14,8 @@ What changes on the way up (Heroku's router behaviour):
 Everything else keeps its order, spelling and repeats. A request that breaks a rule the
 router enforces (a second Host, an unsupported Expect or transfer coding, an overlong field
 name) raises `RequestRejected`; a response, `ResponseRejected`. Those checks sit in branches the
-normal path never takes.
+normal path never takes; so do the version rules of the rarer heads (HTTP/1.0, Expect, Upgrade,
+both framings: `unusual_request_head`).
 """
 
 from __future__ import annotations
@@ -336,6 +337,43 @@ class RequestRewriter:
         sent = {part.lower() for part in out[4::4]}
         return ((self._proto if b"x-forwarded-proto" not in sent else b"")
                 + (self._port if b"x-forwarded-port" not in sent else b"") + VIA + b"\r\n")
+
+
+def unusual_request_head(version: str, parser_upgrade: bool, keep_alive: bool, flags: int,
+                         framing: Framing, fields: Headers) -> tuple[bool, bool, int, int]:
+    """The rarer request heads: HTTP/1.0, Connection fields, Expect, Upgrade, both framings
+    (`flags` from RequestRewriter.rewrite; `version` and `parser_upgrade` as llhttp parsed
+    them). -> (keep the connection alive, client speaks HTTP/1.1, flags, the Content-Length of
+    an upgrade request's body or 0); RequestRejected for a head the router refuses."""
+    if version == "1.1":
+        http11 = True
+    elif version == "1.0":
+        # Kept alive only when it asks (Connection: keep-alive, RFC 9112 §9.3); its answers
+        # then carry a length or end with the connection (rewrite_response).
+        http11 = False
+        if framing is CHUNKED:  # RFC 9112 §6.1: Transfer-Encoding in 1.0 is faulty framing
+            raise RequestRejected(errors.BAD_FRAMING)
+        if flags & UPGRADE:  # RFC 9110 §7.8: a 1.0 Upgrade is ignored; the parser did not
+            raise RequestRejected(errors.BAD_REQUEST)
+        flags &= ~EXPECT_CONTINUE  # RFC 9110 §10.1.1: ignored in HTTP/1.0
+    else:
+        raise RequestRejected(errors.VERSION_NOT_SUPPORTED)  # 0.9, 2.0
+    if flags & LENGTH_AND_CHUNKED:
+        keep_alive = False
+    if bool(flags & UPGRADE) != parser_upgrade:
+        raise RequestRejected(errors.BAD_REQUEST)  # the parser and the rules disagree
+    upgrade_body = 0
+    if flags & UPGRADE and framing is not NONE:
+        # httptools has llhttp skip an upgrade request's body and hands over what follows the
+        # head; a body of known length is read off that (standins.UpgradeBody), the rest is
+        # for the new protocol. A chunked one would need parsing there: refused.
+        if framing is CHUNKED:
+            raise RequestRejected(errors.BAD_FRAMING)
+        upgrade_body = int(next(value for name, value in fields
+                                if name.lower() == b"content-length"))
+    if flags & EXPECT_CONTINUE and framing is NONE:
+        flags &= ~EXPECT_CONTINUE  # nothing to continue with
+    return keep_alive, http11, flags, upgrade_body
 
 
 def _status_lines() -> dict[int, tuple[bytes, bytes]]:

@@ -26,6 +26,7 @@ from router.config import RouterConfig
 from router.exchange import serve_backlog
 from router.h2conn import H2Connection
 from router.headers import RequestIds, RequestRewriter
+from router.acceptor import Acceptor, bind
 from router.listener import Listener
 from router.metrics import RouterMetrics
 from router.pool import Backends
@@ -85,7 +86,8 @@ class Router:
                                                             config.tls_default_key),
                                    report=self._report)
         self.report = None  # callable(str) for status lines (the CLI's), else stderr-less
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[asyncio.Server] = []  # the TLS listener's
+        self._acceptors: list[Acceptor] = []  # acceptor.py: the plain listener's sockets
         self._admin = None
         self._sweep = Sweep(self)
 
@@ -177,18 +179,19 @@ class Router:
         config = self.config
         loop = self.loop = asyncio.get_running_loop()
         self.now = loop.time()
-        listening = dict(backlog=config.listen_backlog, reuse_address=True,
-                         reuse_port=config.reuse_port or None, start_serving=False)
-        server = await loop.create_server(
-            self._new_connection, config.listen.host, config.listen.port, **listening)
-        self._servers.append(server)
-        self.port = server.sockets[0].getsockname()[1]
+        sockets = bind(config.listen.host, config.listen.port, config.listen_backlog,
+                       config.reuse_port)
+        self._acceptors = [Acceptor(loop, sock, self._new_connection) for sock in sockets]
+        self.port = sockets[0].getsockname()[1]
         self.plain = Listener(self, config.protocol, self.port, self.log)
         if self.tls is not None:
+            # (The TLS listener accepts through the loop's server: one connection per turn.)
             context = self.tls.prepare()
             secure = await loop.create_server(
                 self.tls.new_connection, config.listen_tls.host, config.listen_tls.port,
-                ssl=context, ssl_handshake_timeout=config.header_timeout, **listening)
+                ssl=context, ssl_handshake_timeout=config.header_timeout,
+                backlog=config.listen_backlog, reuse_address=True,
+                reuse_port=config.reuse_port or None, start_serving=False)
             self._servers.append(secure)
             self.tls_port = secure.sockets[0].getsockname()[1]
             self.tls.listener = Listener(self, "https", self.tls_port,
@@ -196,6 +199,8 @@ class Router:
         if config.admin is not None:
             self._admin, self.admin_port = await start_admin(self, config.admin.host,
                                                              config.admin.port)
+        for acceptor in self._acceptors:
+            acceptor.start()
         for listening_server in self._servers:
             await listening_server.start_serving()
         self._sweep.start()
@@ -214,11 +219,17 @@ class Router:
                 pool.sweep(now, limit)  # also moves the pool's window of peak concurrency
         self.quarantine.expire()
 
+    def _stop_listening(self) -> None:
+        acceptors, self._acceptors = self._acceptors, []
+        for acceptor in acceptors:
+            acceptor.close()
+        for server in self._servers:
+            server.close()
+
     async def drain(self, timeout: float | None = None) -> bool:
         """Stop accepting; let requests in flight finish (up to `timeout`, default the drain
         timeout) while connections close as they fall idle. -> True if all finished."""
-        for server in self._servers:
-            server.close()
+        self._stop_listening()
         self.draining = asyncio.Event()
         for preamble in list(self.preambles):
             preamble.transport.close()
@@ -240,15 +251,14 @@ class Router:
     async def stop(self) -> None:
         """Stop listening, close connections and pools, flush the log."""
         self._sweep.stop()
+        self._stop_listening()
+        for client in list(self.clients):
+            client.transport.close()
+        for tunnel in list(self.tunnels):
+            tunnel.close()
+        for preamble in list(self.preambles):
+            preamble.transport.close()
         if self._servers:
-            for server in self._servers:
-                server.close()
-            for client in list(self.clients):
-                client.transport.close()
-            for tunnel in list(self.tunnels):
-                tunnel.close()
-            for preamble in list(self.preambles):
-                preamble.transport.close()
             for server in self._servers:
                 await server.wait_closed()
             self._servers = []

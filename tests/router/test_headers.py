@@ -6,8 +6,9 @@ import pytest
 
 from router import errors
 from router.errors import RequestRejected, ResponseRejected
-from router.headers import (CHUNKED, CLOSE, LENGTH, NONE, RequestIds, RequestRewriter,
-                            response_framing, rewrite_response, valid_request_id)
+from router.headers import (CHUNKED, CLOSE, EXPECT_CONTINUE, LENGTH, LENGTH_AND_CHUNKED, NONE,
+                            UPGRADE, RequestIds, RequestRewriter, response_framing,
+                            rewrite_response, unusual_request_head, valid_request_id)
 
 pytestmark = pytest.mark.unit
 
@@ -220,3 +221,42 @@ def test_an_http10_client_kept_alive_is_told_so():
     _, fields, up, down, keep = response([(b"Transfer-Encoding", b"chunked")],
                                          client_http11=False)
     assert (down, keep) == (CLOSE, False) and (b"Connection", b"close") in fields
+
+
+# -- the rarer heads (unusual_request_head) --------------------------------------------------
+
+_LENGTH_FIELD = [(b"Content-Length", b"5")]
+
+
+@pytest.mark.parametrize("version, flags, framing, error", [
+    ("1.0", 0, CHUNKED, errors.BAD_FRAMING),  # RFC 9112 §6.1
+    ("1.0", UPGRADE, NONE, errors.BAD_REQUEST),  # RFC 9110 §7.8: the parser ignored it
+    ("2.0", 0, NONE, errors.VERSION_NOT_SUPPORTED),
+    ("0.9", 0, NONE, errors.VERSION_NOT_SUPPORTED),
+    ("1.1", UPGRADE, CHUNKED, errors.BAD_FRAMING),  # a chunked upgrade body is not read
+])
+def test_a_rarer_head_the_router_refuses_names_why(version, flags, framing, error):
+    with pytest.raises(RequestRejected) as refused:
+        unusual_request_head(version, bool(flags & UPGRADE), True, flags, framing, [])
+    assert refused.value.error is error
+
+
+def test_an_upgrade_the_parser_and_the_rules_disagree_on_is_refused():
+    with pytest.raises(RequestRejected) as refused:
+        unusual_request_head("1.1", True, True, 0, NONE, [])
+    assert refused.value.error is errors.BAD_REQUEST
+
+
+def test_the_rarer_heads_keep_alive_speak_http11_and_expect_as_rfc_9110_says():
+    # HTTP/1.0: no 100-continue (RFC 9110 §10.1.1), kept alive only when it asked.
+    assert unusual_request_head("1.0", False, True, EXPECT_CONTINUE, LENGTH,
+                                _LENGTH_FIELD) == (True, False, 0, 0)
+    # Both framings: chunked wins and the connection closes after the response.
+    assert unusual_request_head("1.1", False, True, LENGTH_AND_CHUNKED, CHUNKED,
+                                []) == (False, True, LENGTH_AND_CHUNKED, 0)
+    # Expect without a body: nothing to continue with.
+    assert unusual_request_head("1.1", False, True, EXPECT_CONTINUE, NONE,
+                                []) == (True, True, 0, 0)
+    # An upgrade request's body of known length is read before the switch.
+    assert unusual_request_head("1.1", True, True, UPGRADE, LENGTH,
+                                _LENGTH_FIELD) == (True, True, UPGRADE, 5)
