@@ -119,9 +119,11 @@ async def test_a_certificate_is_issued_through_the_router_renewed_and_a_refusal_
     # The CA's own problem: its type and detail (Pebble could not connect to 127.0.0.2).
     assert gone["reason"].startswith("connection: ") and "127.0.0.2" in gone["reason"], gone
 
-    # The router answered the challenge itself (the app has no release, no dynos).
-    assert router.matches(r'desc="ACME challenge answered".*host=shop\.example\.test.*'
-                          r'status=200')
+    # The router answered the challenge itself (the app has no release, no dynos); its log
+    # lines are written every quarter second.
+    await asyncio.to_thread(
+        router.wait_for, r'desc="ACME challenge answered".*host=shop\.example\.test.*status=200',
+        timeout=10)
 
     # The certificate is stored through the certificate service: listed, key never shown.
     _, certs, _ = await api.call("GET", "/apps/shop/certs")
