@@ -55,7 +55,9 @@ def test_dyno_output_and_state_changes_reach_the_log_stream_in_order(harness, co
     assert up > 1
     times = [line.split(" ", 1)[0] for _, line in shipped]
     assert all(app == "hello" for app, _ in shipped) and times == sorted(times)
-    assert agent.metric("dynomgr_log_ship_lines_shipped_total") >= len(printed)
+    # Counted once the control plane's answer is back, which may be after it has the lines.
+    agent.wait_until(lambda: agent.metric("dynomgr_log_ship_lines_shipped_total") >= len(printed),
+                     what="the shipped lines counted")
 
 
 def test_no_log_ship_goes_with_control():
