@@ -30,7 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from router_bench import (LOAD_CORE, PROXY_CORE, RESULTS, Backend, cpu_seconds,  # noqa: E402
-                          free_port, git_revision, process_tree, raise_open_files_limit)
+                          free_port, git_revision, process_tree, raise_open_files_limit,
+                          wait_for_port)
 
 HOT_APPS, HOSTS_PER_APP = 10, 10
 
@@ -65,20 +66,6 @@ def wrk_script(path: Path) -> Path:
     return path
 
 
-def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    import socket
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the router exited with status {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"the router did not listen on {port} within {timeout:g} s")
-
-
 def run_wrk(port: int, seconds: float, connections: int, script: Path) -> dict:
     argv = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s",
             "--timeout", "10s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}/"]
@@ -96,7 +83,7 @@ def measure(routes: Path, work: Path, args, script: Path) -> dict:
     proc = subprocess.Popen(["taskset", "-c", PROXY_CORE, *argv], stdout=subprocess.DEVNULL,
                             stderr=open(work / "router.stderr", "ab"), start_new_session=True)
     try:
-        wait_listening(port, proc)
+        wait_for_port(port, proc, timeout=120.0)  # a 1M-host routes file loads first
         run_wrk(port, 2, args.connections, script)  # warm up: the hot apps' pools
         pids = process_tree(proc.pid)
         before = cpu_seconds(pids)

@@ -51,7 +51,7 @@ cdef class Exchange:
     @cython.locals(pool=DynoPool, conn=UpstreamConnection, in_flight=long)
     cdef _attempt(self)
     cdef bint _over_limit(self) except -1
-    cdef _pinned_or_balanced(self, tuple pools)
+    cdef _pinned(self)
     cpdef affinity_cookie(self, bytes head)
     cdef _connect(self, DynoPool pool)
     @cython.locals(sent_at=double)

@@ -207,18 +207,16 @@ class Exchange:
         router = self.router
         backend = self.backend
         pools = backend.pools
-        if backend.affinity is not None:  # the app has session affinity (affinity.py)
-            pool = self._pinned_or_balanced(pools)
-            if pool is None:
-                self.fail(self.failure or errors.CONNECTION_REFUSED)
-                return
-        elif self.tried is not None or router.quarantine.members:
-            pool = self._choose_carefully(pools)
-            if pool is None:
-                self.fail(self.failure or errors.CONNECTION_REFUSED)
-                return
-        else:
-            pool = pools[0] if len(pools) == 1 else router.balancer.choose(pools)
+        # The app has session affinity (affinity.py): the dyno the cookie pins, if usable.
+        pool = self._pinned() if backend.affinity is not None else None
+        if pool is None:
+            if self.tried is not None or router.quarantine.members:
+                pool = self._choose_carefully(pools)
+                if pool is None:
+                    self.fail(self.failure or errors.CONNECTION_REFUSED)
+                    return
+            else:
+                pool = pools[0] if len(pools) == 1 else router.balancer.choose(pools)
         self.pool = pool
         in_flight = pool.in_flight = pool.in_flight + 1
         if in_flight > pool.peak:
@@ -243,14 +241,13 @@ class Exchange:
         usable = self.router.quarantine.usable(candidates)
         return usable[0] if len(usable) == 1 else self.router.balancer.choose(usable)
 
-    def _pinned_or_balanced(self, pools):
+    def _pinned(self):
         """Session affinity: the dyno the request's cookie pins while it is in the app's
-        entry, not tried yet for this request and not in quarantine; else the usual choice
-        (and the response will pin the dyno that answers)."""
-        router = self.router
+        entry, not tried yet for this request and not in quarantine; else None, for the usual
+        choice (and the response will pin the dyno that answers)."""
         pool, newest = self.backend.affinity.pinned(self.head)
         tried = self.tried
-        quarantine = router.quarantine
+        quarantine = self.router.quarantine
         if pool is not None and (tried is None or pool not in tried) \
                 and (not quarantine.members or pool not in quarantine):
             if newest:
@@ -259,9 +256,7 @@ class Exchange:
                 self.flags &= ~AFFINITY_HELD  # signed by an older key: sign it again
             return pool
         self.flags &= ~AFFINITY_HELD
-        if tried is not None or quarantine.members:
-            return self._choose_carefully(pools)
-        return pools[0] if len(pools) == 1 else router.balancer.choose(pools)
+        return None
 
     def affinity_cookie(self, head: bytes) -> bytes:
         """The response head for the client with the cookie pinning the dyno that answered,
