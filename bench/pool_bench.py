@@ -44,7 +44,7 @@ from controlplane.config import ControlConfig  # noqa: E402
 from controlplane.node import ControlNode  # noqa: E402
 from controlplane.pool.ec2 import Ec2Settings  # noqa: E402
 from controlplane.pool.settings import PoolConfig  # noqa: E402
-from controlplane.slugstore import SlugStorage  # noqa: E402
+from controlplane.slugstore import open_slug_store  # noqa: E402
 from controlplane.store import Store, open_database  # noqa: E402
 from controlplane.store.models import Role  # noqa: E402
 from dynomgr_bench import machine, percentile, write_report  # noqa: E402
@@ -98,8 +98,8 @@ class Bench:
                 endpoint_url=moto.url, region="us-east-1", image_id=await moto.an_ami(),
                 instance_type="t3.small", install_command="true")))
         store = await Store.open(open_database(None, home=home))
-        slugs = SlugStorage(config.slug_dir)
-        slugs.prepare()
+        slugs = open_slug_store(config)
+        await slugs.start()
         node = ControlNode(config, store, slugs, applog=StdoutAppLog(io.StringIO()))
         await node.start()
         runner = web.AppRunner(node.web_app(), access_log=None)
@@ -117,6 +117,7 @@ class Bench:
             await runner.cleanup()
             await node.stop()
             await store.close()
+            await slugs.close()
 
     async def _rounds(self, session, store, player: VmPlayer) -> None:
         async def call(method, path, **kwargs):
