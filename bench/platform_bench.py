@@ -397,9 +397,11 @@ class RouteFeedLog:
                 self.changed.wait(0.5)
 
     def close(self) -> None:
+        # The reader sees end of stream and returns; only then close the connection: closing
+        # it under a readline in progress leaves http.client without its file (AttributeError).
         self.connection.sock.shutdown(socket.SHUT_RDWR)
-        self.connection.close()
         self.thread.join(5)
+        self.connection.close()
 
 
 def scale_out(bench: Platform, count: int) -> dict:
