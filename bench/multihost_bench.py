@@ -83,6 +83,20 @@ class Bench:
             d["state"] == "up" and d["serving"] and d["taking_out"] is None and d["vm"] in vms
             for d in web)
 
+    def agents_settled(self) -> bool:
+        """Every agent runs exactly the web dynos the API places on its VM, all up: after a
+        scale down the API drops a dyno before its agent has stopped it, and an agent upgraded
+        then would hand over a dyno on its way out, which no new agent adopts."""
+        web = self.web()
+        if web is None:
+            return False
+        for vm in VMS:
+            placed = {d["name"] for d in web if d["vm"] == vm}
+            running = self.mh.vms[vm].dynos()
+            if {d["name"] for d in running} != placed or any(d["state"] != "up" for d in running):
+                return False
+        return True
+
     def failures(self) -> int:
         return sum(load.result.failures for load in self.loads)
 
@@ -223,6 +237,7 @@ def run(args: argparse.Namespace) -> dict:
             mh.cli_of(bench.api_host).ok("ps:scale", f"web={args.upgrade_dynos}", "--app", APP)
             count = args.upgrade_dynos
             until(lambda: bench.serving(count, set(VMS)), f"{count} web dynos", timeout=300)
+            until(bench.agents_settled, "every agent running only its placed dynos")
             fullest = max(VMS, key=lambda vm: len(mh.vms[vm].dynos()))
             upgrades = [bench.upgrade(fullest)]
         finally:
