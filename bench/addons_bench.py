@@ -69,6 +69,8 @@ async def run(plane: ControlPlane, apps: int) -> list[dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--apps", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "addons.json",
+                        help="JSON file (default bench/results/addons.json)")
     args = parser.parse_args()
     bindir = find_bindir()
     if bindir is None:
@@ -97,9 +99,9 @@ def main() -> int:
                        "by SCRAM), control plane on SQLite "
                        "(synchronous=FULL); one request at a time",
               "rows": rows}
-    out = ROOT / "bench" / "results" / "addons.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -104,6 +104,8 @@ def median(values: list[float]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "builds.json",
+                        help="JSON file (default bench/results/builds.json)")
     args = parser.parse_args()
     if missing_reason() is not None:
         print(missing_reason(), file=sys.stderr)
@@ -150,9 +152,9 @@ def main() -> int:
                        "+ caching the venv when cold); 'gzip' packing the slug at level 6; "
                        "a shared 2-core machine, so absolute seconds are noisy",
               "rows": rows, "runs": runs}
-    out = ROOT / "bench" / "results" / "builds.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 

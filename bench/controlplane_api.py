@@ -83,6 +83,9 @@ async def run_backend(name: str, database_url: str | None, requests: int) -> lis
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--out", type=Path,
+                        default=ROOT / "bench" / "results" / "controlplane_api.json",
+                        help="JSON file (default bench/results/controlplane_api.json)")
     args = parser.parse_args()
     rows = asyncio.run(run_backend("sqlite", None, args.requests))
     bindir = find_bindir()
@@ -105,9 +108,9 @@ def main() -> int:
               "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
               "notes": "PostgreSQL test cluster runs with fsync=off; SQLite with synchronous=FULL",
               "rows": rows}
-    out = ROOT / "bench" / "results" / "controlplane_api.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -212,6 +212,8 @@ def main() -> int:
     parser.add_argument("--posters", type=int, default=2, help="concurrent posters (2)")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="the longest wait for a receiver to get everything (120)")
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="JSON file (default bench/results/drains.json)")
     args = parser.parse_args()
     measured = asyncio.run(run(args))
     print(f"\n{'one drain alone':<18} {'lines/s':>9} {'CPU us/line':>12}  (bench process: "
@@ -226,15 +228,15 @@ def main() -> int:
         print(f"{name:<18} {row['lines_per_s']:>9} {row['cpu_ms_per_1000_lines']:>12} "
               f"{delivered.get('syslog', '-'):>9} {delivered.get('https', '-'):>9}")
     result = {"benchmark": "drains", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "settings": vars(args),
+              "settings": {key: value for key, value in vars(args).items() if key != "out"},
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "kernel": platform.release()},
               "notes": "receivers parse every frame in the bench process, on the same cores; "
                        "the control plane runs on SQLite (synchronous=FULL)",
               **measured}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten to {args.out}")
     return 0
 
 

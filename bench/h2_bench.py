@@ -125,6 +125,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1, help="rounds, interleaved")
     parser.add_argument("--note", default="shared 2-core VM, other engineers' tests and builds "
                         "running: figures are noisy", help="stored with the result")
+    parser.add_argument("--out", type=Path, help="JSON file (default bench/results/h2-*.json)")
     args = parser.parse_args()
     raise_open_files_limit()
     library = library_cost()
@@ -146,12 +147,12 @@ def main() -> int:
                     print(f"  {name} run {run + 1}: done", file=sys.stderr)
     print_table(rounds, library)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"h2-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    path = args.out or RESULTS / f"h2-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     path.write_text(json.dumps({
         "benchmark": "h2", "revision": git_revision(), "duration_s": args.duration,
         "certificate": "ECDSA P-256, self-signed", "modes": MODES, "note": args.note,
         "rounds": rounds, "h2_library": library}, indent=2) + "\n")
-    print(f"wrote {path.relative_to(REPO)}")
+    print(f"wrote {path}")
     return 0
 
 

@@ -168,6 +168,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1000, help="lines per POST (1000)")
     parser.add_argument("--samples", type=int, default=1000, help="tail latency samples (1000)")
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "logs.json",
+                        help="JSON file (default bench/results/logs.json)")
     args = parser.parse_args()
     rows = []
     wanted = args.backends.split(",")
@@ -191,16 +193,16 @@ def main() -> int:
               f"{r['tail_idle']['p99_ms']:>9} {r['tail_busy']['p50_ms']:>9} "
               f"{r['tail_busy']['p99_ms']:>9}")
     result = {"benchmark": "logs", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "settings": vars(args),
+              "settings": {key: value for key, value in vars(args).items() if key != "out"},
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "kernel": platform.release()},
               "notes": "client, control plane and database share the machine's cores; the "
                        "PostgreSQL test cluster runs with fsync=off, SQLite with "
                        "synchronous=FULL",
               "rows": rows}
-    out = ROOT / "bench" / "results" / "logs.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 

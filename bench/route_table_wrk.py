@@ -105,6 +105,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run")
     parser.add_argument("--runs", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--out", type=Path,
+                        help="JSON file (default bench/results/route-table-wrk-*.json)")
     args = parser.parse_args()
     raise_open_files_limit()
     rows = []
@@ -132,14 +134,14 @@ def main() -> int:
     print(f"median CPU per request: {small:.2f} us (10 apps), {large:.2f} us ({args.apps} apps):"
           f" x{large / small:.3f}")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out = RESULTS / f"route-table-wrk-{stamp}.json"
+    out = args.out or RESULTS / f"route-table-wrk-{stamp}.json"
     out.write_text(json.dumps({
         "benchmark": "route_table_wrk", "revision": git_revision(), "apps": args.apps,
         "hosts": args.apps * HOSTS_PER_APP, "hot_apps": HOT_APPS,
         "connections": args.connections, "duration_s": args.duration, "runs": rows,
         "median_cpu_us_per_request": medians, "ratio": round(large / small, 4),
         "load_average_at_end": os.getloadavg()}, indent=2) + "\n")
-    print(f"wrote {out.relative_to(RESULTS.parent.parent)}")
+    print(f"wrote {out}")
     return 0
 
 

@@ -84,6 +84,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=1500, help="per burst (1500)")
     parser.add_argument("--rounds", type=int, default=3, help="bursts of each kind (3)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a burst of this kind, as JSON
+    parser.add_argument("--out", type=Path,
+                        help="JSON file (default bench/results/router-accept-cost-*.json)")
     args = parser.parse_args()
     wanted = args.connections * 2 + 100
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -102,9 +104,9 @@ def main() -> int:
         print(f"{row['accept']:14} {row['connections']:11d} {row['turns']:6d} "
               f"{row['cpu_us_per_connection']:18.1f} {row['rss_bytes_per_connection']:17d}")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out = REPO / "bench" / "results" / f"router-accept-cost-{stamp}.json"
+    out = args.out or REPO / "bench" / "results" / f"router-accept-cost-{stamp}.json"
     out.write_text(json.dumps({"rounds": rows}, indent=1) + "\n")
-    print(f"\nwrote {out.relative_to(REPO)}")
+    print(f"\nwrote {out}")
     return 0
 
 

@@ -96,6 +96,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10, help="measured seconds (10)")
     parser.add_argument("--before", type=Path, help="also the router of this checkout, "
                         "interleaved (`git worktree add ../main REV`)")
+    parser.add_argument("--out", type=Path,
+                        help="JSON file (default bench/results/router-accept-queue-*.json)")
     args = parser.parse_args()
     missing = [tool for tool in ("wrk", "taskset", "nginx", "ss") if not rb.shutil.which(tool)]
     if missing:
@@ -114,12 +116,12 @@ def main() -> int:
         print(f"{row['router']:8} {row['p50_ms']:8.1f} {row['p99_ms']:9.1f} "
               f"{row['max_accept_queue']:10d} {row['longest_queued_s']:13.2f}")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    out = rb.RESULTS / f"router-accept-queue-{stamp}.json"
+    out = args.out or rb.RESULTS / f"router-accept-queue-{stamp}.json"
     out.write_text(json.dumps({
         "revision": rb.git_revision(), "before": rb.git_revision(args.before) if args.before
         else None, "connections": CONNECTIONS, "duration": args.duration,
         "load": os.getloadavg(), "rounds": rows}, indent=1) + "\n")
-    print(f"\nwrote {out.relative_to(rb.REPO)}")
+    print(f"\nwrote {out}")
     return 0
 
 

@@ -102,6 +102,8 @@ def main() -> int:
     parser.add_argument("--label", default="", help="a note stored with the result")
     parser.add_argument("--affinity", action="store_true",
                         help="the app has session affinity; clients send their cookie back")
+    parser.add_argument("--out", type=Path,
+                        help="JSON file (default bench/results/router-socket-callgrind-*.json)")
     args = parser.parse_args()
     low, high = (int(n) for n in args.requests.split(","))
     tree = args.tree.resolve()
@@ -115,12 +117,13 @@ def main() -> int:
     print(f"{revision}: {per_request:,.0f} instructions per request (router process, user space,"
           f" real sockets; {low} and {high} requests)")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"router-socket-callgrind-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = args.out or RESULTS / f"router-socket-callgrind-{stamp}.json"
     path.write_text(json.dumps({"benchmark": "router-socket-callgrind", "label": args.label,
                                 "revision": revision, "affinity": args.affinity, "requests": [low, high],
                                 "totals": [first, second],
                                 "instructions_per_request": round(per_request)}, indent=2) + "\n")
-    print(f"wrote {path.relative_to(REPO)}")
+    print(f"wrote {path}")
     return 0
 
 

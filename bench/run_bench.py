@@ -91,6 +91,8 @@ def measure(up: Up, runs: int) -> list[dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "run.json",
+                        help="JSON file (default bench/results/run.json)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="dynomesh-bench-run-", dir="/tmp"))
     home.chmod(0o755)
@@ -113,9 +115,9 @@ def main() -> int:
                        "CLI as a subprocess, one run at a time, the slug already cached; each "
                        "time is from the CLI's start to its exit",
               "rows": rows}
-    out = ROOT / "bench" / "results" / "run.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -140,6 +140,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=50, help="slug size in MB (default 50)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "s3slugs.json",
+                        help="JSON file (default bench/results/s3slugs.json)")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="dynomesh-bench-s3-"))
     slug = make_slug(scratch, args.mb)
@@ -175,9 +177,9 @@ def main() -> int:
                        "on loopback; 8 MiB parts; download = the dyno manager's fetch and "
                        "SHA-256 check",
               "slug_mb": size_mb, "rows": rows}
-    out = ROOT / "bench" / "results" / "s3slugs.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 

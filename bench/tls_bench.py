@@ -256,6 +256,7 @@ def main() -> int:
     parser.add_argument("--handshake-connections", type=int, default=16)
     parser.add_argument("--runs", type=int, default=1, help="rounds, interleaved")
     parser.add_argument("--note", default="", help="stored with the result")
+    parser.add_argument("--out", type=Path, help="JSON file (default bench/results/tls-*.json)")
     args = parser.parse_args()
     raise_open_files_limit()
     rounds: list[dict] = []
@@ -279,12 +280,12 @@ def main() -> int:
                     print(f"  {name} run {run + 1}: done", file=sys.stderr)
     print_table(rounds)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"tls-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    path = args.out or RESULTS / f"tls-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     path.write_text(json.dumps({
         "benchmark": "tls", "revision": git_revision(), "duration_s": args.duration,
         "certificate": "ECDSA P-256, self-signed", "note": args.note, "rounds": rounds},
         indent=2) + "\n")
-    print(f"wrote {path.relative_to(REPO)}")
+    print(f"wrote {path}")
     return 0
 
 
