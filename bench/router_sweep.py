@@ -15,7 +15,8 @@ a 4 KiB POST at 50. nginx keeps 1024 idle upstream connections (`keepalive 1024`
 Output: a table on stdout, and under bench/results/: router-sweep-<UTC time>.json (every
 measure), .md (the table as markdown), and .png (CPU per request, requests per second and p99
 against connections; needs matplotlib: `pip install -c constraints.txt -e ".[bench]"`), with
-router-sweep-latest.png/.md copies that the README links. Each run is bounded by --duration.
+router-sweep-latest.png/.md copies that the README links (or all three at --out, without the
+copies). Each run is bounded by --duration.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from router_bench import (REPO, RESULTS, TARGETS, Backend, Load, Result, measure,  # noqa: E402
+from router_bench import (RESULTS, TARGETS, Backend, Load, Result, measure,  # noqa: E402
                           post_script, raise_open_files_limit, usable_targets)
 from router_path import git_revision  # noqa: E402
 
@@ -117,6 +118,10 @@ def main() -> int:
                         help="comma-separated subset of "
                              + ",".join(SWEEP_TARGETS + OPTIONAL_TARGETS))
     parser.add_argument("--label", default="", help="what this run measures (git revision if empty)")
+    parser.add_argument("--out", type=Path,
+                        help="where to write, without a suffix: OUT.json, OUT.md, OUT.png "
+                             "(default bench/results/router-sweep-<UTC time>, and the -latest "
+                             "copies, which only the default updates)")
     args = parser.parse_args()
     wanted = args.targets.split(",")
     if set(wanted) - set(SWEEP_TARGETS + OPTIONAL_TARGETS):
@@ -144,17 +149,20 @@ def main() -> int:
     rows = with_ratios(rows)
     table = markdown(rows, label)
     print("\n" + table)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"router-sweep-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    stem = args.out or RESULTS / f"router-sweep-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    latest = args.out is None  # a run written elsewhere is not the README's newest sweep
     stem.with_suffix(".json").write_text(json.dumps({
         "benchmark": "router-sweep", "label": label, "duration_s": args.duration,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "kernel": platform.release()}, "rows": rows}, indent=2) + "\n")
     stem.with_suffix(".md").write_text(table)
-    shutil.copyfile(stem.with_suffix(".md"), RESULTS / "router-sweep-latest.md")
-    if plot(rows, stem.with_suffix(".png"), label):
+    if latest:
+        shutil.copyfile(stem.with_suffix(".md"), RESULTS / "router-sweep-latest.md")
+    plotted = plot(rows, stem.with_suffix(".png"), label)
+    if plotted and latest:
         shutil.copyfile(stem.with_suffix(".png"), RESULTS / "router-sweep-latest.png")
-    print(f"wrote {stem.relative_to(REPO)}.json, .md" + (", .png" if stem.with_suffix('.png').exists() else ""))
+    print(f"wrote {stem}.json, .md" + (", .png" if plotted else ""))
     return 0
 
 
