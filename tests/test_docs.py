@@ -1,4 +1,5 @@
-"""docs/architecture.md stays true to the tree: every module of every package is in its tables."""
+"""docs/architecture.md stays true to the tree: every module of every package is in its tables,
+and every module or directory its tables name still exists."""
 
 from __future__ import annotations
 
@@ -15,18 +16,27 @@ PACKAGES = ("dynomesh", "router", "dynomgr", "controlplane", "onebox")
 ARCHITECTURE = REPO_ROOT / "docs" / "architecture.md"
 
 
-def table_rows_by_package(text: str) -> dict[str, list[list[str]]]:
-    """Each package's table rows (cells as their backticked names), from the `## … (`pkg/`)`
-    section that describes it."""
-    rows: dict[str, list[list[str]]] = {package: [] for package in PACKAGES}
+def table_rows(text: str) -> list[tuple[str | None, list[str]]]:
+    """Every table row (cells as their backticked names) with the package of the `## … (`pkg/`)`
+    section it is in (None outside one: the layout, the whole platform's tests)."""
+    rows = []
     current = None
     for line in text.splitlines():
         if line.startswith("## "):
             named = re.search(r"\(`(\w+)/`", line)
-            current = named.group(1) if named and named.group(1) in rows else None
-        elif current and line.startswith("|") and not line.startswith("|--"):
-            rows[current].append([" ".join(re.findall(r"`([^`]+)`", cell))
-                                  for cell in line.strip("|").split("|")])
+            current = named.group(1) if named and named.group(1) in PACKAGES else None
+        elif line.startswith("|") and not line.startswith("|--"):
+            rows.append((current, [" ".join(re.findall(r"`([^`]+)`", cell))
+                                   for cell in line.strip("|").split("|")]))
+    return rows
+
+
+def table_rows_by_package(text: str) -> dict[str, list[list[str]]]:
+    """Each package's table rows, from the section that describes it."""
+    rows: dict[str, list[list[str]]] = {package: [] for package in PACKAGES}
+    for package, row in table_rows(text):
+        if package:
+            rows[package].append(row)
     return rows
 
 
@@ -79,3 +89,51 @@ def test_the_check_notices_a_module_that_is_not_described():
     assert documented(Path("controlplane/feeds/routes.py"), rows["controlplane"])
     assert not documented(Path("controlplane/feeds/state.py"), rows["controlplane"])
     assert documented(Path("controlplane/feeds/__init__.py"), rows["controlplane"])
+
+
+# A module (`store/apps.py`) or a directory as a row's subject (`feeds/`); directories named
+# further on are places at run time (`run/`, `bin/`), not the tree's.
+MODULE = re.compile(r"[\w.]+(/[\w.]+)*\.py")
+DIRECTORY = re.compile(r"\w+(/\w+)*/")
+
+
+def named_paths(row: list[str]) -> tuple[list[str], list[str]]:
+    """The modules a row names anywhere, and the directories its first cell names."""
+    tokens = " ".join(row).split()
+    directories = [cell for cell in row[0].split() if DIRECTORY.fullmatch(cell)]
+    return [token.strip(",") for token in tokens if MODULE.fullmatch(token.strip(","))], directories
+
+
+def missing_paths(text: str, root: Path) -> list[str]:
+    """What the tables name that the tree does not have. A name is looked for from the top of
+    the tree, from its section's package, and inside the directories its row names (the `cli/`
+    row's `commands/` and, within it, `apps.py`)."""
+    missing = []
+    for package, row in table_rows(text):
+        modules, directories = named_paths(row)
+        places = [root] + ([root / package] if package else [])
+        for directory in directories + [token for token in " ".join(row).split()
+                                        if DIRECTORY.fullmatch(token)]:
+            places += [place / directory for place in places if (place / directory).is_dir()]
+        for name in modules + directories:
+            if not any((place / name).exists() for place in places):
+                missing.append(f"{package or '(layout)'}: {name}")
+    return missing
+
+
+def test_every_module_the_tables_name_exists():
+    assert missing_paths(ARCHITECTURE.read_text(), REPO_ROOT) == [], (
+        "docs/architecture.md names a module or directory that is gone: remove or rename its row")
+
+
+def test_the_check_notices_a_row_for_a_module_that_is_gone():
+    text = ("## Layout\n| path | what |\n|---|---|\n| `tests/` | the tests |\n| `gone/` | no |\n"
+            "## Router (`router/`)\n| module | what |\n|---|---|\n"
+            "| `table.py`, `config.py` | the table |\n| `router/vanished.py` | no longer |\n"
+            "## Control plane (`controlplane/`)\n|---|---|\n"
+            "| `feeds/` | feeds: `routes.py` entries, `dynomesh/ready.py`, `lost.py` |\n"
+            "| `cli/` | `registry.py`; `commands/` the commands: `apps.py`, `gone.py` |\n"
+            "| `dynos/` | a directory that is not there |\n")
+    assert missing_paths(text, REPO_ROOT) == [
+        "(layout): gone/", "router: router/vanished.py", "controlplane: lost.py",
+        "controlplane: gone.py", "controlplane: dynos/"]
