@@ -1,5 +1,6 @@
-"""docs/architecture.md stays true to the tree: every module of every package is in its tables,
-and every module or directory its tables name still exists."""
+"""The docs stay true to the tree: every module of every package is in docs/architecture.md's
+tables, every module or directory those tables name still exists, and every class the README
+and docs/ name is still in the code."""
 
 from __future__ import annotations
 
@@ -137,3 +138,41 @@ def test_the_check_notices_a_row_for_a_module_that_is_gone():
     assert missing_paths(text, REPO_ROOT) == [
         "(layout): gone/", "router: router/vanished.py", "controlplane: lost.py",
         "controlplane: gone.py", "controlplane: dynos/"]
+
+
+# `FormationScheduler`, `RouteTable.apply_delta`: a class or other CamelCase name the docs quote.
+CAMEL_CASE = re.compile(r"`([A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)+)\b")
+CODE = ("dynomesh", "router", "dynomgr", "controlplane", "onebox", "tests", "bench")
+
+
+def words_of_the_code(root: Path) -> set[str]:
+    """Every word of the code, tests and benchmarks, but this module's (it quotes gone names)."""
+    return {word for directory in CODE for path in (root / directory).rglob("*.py")
+            if path.resolve() != Path(__file__).resolve()
+            for word in re.findall(r"\w+", path.read_text(encoding="utf-8"))}
+
+
+def snake_case(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def unknown_names(text: str, words: set[str]) -> list[str]:
+    """CamelCase names quoted in `text` that the code never mentions: a renamed or removed
+    class. Other systems' calls count by their Python name (`HeadBucket` is aioboto3's
+    `head_bucket`)."""
+    return sorted({name for name in CAMEL_CASE.findall(text)
+                   if name not in words and snake_case(name) not in words})
+
+
+def test_every_class_the_docs_name_exists():
+    words = words_of_the_code(REPO_ROOT)
+    unknown = {str(path.relative_to(REPO_ROOT)): names
+               for path in [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+               if (names := unknown_names(path.read_text(), words))}
+    assert unknown == {}, "the docs name classes the code does not have: rename or remove them"
+
+
+def test_the_check_notices_a_class_that_is_gone():
+    words = {"RouteTable", "apply_delta", "head_bucket"}
+    text = "`RouteTable.apply_delta` and `AppLoad`, `HeadBucket` and `GoneAway(x)`; `plain` `URL`"
+    assert unknown_names(text, words) == ["AppLoad", "GoneAway"]
