@@ -1,6 +1,6 @@
 """The docs stay true to the tree: every module of every package is in docs/architecture.md's
-tables, every module or directory those tables name still exists, and every class the README
-and docs/ name is still in the code."""
+tables, every module or directory those tables name still exists, every class the README and
+docs/ name is still in the code, and docs/cli.md shows each command with its options."""
 
 from __future__ import annotations
 
@@ -176,3 +176,36 @@ def test_the_check_notices_a_class_that_is_gone():
     words = {"RouteTable", "apply_delta", "head_bucket"}
     text = "`RouteTable.apply_delta` and `AppLoad`, `HeadBucket` and `GoneAway(x)`; `plain` `URL`"
     assert unknown_names(text, words) == ["AppLoad", "GoneAway"]
+
+
+# docs/cli.md's commands table: `name [-n N] [--json] ...` per command, or two with one row.
+COMMAND_ROW = re.compile(r"\| `([a-z:]+)([^`]*)`(?:, `([a-z:]+)([^`]*)`)? \|")
+EVERY_COMMAND_TAKES = {"-h", "--help", "-a", "--app"}
+
+
+def options_in_the_reference(text: str) -> dict[str, set[str]]:
+    rows = {}
+    for line in text.splitlines():
+        if row := COMMAND_ROW.match(line):
+            for name, usage in (row.group(1, 2), row.group(3, 4)):
+                if name:
+                    rows[name] = set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", usage))
+    return rows
+
+
+def test_the_cli_reference_shows_each_commands_options():
+    import controlplane.cli.commands  # noqa: F401 (registers the commands)
+    from controlplane.cli.registry import COMMANDS
+
+    documented = options_in_the_reference((REPO_ROOT / "docs" / "cli.md").read_text())
+    assert sorted(set(COMMANDS) - set(documented)) == [], "commands without a row in docs/cli.md"
+    wrong = {}
+    for name, shown in documented.items():
+        assert name in COMMANDS, f"docs/cli.md has a row for {name}, which is no command"
+        spellings = [set(action.option_strings) for action in COMMANDS[name].parser()._actions
+                     if set(action.option_strings) - EVERY_COMMAND_TAKES]
+        left_out = [sorted(option)[-1] for option in spellings if not option & shown]
+        unknown = sorted(shown - set().union(*spellings, EVERY_COMMAND_TAKES))
+        if left_out or unknown:
+            wrong[name] = {"left out": left_out, "no such option": unknown}
+    assert wrong == {}, "docs/cli.md's commands table and the commands' options disagree"
