@@ -1,6 +1,7 @@
 """The docs stay true to the tree: every module of every package is in docs/architecture.md's
 tables, every module or directory those tables name still exists, every class the README and
-docs/ name is still in the code, and docs/cli.md shows each command with its options."""
+docs/ name is still in the code, docs/cli.md shows each command with its options, and the flag
+tables of router.md, dynomgr.md and cli.md name real flags with their defaults."""
 
 from __future__ import annotations
 
@@ -209,3 +210,45 @@ def test_the_cli_reference_shows_each_commands_options():
         if left_out or unknown:
             wrong[name] = {"left out": left_out, "no such option": unknown}
     assert wrong == {}, "docs/cli.md's commands table and the commands' options disagree"
+
+
+# The flag tables of the platform's processes: `| `--flag ARG` | default | meaning |`.
+FLAG_TABLES = {"router.md": "router.cli", "dynomgr.md": "dynomgr.cli",
+               "cli.md": "controlplane.server_cli"}
+
+
+def flag_rows(text: str) -> list[tuple[list[str], str]]:
+    """Each flag row's flags and its default cell."""
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("| `--"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            rows.append((re.findall(r"`(--[a-z0-9-]+)", cells[0]), cells[1]))
+    return rows
+
+
+def code_default(action) -> float | None:
+    """A flag's numeric default: argparse's, or, where the default is decided deeper (None
+    here), the one its help states."""
+    if isinstance(action.default, (int, float)) and not isinstance(action.default, bool):
+        return float(action.default)
+    stated = re.search(r"\(default (\d+(?:\.\d+)?)\b", action.help or "")
+    return float(stated.group(1)) if stated else None
+
+
+@pytest.mark.parametrize("doc", sorted(FLAG_TABLES))
+def test_the_flag_tables_name_real_flags_and_their_defaults(doc):
+    import importlib
+
+    parser = importlib.import_module(FLAG_TABLES[doc]).build_parser()
+    actions = {option: action for action in parser._actions for option in action.option_strings}
+    wrong = []
+    for flags, default in flag_rows((REPO_ROOT / "docs" / doc).read_text()):
+        for flag in flags:
+            if flag not in actions:
+                wrong.append(f"{flag}: no such option")
+            elif len(flags) == 1 and re.fullmatch(r"\d+(\.\d+)?", default):
+                code = code_default(actions[flag])
+                if code is not None and float(default) != code:
+                    wrong.append(f"{flag}: documented default {default}, the code's {code}")
+    assert wrong == [], f"docs/{doc}'s flag tables and `dynomesh` disagree"
