@@ -5,6 +5,7 @@ tables of router.md, dynomgr.md and cli.md name real flags with their defaults."
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -238,8 +239,6 @@ def code_default(action) -> float | None:
 
 @pytest.mark.parametrize("doc", sorted(FLAG_TABLES))
 def test_the_flag_tables_name_real_flags_and_their_defaults(doc):
-    import importlib
-
     parser = importlib.import_module(FLAG_TABLES[doc]).build_parser()
     actions = {option: action for action in parser._actions for option in action.option_strings}
     wrong = []
