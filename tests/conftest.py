@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiers import PurityGuard, tier_of, uses_postgres
+from tests.tiers import TIERS, PurityGuard, tier_of, uses_postgres
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,6 +21,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
+        marked = {marker.name for marker in item.iter_markers()} & set(TIERS)
+        if len(marked) > 1:
+            # `-m unit` selects by any marker, its module's too: such a test would run (and do
+            # its I/O) in two tiers.
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked {' and '.join(sorted(marked))}: a module marks its "
+                f"tier as a whole or leaves it to each test, never both (tests/tiers.py)")
         tier = tier_of(item)
         if item.get_closest_marker(tier) is None:
             item.add_marker(tier)

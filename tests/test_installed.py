@@ -142,10 +142,12 @@ def test_the_wheel_carries_every_module_and_imports_it_from_the_install(installe
     outside = {name: where for name, where in found.items()
                if not str(where).startswith(str(installed.venv))}
     assert outside == {}, "modules missing from the wheel or imported from elsewhere"
-    # Only the packages (and the pip/venv machinery) land at the top of site-packages.
+    # Only the packages land at the top of site-packages (beside the wheel's metadata and this
+    # venv's `.pth` line): no stray module, compiled or not, no data directory.
     site = Path(found["dynomesh"]).parent.parent
-    top = {path.name for path in site.iterdir() if path.suffix in ("", ".py")}
-    assert top - {"__pycache__"} == set(PACKAGES), top
+    top = {path.name for path in site.iterdir()
+           if path.suffix not in (".dist-info", ".pth") and path.name != "__pycache__"}
+    assert top == set(PACKAGES), f"importable from the top of site-packages: {sorted(top)}"
 
 
 def test_the_installed_command_explains_itself(installed):

@@ -3,7 +3,7 @@
 The suite runs on one of them per process; here two `dynomesh router` processes, one on each,
 get the same pipelined requests — plain, HEAD, a body of known length, a chunked body with a
 trailer, then one for an unknown host that ends the connection — and must answer alike, to the
-byte, and send the dyno the same requests.
+byte, and send the dyno the same requests. And `DYNOMESH_PURE_PYTHON=1` reaches a fresh process.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import json
 import re
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from router import compiled
-from tests.conftest import dynomesh_argv, dynomesh_env
+from tests.conftest import REPO_ROOT, dynomesh_argv, dynomesh_env
 from tests.router.wire import RawClient
 
 pytestmark = pytest.mark.functional
@@ -78,3 +79,12 @@ async def test_the_compiled_router_and_its_twins_relay_the_same_bytes(dyno_facto
     assert b"404" in compiled_answer and len(compiled_seen) == 4
     assert compiled_answer == pure_answer
     assert compiled_seen == pure_seen
+
+
+def test_the_environment_switch_reaches_a_fresh_process():
+    script = "import router.headers as h, router.compiled as c; print(h.__file__); print(c.hot_path())"
+    env = {"PATH": "/usr/bin:/bin", "DYNOMESH_PURE_PYTHON": "1", "PYTHONPATH": str(REPO_ROOT)}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         check=True, timeout=60).stdout.splitlines()
+    assert out[0].endswith("router/headers.py")
+    assert out[1] == "hot path pure Python (DYNOMESH_PURE_PYTHON is set)"
