@@ -92,7 +92,7 @@ async def test_a_caller_already_cancelling_still_gets_the_task_awaited():
             outcome.append(inner.cancelled())
 
     caller = asyncio.create_task(cancelled_then_closing())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop turn: the caller waits in its try
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
         await caller
@@ -124,7 +124,7 @@ async def test_an_exception_raised_while_cancelling_reaches_the_caller():
             raise OSError("cleanup failed") from None
 
     task = asyncio.create_task(failing_cleanup())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop turn: it waits in its try
     with pytest.raises(OSError, match="cleanup failed"):
         await cancel_and_wait(task)
 
@@ -159,7 +159,7 @@ async def test_with_several_tasks_a_failure_is_raised_once_all_have_ended():
 
     failed = asyncio.create_task(failing())
     quiet = asyncio.create_task(forever())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop turn: both wait in their try
     with pytest.raises(OSError, match="cleanup failed"):
         await cancel_and_wait(failed, quiet)
     assert quiet.cancelled()
