@@ -37,10 +37,6 @@ class MultipartWriter:
         self._parts: list[dict[str, Any]] = []
         self._sending: asyncio.Future[None] | None = None  # the part on its way, if any
 
-    @property
-    def multipart(self) -> bool:
-        return self._upload_id is not None
-
     async def write(self, chunk: bytes) -> None:
         self._buffer += chunk
         while len(self._buffer) >= self._part_size:
