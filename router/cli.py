@@ -353,7 +353,10 @@ async def _serve(config: RouterConfig, table, feed=None, ship=None, ready=None) 
         loop.add_signal_handler(signal.SIGHUP, say, config,
                                 "SIGHUP ignored: the table follows the route feed")
     await stopping.wait()
-    await cancel_and_wait(*reloading)  # the table in use stays; a half-built one is dropped
+    try:
+        await cancel_and_wait(*reloading)  # the table in use stays; a half-built one is dropped
+    except Exception as error:  # a reload that failed: said, and the stop goes on (flushes)
+        say(config, f"a routes reload failed: {error!r}")
     if router.feed is not None:
         await router.feed.stop()
     say(config, f"draining: no new connections; in-flight requests get up to "
