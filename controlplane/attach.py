@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
+from dynomesh.tasks import cancel_and_wait
+
 MAX_EARLY_BYTES = 1024 * 1024
 ATTACHED = json.dumps({"op": "attached"})
 
@@ -88,8 +90,7 @@ async def early_frames(ws: web.WebSocketResponse, until: asyncio.Future) -> list
         receive = asyncio.ensure_future(ws.receive())
         await asyncio.wait([receive, until], return_when=asyncio.FIRST_COMPLETED)
         if not receive.done():
-            receive.cancel()
-            await asyncio.gather(receive, return_exceptions=True)
+            await cancel_and_wait(receive)
             return held
         message = receive.result()
         if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,

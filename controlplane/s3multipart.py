@@ -14,6 +14,8 @@ import asyncio
 import logging
 from typing import Any
 
+from dynomesh.tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 MIN_PART_SIZE = 5 * 2**20  # S3's lower bound for every part but the last
@@ -34,10 +36,6 @@ class MultipartWriter:
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
         self._sending: asyncio.Future[None] | None = None  # the part on its way, if any
-
-    @property
-    def multipart(self) -> bool:
-        return self._upload_id is not None
 
     async def write(self, chunk: bytes) -> None:
         self._buffer += chunk
@@ -89,11 +87,12 @@ class MultipartWriter:
         """Drop what was sent. Shielded: it must run even when the upload was cancelled."""
         self._buffer.clear()
         sending, self._sending = self._sending, None
-        if sending is not None and not sending.done():
-            sending.cancel()
         if sending is not None:
             # Settle it (cancelled, failed or done) before the upload it belongs to goes.
-            await asyncio.gather(sending, return_exceptions=True)
+            try:
+                await cancel_and_wait(sending)
+            except Exception:  # a part that failed to send is dropped anyway
+                pass
         if self._upload_id is None:
             return
         upload_id, self._upload_id = self._upload_id, None

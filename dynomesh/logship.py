@@ -144,7 +144,7 @@ class ShipBuffer:
     def offer(self, app: str, line: bytes) -> bool:
         """One log line (without its newline): held, or dropped and counted."""
         chunk = b"@" + app.encode() + b"\n" + line + b"\n"
-        if self.size + len(chunk) > self.limit:
+        if not self.fits(len(chunk)):
             self.drop(app)
             return False
         self._chunks.append((chunk, 1))
@@ -308,7 +308,7 @@ class LogShipper:
         """Encoded sections holding `lines` lines; `counts()` says how many lines of which app
         they hold, asked only when they must be dropped."""
         buffer = self.buffer
-        if buffer.size + len(chunk) <= buffer.limit:
+        if buffer.fits(len(chunk)):
             buffer.add(chunk, lines)
         else:
             for app, count in counts():

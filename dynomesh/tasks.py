@@ -13,24 +13,37 @@ from __future__ import annotations
 import asyncio
 
 
-async def cancel_and_wait(task: asyncio.Future) -> None:
-    """Cancel `task` (unless it is done already) and return once it has finished.
+async def cancel_and_wait(*tasks: asyncio.Future) -> None:
+    """Cancel each of `tasks` (unless it is done already) and return once all have finished.
 
-    The task's own cancellation is swallowed: it is what was asked for. An exception the task
-    raised propagates to the caller, which decides whether it matters (log it, or let it
-    through). If the caller itself is cancelled while waiting, CancelledError is raised here,
-    even when the task swallowed its cancellation and returned normally.
+    All are cancelled first, once each, so their clean-ups run side by side (a second
+    cancellation would cut short a clean-up that shields a last write). A task's own
+    cancellation is swallowed: it is what was asked for. An exception a task raised propagates
+    to the caller once every task has ended (the first such one), and the caller decides
+    whether it matters. If the caller itself is cancelled while waiting, CancelledError is
+    raised here, even when a task swallowed its cancellation and returned normally.
     """
     current = asyncio.current_task()
     cancels_before = current.cancelling() if current is not None else 0
-    task.cancel()  # does nothing to a task that is done
-    try:
-        await task
-    except asyncio.CancelledError:
-        if current is not None and current.cancelling() > cancels_before:
-            raise  # the caller was cancelled as well: that one is not ours to swallow
-        if not task.cancelled():
-            raise  # the task ended by awaiting something else that was cancelled: not ours
-        return
-    if current is not None and current.cancelling() > cancels_before:
-        raise asyncio.CancelledError()  # the task ignored the cancellation; the caller's stands
+
+    def caller_cancelled() -> bool:
+        return current is not None and current.cancelling() > cancels_before
+
+    for task in tasks:
+        task.cancel()  # does nothing to a task that is done
+    failure: BaseException | None = None
+    for task in tasks:
+        try:
+            await task
+        except asyncio.CancelledError as error:
+            if caller_cancelled():
+                raise  # the caller was cancelled as well: that one is not ours to swallow
+            if not task.cancelled() and failure is None:
+                failure = error  # it ended by awaiting something else that was cancelled
+        except Exception as error:
+            if failure is None:
+                failure = error
+    if caller_cancelled():
+        raise asyncio.CancelledError()  # a task ignored the cancellation; the caller's stands
+    if failure is not None:
+        raise failure

@@ -22,6 +22,7 @@ from typing import Iterable
 
 from dynomesh import logline
 from dynomesh.ready import Readiness
+from dynomesh.poll import poll_until
 from dynomesh.tasks import cancel_and_wait
 
 from dynomgr import handover, procscan
@@ -329,23 +330,18 @@ class Agent:
         live = {pid: s.start_ticks for pid, s in starts.items() if s is not None}
         for pid in live:
             _signal(pid, signal.SIGTERM)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.services.config.stop_timeout
-        pause = 0.01
-        while live:
+
+        def all_gone() -> bool:
+            nonlocal live
             live = {p: t for p, t in live.items() if procscan.is_alive(p, t)}
-            if not live:
-                return
-            if loop.time() >= deadline:
-                break
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.25)
+            return not live
+
+        if await poll_until(all_gone, self.services.config.stop_timeout):
+            return
         self.log.info(f"Error R12 (Exit timeout): {len(live)} leftover processes ignored SIGTERM; sending SIGKILL")
         for pid in live:
             _signal(pid, signal.SIGKILL)
-        deadline = loop.time() + 10.0  # SIGKILL cannot be refused; this bounds a stuck kernel
-        while any(procscan.is_alive(p, t) for p, t in live.items()) and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        await poll_until(all_gone, 10.0)  # SIGKILL cannot be refused; this bounds a stuck kernel
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 
+from dynomesh.poll import poll_until
 from dynomesh.tasks import cancel_and_wait
 
 from dynomgr.adoption import HandOver
@@ -417,29 +418,30 @@ class Dyno(HandOver, OneOffRun):
 
     async def _kill_marked(self, marker: DynoMarker) -> None:
         """SIGKILL every process carrying `marker` and wait (bounded) until they are gone."""
-        markers, clock = self.services.markers, self.services.clock
-        await markers.signal(marker, signal.SIGKILL)
-        deadline = clock() + _KILL_WAIT
-        while await markers.members(marker) and clock() < deadline:
-            await asyncio.sleep(0.01)
+        await self.services.markers.signal(marker, signal.SIGKILL)
+        await self._marked_gone(marker, _KILL_WAIT)
+
+    async def _marked_gone(self, marker: DynoMarker, timeout: float) -> bool:
+        """Wait up to `timeout` seconds until no process carries `marker`; True if none does
+        (leaving is not announced: polled)."""
+        markers = self.services.markers
+
+        async def gone() -> bool:
+            return not await markers.members(marker)
+
+        return await poll_until(gone, timeout, clock=self.services.clock)
 
     async def _all_gone(self, life: Life, process: WatchedProcess, timeout: float) -> bool:
         """Wait until the main process and every marked process have exited."""
-        deadline = self.services.clock() + timeout
+        clock = self.services.clock
+        deadline = clock() + timeout
         try:
             async with asyncio.timeout(timeout):
                 await asyncio.shield(process.exited)
         except TimeoutError:
             return False
         await self._reap(life, process)
-        pause = 0.01
-        while life.marker is not None and await self.services.markers.members(life.marker):
-            left = deadline - self.services.clock()
-            if left <= 0:
-                return False
-            await asyncio.sleep(min(pause, left))
-            pause = min(pause * 2, 0.25)
-        return True
+        return life.marker is None or await self._marked_gone(life.marker, deadline - clock())
 
     async def _reap(self, life: Life, process: WatchedProcess) -> str:
         """Wait for the main process to exit and log its status, once; returns those words."""

@@ -24,6 +24,7 @@ import os
 import signal
 from pathlib import Path
 
+from dynomesh.poll import poll_until
 from dynomgr import procscan
 
 ENV_KEY = "DYNOMESH_MARKER"
@@ -192,20 +193,20 @@ _CGROUP_EMPTYING = 10.0
 
 async def _remove_cgroup(cgroup: Path) -> None:
     """rmdir the cgroup, waiting up to _CGROUP_EMPTYING seconds for its last process to leave."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + _CGROUP_EMPTYING
-    pause = 0.01
-    while True:
+    def removed() -> bool:
         try:
             cgroup.rmdir()
-            return
         except FileNotFoundError:
-            return
+            pass
         except OSError as exc:
-            if exc.errno != errno.EBUSY or loop.time() >= deadline:
+            if exc.errno != errno.EBUSY:
                 raise MarkerError(f"cannot remove cgroup {cgroup}: {exc.strerror}") from exc
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, 0.25)
+            return False  # still populated: the kernel is tearing its last process down
+        return True
+
+    if not await poll_until(removed, _CGROUP_EMPTYING):
+        raise MarkerError(f"cannot remove cgroup {cgroup}: {os.strerror(errno.EBUSY)} "
+                          f"after {_CGROUP_EMPTYING:g} s")
 
 
 def _cgroup_procs(cgroup: Path) -> set[int]:

@@ -40,6 +40,7 @@ from pathlib import Path
 from dynomesh.backoff import RestartBackoff
 from dynomesh.child import Child, describe_exit, keep_running
 from dynomesh.ready import NotReady
+from dynomesh.poll import poll_until
 from dynomesh.tasks import cancel_and_wait
 
 from onebox.config import CERTIFICATE_KEY_FILE, UpConfig, make_certificate_key
@@ -257,10 +258,7 @@ class Platform:
                      timeout: float) -> bool:
         """Poll `check` (a readiness endpoint) until it passes (True) or `timeout` passes
         (False). A child that exits first fails the start-up; a stop signal ends it."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        pause = 0.02
-        while True:
+        async def passed() -> bool:
             if self._stopping.is_set():
                 raise Stopping()
             if await check():
@@ -269,10 +267,9 @@ class Platform:
                 code = await child.wait()
                 raise StartupFailed(f"{child.name} exited with {describe_exit(code)} before it "
                                     "was ready (its last lines are above)")
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(pause)  # polling a readiness endpoint, with back-off
-            pause = min(pause * 2, 0.25)
+            return False
+
+        return await poll_until(passed, timeout)  # a readiness endpoint: nothing announces it
 
     async def _following(self, session, router: Child, dynomgr: Child) -> bool:
         """Wait (up to --ready-timeout) for the router's first table and the dyno manager's

@@ -66,10 +66,3 @@ class Backlog(Generic[T]):
             self.served += 1
             return item, waited
         return None
-
-    def oldest_wait(self, now: float) -> float:
-        """How long the request at the front has waited (0 when none waits)."""
-        for item, since in self._queue:
-            if id(item) not in self._gone:
-                return now - since
-        return 0.0

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from dynomesh.bytesize import ByteSizeError, parse_byte_size
+from dynomesh.tasks import cancel_and_wait
 
 from router import tableload
 from router.config import ConfigError, Endpoint, Limits, RouterConfig, parse_networks
@@ -352,8 +353,10 @@ async def _serve(config: RouterConfig, table, feed=None, ship=None, ready=None) 
         loop.add_signal_handler(signal.SIGHUP, say, config,
                                 "SIGHUP ignored: the table follows the route feed")
     await stopping.wait()
-    for task in reloading:
-        task.cancel()  # the table in use stays; a half-built one is dropped
+    try:
+        await cancel_and_wait(*reloading)  # the table in use stays; a half-built one is dropped
+    except Exception as error:  # a reload that failed: said, and the stop goes on (flushes)
+        say(config, f"a routes reload failed: {error!r}")
     if router.feed is not None:
         await router.feed.stop()
     say(config, f"draining: no new connections; in-flight requests get up to "
@@ -361,9 +364,9 @@ async def _serve(config: RouterConfig, table, feed=None, ship=None, ready=None) 
     drain = asyncio.ensure_future(router.drain())
     forced = asyncio.ensure_future(stop_now.wait())
     await asyncio.wait([drain, forced], return_when=asyncio.FIRST_COMPLETED)
-    forced.cancel()
+    forced.cancel()  # a wait on an event: nothing to clean up
     if not drain.done() or not drain.result():
-        drain.cancel()
+        await cancel_and_wait(drain)
         left = len(router.clients) + len(router.tunnels)
         say(config, f"drain ended with {left} connections still open; closing them")
     await router.stop()  # flushes the last lines into the sinks

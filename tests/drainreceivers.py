@@ -23,7 +23,29 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from controlplane.drains.syslog import parse_frames
+
+def parse_frames(data: bytes) -> tuple[list[bytes], bytes]:
+    """The complete RFC 6587 octet-counted frames at the start of `data` and what is left of
+    it (a frame's start), as a syslog receiver reads them; ValueError on bytes that are not
+    frames."""
+    out: list[bytes] = []
+    view = memoryview(data)
+    start = 0
+    while True:
+        space = data.find(b" ", start, start + 12)
+        if space < 0:
+            if len(data) - start >= 12:
+                raise ValueError(f"no octet count at byte {start}")
+            break
+        count = data[start:space]
+        if not count.isdigit():
+            raise ValueError(f"no octet count at byte {start}: {bytes(count)!r}")
+        end = space + 1 + int(count)
+        if end > len(data):
+            break
+        out.append(bytes(view[space + 1:end]))
+        start = end
+    return out, bytes(view[start:])
 
 
 def tls_pair():

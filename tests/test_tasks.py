@@ -92,7 +92,7 @@ async def test_a_caller_already_cancelling_still_gets_the_task_awaited():
             outcome.append(inner.cancelled())
 
     caller = asyncio.create_task(cancelled_then_closing())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop turn: the caller waits in its try
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
         await caller
@@ -124,6 +124,42 @@ async def test_an_exception_raised_while_cancelling_reaches_the_caller():
             raise OSError("cleanup failed") from None
 
     task = asyncio.create_task(failing_cleanup())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop turn: it waits in its try
     with pytest.raises(OSError, match="cleanup failed"):
         await cancel_and_wait(task)
+
+
+async def test_several_tasks_are_cancelled_once_and_clean_up_side_by_side():
+    # Each clean-up shields a last write that needs the other to have started: a second
+    # cancellation, or waiting for one task before cancelling the next, would never finish it.
+    in_cleanup = [asyncio.Event(), asyncio.Event()]
+
+    async def worker(mine: asyncio.Event, other: asyncio.Event) -> None:
+        try:
+            await forever()
+        except asyncio.CancelledError:
+            mine.set()
+            await asyncio.shield(other.wait())
+            raise
+
+    first = asyncio.create_task(worker(in_cleanup[0], in_cleanup[1]))
+    second = asyncio.create_task(worker(in_cleanup[1], in_cleanup[0]))
+    await asyncio.sleep(0)  # both start
+    async with asyncio.timeout(10):  # the bug this guards against is a hang
+        await cancel_and_wait(first, second)
+    assert first.cancelled() and second.cancelled()
+
+
+async def test_with_several_tasks_a_failure_is_raised_once_all_have_ended():
+    async def failing():
+        try:
+            await forever()
+        except asyncio.CancelledError:
+            raise OSError("cleanup failed") from None
+
+    failed = asyncio.create_task(failing())
+    quiet = asyncio.create_task(forever())
+    await asyncio.sleep(0)  # one loop turn: both wait in their try
+    with pytest.raises(OSError, match="cleanup failed"):
+        await cancel_and_wait(failed, quiet)
+    assert quiet.cancelled()

@@ -26,10 +26,6 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 class AccountKey:
     """An ES256 account key: its public JWK, its thumbprint, and JWS signing."""
 

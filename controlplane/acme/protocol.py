@@ -26,7 +26,6 @@ from controlplane.acme.jws import b64url
 # RFC 8555 §8.3: the token is base64url; refusing anything else keeps the path the router
 # matches (and the feed field) free of '/', '?', '..'.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,256}")
-CHALLENGE_PATH = "/.well-known/acme-challenge/"
 ERROR_PREFIX = "urn:ietf:params:acme:error:"
 
 

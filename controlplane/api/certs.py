@@ -78,7 +78,6 @@ async def disable_acm(request: web.Request) -> web.Response:
 
 
 async def _set_acm(request: web.Request, enabled: bool) -> web.Response:
-    store = context(request).store
-    app = await store.acme.set_enabled(request.match_info["app"], enabled)
-    app, enabled, domains = await store.acme.status(app.id)
+    app, enabled, domains = await context(request).store.acme.set_enabled(
+        request.match_info["app"], enabled)
     return web.json_response(render.acm(app, enabled, domains))

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from dynomesh.tasks import cancel_and_wait
 from controlplane import names, sizes
 from controlplane.api import bodies, render
 from controlplane.api.auth import TOKEN_KEY, actor, allow
@@ -108,8 +109,10 @@ async def _end(ws: web.WebSocketResponse, message: str) -> web.WebSocketResponse
 async def _abandon(ctx, dyno_id: str, meeting: asyncio.Future) -> None:
     """Remove a one-off dyno whose caller is gone before it started; finished even if the
     handler is being cancelled."""
-    meeting.cancel()
-    await asyncio.gather(meeting, return_exceptions=True)
+    try:
+        await cancel_and_wait(meeting)
+    except Exception:  # refused or met: the dyno is abandoned all the same
+        pass
     await asyncio.shield(ctx.store.oneoffs.abandon(dyno_id))
 
 

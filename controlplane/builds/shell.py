@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from controlplane.builds.buildpack import BuildFailed, Ran, indented
+from dynomesh.lines import LineSplitter, decode_line
+from controlplane.builds.buildpack import Ran, indented
 
 TAIL_LINES = 40
-_LINE_LIMIT = 1024 * 1024  # a longer line without a newline fails the build
+_LINE_LIMIT = 1024 * 1024  # a longer line comes out in pieces (the output keeps 4 KiB of each)
 _SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -86,7 +87,7 @@ class BuildShell:
                      stderr) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             *self.user.prefix(), *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=stdout, stderr=stderr, start_new_session=True, limit=_LINE_LIMIT)
+            stdout=stdout, stderr=stderr, start_new_session=True)
 
     async def _watch(self, child: asyncio.subprocess.Process, stream: asyncio.StreamReader,
                      on_line: Callable[[str], None]) -> Ran:
@@ -95,10 +96,15 @@ class BuildShell:
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         self._running = child
         try:
-            while raw := await _line(stream):
-                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                tail.append(line)
-                on_line(line)
+            splitter = LineSplitter(_LINE_LIMIT)
+            while True:
+                chunk = await stream.read(65536)
+                for raw in splitter.feed(chunk) if chunk else splitter.flush():
+                    line = decode_line(raw)
+                    tail.append(line)
+                    on_line(line)
+                if not chunk:
+                    break
             status = await child.wait()
         finally:
             if child.returncode is None:
@@ -117,11 +123,3 @@ class BuildShell:
             os.killpg(child.pid, signal.SIGKILL)  # its session: pip and whatever pip started
         except ProcessLookupError:
             pass  # already gone
-
-
-async def _line(stream: asyncio.StreamReader) -> bytes:
-    try:
-        return await stream.readline()
-    except ValueError:  # asyncio's LimitOverrunError, wrapped
-        raise BuildFailed("a build command printed a line longer than "
-                          f"{_LINE_LIMIT // 1024} KiB without a newline") from None

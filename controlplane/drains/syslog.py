@@ -83,26 +83,3 @@ def frames(entries: Iterable[LogEntry], host: str) -> bytes:
         msg = f"{head[0]}{entry.at}{head[1]}{entry.text}\n".encode("utf-8", "replace")
         out.append(b"%d %s" % (len(msg), msg))
     return b"".join(out)
-
-
-def parse_frames(data: bytes) -> tuple[list[bytes], bytes]:
-    """The complete frames at the start of `data` and what is left of it (a frame's start).
-    For receivers (tests, the benchmark); raises ValueError on bytes that are not frames."""
-    out: list[bytes] = []
-    view = memoryview(data)
-    start = 0
-    while True:
-        space = data.find(b" ", start, start + 12)
-        if space < 0:
-            if len(data) - start >= 12:
-                raise ValueError(f"no octet count at byte {start}")
-            break
-        count = data[start:space]
-        if not count.isdigit():
-            raise ValueError(f"no octet count at byte {start}: {bytes(count)!r}")
-        end = space + 1 + int(count)
-        if end > len(data):
-            break
-        out.append(bytes(view[space + 1:end]))
-        start = end
-    return out, bytes(view[start:])

@@ -22,14 +22,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from dynomesh.backoff import BackoffPolicy
 from controlplane.logs.lines import Rendered
 from controlplane.logs.tail import Tail
 from controlplane.store import errors
 from controlplane.store.logs import Appended, LogEntry, LogStore, by_time
 
 log = logging.getLogger(__name__)
-# After a failed catch-up read (the database is away), try again this long after.
-RETRY_DELAY = 1.0
+# After failed catch-up reads (the database is away): 0.5 s, doubling to 5 s, as the feed hub
+# does; a tail shows lines at most that late once the database is back.
+RETRY = BackoffPolicy(0.5, 5.0)
 
 
 class LogHub:
@@ -140,6 +142,7 @@ class LogHub:
 
     async def run(self) -> None:
         """Read what marked apps' tails are missing, for as long as the node runs."""
+        retry = RETRY.start()
         while not self.closed:
             if not self._dirty:
                 timeout = self._resync if self._resync and self._tails else None
@@ -157,10 +160,13 @@ class LogHub:
                 try:
                     entries, _ = await self._store.after(app_id, cursor)
                 except errors.StoreError as exc:
-                    log.warning("logs: cannot read new lines for tails: %s; trying again", exc)
+                    delay = retry.next_delay()
+                    log.warning("logs: cannot read new lines for tails: %s; trying again in "
+                                "%.1fs", exc, delay)
                     self._dirty.update(dirty)
-                    await asyncio.sleep(RETRY_DELAY)
+                    await asyncio.sleep(delay)  # back-off while the database is away
                     break
+                retry.reset()
                 cursor = self._cursors.get(app_id)  # lines may have been delivered meanwhile
                 if cursor is None:
                     continue

@@ -82,11 +82,3 @@ def render(boot: Boot, install_command: str) -> str:
         raise ValueError(f"the VM's user-data is {len(text.encode())} bytes, above EC2's "
                          f"{MAX_BYTES}: shorten the install command or the control URLs")
     return text
-
-
-def written_files(user_data: str) -> dict[str, str]:
-    """path -> content of what the user-data writes (for operators checking a VM, and tests)."""
-    if not user_data.startswith(HEADER):
-        raise ValueError("not dynomesh user-data: it does not start with #cloud-config")
-    config = json.loads(user_data[len(HEADER):])
-    return {entry["path"]: entry["content"] for entry in config["write_files"]}

@@ -35,10 +35,12 @@ class AcmeStore:
 
     # -- the apps that asked (`certs:auto:enable`) ------------------------------------------
 
-    async def set_enabled(self, ident: str, enabled: bool) -> App:
-        """Turn automatic certificates on or off. On again while on: failed domains are tried
-        again at once. Off: the per-domain state goes; certificates issued stay until removed
-        (`certs:remove`) or expired."""
+    async def set_enabled(self, ident: str,
+                          enabled: bool) -> tuple[App, bool, list[AcmeDomain]]:
+        """Turn automatic certificates on or off; -> the app's status as this left it (as
+        `status`). On again while on: failed domains are tried again at once. Off: the
+        per-domain state goes; certificates issued stay until removed (`certs:remove`) or
+        expired."""
         async with self._db.write() as tx:
             app = await require_app(tx, ident)
             if enabled:
@@ -55,15 +57,12 @@ class AcmeStore:
                 await tx.execute("DELETE FROM acme_apps WHERE app_id = $1", app.id)
                 if had:
                     await touch_routes(tx, app)  # its challenges leave the route entry
-        return app
+            return await _status(tx, app)
 
     async def status(self, ident: str) -> tuple[App, bool, list[AcmeDomain]]:
         """The app, whether it asked, and its domains' state (empty when it did not)."""
         async with self._db.read() as tx:
-            app = await require_app(tx, ident)
-            enabled = await tx.fetchrow("SELECT 1 FROM acme_apps WHERE app_id = $1", app.id)
-            rows = await tx.fetch(f"{_DOMAINS} AND d.app_id = $1 ORDER BY d.hostname", app.id)
-            return app, enabled is not None, [_domain(r) for r in rows]
+            return await _status(tx, await require_app(tx, ident))
 
     async def work(self) -> list[AcmeDomain]:
         """Every managed domain of every app that asked, by app and hostname."""
@@ -152,6 +151,12 @@ class AcmeStore:
                              directory_url, key_sealed, now_iso())
             return await tx.fetchval("SELECT key_sealed FROM acme_accounts WHERE "
                                      "directory_url = $1", directory_url)
+
+
+async def _status(tx: Transaction, app: App) -> tuple[App, bool, list[AcmeDomain]]:
+    enabled = await tx.fetchrow("SELECT 1 FROM acme_apps WHERE app_id = $1", app.id)
+    rows = await tx.fetch(f"{_DOMAINS} AND d.app_id = $1 ORDER BY d.hostname", app.id)
+    return app, enabled is not None, [_domain(r) for r in rows]
 
 
 async def _still_managed(tx: Transaction, domain: AcmeDomain) -> bool:

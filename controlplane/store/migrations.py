@@ -430,10 +430,15 @@ def _check_sequence(migrations: tuple[Migration, ...]) -> None:
         raise RuntimeError(f"migration versions must be 1, 2, 3, ... in order; got {versions}")
 
 
+async def _ledger_version(tx) -> int:
+    """The schema version the ledger records (0 for a new database), the ledger made first."""
+    await tx.execute(_CREATE_LEDGER)
+    return int(await tx.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"))
+
+
 async def schema_version(db: Database) -> int:
     async with db.migration() as tx:
-        await tx.execute(_CREATE_LEDGER)
-        return int(await tx.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"))
+        return await _ledger_version(tx)
 
 
 async def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
@@ -442,9 +447,7 @@ async def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) 
     applied: list[int] = []
     for migration in migrations:
         async with db.migration() as tx:
-            await tx.execute(_CREATE_LEDGER)
-            current = int(await tx.fetchval(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"))
+            current = await _ledger_version(tx)
             if current > migrations[-1].version:
                 raise errors.SchemaTooNew(
                     f"the database is at schema version {current}, newer than this dynomesh "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import signal
 import subprocess
@@ -29,7 +30,7 @@ from pathlib import Path
 import aioboto3
 import aiohttp
 
-from controlplane.pool.userdata import SCRIPT_PATH, TOKEN_PATH, written_files
+from controlplane.pool.userdata import HEADER, SCRIPT_PATH, TOKEN_PATH
 from controlplane.store import Store
 from controlplane.store.pool import PoolVmState
 from tests.conftest import dynomesh_env, free_port
@@ -42,6 +43,14 @@ FAST = ("--boot-timeout", "20", "--stop-timeout", "2", "--restart-base", "0.2",
         "--restart-cap", "1", "--restart-jitter", "0", "--no-cycling")
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": REGION}
+
+
+def written_files(user_data: str) -> dict[str, str]:
+    """path -> content of what a VM's cloud-config user-data writes, as cloud-init reads it."""
+    if not user_data.startswith(HEADER):
+        raise ValueError("not dynomesh user-data: it does not start with #cloud-config")
+    config = json.loads(user_data[len(HEADER):])
+    return {entry["path"]: entry["content"] for entry in config["write_files"]}
 
 
 class MotoServer:

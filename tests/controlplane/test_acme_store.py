@@ -45,7 +45,8 @@ async def test_managed_domains_their_status_and_challenges_in_the_route_entry(st
     assert await store.acme.withdraw_all() == 0
 
     # Enabling again retries failed domains now; a removed domain's state goes with it.
-    await store.acme.set_enabled("shop", True)
+    _, enabled, domains = await store.acme.set_enabled("shop", True)  # what it left
+    assert enabled and {d.hostname: d.retry_at for d in domains}["api.shop.test"] is None
     assert {d.hostname: d.retry_at for d in await store.acme.work()}["api.shop.test"] is None
     await store.apps.remove_domain("shop", "api.shop.test")
     await store.acme.record(api, status="failed", reason="late", not_after=None, failures=2,
@@ -53,7 +54,7 @@ async def test_managed_domains_their_status_and_challenges_in_the_route_entry(st
     assert [d.hostname for d in await store.acme.work()] == ["www.shop.test"]
 
     # Off: the state goes, and the account key (kept per CA) is the first one saved.
-    await store.acme.set_enabled("shop", False)
+    assert (await store.acme.set_enabled("shop", False))[1:] == (False, [])
     assert await store.acme.work() == [] and (await store.acme.status("shop"))[1] is False
     assert await store.acme.save_account_key("https://ca/dir", "sealed-1") == "sealed-1"
     assert await store.acme.save_account_key("https://ca/dir", "sealed-2") == "sealed-1"

@@ -32,7 +32,7 @@ async def test_an_end_that_waits_in_vain_leaves_nothing_behind():
 async def test_one_end_attaches_once_and_a_cancelled_wait_is_forgotten():
     rendezvous = Rendezvous()
     first = asyncio.ensure_future(rendezvous.meet("d-1", Side.CALLER, "cli-ws", 5))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the first caller is waiting (one loop turn)
     with pytest.raises(AttachRefused, match="caller end of this dyno's session is attached"):
         await rendezvous.meet("d-1", Side.CALLER, "other-ws", 5)
     first.cancel()

@@ -143,7 +143,7 @@ def test_a_follower_gets_every_line_then_the_end():
                 got.append(line)
 
         reader = asyncio.ensure_future(follow())
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn: the follower waits before the next lines come
         output.say("       Collecting flask")
         output.say("-----> Compressing the slug")
         output.finish()

@@ -8,12 +8,13 @@ import pytest
 from controlplane.drains.buffer import NOTICE_SEQ, BufferLimits, DrainBuffer, overflow_text
 from controlplane.drains.delivery import DeliverySettings, DrainDelivery
 from controlplane.drains.service import LeaseTimes
-from controlplane.drains.syslog import frame, frames, message, parse_frames, priority
+from controlplane.drains.syslog import frame, frames, message, priority
 from controlplane.drains.transport import transport_for
 from controlplane.drains.urls import BadDrainUrl, DrainKind, canonical, masked, parse
 from controlplane.logs.lines import Rendered
 from controlplane.store.logs import LogEntry
 from controlplane.store.models import Drain, DrainStats
+from tests.drainreceivers import parse_frames
 
 pytestmark = pytest.mark.unit
 

@@ -10,10 +10,11 @@ import pytest
 
 from controlplane.pool.ec2 import Ec2Provider, Ec2Settings, _failure
 from controlplane.pool.provider import Boot
-from controlplane.pool.userdata import SCRIPT_PATH, TOKEN_PATH, render, written_files
+from controlplane.pool.userdata import SCRIPT_PATH, TOKEN_PATH, render
 from controlplane.scheduler.drain import DropTwin, MakeTwin, Move, Switch, plan_drain
 from controlplane.scheduler.planner import Remove, StartTakeOut, plan_app
 from controlplane.store.models import Dyno, ObservedState, OneOff, TakeOut
+from tests.controlplane.ec2pool import written_files
 from tests.controlplane.test_planner import app
 
 pytestmark = pytest.mark.unit

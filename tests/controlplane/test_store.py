@@ -195,7 +195,7 @@ async def test_old_history_is_pruned_and_asking_for_it_requires_a_snapshot(open_
 async def test_the_revision_signal_wakes_waiters_after_commit(store):
     start = await store.revision()
     waiter = asyncio.create_task(store.db.signal.wait_beyond(start))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop turn: the waiter waits before the commit
     assert not waiter.done()
     await store.apps.create("hello")
     assert await asyncio.wait_for(waiter, 10) == start + 1

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from dynomesh.poll import POLL
 from dynomgr.markers import cgroup2_mount, own_cgroup
 from tests.conftest import dynomesh_argv, dynomesh_env, free_port
 
@@ -177,7 +178,7 @@ class AgentRun:
     def wait_until(self, condition, *, timeout: float = 30.0, what: str = "condition"):
         """Poll `condition()` (an admin query) until it returns something truthy."""
         deadline = time.monotonic() + timeout
-        pause = 0.02
+        pauses = POLL.start()
         while True:
             try:
                 result = condition()
@@ -187,8 +188,7 @@ class AgentRun:
                 return result
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out waiting for {what}")
-            time.sleep(pause)
-            pause = min(pause * 2, 0.25)
+            time.sleep(pauses.next_delay())  # another process's state: polled, bounded
 
 
 def http_json(address: str, path: str = "/") -> dict:

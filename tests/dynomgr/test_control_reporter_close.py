@@ -9,6 +9,7 @@ manager hung after `all dynos stopped; exiting` until it was killed.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 
@@ -22,6 +23,21 @@ class Log:
         pass
 
     error = info
+
+
+class WatchedControlPlane(ControlPlane):
+    """Says when the reporter has its answer to a heartbeat: the reporting task then runs on,
+    with no await between, to wait for its next wake-up."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__((url,), "token")
+        self.heartbeat_answered = asyncio.Event()
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        answer = await super().call(method, path, body)
+        if path.endswith("/heartbeat"):
+            self.heartbeat_answered.set()
+        return answer
 
 
 async def control_plane() -> tuple[web.AppRunner, str]:
@@ -53,15 +69,13 @@ async def test_closing_as_a_report_falls_due_returns():
         # The cancel must land at each point of the task's wake-up in turn: right away, and
         # after each of the next few loop turns.
         for turns in range(8):
-            reporter = ControlPlaneReporter(ControlPlane((url,), "token"), {"address": "x"},
-                                            Log(), AgentMetrics())
+            control = WatchedControlPlane(url)
+            reporter = ControlPlaneReporter(control, {"address": "x"}, Log(), AgentMetrics())
             await reporter.register()
-            for _ in range(50):  # let the first heartbeat go out; the task waits again
-                await asyncio.sleep(0)
-                if reporter.last_report_at is not None and not reporter._lock.locked():
-                    break
+            async with asyncio.timeout(10):  # the first heartbeat; the task then waits again
+                await control.heartbeat_answered.wait()
             reporter.resync()  # a report is due now
-            for _ in range(turns):
+            for _ in range(turns):  # loop turns are the point: the cancel lands at each one
                 await asyncio.sleep(0)
             closing = asyncio.ensure_future(reporter.aclose())
             done, _ = await asyncio.wait({closing}, timeout=5)

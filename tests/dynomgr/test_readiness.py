@@ -32,10 +32,13 @@ def watcher(request):
     w.close()
 
 
-async def polls_reach(watcher: ListenWatcher, count: int) -> None:
-    target = watcher.polls + count
-    while watcher.polls < target:
-        await asyncio.sleep(0)
+async def a_poll_went_by(watcher: ListenWatcher) -> None:
+    """Return once the watcher has looked at every port it watches: one poll looks at all of
+    them, and a port listening from the start is seen by the first."""
+    with socket.socket() as witness:
+        witness.bind(("127.0.0.1", 0))
+        witness.listen()
+        await asyncio.wait_for(watcher.watch(witness.getsockname()[1]), 5)
 
 
 async def test_a_port_is_ready_once_listening_not_merely_bound(watcher):
@@ -44,8 +47,8 @@ async def test_a_port_is_ready_once_listening_not_merely_bound(watcher):
     sock.bind(("0.0.0.0", 0))
     port = sock.getsockname()[1]
     try:
-        waiting = asyncio.create_task(watcher.wait(port))
-        await asyncio.wait_for(polls_reach(watcher, 5), 5)
+        waiting = watcher.watch(port)
+        await a_poll_went_by(watcher)
         assert not waiting.done()  # bound is not enough
         sock.listen()
         await asyncio.wait_for(waiting, 5)
@@ -60,8 +63,9 @@ async def test_one_poller_serves_many_waiting_ports(watcher):
         s.bind(("127.0.0.1", 0))
         socks.append(s)
     try:
-        tasks = [asyncio.create_task(watcher.wait(s.getsockname()[1])) for s in socks]
-        await asyncio.wait_for(polls_reach(watcher, 2), 5)
+        tasks = [watcher.watch(s.getsockname()[1]) for s in socks]
+        await a_poll_went_by(watcher)
+        assert not any(task.done() for task in tasks)
         for s in socks:
             s.listen()
         await asyncio.wait_for(asyncio.gather(*tasks), 5)
@@ -69,11 +73,8 @@ async def test_one_poller_serves_many_waiting_ports(watcher):
         for s in socks:
             s.close()
     # The poller stops once nobody waits.
-    async def idle():
-        while not watcher.idle:
-            await asyncio.sleep(0)
-
-    await asyncio.wait_for(idle(), 5)
+    await asyncio.wait_for(asyncio.shield(watcher._task), 5)
+    assert watcher.idle
 
 
 async def test_health_check_status_reads_the_status_line():

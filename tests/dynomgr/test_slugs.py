@@ -94,10 +94,12 @@ def test_a_file_that_is_not_a_gzipped_tar_is_r17(tmp_path):
 async def test_concurrent_starts_of_one_release_share_one_download(tmp_path):
     data = tarball([("Procfile", b"web: x\n")])
     hits = []
+    asked, answer = asyncio.Event(), asyncio.Event()
 
     async def serve(request):
         hits.append(request.path)
-        await asyncio.sleep(0.05)  # the other dynos ask while the download is in flight
+        asked.set()
+        await answer.wait()  # held until every start has asked for the slug
         return web.Response(body=data)
 
     app = web.Application()
@@ -112,7 +114,12 @@ async def test_concurrent_starts_of_one_release_share_one_download(tmp_path):
     cache = SlugCache(cache_dir, default_fetchers())
     try:
         ref = ref_for(f"http://127.0.0.1:{port}/slugs/v7.tgz", data)
-        paths = await asyncio.gather(*(cache.get(ref) for _ in range(10)))
+        starts = asyncio.gather(*(cache.get(ref) for _ in range(10)))
+        # The ten started in one loop turn, before the first request could reach the server:
+        # once it has, every start is waiting for that download.
+        await asyncio.wait_for(asked.wait(), 10)
+        answer.set()
+        paths = await starts
         assert len(set(paths)) == 1 and paths[0].read_bytes() == data
         assert hits == ["/slugs/v7.tgz"]
         await cache.get(ref)  # later starts hit the cache

@@ -31,18 +31,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from dynomesh.poll import POLL
 from tests.conftest import REPO_ROOT, dynomesh_argv, dynomesh_env, free_port
 
 EXAMPLES = REPO_ROOT / "examples"
 T = TypeVar("T")
 
 
-def poll(check: Callable[[], T], what: str, *, timeout: float = 30.0,
-         pause: float = 0.05) -> T:
+def poll(check: Callable[[], T], what: str, *, timeout: float = 30.0) -> T:
     """Call `check` until it returns something truthy; fail naming `what` after `timeout`.
 
-    The pause grows to 0.25 s so that a long wait costs little CPU on a shared machine."""
+    The pause grows to 0.25 s (`POLL`) so that a long wait costs little CPU on a shared
+    machine."""
     deadline = time.monotonic() + timeout
+    pauses = POLL.start()
     last = None
     while True:
         last = check()
@@ -51,8 +53,7 @@ def poll(check: Callable[[], T], what: str, *, timeout: float = 30.0,
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what} "
                                  f"(last seen: {last!r})")
-        time.sleep(pause)  # bounded polling of real state, not a wait for time to pass
-        pause = min(pause * 1.5, 0.25)
+        time.sleep(pauses.next_delay())  # bounded polling of real state, not a wait for time
 
 
 def shared_tmpdir(prefix: str) -> Path:

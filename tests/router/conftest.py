@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from dynomesh.backoff import BackoffPolicy
+from dynomesh.poll import poll_until
 from router.accesslog import MemorySink
 from router.config import Endpoint, RouterConfig
 from router.routes import parse_routes
@@ -111,8 +113,21 @@ async def router_factory():
         await router.stop()
 
 
+# A millisecond first (most conditions hold within a turn or two), growing to 50 ms.
+STATE_POLL = BackoffPolicy(0.001, 0.05)
+
+
 async def wait_until(predicate, timeout: float = 5.0) -> None:
-    """Poll a cheap in-process predicate once per loop turn (not a sleep-based wait)."""
+    """Wait for a condition over router state that nothing announces (a counter, a table's
+    revision, a log line), asked with growing pauses: asking once per loop turn would spin a
+    CPU that the processes under test (a control plane, a shipper's peer) need."""
+    if not await poll_until(predicate, timeout, policy=STATE_POLL):
+        raise TimeoutError(f"not true after {timeout:g} s: {predicate}")
+
+
+async def each_turn_until(predicate, timeout: float = 5.0) -> None:
+    """`wait_until`, asking once per loop turn: for the tests where the turn is the point
+    (counting the turns something takes, acting in the very turn a condition holds)."""
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0)

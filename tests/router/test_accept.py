@@ -4,7 +4,7 @@ At 1000 busy connections a turn of the router's event loop takes tens of millise
 handles up to a thousand ready sockets). If the router took in one new connection per turn
 (libuv's way since 1.45), a burst of new clients waited in the kernel's accept queue for
 seconds with their requests already sent: the seconds-long p99 of bench/router_bench.py at
-1000 connections. The turns are counted here, not timed: `wait_until` checks once per turn.
+1000 connections. The turns are counted here, not timed: `each_turn_until` checks once per turn.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import resource
 import socket
 
-from tests.router.conftest import app_entry, table_of, wait_until
+from tests.router.conftest import app_entry, table_of, each_turn_until
 from tests.router.wire import read_response
 
 CLIENTS = 64
@@ -38,7 +38,7 @@ async def test_clients_that_connect_together_are_all_served_without_waiting_turn
             turns += 1
             return len(router.clients) == CLIENTS
 
-        await wait_until(all_taken_in)
+        await each_turn_until(all_taken_in)
         # Accepted in the turn the router saw them, their transports set up in the next ones:
         # a few turns however many connected, not one turn per connection.
         assert turns <= 5, f"{CLIENTS} waiting connections took {turns} turns to accept"
@@ -73,7 +73,7 @@ async def test_a_router_out_of_descriptors_says_so_and_takes_the_waiting_clients
             return "cannot accept connections" in said
 
         try:
-            await wait_until(out_of_descriptors)
+            await each_turn_until(out_of_descriptors)
         finally:
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         assert "Too many open files" in said and "trying again in 1 s" in said

@@ -105,7 +105,7 @@ class Harness:
             writer.write(data[previous:cut])
             previous = cut
             await writer.drain()
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # a loop turn between pieces: the router reads each alone
         writer.write_eof()  # done sending: the router answers what it can, then closes
         async with asyncio.timeout(10):  # bounded: the router must answer or close
             answer = await reader.read()

@@ -291,10 +291,26 @@ async def test_a_101_before_the_body_is_all_sent_is_h17(dyno_factory, router_fac
 
 
 async def test_bytes_sent_during_a_slow_upgrade_body_are_not_lost(dyno_factory, router_factory):
-    dyno, router, client = await setup(dyno_factory, router_factory, False, switch_after_body)
+    first_half = asyncio.Event()
+
+    async def switch_after_slow_body(dyno, reader, writer):
+        await read_head(reader)
+        body = await reader.readexactly(5)
+        first_half.set()  # the client sends the rest only now
+        body += await reader.readexactly(5)
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n"
+                     b"Connection: Upgrade\r\n\r\nbody was " + body + b"\n")
+        await writer.drain()
+        while data := await reader.read(1024):
+            writer.write(data.upper())
+            await writer.drain()
+
+    dyno, router, client = await setup(dyno_factory, router_factory, False,
+                                       switch_after_slow_body)
     await client.send(b"POST /ws HTTP/1.1\r\n" + HOST + b"Connection: Upgrade\r\n"
                       b"Upgrade: echo\r\nContent-Length: 10\r\n\r\n01234")
-    await asyncio.sleep(0.05)  # the first half of the body is on its way to the dyno
+    async with asyncio.timeout(5):
+        await first_half.wait()  # the first half of the body reached the dyno
     await client.send(b"56789after\n")
     assert (await read_head(client.reader))[0] == b"HTTP/1.1 101 Switching Protocols"
     assert await client.reader.readline() == b"body was 0123456789\n"

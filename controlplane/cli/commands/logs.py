@@ -11,12 +11,15 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 from dynomesh.feedclient import RECONNECT_BACKOFF
+from dynomesh.lines import LineSplitter, LineTooLong
 
 from controlplane.cli.errors import CliError, Exit, usage
 from controlplane.cli.registry import command, runs
 
 KEEP = 1500  # the control plane keeps an app's last 1500 lines
 NDJSON = "application/x-ndjson"
+# One message of the log stream: a log line (at most 32 KiB) as JSON, its escapes included.
+MAX_MESSAGE_BYTES = 1024 * 1024
 # The control plane sends a tail a heartbeat every 5 s; nothing for this long: reconnect.
 DEAD_AFTER = 15.0
 # While the control plane stays away, say so again this often.
@@ -110,12 +113,13 @@ async def _read(api, path: str, params: dict, printer: Printer, read_timeout: fl
     async with api.stream(path, params=params, headers={"Accept": NDJSON},
                           read_timeout=read_timeout) as response:
         opened()
-        buffered = b""
+        splitter = LineSplitter(MAX_MESSAGE_BYTES, overlong="refuse")
         async for data in response.content.iter_any():
-            lines = (buffered + data).split(b"\n")
-            buffered = lines.pop()
             try:
-                messages = [json.loads(line) for line in lines if line.strip()]
+                messages = [json.loads(line) for line in splitter.feed(data) if line.strip()]
+            except LineTooLong as exc:
+                raise CliError(Exit.UNAVAILABLE, f"the control plane sent a line too long to "
+                                                 f"be a log message ({exc}); try again") from exc
             except ValueError as exc:
                 raise CliError(Exit.UNAVAILABLE, f"the control plane sent a line that is not "
                                                  f"JSON ({exc}); try again") from exc
