@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -30,6 +28,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import stamp, write_result  # noqa: E402
 from bench.latency import summary  # noqa: E402
 
 from tests.conftest import free_port  # noqa: E402
@@ -93,15 +92,12 @@ def main() -> int:
     print("-" * len(header))
     for r in rows:
         print(f"{r['op']:<8} {r['count']:>5} {r['p50_ms']:>8} {r['p90_ms']:>8} {r['max_ms']:>8}")
-    result = {"benchmark": "addons", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    result = {**stamp("addons"),
               "notes": "PostgreSQL test cluster (fsync=off; the admin trusted on loopback, apps' roles "
                        "by SCRAM), control plane on SQLite "
                        "(synchronous=FULL); one request at a time",
               "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

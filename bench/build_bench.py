@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -32,6 +31,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import stamp, write_result  # noqa: E402
 from controlplane.cli.pack import pack  # noqa: E402
 from tests.controlplane.harness import ControlPlane  # noqa: E402
 from tests.wheelindex import WheelIndex, missing_reason, wheelhouse  # noqa: E402
@@ -142,9 +142,7 @@ def main() -> int:
         print(f"{r['cache']:<6} {r['runs']:>4} {r['median_s']:>9} {r['min_s']:>6} "
               f"{r['max_s']:>6} {r['venv_s']:>7} {r['pip_s']:>6} {r['compress_s']:>7} "
               f"{r['slug_mb']:>8}")
-    result = {"benchmark": "builds", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                          "load_average_at_end": os.getloadavg()},
+    result = {**stamp("builds", load_average_at_end=os.getloadavg()),
               "notes": "examples/flask (flask 3.1.3, gunicorn 26.2.0 and their 6 dependencies) "
                        "built by `dynomesh control` as the unprivileged build user, pip from a "
                        "loopback index; 'venv' is upload + unpack + venv --copies (with pip), "
@@ -152,9 +150,7 @@ def main() -> int:
                        "+ caching the venv when cold); 'gzip' packing the slug at level 6; "
                        "a shared 2-core machine, so absolute seconds are noisy",
               "rows": rows, "runs": runs}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

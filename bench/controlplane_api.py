@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import stamp, write_result  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.controlplane.harness import ControlPlane  # noqa: E402
 from tests.pgcluster import PostgresCluster, create_database, find_bindir  # noqa: E402
@@ -103,14 +103,10 @@ def main() -> int:
     for r in rows:
         print(f"{r['backend']:<11} {r['op']:<6} {r['concurrency']:>4} {r['ops_per_s']:>8} "
               f"{r['p50_ms']:>8} {r['p99_ms']:>8}")
-    result = {"benchmark": "controlplane_api", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                    time.gmtime()),
-              "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+    result = {**stamp("controlplane_api"),
               "notes": "PostgreSQL test cluster runs with fsync=off; SQLite with synchronous=FULL",
               "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import platform
 import sys
 import tempfile
@@ -37,6 +36,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import stamp, write_result  # noqa: E402
 from controlplane.drains.buffer import BufferLimits  # noqa: E402
 from controlplane.drains.delivery import DeliverySettings, DrainDelivery  # noqa: E402
 from controlplane.drains.transport import transport_for  # noqa: E402
@@ -227,16 +227,12 @@ def main() -> int:
         delivered = row.get("delivered_lines_per_s", {})
         print(f"{name:<18} {row['lines_per_s']:>9} {row['cpu_ms_per_1000_lines']:>12} "
               f"{delivered.get('syslog', '-'):>9} {delivered.get('https', '-'):>9}")
-    result = {"benchmark": "drains", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    result = {**stamp("drains", kernel=platform.release()),
               "settings": {key: value for key, value in vars(args).items() if key != "out"},
-              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                          "kernel": platform.release()},
               "notes": "receivers parse every frame in the bench process, on the same cores; "
                        "the control plane runs on SQLite (synchronous=FULL)",
               **measured}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten to {args.out}")
+    write_result(args.out, result)
     return 0
 
 

@@ -34,6 +34,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import stamp, write_result  # noqa: E402
 from dynomesh import logline  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.controlplane.harness import ControlPlane  # noqa: E402
@@ -192,17 +193,13 @@ def main() -> int:
               f"{r['ingest']['cpu_ms_per_1000_lines']:>12} {r['tail_idle']['p50_ms']:>9} "
               f"{r['tail_idle']['p99_ms']:>9} {r['tail_busy']['p50_ms']:>9} "
               f"{r['tail_busy']['p99_ms']:>9}")
-    result = {"benchmark": "logs", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    result = {**stamp("logs", kernel=platform.release()),
               "settings": {key: value for key, value in vars(args).items() if key != "out"},
-              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                          "kernel": platform.release()},
               "notes": "client, control plane and database share the machine's cores; the "
                        "PostgreSQL test cluster runs with fsync=off, SQLite with "
                        "synchronous=FULL",
               "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import stamp, write_result  # noqa: E402
 from bench.latency import summary  # noqa: E402
 
 from tests.conftest import dynomesh_argv  # noqa: E402
@@ -108,16 +108,12 @@ def main() -> int:
     for r in rows:
         print(f"{r['op']:<16} {r['count']:>5} {r['p50_ms']:>8} {r['p90_ms']:>8} "
               f"{r['max_ms']:>8}")
-    result = {"benchmark": "run", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                          "load_average_1m_at_end": round(os.getloadavg()[0], 1)},
+    result = {**stamp("run", load_average_1m_at_end=round(os.getloadavg()[0], 1)),
               "notes": "dynomesh up on this machine (SQLite store, one dyno manager); the real "
                        "CLI as a subprocess, one run at a time, the slug already cached; each "
                        "time is from the CLI's start to its exit",
               "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

@@ -24,7 +24,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -38,6 +37,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import stamp, write_result  # noqa: E402
 from dynomgr.assignments import SlugRef  # noqa: E402
 from dynomgr.slugs import SlugCache, default_fetchers  # noqa: E402
 from tests.controlplane.harness import ControlPlane  # noqa: E402
@@ -169,17 +169,13 @@ def main() -> int:
     for r in rows:
         print(f"{r['store']:<11} {size_mb:>8} {r['upload_s_p50']:>9} {r['upload_mb_s']:>12} "
               f"{r['download_s_p50']:>11} {r['download_mb_s']:>14}")
-    result = {"benchmark": "s3slugs",
-              "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    result = {**stamp("s3slugs"),
               "notes": f"{size_mb} MB incompressible slug, median of {args.runs} runs; control "
                        "plane on SQLite; moto server (in-memory, pure Python) in its own process "
                        "on loopback; 8 MiB parts; download = the dyno manager's fetch and "
                        "SHA-256 check",
               "slug_mb": size_mb, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 
