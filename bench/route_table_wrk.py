@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from router_bench import (LOAD_CORE, PROXY_CORE, RESULTS, Backend, cpu_seconds,  # noqa: E402
                           free_port, git_revision, process_tree, raise_open_files_limit,
-                          wait_for_port)
+                          stop_group, wait_for_port)
 
 HOT_APPS, HOSTS_PER_APP = 10, 10
 
@@ -90,12 +89,7 @@ def measure(routes: Path, work: Path, args, script: Path) -> dict:
         result = run_wrk(port, args.duration, args.connections, script)
         cpu = cpu_seconds(pids) - before
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, 20)
     return {**result, "cpu_us_per_request": round(cpu / result["requests"] * 1e6, 2)}
 
 

@@ -57,6 +57,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_group(proc: subprocess.Popen, timeout: float) -> None:
+    """Stop a proxy started in its own process group: SIGTERM (it drains and exits), then
+    SIGKILL if it has not gone within `timeout` seconds."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -386,13 +399,8 @@ def measure(target: Target, work: Path, backend_port: int, duration: float,
         stderr = (work / f"{target.name}.stderr").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"{target.name}: {error}\n{stderr}") from None
     finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        if proc is not None:
+            stop_group(proc, 10)
     per_request = None if cpu is None else cpu / wrk["requests"] * 1e6
     return Result(target.name, wrk["requests"], round(elapsed, 2), wrk["rps"], wrk["p50_ms"],
                   wrk["p99_ms"], None if per_request is None else round(per_request, 2),

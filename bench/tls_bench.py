@@ -31,7 +31,6 @@ import datetime
 import json
 import os
 import re
-import signal
 import ssl
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from router_bench import (LOAD_CORE, PROXY_CORE, REPO, RESULTS, Backend,  # noqa: E402
                           cpu_seconds, free_port, git_revision, process_tree,
-                          raise_open_files_limit, wait_for_port)
+                          raise_open_files_limit, stop_group, wait_for_port)
 
 HOST = "app1.localhost"
 # wrk sends its URL's host as the server name; app1.localhost does not resolve on every
@@ -163,13 +162,7 @@ class Proxy:
         return total
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc, 30)
 
 
 def wrk(port: int, seconds: float, connections: int, close: bool) -> tuple[int, int]:
